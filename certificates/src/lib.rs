@@ -1,0 +1,1 @@
+//! certificates crate (work in progress).

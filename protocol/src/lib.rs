@@ -1,0 +1,464 @@
+//! Sportello wire protocol, version 1: the HTTP bodies and WebSocket frames shared by the server and
+//! every client (kiosk screen, kiosk agent, operator console, supervisor dashboard, bots, load test).
+//!
+//! The contract lives in `docs/protocol.md`. This crate is deliberately small: it knows the envelope
+//! (requests with an `id`, replies, events), the error codes and the message bodies, and nothing about
+//! sockets, queues or media.
+//!
+//! ```
+//! use protocol::{parse_client_frame, ClientFrame, Request};
+//! let frame = parse_client_frame(r#"{"type":"auth","id":"1","token":"t"}"#).unwrap();
+//! assert!(matches!(frame, ClientFrame { request: Request::Auth(_), .. }));
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The largest text frame a peer may send, in bytes. Larger frames are refused with `invalid` and
+/// the socket is closed.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// The WebSocket close code used when authentication fails or does not arrive in time.
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+
+/// The WebSocket close code used when the server goes away (shutdown, drain deadline, superseded
+/// session). It is the standard "going away" code.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// The WebSocket close code used after a frame over [`MAX_FRAME_BYTES`] (the standard "message too
+/// big" code).
+pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
+
+/// The WebSocket close code used when a client stops answering pings.
+pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4408;
+
+/// The WebSocket close code used when the same session was resumed on another socket.
+pub const CLOSE_SUPERSEDED: u16 = 4409;
+
+/// Seconds a client has to send its `auth` frame after the socket opens.
+pub const AUTH_TIMEOUT_S: u64 = 5;
+
+/// The error codes of the protocol, used both in WebSocket `error` replies and HTTP error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No token, or a bad or expired one.
+    Unauthorized,
+    /// The role or the principal may not do this to that object.
+    Forbidden,
+    /// No such object.
+    NotFound,
+    /// A malformed or unknown message or field.
+    Invalid,
+    /// Not allowed in the object's current state.
+    Conflict,
+    /// Too many requests.
+    RateLimited,
+    /// A dependency is down; the client may retry.
+    Unavailable,
+    /// A bug. The message carries a correlation id that is also logged.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status that carries this code on the HTTP API.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Invalid => 400,
+            ErrorCode::Conflict => 409,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The body of every HTTP error: `{"code","message"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The protocol error code.
+    pub code: ErrorCode,
+    /// A human-readable explanation (English), or a correlation id for `internal`.
+    pub message: String,
+}
+
+/// Who a principal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A kiosk (its screen or its agent), authenticated by device token.
+    Kiosk,
+    /// An operator, authenticated by password then token.
+    Operator,
+    /// A supervisor, authenticated by password then token.
+    Supervisor,
+}
+
+impl Role {
+    /// The role as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Kiosk => "kiosk",
+            Role::Operator => "operator",
+            Role::Supervisor => "supervisor",
+        }
+    }
+}
+
+/// `POST /api/v1/login` request body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    /// The account's user name.
+    pub username: String,
+    /// The account's password.
+    pub password: String,
+}
+
+/// `POST /api/v1/login` success body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// A signed bearer token for HTTP and the WebSocket `auth` frame.
+    pub token: String,
+    /// The account's role.
+    pub role: Role,
+    /// When the token expires, RFC 3339 in UTC.
+    pub expires_at: String,
+}
+
+/// A device capability a kiosk session may declare in `auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// The session drives the kiosk's printer and receives `print.job`.
+    Printer,
+    /// The session reads CIE/CNS cards.
+    CardReader,
+    /// The session drives the document scanner.
+    Scanner,
+}
+
+/// The `auth` request: the first frame of every socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Auth {
+    /// A login token (operator, supervisor) or a kiosk device token.
+    pub token: String,
+    /// A session id from an earlier `auth` reply, to resume it within the grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+    /// Device capabilities of a kiosk session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<Capability>,
+}
+
+/// The body of the `ok` reply to `auth`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthOk {
+    /// The session id, to be passed as `resume` after a reconnect.
+    pub session_id: String,
+    /// The principal's role.
+    pub role: Role,
+    /// The principal's id: operator or supervisor user name, or kiosk id.
+    pub principal_id: String,
+    /// The server pings at this interval; a client silent for twice this is disconnected.
+    pub heartbeat_s: u64,
+    /// Whether an earlier session was resumed (extension; absent means false).
+    #[serde(default)]
+    pub resumed: bool,
+}
+
+/// Every request a client may send, tagged by `type`.
+///
+/// Later protocol work adds the call, media, identity, certificate and print requests here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+#[non_exhaustive]
+pub enum Request {
+    /// `auth`: opens (or resumes) the session. Only valid as the first frame.
+    #[serde(rename = "auth")]
+    Auth(Auth),
+    /// `ping` (extension): an application-level liveness check, answered with `ok`.
+    #[serde(rename = "ping")]
+    Ping {},
+}
+
+impl Request {
+    /// The request types this version understands.
+    pub const TYPES: &'static [&'static str] = &["auth", "ping"];
+}
+
+/// A parsed client frame: the request and its client-chosen id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientFrame {
+    /// The client-chosen request id, echoed in the reply.
+    pub id: String,
+    /// The request.
+    pub request: Request,
+}
+
+/// Why a client frame was refused. Every variant maps to the `invalid` error code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The frame is not a JSON object.
+    #[error("frame is not a JSON object: {0}")]
+    Malformed(String),
+    /// The frame has no string `type`.
+    #[error("frame has no string \"type\"")]
+    MissingType,
+    /// The frame's `type` is not a request this server knows.
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    /// The request has no string `id`.
+    #[error("request has no string \"id\"")]
+    MissingId,
+    /// A known request with missing or malformed fields.
+    #[error("bad fields for {kind:?}: {detail}")]
+    BadFields {
+        /// The request type.
+        kind: String,
+        /// What serde said was wrong.
+        detail: String,
+    },
+}
+
+impl FrameError {
+    /// The protocol error code for this failure (always `invalid`).
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::Invalid
+    }
+}
+
+/// Parses one client text frame. On failure it also returns the request id when one could be read,
+/// so the error reply can carry it.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (Option<String>, FrameError)> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| (None, FrameError::Malformed(e.to_string())))?;
+    let Value::Object(map) = value else {
+        return Err((None, FrameError::Malformed("expected an object".into())));
+    };
+    let id = map.get("id").and_then(Value::as_str).map(str::to_owned);
+    let kind = match map.get("type").and_then(Value::as_str) {
+        Some(kind) => kind.to_owned(),
+        None => return Err((id, FrameError::MissingType)),
+    };
+    if !Request::TYPES.contains(&kind.as_str()) {
+        return Err((id, FrameError::UnknownType(kind)));
+    }
+    let Some(id) = id else {
+        return Err((None, FrameError::MissingId));
+    };
+    let request: Request = serde_json::from_value(Value::Object(map)).map_err(|e| {
+        (
+            Some(id.clone()),
+            FrameError::BadFields {
+                kind,
+                detail: e.to_string(),
+            },
+        )
+    })?;
+    Ok(ClientFrame { id, request })
+}
+
+/// Events the server sends without a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+#[non_exhaustive]
+pub enum Event {
+    /// `server.draining` (extension): the server is shutting down. The session stays usable for
+    /// `grace_s` seconds; the client should reconnect (with `resume`) to another node or later.
+    #[serde(rename = "server.draining")]
+    ServerDraining {
+        /// Seconds until the server closes the socket.
+        grace_s: u64,
+    },
+}
+
+/// Every frame the server sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerFrame {
+    /// `{"type":"ok","id",…}`: the success reply to a request; `body` fields are merged in.
+    Ok {
+        /// The request id.
+        id: String,
+        /// Extra reply fields (must be a JSON object or null).
+        body: Value,
+    },
+    /// `{"type":"error","id","code","message"}`.
+    Error {
+        /// The request id, when the frame had a readable one.
+        id: Option<String>,
+        /// The error code.
+        code: ErrorCode,
+        /// A human-readable message.
+        message: String,
+    },
+    /// An event.
+    Event(Event),
+}
+
+impl ServerFrame {
+    /// An `ok` reply with no extra fields.
+    pub fn ok(id: impl Into<String>) -> Self {
+        ServerFrame::Ok {
+            id: id.into(),
+            body: Value::Null,
+        }
+    }
+
+    /// An `ok` reply whose body is the serialization of `body` (a struct with named fields).
+    pub fn ok_with<T: Serialize>(id: impl Into<String>, body: &T) -> Self {
+        ServerFrame::Ok {
+            id: id.into(),
+            body: serde_json::to_value(body).unwrap_or(Value::Null),
+        }
+    }
+
+    /// An `error` reply.
+    pub fn error(id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        let value = match self {
+            ServerFrame::Ok { id, body } => {
+                let mut map = match body {
+                    Value::Object(map) => map.clone(),
+                    _ => Map::new(),
+                };
+                map.insert("type".into(), Value::from("ok"));
+                map.insert("id".into(), Value::from(id.as_str()));
+                Value::Object(map)
+            }
+            ServerFrame::Error { id, code, message } => {
+                let mut map = Map::new();
+                map.insert("type".into(), Value::from("error"));
+                if let Some(id) = id {
+                    map.insert("id".into(), Value::from(id.as_str()));
+                }
+                map.insert("code".into(), Value::from(code.as_str()));
+                map.insert("message".into(), Value::from(message.as_str()));
+                Value::Object(map)
+            }
+            ServerFrame::Event(event) => serde_json::to_value(event).unwrap_or(Value::Null),
+        };
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_auth_with_resume_and_capabilities() {
+        let frame = parse_client_frame(
+            r#"{"type":"auth","id":"1","token":"abc","resume":"s1","capabilities":["printer","card_reader"]}"#,
+        )
+        .unwrap();
+        assert_eq!(frame.id, "1");
+        assert_eq!(
+            frame.request,
+            Request::Auth(Auth {
+                token: "abc".into(),
+                resume: Some("s1".into()),
+                capabilities: vec![Capability::Printer, Capability::CardReader],
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_bad_frames_with_the_id_when_readable() {
+        assert!(matches!(
+            parse_client_frame("{not json"),
+            Err((None, FrameError::Malformed(_)))
+        ));
+        assert!(matches!(
+            parse_client_frame("[1,2]"),
+            Err((None, FrameError::Malformed(_)))
+        ));
+        assert_eq!(
+            parse_client_frame(r#"{"type":"nope","id":"7"}"#),
+            Err((Some("7".into()), FrameError::UnknownType("nope".into())))
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"id":"7"}"#),
+            Err((Some("7".into()), FrameError::MissingType))
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"ping"}"#),
+            Err((None, FrameError::MissingId))
+        );
+        assert!(matches!(
+            parse_client_frame(r#"{"type":"auth","id":"2","token":5}"#),
+            Err((Some(id), FrameError::BadFields { .. })) if id == "2"
+        ));
+    }
+
+    #[test]
+    fn server_frames_serialize_as_the_contract_says() {
+        let ok = ServerFrame::ok_with(
+            "1",
+            &AuthOk {
+                session_id: "s".into(),
+                role: Role::Kiosk,
+                principal_id: "k1".into(),
+                heartbeat_s: 15,
+                resumed: false,
+            },
+        );
+        let v: Value = serde_json::from_str(&ok.to_json()).unwrap();
+        assert_eq!(v["type"], "ok");
+        assert_eq!(v["id"], "1");
+        assert_eq!(v["role"], "kiosk");
+        assert_eq!(v["heartbeat_s"], 15);
+
+        let err = ServerFrame::error(Some("9".into()), ErrorCode::RateLimited, "slow down");
+        let v: Value = serde_json::from_str(&err.to_json()).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["code"], "rate_limited");
+        assert_eq!(v["id"], "9");
+
+        let ev = ServerFrame::Event(Event::ServerDraining { grace_s: 10 });
+        let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
+        assert_eq!(v["type"], "server.draining");
+        assert_eq!(v["grace_s"], 10);
+    }
+
+    #[test]
+    fn error_codes_map_to_http_statuses() {
+        assert_eq!(ErrorCode::Unauthorized.http_status(), 401);
+        assert_eq!(ErrorCode::Internal.http_status(), 500);
+        assert_eq!(
+            serde_json::to_string(&ErrorCode::NotFound).unwrap(),
+            "\"not_found\""
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! queue crate (work in progress).

@@ -1,0 +1,547 @@
+//! Accounts: operators, supervisors and kiosks, from configuration or generated demo accounts, and
+//! the checks of their secrets (argon2 passwords, SHA-256 device-token hashes).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use protocol::Role;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, KioskAccount, OperatorAccount, SupervisorAccount};
+
+/// An operator as the server knows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Operator {
+    /// Operator id (the login name).
+    pub id: String,
+    /// Name shown to citizens.
+    pub display_name: String,
+    /// Service → level 1..=10.
+    pub skills: BTreeMap<String, u8>,
+    /// ISO 639-1 language codes.
+    pub languages: Vec<String>,
+    /// Concurrent calls.
+    pub capacity: u8,
+}
+
+/// A supervisor as the server knows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Supervisor {
+    /// Supervisor id (the login name).
+    pub id: String,
+    /// Name shown in the dashboard.
+    pub display_name: String,
+}
+
+/// A kiosk as the server knows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kiosk {
+    /// Kiosk id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Where it stands.
+    pub location: String,
+    /// Services offered on its screen.
+    pub services: Vec<String>,
+}
+
+/// Every account the server accepts, built once at start-up.
+#[derive(Debug, Default)]
+pub struct Directory {
+    operators: HashMap<String, (Arc<Operator>, String)>,
+    supervisors: HashMap<String, (Arc<Supervisor>, String)>,
+    kiosks: HashMap<String, Arc<Kiosk>>,
+    kiosks_by_token: HashMap<[u8; 32], Arc<Kiosk>>,
+}
+
+/// An authenticated principal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal {
+    /// The role.
+    pub role: Role,
+    /// Operator or supervisor user name, or kiosk id.
+    pub id: String,
+}
+
+impl Directory {
+    /// Builds the directory from the configured accounts.
+    pub fn new(
+        operators: &[OperatorAccount],
+        supervisors: &[SupervisorAccount],
+        kiosks: &[KioskAccount],
+    ) -> Self {
+        let mut dir = Directory::default();
+        for op in operators {
+            let operator = Operator {
+                id: op.username.clone(),
+                display_name: display_or(&op.display_name, &op.username),
+                skills: op.skills.clone(),
+                languages: op.languages.clone(),
+                capacity: op.capacity,
+            };
+            dir.operators.insert(
+                op.username.clone(),
+                (Arc::new(operator), op.password_hash.clone()),
+            );
+        }
+        for sup in supervisors {
+            let supervisor = Supervisor {
+                id: sup.username.clone(),
+                display_name: display_or(&sup.display_name, &sup.username),
+            };
+            dir.supervisors.insert(
+                sup.username.clone(),
+                (Arc::new(supervisor), sup.password_hash.clone()),
+            );
+        }
+        for k in kiosks {
+            let kiosk = Arc::new(Kiosk {
+                id: k.id.clone(),
+                name: k.name.clone(),
+                location: k.location.clone(),
+                services: k.services.clone(),
+            });
+            if let Some(hash) = parse_token_hash(&k.token_hash) {
+                dir.kiosks_by_token.insert(hash, kiosk.clone());
+            }
+            dir.kiosks.insert(k.id.clone(), kiosk);
+        }
+        dir
+    }
+
+    /// Checks a user name and password. This is slow on purpose (argon2): call it off the async
+    /// executor. Unknown users cost the same time as known ones, so timing reveals nothing.
+    pub fn verify_password(&self, username: &str, password: &str) -> Option<Principal> {
+        let found = self
+            .operators
+            .get(username)
+            .map(|(op, hash)| (Role::Operator, op.id.clone(), hash.as_str()))
+            .or_else(|| {
+                self.supervisors
+                    .get(username)
+                    .map(|(sup, hash)| (Role::Supervisor, sup.id.clone(), hash.as_str()))
+            });
+        match found {
+            Some((role, id, hash)) => {
+                verify_password_hash(password, hash).then_some(Principal { role, id })
+            }
+            None => {
+                let _ = verify_password_hash(password, dummy_hash());
+                None
+            }
+        }
+    }
+
+    /// Finds the kiosk whose device token this is.
+    pub fn kiosk_by_token(&self, token: &str) -> Option<Arc<Kiosk>> {
+        self.kiosks_by_token.get(&token_digest(token)).cloned()
+    }
+
+    /// Whether a principal (from a still-valid token) still exists in the directory.
+    pub fn contains(&self, principal: &Principal) -> bool {
+        match principal.role {
+            Role::Operator => self.operators.contains_key(&principal.id),
+            Role::Supervisor => self.supervisors.contains_key(&principal.id),
+            Role::Kiosk => self.kiosks.contains_key(&principal.id),
+        }
+    }
+
+    /// The operator with this id.
+    pub fn operator(&self, id: &str) -> Option<Arc<Operator>> {
+        self.operators.get(id).map(|(op, _)| op.clone())
+    }
+
+    /// The kiosk with this id.
+    pub fn kiosk(&self, id: &str) -> Option<Arc<Kiosk>> {
+        self.kiosks.get(id).cloned()
+    }
+
+    /// Every operator, sorted by id.
+    pub fn operators(&self) -> Vec<Arc<Operator>> {
+        let mut all: Vec<_> = self.operators.values().map(|(op, _)| op.clone()).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Every kiosk, sorted by id.
+    pub fn kiosks(&self) -> Vec<Arc<Kiosk>> {
+        let mut all: Vec<_> = self.kiosks.values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Number of (operators, supervisors, kiosks).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.operators.len(),
+            self.supervisors.len(),
+            self.kiosks.len(),
+        )
+    }
+}
+
+fn display_or(display: &str, fallback: &str) -> String {
+    if display.trim().is_empty() {
+        fallback.to_owned()
+    } else {
+        display.to_owned()
+    }
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not a real password"))
+}
+
+/// Hashes a password with argon2id and a random salt, as a PHC string.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+}
+
+/// Checks a password against a PHC string; a malformed hash never matches.
+pub fn verify_password_hash(password: &str, hash: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A new random secret: 32 bytes from the OS, base64url without padding (43 characters).
+pub fn generate_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The configuration form of a device token's hash: `sha256:<hex>`. Device tokens are long random
+/// secrets, so a fast hash is enough and lets the server find the kiosk from the token alone.
+pub fn hash_token(token: &str) -> String {
+    format!("sha256:{}", hex::encode(token_digest(token)))
+}
+
+/// Parses `sha256:<64 hex digits>`.
+pub fn parse_token_hash(s: &str) -> Option<[u8; 32]> {
+    let hex_part = s.strip_prefix("sha256:")?;
+    let bytes = hex::decode(hex_part).ok()?;
+    bytes.try_into().ok()
+}
+
+/// One demo login, as written to `demo-credentials.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemoLogin {
+    /// User name.
+    pub username: String,
+    /// Plain-text password.
+    pub password: String,
+}
+
+/// One demo kiosk, as written to `demo-credentials.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemoKiosk {
+    /// Kiosk id.
+    pub id: String,
+    /// Kiosk name.
+    pub name: String,
+    /// Plain-text device token.
+    pub token: String,
+}
+
+/// The demo credentials of one data directory (`DATA_DIR/demo-credentials.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemoCredentials {
+    /// Operator logins.
+    pub operators: Vec<DemoLogin>,
+    /// Supervisor logins.
+    pub supervisors: Vec<DemoLogin>,
+    /// Kiosk tokens.
+    pub kiosks: Vec<DemoKiosk>,
+}
+
+/// The file name of the demo credentials inside the data directory.
+pub const DEMO_CREDENTIALS_FILE: &str = "demo-credentials.json";
+
+struct DemoOperator {
+    username: &'static str,
+    display_name: &'static str,
+    skills: &'static [(&'static str, u8)],
+    languages: &'static [&'static str],
+    capacity: u8,
+}
+
+/// Every demo operator speaks Italian and handles `anagrafe`; they differ in other skills,
+/// languages and capacity so that routing has something to decide.
+const DEMO_OPERATORS: &[DemoOperator] = &[
+    DemoOperator {
+        username: "maria.rossi",
+        display_name: "Maria Rossi",
+        skills: &[("anagrafe", 8), ("stato_civile", 6)],
+        languages: &["it", "en"],
+        capacity: 3,
+    },
+    DemoOperator {
+        username: "youssef.benali",
+        display_name: "Youssef Benali",
+        skills: &[("anagrafe", 6)],
+        languages: &["it", "ar", "fr"],
+        capacity: 2,
+    },
+    DemoOperator {
+        username: "laura.verdi",
+        display_name: "Laura Verdi",
+        skills: &[("anagrafe", 5), ("stato_civile", 9)],
+        languages: &["it", "de", "en"],
+        capacity: 1,
+    },
+];
+
+const DEMO_SUPERVISOR: (&str, &str) = ("anna.ferrari", "Anna Ferrari");
+
+/// The municipality's first three sites: the town hall, a shopping centre and a large employer.
+const DEMO_KIOSKS: &[(&str, &str, &str)] = &[
+    (
+        "municipio",
+        "Municipio — Sportello virtuale",
+        "Strada della Repubblica 1, Parma",
+    ),
+    (
+        "centro-torri",
+        "Centro Torri — Galleria",
+        "Centro commerciale Centro Torri, Parma",
+    ),
+    (
+        "barilla",
+        "Barilla — Area servizi",
+        "Sede aziendale Barilla, Pedrignano (Parma)",
+    ),
+];
+
+impl DemoCredentials {
+    /// Fresh random credentials for the demo accounts.
+    pub fn generate() -> Self {
+        DemoCredentials {
+            operators: DEMO_OPERATORS
+                .iter()
+                .map(|op| DemoLogin {
+                    username: op.username.into(),
+                    password: generate_password(),
+                })
+                .collect(),
+            supervisors: vec![DemoLogin {
+                username: DEMO_SUPERVISOR.0.into(),
+                password: generate_password(),
+            }],
+            kiosks: DEMO_KIOSKS
+                .iter()
+                .map(|(id, name, _)| DemoKiosk {
+                    id: (*id).into(),
+                    name: (*name).into(),
+                    token: generate_secret(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads the data directory's demo credentials, creating them on first use. Processes that
+    /// share the directory share the credentials.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let path = data_dir.join(DEMO_CREDENTIALS_FILE);
+        let bytes = crate::datadir::read_or_create(&path, || {
+            let mut text = serde_json::to_vec_pretty(&DemoCredentials::generate())
+                .expect("demo credentials serialize");
+            text.push(b'\n');
+            text
+        })
+        .with_context(|| format!("cannot create {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is damaged; delete it to get new demo credentials",
+                path.display()
+            )
+        })
+    }
+
+    /// The demo accounts in configuration form, with freshly hashed passwords.
+    pub fn accounts(
+        &self,
+    ) -> (
+        Vec<OperatorAccount>,
+        Vec<SupervisorAccount>,
+        Vec<KioskAccount>,
+    ) {
+        let password_of = |logins: &[DemoLogin], user: &str| {
+            logins
+                .iter()
+                .find(|l| l.username == user)
+                .map(|l| l.password.clone())
+        };
+        let operators = DEMO_OPERATORS
+            .iter()
+            .filter_map(|op| {
+                let password = password_of(&self.operators, op.username)?;
+                Some(OperatorAccount {
+                    username: op.username.into(),
+                    display_name: op.display_name.into(),
+                    password_hash: hash_password(&password),
+                    skills: op
+                        .skills
+                        .iter()
+                        .map(|(s, l)| ((*s).to_owned(), *l))
+                        .collect(),
+                    languages: op.languages.iter().map(|l| (*l).to_owned()).collect(),
+                    capacity: op.capacity,
+                })
+            })
+            .collect();
+        let supervisors = password_of(&self.supervisors, DEMO_SUPERVISOR.0)
+            .map(|password| SupervisorAccount {
+                username: DEMO_SUPERVISOR.0.into(),
+                display_name: DEMO_SUPERVISOR.1.into(),
+                password_hash: hash_password(&password),
+            })
+            .into_iter()
+            .collect();
+        let kiosks = DEMO_KIOSKS
+            .iter()
+            .filter_map(|(id, name, location)| {
+                let token = &self.kiosks.iter().find(|k| k.id == *id)?.token;
+                Some(KioskAccount {
+                    id: (*id).into(),
+                    name: (*name).into(),
+                    location: (*location).into(),
+                    services: vec!["anagrafe".into(), "stato_civile".into()],
+                    token_hash: hash_token(token),
+                })
+            })
+            .collect();
+        (operators, supervisors, kiosks)
+    }
+}
+
+fn generate_password() -> String {
+    // 12 characters from an alphabet without look-alikes (no 0/O, 1/l/I): ~70 bits.
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Builds the directory for a configuration: the configured accounts, plus the demo accounts of the
+/// data directory when demo mode is on. Returns the demo credentials too, for printing.
+pub fn directory_for(config: &Config) -> anyhow::Result<(Directory, Option<DemoCredentials>)> {
+    let mut operators = config.operators.clone();
+    let mut supervisors = config.supervisors.clone();
+    let mut kiosks = config.kiosks.clone();
+    let demo = if config.demo_enabled() {
+        let creds = DemoCredentials::load_or_create(&config.data_dir)?;
+        let (ops, sups, ks) = creds.accounts();
+        // Configured accounts win over demo accounts with the same name.
+        for op in ops {
+            if !operators.iter().any(|o| o.username == op.username) {
+                operators.push(op);
+            }
+        }
+        for sup in sups {
+            if !supervisors.iter().any(|s| s.username == sup.username) {
+                supervisors.push(sup);
+            }
+        }
+        for k in ks {
+            if !kiosks.iter().any(|c| c.id == k.id) {
+                kiosks.push(k);
+            }
+        }
+        Some(creds)
+    } else {
+        None
+    };
+    Ok((Directory::new(&operators, &supervisors, &kiosks), demo))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_and_unknown_users_fail() {
+        let creds = DemoCredentials::generate();
+        let (ops, sups, ks) = creds.accounts();
+        let dir = Directory::new(&ops, &sups, &ks);
+        let login = &creds.operators[0];
+        assert_eq!(
+            dir.verify_password(&login.username, &login.password),
+            Some(Principal {
+                role: Role::Operator,
+                id: login.username.clone()
+            })
+        );
+        assert_eq!(dir.verify_password(&login.username, "wrong"), None);
+        assert_eq!(dir.verify_password("nobody", &login.password), None);
+        let sup = &creds.supervisors[0];
+        assert_eq!(
+            dir.verify_password(&sup.username, &sup.password)
+                .map(|p| p.role),
+            Some(Role::Supervisor)
+        );
+    }
+
+    #[test]
+    fn kiosks_are_found_by_token_only() {
+        let creds = DemoCredentials::generate();
+        let (ops, sups, ks) = creds.accounts();
+        let dir = Directory::new(&ops, &sups, &ks);
+        let k = &creds.kiosks[1];
+        assert_eq!(dir.kiosk_by_token(&k.token).unwrap().id, k.id);
+        assert!(dir.kiosk_by_token("not-a-token").is_none());
+        assert!(dir.kiosk_by_token(&hash_token(&k.token)).is_none());
+    }
+
+    #[test]
+    fn demo_accounts_match_the_brief() {
+        let creds = DemoCredentials::generate();
+        let (ops, sups, ks) = creds.accounts();
+        assert_eq!((ops.len(), sups.len(), ks.len()), (3, 1, 3));
+        for op in &ops {
+            assert!(op.languages.contains(&"it".to_string()));
+            assert!(op.skills.contains_key("anagrafe"));
+        }
+        let capacities: std::collections::BTreeSet<u8> = ops.iter().map(|o| o.capacity).collect();
+        assert_eq!(capacities.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+        // The generated accounts pass the same validation as configured ones.
+        let config = Config {
+            operators: ops,
+            supervisors: sups,
+            kiosks: ks,
+            ..Config::default()
+        };
+        assert_eq!(config.validate(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn token_hash_round_trip() {
+        let h = hash_token("abc");
+        assert!(parse_token_hash(&h).is_some());
+        assert!(parse_token_hash("sha256:zz").is_none());
+        assert!(parse_token_hash("md5:00").is_none());
+    }
+}

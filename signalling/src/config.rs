@@ -1,0 +1,759 @@
+//! The server configuration: one struct, filled from defaults, then a TOML file, then `SPORTELLO_…`
+//! environment variables, then command-line flags (later sources win), and validated as a whole so
+//! that `sportello check-config` can list every problem at once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The prefix of every configuration environment variable. Nested keys use `__`, e.g.
+/// `SPORTELLO_WS__HEARTBEAT_S=10` or `SPORTELLO_TLS__CERT=/etc/sportello/cert.pem`.
+pub const ENV_PREFIX: &str = "SPORTELLO_";
+
+/// The whole configuration of one `sportello` process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Public listener (HTTP API, WebSocket, pages). Plain HTTP unless `tls` is set.
+    pub listen: SocketAddr,
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`. Keep it on a private address.
+    pub admin_listen: SocketAddr,
+    /// Directory for state that must survive restarts: the token signing secret, demo credentials.
+    pub data_dir: PathBuf,
+    /// Redis URL (`redis://host:port/db`, `rediss://…`). Absent means the embedded in-memory store,
+    /// which is only correct for a single process.
+    pub redis: Option<String>,
+    /// The contact centre's tenant name; every Redis key carries it as a hash tag.
+    pub tenant: String,
+    /// The municipality's name, shown in pages and printed on certificates.
+    pub municipality: String,
+    /// TLS for the public listener (HTTPS and WSS on the same port).
+    pub tls: Option<TlsConfig>,
+    /// Logging.
+    pub log: LogConfig,
+    /// Login tokens.
+    pub auth: AuthConfig,
+    /// WebSocket session settings.
+    pub ws: WsConfig,
+    /// Shutdown behaviour.
+    pub shutdown: ShutdownConfig,
+    /// Demo accounts for trying Sportello out.
+    pub demo: DemoConfig,
+    /// Operator accounts.
+    pub operators: Vec<OperatorAccount>,
+    /// Supervisor accounts.
+    pub supervisors: Vec<SupervisorAccount>,
+    /// Kiosks (devices) allowed to connect.
+    pub kiosks: Vec<KioskAccount>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid literal"),
+            admin_listen: "127.0.0.1:9090".parse().expect("valid literal"),
+            data_dir: PathBuf::from("./sportello-data"),
+            redis: None,
+            tenant: "default".into(),
+            municipality: "Comune di Parma".into(),
+            tls: None,
+            log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            ws: WsConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            demo: DemoConfig::default(),
+            operators: Vec::new(),
+            supervisors: Vec::new(),
+            kiosks: Vec::new(),
+        }
+    }
+}
+
+/// TLS certificate and key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `info,signalling=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Login token settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of a login token, in seconds (a shift plus a margin by default).
+    pub token_ttl_s: u64,
+    /// File with the token signing secret. Processes that share it accept each other's tokens.
+    /// Absent means `DATA_DIR/token-secret`, created on first start.
+    pub token_secret_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl_s: 10 * 3600,
+            token_secret_file: None,
+        }
+    }
+}
+
+/// WebSocket session settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// The server pings every this many seconds; a client silent for twice this is disconnected.
+    pub heartbeat_s: u64,
+    /// How long a disconnected kiosk session can be resumed, in seconds.
+    pub kiosk_grace_s: u64,
+    /// How long a disconnected operator session can be resumed, in seconds.
+    pub operator_grace_s: u64,
+    /// How long a disconnected supervisor session can be resumed, in seconds.
+    pub supervisor_grace_s: u64,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            heartbeat_s: 15,
+            kiosk_grace_s: 30,
+            operator_grace_s: 30,
+            supervisor_grace_s: 30,
+        }
+    }
+}
+
+/// Shutdown settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// On SIGTERM, how long open sessions may continue before the server closes them, in seconds.
+    pub drain_s: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { drain_s: 30 }
+    }
+}
+
+/// Demo-account settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Create demo accounts. Absent means: only when no account is configured.
+    pub enabled: Option<bool>,
+    /// Allow demo accounts on a listener that is not loopback. Their passwords are in a file in the
+    /// data directory, so this is for closed training networks only.
+    pub allow_non_loopback: bool,
+}
+
+/// An operator account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorAccount {
+    /// Login name, also the operator id.
+    pub username: String,
+    /// Name shown to citizens and supervisors.
+    #[serde(default)]
+    pub display_name: String,
+    /// Argon2 PHC string from `sportello hash-password`.
+    pub password_hash: String,
+    /// Services the operator handles, with a level from 1 (can) to 10 (expert).
+    pub skills: BTreeMap<String, u8>,
+    /// Languages spoken, as ISO 639-1 codes.
+    pub languages: Vec<String>,
+    /// Calls held at once, connected plus on hold, 1 to 6.
+    #[serde(default = "default_capacity")]
+    pub capacity: u8,
+}
+
+fn default_capacity() -> u8 {
+    1
+}
+
+/// A supervisor account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorAccount {
+    /// Login name, also the supervisor id.
+    pub username: String,
+    /// Name shown in the dashboard.
+    #[serde(default)]
+    pub display_name: String,
+    /// Argon2 PHC string from `sportello hash-password`.
+    pub password_hash: String,
+}
+
+/// A kiosk (device) account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KioskAccount {
+    /// Kiosk id, e.g. `municipio`.
+    pub id: String,
+    /// Name shown to operators, e.g. "Municipio — atrio".
+    pub name: String,
+    /// Where it stands (address or description).
+    #[serde(default)]
+    pub location: String,
+    /// Services offered on the kiosk's screen by default.
+    #[serde(default = "default_services")]
+    pub services: Vec<String>,
+    /// `sha256:<hex>` of the device token, from `sportello hash-token`.
+    pub token_hash: String,
+}
+
+fn default_services() -> Vec<String> {
+    vec!["anagrafe".into(), "stato_civile".into()]
+}
+
+/// Values given as command-line flags; only the ones present override the other sources.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--admin-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--redis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+    /// `--log-format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogFlags>,
+    /// `--allow-demo-on-network`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo: Option<DemoFlags>,
+}
+
+/// The `log` part of the flags.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LogFlags {
+    /// `--log-format`.
+    pub format: LogFormat,
+}
+
+/// The `demo` part of the flags.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DemoFlags {
+    /// `--allow-demo-on-network`.
+    pub allow_non_loopback: bool,
+}
+
+/// Why configuration could not be loaded or is not valid. `Display` lists every problem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The sources could not be read or parsed into the configuration struct.
+    #[error("cannot read configuration: {0}")]
+    Load(String),
+    /// The configuration was read but breaks one or more rules.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl ConfigError {
+    /// Every problem, one per entry.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Load(problem) => vec![problem.clone()],
+            ConfigError::Invalid(problems) => problems.clone(),
+        }
+    }
+}
+
+/// Loads the configuration from defaults, the optional file, the process environment and the flags,
+/// in that order of precedence (later wins), then validates it.
+pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
+    load_with_env(file, flags, std::env::vars())
+}
+
+/// Like [`load`], with the environment given explicitly (tests use this to stay hermetic).
+pub fn load_with_env(
+    file: Option<&Path>,
+    flags: &FlagOverrides,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(ConfigError::Load(format!(
+                "configuration file {} does not exist",
+                file.display()
+            )));
+        }
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    // Figment's Env provider reads the process environment; to keep tests hermetic the variables
+    // are turned into a TOML-like dictionary here, with the same `__` nesting rule.
+    figment = figment.merge(env_provider(env));
+    figment = figment.merge(Serialized::defaults(flags));
+    let config: Config = figment
+        .extract()
+        .map_err(|e| ConfigError::Load(join_figment_errors(e)))?;
+    let problems = config.validate();
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+fn join_figment_errors(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn env_provider(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Serialized<figment::value::Dict> {
+    use figment::value::{Dict, Value};
+    let mut root = Dict::new();
+    for (key, raw) in env {
+        let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if rest.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        // Only keys of this struct are read, so variables meant for other Sportello programs
+        // (the kiosk agent, the load test) never make the server refuse to start.
+        if !TOP_LEVEL_KEYS.contains(&path[0].as_str()) {
+            continue;
+        }
+        // Values parse like TOML scalars and arrays (`10`, `true`, `[1,2]`); anything else is a string.
+        let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+        insert_path(&mut root, &path, value);
+    }
+    return Serialized::defaults(root);
+
+    fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
+        match path {
+            [] => {}
+            [last] => {
+                dict.insert(last.clone(), value);
+            }
+            [head, rest @ ..] => {
+                let entry = dict
+                    .entry(head.clone())
+                    .or_insert_with(|| Value::from(Dict::new()));
+                if !matches!(entry, Value::Dict(..)) {
+                    *entry = Value::from(Dict::new());
+                }
+                if let Value::Dict(_, inner) = entry {
+                    insert_path(inner, rest, value);
+                }
+            }
+        }
+    }
+}
+
+/// The top-level keys of [`Config`], the only ones read from the environment.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "admin_listen",
+    "data_dir",
+    "redis",
+    "tenant",
+    "municipality",
+    "tls",
+    "log",
+    "auth",
+    "ws",
+    "shutdown",
+    "demo",
+    "operators",
+    "supervisors",
+    "kiosks",
+];
+
+impl Config {
+    /// Whether demo accounts are created: as configured, or by default only when no account is.
+    pub fn demo_enabled(&self) -> bool {
+        self.demo.enabled.unwrap_or(
+            self.operators.is_empty() && self.supervisors.is_empty() && self.kiosks.is_empty(),
+        )
+    }
+
+    /// Checks every rule and returns all the problems found (empty when valid).
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            problems.push(format!(
+                "listen and admin_listen are the same address {}",
+                self.listen
+            ));
+        }
+        if let Some(url) = &self.redis {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("unix://"))
+            {
+                problems.push(format!(
+                    "redis: {url:?} is not a redis://, rediss:// or unix:// URL"
+                ));
+            }
+        }
+        if !is_name(&self.tenant) {
+            problems.push(format!(
+                "tenant: {:?} must be 1-64 characters of a-z, 0-9, '-' or '_'",
+                self.tenant
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            for (what, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if !path.is_file() {
+                    problems.push(format!("{what}: file {} does not exist", path.display()));
+                }
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            problems.push(format!(
+                "log.level: {:?} is not a valid filter",
+                self.log.level
+            ));
+        }
+        if !(60..=7 * 24 * 3600).contains(&self.auth.token_ttl_s) {
+            problems.push(format!(
+                "auth.token_ttl_s: {} must be between 60 and 604800",
+                self.auth.token_ttl_s
+            ));
+        }
+        if !(1..=300).contains(&self.ws.heartbeat_s) {
+            problems.push(format!(
+                "ws.heartbeat_s: {} must be between 1 and 300",
+                self.ws.heartbeat_s
+            ));
+        }
+        for (what, value) in [
+            ("ws.kiosk_grace_s", self.ws.kiosk_grace_s),
+            ("ws.operator_grace_s", self.ws.operator_grace_s),
+            ("ws.supervisor_grace_s", self.ws.supervisor_grace_s),
+        ] {
+            if value > 3600 {
+                problems.push(format!("{what}: {value} must be at most 3600"));
+            }
+        }
+        if self.shutdown.drain_s > 3600 {
+            problems.push(format!(
+                "shutdown.drain_s: {} must be at most 3600",
+                self.shutdown.drain_s
+            ));
+        }
+
+        let mut usernames = std::collections::HashSet::new();
+        for (i, op) in self.operators.iter().enumerate() {
+            let at = format!("operators[{i}] ({})", op.username);
+            if !is_name(&op.username) {
+                problems.push(format!(
+                    "{at}: username must be 1-64 characters of a-z, 0-9, '-', '_' or '.'"
+                ));
+            }
+            if !usernames.insert(op.username.as_str()) {
+                problems.push(format!("{at}: username is used twice"));
+            }
+            check_password_hash(&at, &op.password_hash, &mut problems);
+            if op.skills.is_empty() {
+                problems.push(format!("{at}: skills must name at least one service"));
+            }
+            for (service, level) in &op.skills {
+                if !is_name(service) {
+                    problems.push(format!(
+                        "{at}: skill {service:?} is not a valid service name"
+                    ));
+                }
+                if !(1..=10).contains(level) {
+                    problems.push(format!(
+                        "{at}: skill {service} has level {level}; levels are 1 to 10"
+                    ));
+                }
+            }
+            if op.languages.is_empty() {
+                problems.push(format!("{at}: languages must list at least one language"));
+            }
+            for lang in &op.languages {
+                if !is_language(lang) {
+                    problems.push(format!(
+                        "{at}: language {lang:?} is not a two-letter ISO 639-1 code"
+                    ));
+                }
+            }
+            if !(1..=6).contains(&op.capacity) {
+                problems.push(format!(
+                    "{at}: capacity {} must be between 1 and 6",
+                    op.capacity
+                ));
+            }
+        }
+        for (i, sup) in self.supervisors.iter().enumerate() {
+            let at = format!("supervisors[{i}] ({})", sup.username);
+            if !is_name(&sup.username) {
+                problems.push(format!(
+                    "{at}: username must be 1-64 characters of a-z, 0-9, '-', '_' or '.'"
+                ));
+            }
+            if !usernames.insert(sup.username.as_str()) {
+                problems.push(format!("{at}: username is used twice"));
+            }
+            check_password_hash(&at, &sup.password_hash, &mut problems);
+        }
+        let mut kiosk_ids = std::collections::HashSet::new();
+        let mut token_hashes = std::collections::HashSet::new();
+        for (i, kiosk) in self.kiosks.iter().enumerate() {
+            let at = format!("kiosks[{i}] ({})", kiosk.id);
+            if !is_name(&kiosk.id) {
+                problems.push(format!(
+                    "{at}: id must be 1-64 characters of a-z, 0-9, '-', '_' or '.'"
+                ));
+            }
+            if !kiosk_ids.insert(kiosk.id.as_str()) {
+                problems.push(format!("{at}: id is used twice"));
+            }
+            if kiosk.name.trim().is_empty() {
+                problems.push(format!("{at}: name must not be empty"));
+            }
+            if crate::accounts::parse_token_hash(&kiosk.token_hash).is_none() {
+                problems.push(format!(
+                    "{at}: token_hash must be \"sha256:\" followed by 64 hex digits (sportello hash-token)"
+                ));
+            } else if !token_hashes.insert(kiosk.token_hash.to_ascii_lowercase()) {
+                problems.push(format!("{at}: token_hash is shared with another kiosk"));
+            }
+            for service in &kiosk.services {
+                if !is_name(service) {
+                    problems.push(format!("{at}: service {service:?} is not a valid name"));
+                }
+            }
+        }
+        if self.demo_enabled() && !self.demo.allow_non_loopback {
+            for (what, addr) in [("listen", self.listen), ("admin_listen", self.admin_listen)] {
+                if !addr.ip().is_loopback() {
+                    problems.push(format!(
+                        "{what}: demo accounts are enabled and {addr} is not a loopback address; \
+                         configure accounts, or set demo.allow_non_loopback = true \
+                         (--allow-demo-on-network) on a closed training network"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}
+
+fn check_password_hash(at: &str, hash: &str, problems: &mut Vec<String>) {
+    match argon2::PasswordHash::new(hash) {
+        Ok(parsed) if parsed.algorithm.as_str().starts_with("argon2") => {}
+        _ => problems.push(format!(
+            "{at}: password_hash is not an argon2 PHC string (sportello hash-password)"
+        )),
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+        })
+}
+
+fn is_language(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_loopback_with_demo_accounts() {
+        let config = load_with_env(None, &FlagOverrides::default(), env(&[])).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.admin_listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from("./sportello-data"));
+        assert_eq!(config.redis, None);
+        assert!(config.demo_enabled());
+    }
+
+    #[test]
+    fn precedence_is_flags_then_env_then_file_then_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sportello.toml");
+        std::fs::write(
+            &file,
+            r#"
+listen = "127.0.0.1:1001"
+admin_listen = "127.0.0.1:2001"
+data_dir = "/from/file"
+tenant = "file"
+[ws]
+heartbeat_s = 11
+kiosk_grace_s = 12
+"#,
+        )
+        .unwrap();
+        let vars = env(&[
+            ("SPORTELLO_ADMIN_LISTEN", "127.0.0.1:2002"),
+            ("SPORTELLO_DATA_DIR", "/from/env"),
+            ("SPORTELLO_WS__HEARTBEAT_S", "21"),
+            ("SPORTELLO_REDIS", "redis://127.0.0.1:6390/0"),
+            ("SPORTELLO_KIOSK_TOKEN", "belongs to the kiosk agent"),
+            ("OTHER_VAR", "ignored"),
+        ]);
+        let flags = FlagOverrides {
+            data_dir: Some(PathBuf::from("/from/flag")),
+            ..FlagOverrides::default()
+        };
+        let config = load_with_env(Some(&file), &flags, vars).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:1001".parse().unwrap(), "file");
+        assert_eq!(
+            config.admin_listen,
+            "127.0.0.1:2002".parse().unwrap(),
+            "env"
+        );
+        assert_eq!(config.data_dir, PathBuf::from("/from/flag"), "flag");
+        assert_eq!(config.tenant, "file");
+        assert_eq!(config.ws.heartbeat_s, 21, "nested env");
+        assert_eq!(config.ws.kiosk_grace_s, 12, "nested file");
+        assert_eq!(config.ws.operator_grace_s, 30, "default");
+        assert_eq!(config.redis.as_deref(), Some("redis://127.0.0.1:6390/0"));
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(
+            &file,
+            r#"
+listen = "0.0.0.0:8080"
+tenant = "Bad Tenant"
+redis = "http://nope"
+[ws]
+heartbeat_s = 0
+[[operators]]
+username = "Maria"
+password_hash = "plain"
+skills = { anagrafe = 11 }
+languages = ["ita"]
+capacity = 9
+[[kiosks]]
+id = "k1"
+name = ""
+token_hash = "md5:abc"
+"#,
+        )
+        .unwrap();
+        let err = load_with_env(Some(&file), &FlagOverrides::default(), env(&[])).unwrap_err();
+        let problems = err.problems();
+        let expect = [
+            "tenant",
+            "redis",
+            "ws.heartbeat_s",
+            "username must be",
+            "password_hash",
+            "level 11",
+            "\"ita\"",
+            "capacity 9",
+            "name must not be empty",
+            "token_hash",
+        ];
+        for needle in expect {
+            assert!(
+                problems.iter().any(|p| p.contains(needle)),
+                "no problem mentions {needle:?}: {problems:#?}"
+            );
+        }
+        // Accounts are configured, so demo mode is off and 0.0.0.0 is allowed.
+        assert!(!problems.iter().any(|p| p.contains("loopback")));
+    }
+
+    #[test]
+    fn demo_accounts_are_refused_off_loopback_unless_allowed() {
+        let flags = FlagOverrides {
+            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..FlagOverrides::default()
+        };
+        let err = load_with_env(None, &flags, env(&[])).unwrap_err();
+        assert!(err.problems().iter().any(|p| p.contains("loopback")));
+        let allowed = FlagOverrides {
+            demo: Some(DemoFlags {
+                allow_non_loopback: true,
+            }),
+            ..flags
+        };
+        assert!(load_with_env(None, &allowed, env(&[])).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("typo.toml");
+        std::fs::write(&file, "listne = \"127.0.0.1:1\"\n").unwrap();
+        let err = load_with_env(Some(&file), &FlagOverrides::default(), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+        std::fs::write(&file, "listen = 5\n").unwrap();
+        assert!(load_with_env(Some(&file), &FlagOverrides::default(), env(&[])).is_err());
+        let missing = dir.path().join("missing.toml");
+        let err = load_with_env(Some(&missing), &FlagOverrides::default(), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sportello.example.toml");
+        let config = load_with_env(Some(&example), &FlagOverrides::default(), env(&[]));
+        assert!(config.is_ok(), "{:?}", config.err().map(|e| e.problems()));
+    }
+}

@@ -1,0 +1,228 @@
+//! The HTTP surface: `fn app(state) -> Router` for the public listener and `fn admin(state)` for
+//! the admin listener. Tests drive both with `oneshot` without binding a port.
+
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use protocol::{ErrorCode, LoginRequest, LoginResponse};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::accounts::Principal;
+use crate::error::{ApiJson, AppError};
+use crate::shutdown::Phase;
+use crate::state::AppState;
+use crate::tokens::{rfc3339, unix_now};
+
+/// The request-id header, set on every request that lacks one and echoed on every response.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Largest JSON body the API accepts (scans, which are bigger, get their own limit).
+const API_BODY_LIMIT: usize = 64 * 1024;
+
+/// The public router: API, WebSocket and pages.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/session", get(session))
+        .route("/api/v1/ws", get(crate::ws::endpoint))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/", get(index))
+        .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(API_BODY_LIMIT));
+    with_common_layers(api, state)
+}
+
+/// The admin router: metrics and health, for the private admin listener.
+pub fn admin(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found);
+    with_common_layers(admin, state)
+}
+
+fn with_common_layers(router: Router<AppState>, state: AppState) -> Router {
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track_http,
+        ))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                AppError::internal("handler panicked").into_response()
+            },
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "http",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %request_id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, AppError> {
+    let key = body.username.to_ascii_lowercase();
+    {
+        let throttle = state
+            .login_throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !throttle.allowed(Instant::now(), &key) {
+            state.metrics.logins.with_label_values(&["throttled"]).inc();
+            return Err(AppError::new(
+                ErrorCode::RateLimited,
+                "too many failed logins for this user; wait a few minutes",
+            ));
+        }
+    }
+    if body.username.len() > 128 || body.password.len() > 1024 {
+        return Err(AppError::invalid("username or password too long"));
+    }
+    let directory = state.directory.clone();
+    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+    let principal = tokio::task::spawn_blocking(move || {
+        directory.verify_password(&body.username, &body.password)
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let Some(principal) = principal else {
+        state
+            .login_throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed(Instant::now(), &key);
+        state.metrics.logins.with_label_values(&["failed"]).inc();
+        return Err(AppError::unauthorized("wrong username or password"));
+    };
+    state
+        .login_throttle
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .succeeded(&key);
+    state.metrics.logins.with_label_values(&["ok"]).inc();
+    let (token, exp) = state.tokens.issue(&principal, unix_now());
+    tracing::info!(principal = %principal.id, role = principal.role.as_str(), "login");
+    Ok(Json(LoginResponse {
+        token,
+        role: principal.role,
+        expires_at: rfc3339(exp),
+    }))
+}
+
+/// The authenticated principal of an HTTP request (`Authorization: Bearer <token>`); kiosks use
+/// their device token the same way.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer token"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| AppError::unauthorized("Authorization must use the Bearer scheme"))?;
+        state
+            .authenticate(token.trim())
+            .map(Authenticated)
+            .map_err(|(code, message)| AppError::new(code, message))
+    }
+}
+
+/// `GET /api/v1/session` (extension): who the bearer token belongs to.
+async fn session(Authenticated(principal): Authenticated) -> Json<serde_json::Value> {
+    Json(json!({"principal_id": principal.id, "role": principal.role}))
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut checks = Vec::new();
+    checks.push(match state.shutdown.phase() {
+        Phase::Running => crate::readiness::Check {
+            name: "lifecycle",
+            ok: true,
+            detail: "running".into(),
+        },
+        _ => crate::readiness::Check {
+            name: "lifecycle",
+            ok: false,
+            detail: "shutting down".into(),
+        },
+    });
+    checks.push(state.store.check().await);
+    let ready = checks.iter().all(|c| c.ok);
+    let reason = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = json!({"ready": ready, "checks": checks});
+    if !ready {
+        body["reason"] = json!(reason);
+    }
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn index(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({
+        "service": "sportello",
+        "version": env!("CARGO_PKG_VERSION"),
+        "municipality": state.config.municipality,
+        "api": {"login": "/api/v1/login", "websocket": "/api/v1/ws", "health": "/healthz", "ready": "/readyz"},
+    }))
+}
+
+async fn not_found() -> AppError {
+    AppError::not_found("no such resource")
+}

@@ -1,0 +1,22 @@
+//! The Sportello server: configuration, accounts and login tokens, the HTTP API, the WebSocket
+//! signalling endpoint, metrics, health, TLS and graceful shutdown. The `sportello` binary
+//! (`src/main.rs`) is a thin command line over [`server::start`].
+//!
+//! Only this crate and the clients know the wire protocol (`protocol` crate). The cores here
+//! ([`ws::connection`], [`sessions`], [`throttle`]) do no I/O and take `now` as an argument; the
+//! tokio drivers around them own the sockets and timers.
+
+pub mod accounts;
+pub mod config;
+pub mod datadir;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod readiness;
+pub mod server;
+pub mod sessions;
+pub mod shutdown;
+pub mod state;
+pub mod throttle;
+pub mod tokens;
+pub mod ws;

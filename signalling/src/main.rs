@@ -1,0 +1,314 @@
+//! The `sportello` command line: `serve` (the default), `check-config`, `hash-password` and
+//! `hash-token`.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use signalling::accounts::{generate_secret, hash_password, hash_token, DEMO_CREDENTIALS_FILE};
+use signalling::config::{self, Config, DemoFlags, FlagOverrides, LogFlags, LogFormat};
+use signalling::server::{self, RunningServer};
+
+/// Sportello: a real-time video contact centre for public administration.
+#[derive(Debug, Parser)]
+#[command(name = "sportello", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Validate a configuration and list every problem; exits non-zero when invalid.
+    CheckConfig(ServeArgs),
+    /// Read a password from standard input and print its argon2 hash for the configuration.
+    HashPassword,
+    /// Print the `sha256:` hash of a kiosk device token read from standard input; with `--new`,
+    /// generate a fresh token and print both.
+    HashToken {
+        /// Generate a new random token instead of reading one.
+        #[arg(long)]
+        new: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+struct ServeArgs {
+    /// TOML configuration file (see sportello.example.toml).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Public listener address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Admin listener address for /metrics [default: 127.0.0.1:9090].
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+    /// Data directory [default: ./sportello-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Redis URL for shared state; absent means the embedded in-memory store.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Allow demo accounts on a non-loopback address (closed training networks only).
+    #[arg(long)]
+    allow_demo_on_network: bool,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> FlagOverrides {
+        FlagOverrides {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            data_dir: self.data_dir.clone(),
+            redis: self.redis.clone(),
+            log: self.log_format.map(|format| LogFlags { format }),
+            demo: self.allow_demo_on_network.then_some(DemoFlags {
+                allow_non_loopback: true,
+            }),
+        }
+    }
+
+    fn load(&self) -> Result<Config, config::ConfigError> {
+        config::load(self.config.as_deref(), &self.overrides())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::CheckConfig(args)) => check_config(args),
+        Some(Command::HashPassword) => hash_password_cmd(),
+        Some(Command::HashToken { new }) => hash_token_cmd(new),
+    }
+}
+
+fn check_config(args: ServeArgs) -> ExitCode {
+    match args.load() {
+        Ok(config) => {
+            println!(
+                "configuration is valid: {} operators, {} supervisors, {} kiosks{}",
+                config.operators.len(),
+                config.supervisors.len(),
+                config.kiosks.len(),
+                if config.demo_enabled() {
+                    ", demo accounts on"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("configuration is not valid:");
+            for problem in error.problems() {
+                eprintln!("  - {problem}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read_stdin_line() -> String {
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    line.trim_end_matches(['\r', '\n']).to_owned()
+}
+
+fn hash_password_cmd() -> ExitCode {
+    let password = read_stdin_line();
+    if password.is_empty() {
+        eprintln!("give the password on standard input, e.g. `sportello hash-password < file`");
+        return ExitCode::from(2);
+    }
+    println!("{}", hash_password(&password));
+    ExitCode::SUCCESS
+}
+
+fn hash_token_cmd(new: bool) -> ExitCode {
+    if new {
+        let token = generate_secret();
+        println!("token      = {token}");
+        println!("token_hash = \"{}\"", hash_token(&token));
+        return ExitCode::SUCCESS;
+    }
+    let token = read_stdin_line();
+    if token.is_empty() {
+        eprintln!("give the token on standard input, or use --new");
+        return ExitCode::from(2);
+    }
+    println!("{}", hash_token(&token));
+    ExitCode::SUCCESS
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match args.load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sportello: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sportello: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("sportello: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let drain = std::time::Duration::from_secs(config.shutdown.drain_s);
+    let data_dir = config.data_dir.clone();
+    let store = match &config.redis {
+        Some(url) => format!("redis ({})", redact(url)),
+        None => "in-memory (one process)".to_owned(),
+    };
+    let running = server::start(config).await?;
+    print_banner(&running, &store, &data_dir);
+    let shutdown = running.shutdown().clone();
+    tokio::spawn(async move {
+        signals(shutdown, drain).await;
+    });
+    running.wait().await
+}
+
+/// SIGTERM drains within the grace period; SIGINT, or a second signal, stops at once.
+async fn signals(shutdown: signalling::shutdown::Shutdown, drain: std::time::Duration) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {
+            tracing::info!(drain_s = drain.as_secs(), "SIGTERM: draining");
+            shutdown.drain(drain);
+        }
+        _ = int.recv() => {
+            tracing::info!("SIGINT: stopping");
+            shutdown.stop_now();
+            return;
+        }
+    }
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("second signal: stopping now");
+    shutdown.stop_now();
+}
+
+fn redact(url: &str) -> String {
+    // Hide a password in redis://user:password@host.
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn print_banner(running: &RunningServer, store: &str, data_dir: &std::path::Path) {
+    let base = running.base_url();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Sportello {} — {}\n",
+        env!("CARGO_PKG_VERSION"),
+        running.state.config.municipality
+    ));
+    out.push_str(&format!("  listening on {base}/\n"));
+    out.push_str(&format!(
+        "  WebSocket    {}/api/v1/ws\n",
+        base.replacen("http", "ws", 1)
+    ));
+    out.push_str(&format!("  login        POST {base}/api/v1/login\n"));
+    out.push_str(&format!(
+        "  health       {base}/healthz   ready: {base}/readyz\n"
+    ));
+    out.push_str(&format!(
+        "  metrics      http://{}/metrics\n",
+        running.admin_addr
+    ));
+    out.push_str(&format!("  store        {store}\n"));
+    out.push_str(&format!("  data         {}\n", data_dir.display()));
+    if let Some(demo) = &running.demo {
+        out.push_str(&format!(
+            "\nDemo accounts (random per data directory, also in {}):\n",
+            data_dir.join(DEMO_CREDENTIALS_FILE).display()
+        ));
+        for op in &demo.operators {
+            let detail = running
+                .state
+                .directory
+                .operator(&op.username)
+                .map(|o| {
+                    let skills: Vec<String> =
+                        o.skills.iter().map(|(s, l)| format!("{s} {l}")).collect();
+                    format!(
+                        "{}; languages {}; capacity {}",
+                        skills.join(", "),
+                        o.languages.join(", "),
+                        o.capacity
+                    )
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  operator    {:<16} password {}   ({detail})\n",
+                op.username, op.password
+            ));
+        }
+        for sup in &demo.supervisors {
+            out.push_str(&format!(
+                "  supervisor  {:<16} password {}\n",
+                sup.username, sup.password
+            ));
+        }
+        for kiosk in &demo.kiosks {
+            out.push_str(&format!(
+                "  kiosk       {:<16} token {}   ({})\n",
+                kiosk.id, kiosk.token, kiosk.name
+            ));
+        }
+    }
+    print!("{out}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}

@@ -1,0 +1,226 @@
+//! Starting and stopping the server: binds the public and admin listeners (TLS when configured),
+//! runs the background tasks, and shuts down gracefully on request.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use crate::accounts::{directory_for, DemoCredentials};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::readiness::StoreProbe;
+use crate::sessions::Graces;
+use crate::shutdown::{left_running, Phase, Shutdown};
+use crate::state::{AppState, SessionHub};
+use crate::throttle::LoginThrottle;
+use crate::tokens::{TokenIssuer, TOKEN_SECRET_FILE};
+
+/// A started server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where the public listener is bound.
+    pub addr: SocketAddr,
+    /// Where the admin listener is bound.
+    pub admin_addr: SocketAddr,
+    /// Whether the public listener speaks TLS.
+    pub tls: bool,
+    /// Demo credentials, when demo accounts are on.
+    pub demo: Option<DemoCredentials>,
+    /// The shared state (tests inspect it).
+    pub state: AppState,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// The public base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The shutdown signal.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.state.shutdown
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task failed")?
+    }
+}
+
+/// Builds the state, binds the listeners and starts serving. Returns once the listeners are bound,
+/// so callers (tests, the binary) know the real ports.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    crate::datadir::ensure_dir(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let secret_file = config
+        .auth
+        .token_secret_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(TOKEN_SECRET_FILE));
+    let tokens =
+        TokenIssuer::load_or_create(&secret_file, config.auth.token_ttl_s, &config.tenant)?;
+    let directory_config = config.clone();
+    let (directory, demo) = tokio::task::spawn_blocking(move || directory_for(&directory_config))
+        .await
+        .context("account set-up panicked")??;
+    let store = StoreProbe::new(config.redis.as_deref()).context("invalid redis URL")?;
+
+    let tls = match &config.tls {
+        Some(tls) => Some(load_tls(&tls.cert, &tls.key)?),
+        None => None,
+    };
+    if tls.is_none() && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.listen,
+            "serving plain HTTP on a non-loopback address: configure [tls] or put a TLS proxy in front"
+        );
+    }
+
+    let public = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    public.set_nonblocking(true)?;
+    let admin = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
+    let addr = public.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+
+    let state = AppState {
+        sessions: Arc::new(SessionHub::new(Graces {
+            kiosk: Duration::from_secs(config.ws.kiosk_grace_s),
+            operator: Duration::from_secs(config.ws.operator_grace_s),
+            supervisor: Duration::from_secs(config.ws.supervisor_grace_s),
+        })),
+        config: Arc::new(config),
+        directory: Arc::new(directory),
+        tokens: Arc::new(tokens),
+        metrics: Metrics::new(),
+        shutdown: Shutdown::new(),
+        ws_tasks: TaskTracker::new(),
+        store,
+        login_throttle: Arc::new(Mutex::new(LoginThrottle::new(Duration::from_secs(300), 10))),
+    };
+
+    let task = tokio::spawn(serve(state.clone(), public, admin, tls.clone()));
+    Ok(RunningServer {
+        addr,
+        admin_addr,
+        tls: tls.is_some(),
+        demo,
+        state,
+        task,
+    })
+}
+
+async fn serve(
+    state: AppState,
+    public: std::net::TcpListener,
+    admin: tokio::net::TcpListener,
+    tls: Option<RustlsConfig>,
+) -> anyhow::Result<()> {
+    let handle = axum_server::Handle::new();
+    let app = crate::http::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let public_task = match tls {
+        Some(tls) => tokio::spawn(
+            axum_server::from_tcp_rustls(public, tls)
+                .handle(handle.clone())
+                .serve(app),
+        ),
+        None => tokio::spawn(
+            axum_server::from_tcp(public)
+                .handle(handle.clone())
+                .serve(app),
+        ),
+    };
+
+    let mut admin_phase = state.shutdown.subscribe();
+    let admin_app = crate::http::admin(state.clone());
+    let admin_task = tokio::spawn(async move {
+        axum::serve(admin, admin_app)
+            .with_graceful_shutdown(async move {
+                // The admin listener stays up while draining so /readyz can say "not ready".
+                let _ = admin_phase.wait_for(|p| *p == Phase::Stopping).await;
+            })
+            .await
+    });
+
+    let reaper = tokio::spawn(reap_sessions(state.clone()));
+
+    let mut phase_rx = state.shutdown.subscribe();
+    let phase = left_running(&mut phase_rx).await;
+    match phase {
+        Phase::Draining { deadline } => {
+            let grace = deadline.saturating_duration_since(Instant::now());
+            tracing::info!(grace_s = grace.as_secs(), "draining: no new connections");
+            handle.graceful_shutdown(Some(grace));
+            state.ws_tasks.close();
+            // Wait for the sessions to finish, for the deadline, or for a request to stop now.
+            tokio::select! {
+                _ = state.ws_tasks.wait() => {}
+                _ = phase_rx.wait_for(|p| *p == Phase::Stopping) => {}
+            }
+            // Sockets close at the deadline; give them a moment to send their close frames.
+            let _ = tokio::time::timeout(Duration::from_secs(1), state.ws_tasks.wait()).await;
+        }
+        Phase::Stopping | Phase::Running => {
+            tracing::info!("stopping now");
+            handle.shutdown();
+            state.ws_tasks.close();
+            let _ = tokio::time::timeout(Duration::from_secs(1), state.ws_tasks.wait()).await;
+        }
+    }
+    state.shutdown.stop_now();
+    reaper.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), public_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Expires detached sessions past their grace period, once a second.
+async fn reap_sessions(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for expired in state.sessions.expire(Instant::now()) {
+            tracing::info!(
+                session = %expired.session_id,
+                principal = %expired.principal.id,
+                role = expired.principal.role.as_str(),
+                "session expired after its grace period"
+            );
+        }
+    }
+}
+
+/// Loads a PEM certificate chain and key into a rustls configuration (ring provider, HTTP/1.1 so
+/// that WebSockets upgrade on the same port).
+pub fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<RustlsConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert_pem =
+        std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", cert.display());
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .with_context(|| format!("{} is not a PEM private key", key.display()))?
+        .with_context(|| format!("{} holds no private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("certificate and key do not match")?;
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(RustlsConfig::from_config(Arc::new(server_config)))
+}

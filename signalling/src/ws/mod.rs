@@ -1,0 +1,175 @@
+//! The WebSocket endpoint `/api/v1/ws`: a thin tokio driver around [`connection::Connection`].
+
+pub mod connection;
+
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use protocol::{CLOSE_GOING_AWAY, CLOSE_SUPERSEDED};
+use tokio::time::sleep_until;
+
+use crate::shutdown::Phase;
+use crate::state::{AppState, StateOpener};
+use connection::{Connection, Output, Settings};
+
+/// The transport-level limit. Frames between the protocol limit (64 KiB) and this one are read and
+/// refused with `invalid`; larger ones cannot be read at all and close the socket with 1009.
+const TRANSPORT_MAX_MESSAGE: usize = 1 << 20;
+
+/// `GET /api/v1/ws`: upgrades and runs the session.
+pub async fn endpoint(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.max_message_size(TRANSPORT_MAX_MESSAGE)
+        .max_frame_size(TRANSPORT_MAX_MESSAGE)
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            let tasks = state.ws_tasks.clone();
+            tasks.track_future(run(socket, state))
+        })
+}
+
+async fn run(socket: WebSocket, state: AppState) {
+    let settings = Settings::with_heartbeat(Duration::from_secs(state.config.ws.heartbeat_s));
+    let mut conn = Connection::new(Instant::now(), settings);
+    let (mut sink, mut stream) = socket.split();
+    let mut phase = state.shutdown.subscribe();
+    let mut attachment: Option<(String, u64)> = None;
+    let mut kicked = tokio_util::sync::CancellationToken::new();
+    let mut role_label = "pending";
+    state
+        .metrics
+        .ws_sessions
+        .with_label_values(&[role_label])
+        .inc();
+
+    // A socket opened while draining closes at once.
+    apply_phase(&mut conn, *phase.borrow());
+
+    loop {
+        // Flush everything the core wants sent before waiting again.
+        let mut closed = false;
+        while let Some(output) = conn.poll_output() {
+            let sent = match output {
+                Output::Text(text) => {
+                    state.metrics.ws_frames.with_label_values(&["out"]).inc();
+                    sink.send(Message::Text(text.into())).await
+                }
+                Output::Ping => sink.send(Message::Ping(Vec::new().into())).await,
+                Output::Close { code, reason } => {
+                    state
+                        .metrics
+                        .ws_closes
+                        .with_label_values(&[&code.to_string()])
+                        .inc();
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    closed = true;
+                    Ok(())
+                }
+                Output::Dispatch(frame) => {
+                    // No application requests exist yet beyond those the core answers itself.
+                    conn.reply(protocol::ServerFrame::error(
+                        Some(frame.id),
+                        protocol::ErrorCode::Invalid,
+                        "unsupported request",
+                    ));
+                    Ok(())
+                }
+            };
+            if sent.is_err() {
+                closed = true;
+            }
+            if closed {
+                break;
+            }
+        }
+        if closed {
+            break;
+        }
+        let deadline = conn
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            message = stream.next() => {
+                let now = Instant::now();
+                match message {
+                    Some(Ok(Message::Text(text))) => {
+                        state.metrics.ws_frames.with_label_values(&["in"]).inc();
+                        let mut opener = StateOpener { state: &state, attached: None };
+                        conn.handle_text(now, text.as_str(), &mut opener);
+                        if let Some((attached, kick)) = opener.attached {
+                            if let Some(opened) = conn.session() {
+                                let role = opened.principal.role.as_str();
+                                state.metrics.ws_sessions.with_label_values(&[role_label]).dec();
+                                role_label = role;
+                                state.metrics.ws_sessions.with_label_values(&[role_label]).inc();
+                                tracing::info!(
+                                    session = %attached.session_id,
+                                    principal = %opened.principal.id,
+                                    role,
+                                    resumed = attached.resumed,
+                                    "session opened"
+                                );
+                            }
+                            attachment = Some((attached.session_id, attached.attachment));
+                            kicked = kick;
+                        }
+                    }
+                    Some(Ok(Message::Binary(bytes))) => conn.handle_binary(now, bytes.len()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => conn.handle_activity(now),
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(error)) => {
+                        if is_capacity_error(&error) {
+                            conn.handle_oversized();
+                        } else {
+                            tracing::debug!(%error, "websocket read failed");
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = sleep_until(deadline.into()) => conn.handle_timeout(Instant::now()),
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    conn.close_now(CLOSE_GOING_AWAY, "server shutting down");
+                } else {
+                    apply_phase(&mut conn, *phase.borrow());
+                }
+            }
+            _ = kicked.cancelled() => conn.close_now(CLOSE_SUPERSEDED, "session resumed on another socket"),
+        }
+    }
+
+    state
+        .metrics
+        .ws_sessions
+        .with_label_values(&[role_label])
+        .dec();
+    if let Some((session_id, attachment)) = attachment {
+        state
+            .sessions
+            .detach(Instant::now(), &session_id, attachment);
+        tracing::info!(session = %session_id, "session detached");
+    }
+}
+
+fn apply_phase(conn: &mut Connection, phase: Phase) {
+    match phase {
+        Phase::Running => {}
+        Phase::Draining { deadline } => conn.begin_drain(Instant::now(), deadline),
+        Phase::Stopping => conn.close_now(CLOSE_GOING_AWAY, "server shutting down"),
+    }
+}
+
+fn is_capacity_error(error: &axum::Error) -> bool {
+    // axum does not expose tungstenite's error type, so the capacity error is recognised by its
+    // message ("Space limit exceeded: Message too long: …").
+    let text = error.to_string();
+    text.contains("Space limit exceeded") || text.contains("Message too long")
+}

@@ -1,0 +1,199 @@
+//! Project automation, run as `cargo xtask <command>`:
+//!
+//! - `test`: install missing system packages the suites need (apt-get, when root), check the tidy
+//!   rules, `cargo fmt --check`, `cargo clippy -D warnings`, and `cargo test --workspace`. This is
+//!   exactly what `.ci/run` calls.
+//! - `tidy`: only the tidy rules (module docs, no stray `todo!`, `unimplemented!` or ignored tests).
+//! - `deps`: only the system packages.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// System packages the test suites need: (a binary to look for, the Debian package providing it).
+const SYSTEM_PACKAGES: &[(&str, &str)] = &[("redis-server", "redis-server")];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("tidy") => tidy(&root),
+        Some("deps") => ensure_system_packages(),
+        _ => {
+            eprintln!("usage: cargo xtask <test|tidy|deps> [extra cargo test args]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let started = std::time::Instant::now();
+    ensure_system_packages()?;
+    step("tidy", || tidy(&project_root()))?;
+    step("rustfmt", || cargo(&["fmt", "--all", "--", "--check"]))?;
+    step("clippy", || {
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+    })?;
+    step("tests", || {
+        let mut args: Vec<&str> = vec!["test", "--workspace", "--locked"];
+        args.extend(extra.iter().map(String::as_str));
+        cargo(&args)
+    })?;
+    eprintln!(
+        "xtask: all checks passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let started = std::time::Instant::now();
+    eprintln!("xtask: == {name} ==");
+    let result = f();
+    eprintln!(
+        "xtask: {name} {} in {:.1} s",
+        if result.is_ok() { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    result
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn have(binary: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|dir| dir.join(binary).is_file())
+}
+
+/// Installs the Debian packages of any missing binary, when this process may (root with apt-get).
+fn ensure_system_packages() -> Result<()> {
+    let missing: Vec<&str> = SYSTEM_PACKAGES
+        .iter()
+        .filter(|(binary, _)| !have(binary))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !is_root || !have("apt-get") {
+        eprintln!(
+            "xtask: missing system packages {missing:?}; install them (apt-get install {}) \
+             or the tests that need them will fail",
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: installing {missing:?} with apt-get");
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    let update = Command::new("apt-get")
+        .args(["update", "-q"])
+        .envs(env)
+        .status()?;
+    if !update.success() {
+        eprintln!("xtask: apt-get update failed; trying the install anyway");
+    }
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .envs(env)
+        .status()?;
+    if !status.success() {
+        bail!("apt-get install {} failed", missing.join(" "));
+    }
+    Ok(())
+}
+
+/// The tidy rules: every Rust file starts with module docs (`//!`), and no source adds a stray
+/// `todo!`, `unimplemented!` or an ignored test.
+fn tidy(root: &Path) -> Result<()> {
+    // Built from parts so this file does not trip its own check.
+    let forbidden = [
+        format!("{}!(", "todo"),
+        format!("{}!(", "unimplemented"),
+        format!("#[{}", "ignore"),
+    ];
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    collect_rust_files(root, &mut files)?;
+    for file in &files {
+        let text = std::fs::read_to_string(file)?;
+        let rel = file
+            .strip_prefix(root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
+        let is_module = rel.contains("/src/");
+        if is_module && !text.trim_start().starts_with("//!") {
+            problems.push(format!("{rel}: missing module docs (//!) at the top"));
+        }
+        for (n, line) in text.lines().enumerate() {
+            for bad in &forbidden {
+                if line.contains(bad.as_str()) {
+                    problems.push(format!("{rel}:{}: contains {bad}", n + 1));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        eprintln!("xtask: tidy checked {} files", files.len());
+        Ok(())
+    } else {
+        for p in &problems {
+            eprintln!("tidy: {p}");
+        }
+        bail!("{} tidy problem(s)", problems.len())
+    }
+}
+
+fn collect_rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if entry.file_type()?.is_dir() {
+            if name.starts_with('.') || name == "target" || name == "node_modules" {
+                continue;
+            }
+            collect_rust_files(&path, out)?;
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
