@@ -19,10 +19,17 @@ use connection::{Connection, Output, Settings};
 /// refused with `invalid`; larger ones cannot be read at all and close the socket with 1009.
 const TRANSPORT_MAX_MESSAGE: usize = 1 << 20;
 
+/// Initial read buffer per socket; it grows for larger frames.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// `GET /api/v1/ws`: upgrades and runs the session.
 pub async fn endpoint(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    // tungstenite's default buffers are 128 KiB each way, which would cost over 100 KiB per idle
+    // session. Frames here are small JSON, so small buffers that grow on demand are enough.
     ws.max_message_size(TRANSPORT_MAX_MESSAGE)
         .max_frame_size(TRANSPORT_MAX_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
             let tasks = state.ws_tasks.clone();
