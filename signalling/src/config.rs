@@ -41,6 +41,8 @@ pub struct Config {
     pub ws: WsConfig,
     /// Shutdown behaviour.
     pub shutdown: ShutdownConfig,
+    /// Call routing.
+    pub queue: QueueSettings,
     /// Demo accounts for trying Sportello out.
     pub demo: DemoConfig,
     /// Operator accounts.
@@ -65,6 +67,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             ws: WsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            queue: QueueSettings::default(),
             demo: DemoConfig::default(),
             operators: Vec::new(),
             supervisors: Vec::new(),
@@ -169,6 +172,43 @@ pub struct ShutdownConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig { drain_s: 30 }
+    }
+}
+
+/// Call routing settings (see the queue design for their meaning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Seconds an operator has to accept an offer before it goes to someone else.
+    pub offer_lease_s: u64,
+    /// Missed offers in a row after which an operator is paused.
+    pub max_missed_offers: u32,
+    /// Seconds of wrap-up after a call, unless the operator ends it earlier.
+    pub wrapup_s: u64,
+    /// A waiting call's priority grows by one every this many seconds, up to 9; 0 turns aging off.
+    pub aging_step_s: u64,
+    /// Service-level threshold T in seconds: answered within T counts as in service level.
+    pub service_level_s: u64,
+    /// Per-service overrides of `service_level_s`.
+    pub service_level_by_service: BTreeMap<String, u64>,
+    /// Handle time assumed for a service before any call was handled, in seconds.
+    pub default_aht_s: u64,
+    /// The tenant's offset from UTC in minutes, for the "today" metrics window.
+    pub utc_offset_minutes: i32,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            offer_lease_s: 15,
+            max_missed_offers: 2,
+            wrapup_s: 30,
+            aging_step_s: 120,
+            service_level_s: 60,
+            service_level_by_service: BTreeMap::new(),
+            default_aht_s: 180,
+            utc_offset_minutes: 60,
+        }
     }
 }
 
@@ -404,6 +444,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "auth",
     "ws",
     "shutdown",
+    "queue",
     "demo",
     "operators",
     "supervisors",
@@ -411,6 +452,30 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 
 impl Config {
+    /// The queue's configuration derived from this one.
+    pub fn queue_config(&self) -> queue::QueueConfig {
+        let secs = std::time::Duration::from_secs;
+        queue::QueueConfig {
+            offer_lease: secs(self.queue.offer_lease_s),
+            max_missed_offers: self.queue.max_missed_offers,
+            wrapup: secs(self.queue.wrapup_s),
+            aging_step: (self.queue.aging_step_s > 0).then(|| secs(self.queue.aging_step_s)),
+            resume_grace: secs(self.ws.kiosk_grace_s.max(self.ws.operator_grace_s)),
+            service_level_threshold: secs(self.queue.service_level_s),
+            service_level_by_service: self
+                .queue
+                .service_level_by_service
+                .iter()
+                .filter_map(|(service, s)| {
+                    Some((queue::Service::new(service.as_str()).ok()?, secs(*s)))
+                })
+                .collect(),
+            default_aht: secs(self.queue.default_aht_s),
+            utc_offset_minutes: self.queue.utc_offset_minutes,
+            ..queue::QueueConfig::default()
+        }
+    }
+
     /// Whether demo accounts are created: as configured, or by default only when no account is.
     pub fn demo_enabled(&self) -> bool {
         self.demo.enabled.unwrap_or(
@@ -482,6 +547,41 @@ impl Config {
             problems.push(format!(
                 "shutdown.drain_s: {} must be at most 3600",
                 self.shutdown.drain_s
+            ));
+        }
+
+        if !(1..=600).contains(&self.queue.offer_lease_s) {
+            problems.push(format!(
+                "queue.offer_lease_s: {} must be between 1 and 600",
+                self.queue.offer_lease_s
+            ));
+        }
+        if self.queue.max_missed_offers == 0 {
+            problems.push("queue.max_missed_offers: must be at least 1".into());
+        }
+        if self.queue.wrapup_s > 3600 {
+            problems.push(format!(
+                "queue.wrapup_s: {} must be at most 3600",
+                self.queue.wrapup_s
+            ));
+        }
+        if self.queue.service_level_s == 0 {
+            problems.push("queue.service_level_s: must be at least 1".into());
+        }
+        for service in self.queue.service_level_by_service.keys() {
+            if !is_name(service) {
+                problems.push(format!(
+                    "queue.service_level_by_service: {service:?} is not a valid service name"
+                ));
+            }
+        }
+        if self.queue.default_aht_s == 0 {
+            problems.push("queue.default_aht_s: must be at least 1".into());
+        }
+        if self.queue.utc_offset_minutes.abs() > 14 * 60 {
+            problems.push(format!(
+                "queue.utc_offset_minutes: {} is not a UTC offset",
+                self.queue.utc_offset_minutes
             ));
         }
 

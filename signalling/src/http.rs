@@ -183,7 +183,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             detail: "shutting down".into(),
         },
     });
-    checks.push(state.store.check().await);
+    checks.push(state.routing.check().await);
     let ready = checks.iter().all(|c| c.ok);
     let reason = checks
         .iter()

@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod readiness;
+pub mod routing;
 pub mod server;
 pub mod sessions;
 pub mod shutdown;

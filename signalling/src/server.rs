@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::accounts::{directory_for, DemoCredentials};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::readiness::StoreProbe;
+use crate::routing::Routing;
 use crate::sessions::Graces;
 use crate::shutdown::{left_running, Phase, Shutdown};
 use crate::state::{AppState, SessionHub};
@@ -70,7 +70,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let (directory, demo) = tokio::task::spawn_blocking(move || directory_for(&directory_config))
         .await
         .context("account set-up panicked")??;
-    let store = StoreProbe::new(config.redis.as_deref()).context("invalid redis URL")?;
 
     let tls = match &config.tls {
         Some(tls) => Some(load_tls(&tls.cert, &tls.key)?),
@@ -92,6 +91,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
 
+    let metrics = Metrics::new();
+    let routing = Routing::open(&config, &metrics.registry).await?;
     let state = AppState {
         sessions: Arc::new(SessionHub::new(Graces {
             kiosk: Duration::from_secs(config.ws.kiosk_grace_s),
@@ -101,10 +102,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config: Arc::new(config),
         directory: Arc::new(directory),
         tokens: Arc::new(tokens),
-        metrics: Metrics::new(),
+        metrics,
         shutdown: Shutdown::new(),
         ws_tasks: TaskTracker::new(),
-        store,
+        routing,
         login_throttle: Arc::new(Mutex::new(LoginThrottle::new(Duration::from_secs(300), 10))),
     };
 
@@ -152,6 +153,7 @@ async fn serve(
     });
 
     let reaper = tokio::spawn(reap_sessions(state.clone()));
+    let routing = tokio::spawn(state.routing.clone().run(state.shutdown.clone()));
 
     let mut phase_rx = state.shutdown.subscribe();
     let phase = left_running(&mut phase_rx).await;
@@ -178,6 +180,7 @@ async fn serve(
     }
     state.shutdown.stop_now();
     reaper.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), routing).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), public_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     tracing::info!("stopped");

@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::accounts::{Directory, Principal};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::readiness::StoreProbe;
+use crate::routing::Routing;
 use crate::sessions::{Attached, Graces, SessionRegistry};
 use crate::shutdown::Shutdown;
 use crate::throttle::LoginThrottle;
@@ -34,8 +34,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// Tracks WebSocket tasks so shutdown can wait for them.
     pub ws_tasks: TaskTracker,
-    /// The store readiness probe.
-    pub store: StoreProbe,
+    /// The queue.
+    pub routing: Routing,
     /// Failed-login throttle.
     pub login_throttle: Arc<Mutex<LoginThrottle>>,
 }

@@ -380,20 +380,51 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
-async fn readiness_reports_an_unreachable_redis() {
-    // A port that nothing listens on: bind, note it, and close.
+async fn redis_store_readiness_follows_redis() {
+    let mut redis = testkit::RedisServer::start().await;
+    let t = TestServer::start_with(|c| c.redis = Some(redis.url())).await;
+    let res = reqwest::get(t.url("/readyz")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert!(body.to_string().contains("redis reachable"), "{body}");
+
+    // The queue runs on Redis: the node's heartbeat is there, and its gauges are exported.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let metrics = reqwest::get(t.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sportello_calls_total") || metrics.contains("sportello_operators"),
+        "{metrics}"
+    );
+
+    redis.kill();
+    let res = reqwest::get(t.url("/readyz")).await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["reason"].as_str().unwrap().contains("store: redis"),
+        "{body}"
+    );
+    // Liveness does not depend on Redis.
+    assert_eq!(reqwest::get(t.url("/healthz")).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_at_start_is_a_clear_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let t = TestServer::start_with(|c| c.redis = Some(format!("redis://127.0.0.1:{port}/0"))).await;
-    let res = reqwest::get(t.url("/readyz")).await.unwrap();
-    assert_eq!(res.status(), 503);
-    let body: Value = res.json().await.unwrap();
-    assert!(body["reason"].as_str().unwrap().contains("redis"), "{body}");
-    // Liveness does not depend on Redis.
-    assert_eq!(reqwest::get(t.url("/healthz")).await.unwrap().status(), 200);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.redis = Some(format!("redis://127.0.0.1:{port}/0"));
+    let err = signalling::server::start(cfg).await.unwrap_err();
+    assert!(format!("{err:#}").contains("Redis"), "{err:#}");
 }
 
 #[tokio::test]

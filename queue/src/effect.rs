@@ -1,0 +1,193 @@
+//! Effects: what the core decided, for the server to carry out.
+//!
+//! The core never sends anything. Each operation returns an [`Applied`] batch; the server turns offers,
+//! revokes and queue updates into protocol events, and feeds [`MetricEvent`]s to Prometheus.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{CallId, KioskId, Language, NodeId, OperatorId, OperatorState, Service, Time};
+
+/// The effects of one committed operation, with the tenant's state version after it.
+///
+/// Versions grow by one per committed operation of a tenant, across all nodes, so batches from several
+/// nodes can be put back in commit order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Applied {
+    /// The tenant state version this batch produced (0 when nothing was committed).
+    pub version: u64,
+    /// The effects, in the order they happened.
+    pub effects: Vec<Effect>,
+}
+
+/// Why an offer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferOutcome {
+    /// The operator accepted it.
+    Accepted,
+    /// The operator rejected it.
+    Rejected,
+    /// The lease ran out.
+    Expired,
+    /// The kiosk cancelled the call.
+    Cancelled,
+    /// The kiosk was lost.
+    KioskLost,
+    /// The operator was lost, paused or went offline.
+    OperatorGone,
+}
+
+/// Why a call ended for the kiosk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The operator ended a conversation.
+    Completed,
+    /// The kiosk cancelled while waiting or offered.
+    Abandoned,
+    /// The kiosk was lost (past the resume grace).
+    KioskLost,
+}
+
+/// Why a call went back to waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequeueReason {
+    /// Its operator was lost; it goes to the head of the queue.
+    OperatorLost,
+    /// It was transferred to a service or a person.
+    Transferred,
+}
+
+/// One thing for the server to do or record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    /// Send `call.offered` to the operator.
+    Offer {
+        /// The call offered.
+        call_id: CallId,
+        /// Its kiosk.
+        kiosk_id: KioskId,
+        /// The operator offered to.
+        operator_id: OperatorId,
+        /// The node holding the operator's connection.
+        operator_node: NodeId,
+        /// The call's service.
+        service: Service,
+        /// The call's language.
+        language: Language,
+        /// How long the call has waited since it first entered the queue.
+        waited: Duration,
+        /// When the offer expires.
+        expires_at: Time,
+    },
+    /// An offer ended; for anything but `accepted` send `call.offer_revoked` to the operator.
+    OfferClosed {
+        /// The call.
+        call_id: CallId,
+        /// The operator who held the offer.
+        operator_id: OperatorId,
+        /// How it ended.
+        outcome: OfferOutcome,
+    },
+    /// The operator accepted: send `call.assigned` to the kiosk.
+    Assigned {
+        /// The call.
+        call_id: CallId,
+        /// Its kiosk.
+        kiosk_id: KioskId,
+        /// The operator now on the call.
+        operator_id: OperatorId,
+    },
+    /// Send `queue.update` to the kiosk: its position and estimated wait changed.
+    QueueUpdate {
+        /// The call.
+        call_id: CallId,
+        /// Its kiosk.
+        kiosk_id: KioskId,
+        /// 1-based position among the waiting calls of its service.
+        position: u32,
+        /// The estimate, or `None` when no eligible operator is online (the kiosk says it is unknown).
+        estimated_wait: Option<Duration>,
+    },
+    /// The call went back to waiting, keeping its age.
+    Requeued {
+        /// The call.
+        call_id: CallId,
+        /// Its kiosk.
+        kiosk_id: KioskId,
+        /// The operator it left, if any.
+        from_operator: Option<OperatorId>,
+        /// Why.
+        reason: RequeueReason,
+    },
+    /// Send `call.ended` to the kiosk (and to the operator, if any).
+    CallEnded {
+        /// The call.
+        call_id: CallId,
+        /// Its kiosk.
+        kiosk_id: KioskId,
+        /// The operator on it, if it had been answered.
+        operator_id: Option<OperatorId>,
+        /// Why.
+        reason: EndReason,
+    },
+    /// A wrap-up finished (by `wrapup_done` or by timeout); the call is gone from the queue.
+    WrapupEnded {
+        /// The call.
+        call_id: CallId,
+        /// The operator.
+        operator_id: OperatorId,
+    },
+    /// An operator's visible state changed (for example the missed-offer pause).
+    OperatorStateChanged {
+        /// The operator.
+        operator_id: OperatorId,
+        /// The new state.
+        state: OperatorState,
+    },
+    /// A metric event; Prometheus counters and histograms are fed from these.
+    Metric(MetricEvent),
+}
+
+/// A measurement for Prometheus. These carry no call identifiers, only services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "metric", rename_all = "snake_case")]
+pub enum MetricEvent {
+    /// A call entered a service's queue (new or transferred in).
+    Offered {
+        /// The service.
+        service: Service,
+    },
+    /// A call was accepted after waiting `wait`.
+    Answered {
+        /// The service.
+        service: Service,
+        /// Time from entering the queue to acceptance.
+        wait: Duration,
+    },
+    /// A call ended while waiting or offered.
+    Abandoned {
+        /// The service.
+        service: Service,
+        /// How long it waited.
+        wait: Duration,
+        /// Whether it was a short abandon (counted apart).
+        short: bool,
+    },
+    /// A call was transferred out of this service.
+    Transferred {
+        /// The service it left.
+        service: Service,
+    },
+    /// A call was handled to the end of its wrap-up.
+    Handled {
+        /// The service.
+        service: Service,
+        /// Connected + hold + wrap-up time.
+        handle: Duration,
+    },
+}
