@@ -43,6 +43,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Call routing.
     pub queue: QueueSettings,
+    /// Certificates: registry, signer key, verification page URL, audit log.
+    pub certificates: certificates::IssuerConfig,
     /// Demo accounts for trying Sportello out.
     pub demo: DemoConfig,
     /// Operator accounts.
@@ -68,6 +70,7 @@ impl Default for Config {
             ws: WsConfig::default(),
             shutdown: ShutdownConfig::default(),
             queue: QueueSettings::default(),
+            certificates: certificates::IssuerConfig::default(),
             demo: DemoConfig::default(),
             operators: Vec::new(),
             supervisors: Vec::new(),
@@ -445,6 +448,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "ws",
     "shutdown",
     "queue",
+    "certificates",
     "demo",
     "operators",
     "supervisors",

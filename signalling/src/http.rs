@@ -36,6 +36,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/ws", get(crate::ws::endpoint))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route(
+            "/.well-known/sportello/trust-list.json",
+            get(crate::verification::trust_list),
+        )
+        .route("/api/v1/verify", post(crate::verification::verify))
+        .route("/verify", get(crate::pages::verify_root))
+        .route("/verify/", get(crate::pages::verify))
+        .route("/verify/{*file}", get(crate::pages::verify))
         .route("/", get(index))
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(API_BODY_LIMIT));
@@ -184,6 +192,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         },
     });
     checks.push(state.routing.check().await);
+    checks.push(registry_check(&state).await);
     let ready = checks.iter().all(|c| c.ok);
     let reason = checks
         .iter()
@@ -203,6 +212,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The registry answers (the demo registry always does; the HTTP adapter asks the front office).
+async fn registry_check(state: &AppState) -> crate::readiness::Check {
+    let issuer = state.issuer.clone();
+    let probe = tokio::task::spawn_blocking(move || issuer.registry().comune());
+    let (ok, detail) = match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+        Ok(Ok(Ok(comune))) => (true, format!("{} reachable", comune.name)),
+        Ok(Ok(Err(e))) => (false, format!("registry unavailable: {e}")),
+        Ok(Err(_)) => (false, "registry check panicked".to_owned()),
+        Err(_) => (false, "registry did not answer within 2 s".to_owned()),
+    };
+    crate::readiness::Check {
+        name: "registry",
+        ok,
+        detail,
+    }
+}
+
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
@@ -219,7 +245,8 @@ async fn index(State(state): State<AppState>) -> impl IntoResponse {
         "service": "sportello",
         "version": env!("CARGO_PKG_VERSION"),
         "municipality": state.config.municipality,
-        "api": {"login": "/api/v1/login", "websocket": "/api/v1/ws", "health": "/healthz", "ready": "/readyz"},
+        "api": {"login": "/api/v1/login", "websocket": "/api/v1/ws", "health": "/healthz", "ready": "/readyz", "verify": "/api/v1/verify", "trust_list": "/.well-known/sportello/trust-list.json"},
+        "pages": {"verify": "/verify/"},
     }))
 }
 

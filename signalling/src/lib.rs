@@ -7,11 +7,13 @@
 //! tokio drivers around them own the sockets and timers.
 
 pub mod accounts;
+pub mod commands;
 pub mod config;
 pub mod datadir;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod pages;
 pub mod readiness;
 pub mod routing;
 pub mod server;
@@ -20,4 +22,5 @@ pub mod shutdown;
 pub mod state;
 pub mod throttle;
 pub mod tokens;
+pub mod verification;
 pub mod ws;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use signalling::accounts::{generate_secret, hash_password, hash_token, DEMO_CREDENTIALS_FILE};
+use signalling::commands;
 use signalling::config::{self, Config, DemoFlags, FlagOverrides, LogFlags, LogFormat};
 use signalling::server::{self, RunningServer};
 
@@ -35,6 +36,75 @@ enum Command {
         /// Generate a new random token instead of reading one.
         #[arg(long)]
         new: bool,
+    },
+    /// Verify a timbro digitale from a PDF, an image, a text file or the stamp text itself.
+    /// Exits 0 when valid, 1 when not.
+    Verify {
+        /// The PDF, image or text file, or the stamp text (`IT1:…`).
+        input: String,
+        /// A trust list (JSON from /.well-known/sportello/trust-list.json); default: trust the
+        /// data directory's signer.
+        #[arg(long, value_name = "FILE")]
+        trust_list: Option<PathBuf>,
+        #[command(flatten)]
+        common: ServeArgs,
+    },
+    /// The registry.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Certificates.
+    Certificate {
+        #[command(subcommand)]
+        command: CertificateCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// List the registry's people: fiscal code, surname, names, birth date, one a line.
+    List(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertificateCommand {
+    /// Issue a certificate to a PDF, signed with the data directory's key (training and tests).
+    Issue {
+        /// The kind, e.g. residenza, stato_famiglia, nascita.
+        #[arg(long)]
+        kind: String,
+        /// The subject's fiscal code.
+        #[arg(long)]
+        fiscal_code: String,
+        /// The as-of date (YYYY-MM-DD) for "alla data" kinds.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// An exemption code from the exemption table; without it the bollo is due.
+        #[arg(long)]
+        exemption: Option<String>,
+        /// Where to write the PDF.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        common: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain; exits non-zero on any edit, deletion or reordering.
+    Verify {
+        /// The log file; default DATA_DIR/audit.log.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        common: ServeArgs,
     },
 }
 
@@ -90,6 +160,91 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig(args)) => check_config(args),
         Some(Command::HashPassword) => hash_password_cmd(),
         Some(Command::HashToken { new }) => hash_token_cmd(new),
+        Some(Command::Verify {
+            input,
+            trust_list,
+            common,
+        }) => with_config(&common, |config| {
+            let valid = commands::verify(
+                config,
+                &input,
+                trust_list.as_deref(),
+                &mut std::io::stdout(),
+            )?;
+            Ok(if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }),
+        Some(Command::Registry {
+            command: RegistryCommand::List(common),
+        }) => with_config(&common, |config| {
+            commands::registry_list(config, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Some(Command::Certificate {
+            command:
+                CertificateCommand::Issue {
+                    kind,
+                    fiscal_code,
+                    as_of,
+                    exemption,
+                    out,
+                    common,
+                },
+        }) => with_config(&common, |config| {
+            let doc = commands::certificate_issue(
+                config,
+                &kind,
+                &fiscal_code,
+                as_of.as_deref(),
+                exemption.as_deref(),
+                &out,
+            )?;
+            println!(
+                "{} {} {} -> {} ({} page(s){})",
+                doc.document_id,
+                doc.kind,
+                doc.fiscal_code,
+                out.display(),
+                doc.pages,
+                if doc.development {
+                    ", development key: NOT VALID"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Some(Command::Audit {
+            command: AuditCommand::Verify { file, common },
+        }) => with_config(&common, |config| {
+            let summary = commands::audit_verify(config, file)?;
+            println!(
+                "audit log intact: {} record(s), head {}",
+                summary.records, summary.head
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+/// Loads the configuration like `serve` does and runs `f`; errors print and exit 2.
+fn with_config(args: &ServeArgs, f: impl FnOnce(&Config) -> anyhow::Result<ExitCode>) -> ExitCode {
+    let config = match args.load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sportello: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match f(&config) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("sportello: {error:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

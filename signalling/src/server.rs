@@ -91,6 +91,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
 
+    let issuer_data_dir = config.data_dir.clone();
+    let issuer_config = config.certificates.clone();
+    let issuer = tokio::task::spawn_blocking(move || {
+        certificates::Issuer::open(
+            &issuer_data_dir,
+            &issuer_config,
+            time::OffsetDateTime::now_utc(),
+        )
+    })
+    .await
+    .context("certificate set-up panicked")?
+    .context("cannot open the certificates service (registry, signer key, audit log)")?;
     let metrics = Metrics::new();
     let routing = Routing::open(&config, &metrics.registry).await?;
     let state = AppState {
@@ -106,6 +118,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         shutdown: Shutdown::new(),
         ws_tasks: TaskTracker::new(),
         routing,
+        issuer: Arc::new(issuer),
         login_throttle: Arc::new(Mutex::new(LoginThrottle::new(Duration::from_secs(300), 10))),
     };
 

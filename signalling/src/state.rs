@@ -36,6 +36,8 @@ pub struct AppState {
     pub ws_tasks: TaskTracker,
     /// The queue.
     pub routing: Routing,
+    /// Certificates: registry, stamping, verification, audit.
+    pub issuer: Arc<certificates::Issuer>,
     /// Failed-login throttle.
     pub login_throttle: Arc<Mutex<LoginThrottle>>,
 }

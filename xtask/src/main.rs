@@ -11,8 +11,25 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// System packages the test suites need: (a binary to look for, the Debian package providing it).
-const SYSTEM_PACKAGES: &[(&str, &str)] = &[("redis-server", "redis-server")];
+/// System packages the test suites need: (a binary on the PATH, or an absolute path, whose absence
+/// means the package is missing; the Debian package providing it).
+const SYSTEM_PACKAGES: &[(&str, &str)] = &[
+    // The Redis store's conformance, concurrency and crash tests; the server's Redis tests.
+    ("redis-server", "redis-server"),
+    // The certificates' independence test: render the PDF, read the QR with another decoder, check
+    // the PDF structure, and verify the COSE signature with Python's own CBOR and crypto stacks.
+    ("pdftoppm", "poppler-utils"),
+    ("zbarimg", "zbar-tools"),
+    ("qpdf", "qpdf"),
+    ("/usr/bin/python3", "python3"),
+    ("/usr/lib/python3/dist-packages/cbor2", "python3-cbor2"),
+    (
+        "/usr/lib/python3/dist-packages/cryptography",
+        "python3-cryptography",
+    ),
+    // The browser verifier's stamp.js is checked under Node.
+    ("node", "nodejs"),
+];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -89,6 +106,9 @@ fn cargo(args: &[&str]) -> Result<()> {
 }
 
 fn have(binary: &str) -> bool {
+    if binary.starts_with('/') {
+        return Path::new(binary).exists();
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/sbin".into()])

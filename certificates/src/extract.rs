@@ -1,0 +1,125 @@
+//! Finding the stamp in a file: a PDF we issued, a scan or photo (PNG, JPEG), a PDF of a scan, or text.
+//!
+//! A PDF from this crate carries the stamp text in its Info dictionary (`/SportelloStamp`), so it is read
+//! without rendering. Any other PDF (a scanned paper) is rendered at 300 dpi with poppler's `pdftoppm`
+//! and the pages are searched for a QR code. Images are decoded with `rqrr`, a pure-Rust QR reader.
+
+use std::path::Path;
+use std::process::Command;
+
+use time::OffsetDateTime;
+
+use crate::error::CertError;
+use crate::signer::TrustList;
+use crate::stamp::{verify_text, VerifiedStamp, PREFIX};
+
+/// Largest input file accepted (a scanned multi-page PDF fits well within it).
+pub const MAX_FILE: u64 = 64 * 1024 * 1024;
+
+/// Reads a stamp from a file and verifies it (for `sportello verify <file>`).
+pub fn verify_file(
+    path: &Path,
+    trust_list: &TrustList,
+    now: OffsetDateTime,
+) -> Result<VerifiedStamp, CertError> {
+    let stamp = extract_stamp(path)?;
+    verify_text(&stamp, trust_list, now)
+}
+
+/// Returns the stamp text found in the file at `path`.
+pub fn extract_stamp(path: &Path) -> Result<String, CertError> {
+    let meta = std::fs::metadata(path).map_err(|e| CertError::io(path, e))?;
+    if meta.len() > MAX_FILE {
+        return Err(CertError::NoStampFound("file troppo grande".into()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| CertError::io(path, e))?;
+    if bytes.starts_with(b"%PDF") {
+        if let Some(s) = stamp_from_pdf_info(&bytes) {
+            return Ok(s);
+        }
+        return stamp_from_rendered_pdf(path);
+    }
+    if bytes.starts_with(b"\x89PNG") || bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return decode_qr_image(&bytes);
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CertError::NoStampFound("formato non riconosciuto".into()))?;
+    let trimmed = text.trim();
+    if trimmed.starts_with(PREFIX) {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(CertError::NoStampFound(format!(
+            "il testo non inizia con {PREFIX}"
+        )))
+    }
+}
+
+/// Reads `/SportelloStamp (…)` from the (uncompressed) Info dictionary.
+fn stamp_from_pdf_info(bytes: &[u8]) -> Option<String> {
+    let key = b"/SportelloStamp (";
+    let start = bytes.windows(key.len()).rposition(|w| w == key)? + key.len();
+    let len = bytes[start..].iter().position(|&b| b == b')')?;
+    let s = std::str::from_utf8(&bytes[start..start + len]).ok()?;
+    s.starts_with(PREFIX).then(|| s.to_owned())
+}
+
+fn stamp_from_rendered_pdf(path: &Path) -> Result<String, CertError> {
+    let dir = std::env::temp_dir().join(format!("sportello-verify-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).map_err(|e| CertError::io(&dir, e))?;
+    let result = (|| {
+        let out = Command::new("pdftoppm")
+            .args(["-r", "300", "-gray", "-png"])
+            .arg(path)
+            .arg(dir.join("page"))
+            .output()
+            .map_err(|e| {
+                CertError::NoStampFound(format!(
+                    "il PDF non contiene il testo del contrassegno e pdftoppm (pacchetto poppler-utils) non è eseguibile: {e}"
+                ))
+            })?;
+        if !out.status.success() {
+            return Err(CertError::NoStampFound(format!(
+                "pdftoppm non ha potuto leggere il PDF: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let mut pages: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| CertError::io(&dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        pages.sort();
+        for page in pages.iter().rev() {
+            let bytes = std::fs::read(page).map_err(|e| CertError::io(page, e))?;
+            if let Ok(s) = decode_qr_image(&bytes) {
+                return Ok(s);
+            }
+        }
+        Err(CertError::NoStampFound(
+            "nessun codice QR leggibile nelle pagine del PDF".into(),
+        ))
+    })();
+    // Best effort: a leftover temporary folder is harmless.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Decodes the first QR code holding a stamp from PNG or JPEG bytes.
+pub fn decode_qr_image(bytes: &[u8]) -> Result<String, CertError> {
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| CertError::NoStampFound(format!("immagine non leggibile: {e}")))?
+        .to_luma8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+        img.get_pixel(x as u32, y as u32).0[0]
+    });
+    for grid in prepared.detect_grids() {
+        if let Ok((_, content)) = grid.decode() {
+            if content.starts_with(PREFIX) {
+                return Ok(content);
+            }
+        }
+    }
+    Err(CertError::NoStampFound(
+        "nessun codice QR con un contrassegno".into(),
+    ))
+}

@@ -1,0 +1,699 @@
+//! Issuing: the one entry point the server and the command line call.
+//!
+//! [`Issuer::open`] wires the configured registry, signer, exemption table and audit log under a data
+//! directory. [`Issuer::issue`] checks who may ask, reads the registry, builds the content, signs the
+//! stamp, renders the PDF and writes the audit record, in that order: a certificate that could not be
+//! audited is not returned.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::{Date, OffsetDateTime, UtcOffset};
+
+use crate::audit::{Actor, AuditEvent, AuditLog};
+use crate::dates::{add_months, iso, italian};
+use crate::error::CertError;
+use crate::exemptions::{ExemptionTable, CIVIL_STATUS_EXEMPTION};
+use crate::fiscal_code::FiscalCode;
+use crate::kinds::{
+    build_content, CertificateContent, CertificateKind, ContentOptions, ContestualePart,
+};
+use crate::pdf::{render, PageText, MANDATORY_WORDING};
+use crate::registry::demo::DemoRegistry;
+use crate::registry::http::HttpRegistry;
+use crate::registry::{family_on, Comune, Registry};
+use crate::signer::{Signer, SignerConfig, TrustList, TrustedSigner};
+use crate::stamp::{
+    self, CertificateClaim, MemberClaim, StampClaims, VerifiedStamp, CLAIM_VERSION,
+};
+
+/// Largest QR version for the full payload. Version 25 at ECC M is 117 modules: at 45 mm that is 0.35 mm a
+/// module, about 4 pixels at 300 dpi, which office scanners and phones still read. Above it the stamp
+/// falls back to the reduced payload (members left out, their count and the text digest kept).
+pub const MAX_FULL_QR_VERSION: i16 = 25;
+
+/// Diritti di segreteria, in euro cents (L. 604/1962 Tab. D).
+pub const FEE_WITH_BOLLO_CENTS: u32 = 52;
+/// Diritti di segreteria for an exempt certificate, in cents.
+pub const FEE_EXEMPT_CENTS: u32 = 26;
+/// Imposta di bollo per sheet, in cents (DPR 642/1972, Tariffa all. A art. 4).
+pub const BOLLO_CENTS: u32 = 1600;
+
+/// Which registry backend to use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RegistryConfig {
+    /// The demo registry shipped in the crate.
+    #[default]
+    Demo,
+    /// A JSON file in the demo registry format.
+    File {
+        /// Path of the JSON file.
+        path: PathBuf,
+    },
+    /// An existing front-office system over HTTP (`docs/registry-http.md`).
+    Http {
+        /// Base URL, e.g. `https://frontoffice.example/anagrafe/v1`.
+        base_url: String,
+        /// Per-request timeout in milliseconds.
+        #[serde(default = "default_timeout_ms")]
+        timeout_ms: u64,
+    },
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+
+/// Configuration of the certificates service (the `[certificates]` section of the server's config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssuerConfig {
+    /// The registry backend.
+    pub registry: RegistryConfig,
+    /// The signer key and certificate; none means the development key in the data directory.
+    pub signer: SignerConfig,
+    /// The public URL of the verification page, printed beside the stamp.
+    pub verify_url: String,
+    /// The issuing office, printed in the header and signature block.
+    pub office: String,
+    /// The exemption table; default `<data dir>/exemptions.json`, else the shipped table.
+    pub exemptions: Option<PathBuf>,
+    /// The audit log; default `<data dir>/audit.log`.
+    pub audit_log: Option<PathBuf>,
+}
+
+impl Default for IssuerConfig {
+    fn default() -> Self {
+        IssuerConfig {
+            registry: RegistryConfig::Demo,
+            signer: SignerConfig::default(),
+            verify_url: "https://sportello.comune.parma.it/verify/".into(),
+            office: "Servizi Demografici - Sportello virtuale".into(),
+            exemptions: None,
+            audit_log: None,
+        }
+    }
+}
+
+/// Through which channel a request arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// An operator serving a kiosk call.
+    Kiosk,
+    /// A citizen (or intermediary) on the web.
+    Web,
+    /// The command line, for training and tests.
+    Cli,
+}
+
+/// Who asks, and how they were identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    /// The channel.
+    pub channel: Channel,
+    /// Who acts (operator and kiosk, web user, or CLI).
+    pub actor: Actor,
+    /// The identified citizen, required on the kiosk and web channels.
+    pub citizen: Option<FiscalCode>,
+    /// How the citizen was identified ("cie", "cns", "pec", "documento cartaceo", "spid"…).
+    pub identification: Option<String>,
+    /// The call id, for kiosk requests.
+    pub call_id: Option<String>,
+}
+
+impl Requester {
+    /// A command-line requester (training and tests); `user` names who ran it.
+    pub fn cli(user: &str) -> Self {
+        Requester {
+            channel: Channel::Cli,
+            actor: Actor {
+                cli: Some(user.into()),
+                ..Actor::default()
+            },
+            citizen: None,
+            identification: None,
+            call_id: None,
+        }
+    }
+}
+
+/// A request to issue one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueRequest {
+    /// The kind.
+    pub kind: CertificateKind,
+    /// The person the certificate is about.
+    pub fiscal_code: FiscalCode,
+    /// The as-of date for "alla data" kinds.
+    pub as_of: Option<Date>,
+    /// Parts of a contestuale certificate (empty: all that apply).
+    pub parts: Vec<ContestualePart>,
+    /// Exemption code from the table; `None` means the bollo is due (registry kinds).
+    pub exemption: Option<String>,
+    /// The stated reason: required for "alla data" kinds and for people outside the citizen's family.
+    pub reason: Option<String>,
+    /// Who asks.
+    pub requester: Requester,
+}
+
+impl IssueRequest {
+    /// A command-line request, as `sportello certificate issue` builds it.
+    pub fn cli(
+        kind: CertificateKind,
+        fiscal_code: FiscalCode,
+        as_of: Option<Date>,
+        exemption: Option<String>,
+    ) -> Self {
+        IssueRequest {
+            kind,
+            fiscal_code,
+            as_of,
+            parts: vec![],
+            exemption,
+            reason: None,
+            requester: Requester::cli("sportello-cli"),
+        }
+    }
+}
+
+/// Fees recorded for an issued certificate (collection is out of scope).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fees {
+    /// Diritti di segreteria, cents.
+    pub diritti_cents: u32,
+    /// Imposta di bollo due (paid with marche on the paper), cents; 0 when exempt.
+    pub bollo_cents: u32,
+    /// The exemption code, when exempt.
+    pub exemption: Option<String>,
+}
+
+/// An issued certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssuedDocument {
+    /// Document id, printed and signed.
+    pub document_id: String,
+    /// Kind.
+    pub kind: CertificateKind,
+    /// The subject's fiscal code.
+    pub fiscal_code: String,
+    /// The PDF/A-2b bytes.
+    #[serde(skip)]
+    pub pdf: Vec<u8>,
+    /// The stamp text (`IT1:…`).
+    pub stamp: String,
+    /// Number of pages.
+    pub pages: u32,
+    /// QR version of the printed stamp.
+    pub qr_version: i16,
+    /// Whether the stamp uses the reduced payload.
+    pub reduced_stamp: bool,
+    /// Issue instant, Unix seconds.
+    pub issued_at: i64,
+    /// Last day of validity, `None` for certificates without expiry.
+    pub valid_until: Option<String>,
+    /// SHA-256 of the canonical text, hex (signed in the stamp).
+    pub text_sha256: String,
+    /// SHA-256 of the PDF, hex (recorded in the audit log).
+    pub pdf_sha256: String,
+    /// Fees.
+    pub fees: Fees,
+    /// Signed with the development key.
+    pub development: bool,
+    /// The audit record's sequence number.
+    pub audit_seq: u64,
+}
+
+/// Italian civil time: CET, or CEST from the last Sunday of March to the last Sunday of October (01:00 UTC).
+pub fn italian_time(now: OffsetDateTime) -> OffsetDateTime {
+    let utc = now.to_offset(UtcOffset::UTC);
+    let last_sunday = |month: time::Month| {
+        let last = month.length(utc.year());
+        let d = Date::from_calendar_date(utc.year(), month, last).unwrap_or(utc.date());
+        d - time::Duration::days(i64::from(d.weekday().number_days_from_sunday()))
+    };
+    let start = last_sunday(time::Month::March)
+        .with_hms(1, 0, 0)
+        .map(|t| t.assume_utc());
+    let end = last_sunday(time::Month::October)
+        .with_hms(1, 0, 0)
+        .map(|t| t.assume_utc());
+    let summer = matches!((start, end), (Ok(s), Ok(e)) if utc >= s && utc < e);
+    let offset = UtcOffset::from_hms(if summer { 2 } else { 1 }, 0, 0).unwrap_or(UtcOffset::UTC);
+    utc.to_offset(offset)
+}
+
+/// The issuing service.
+pub struct Issuer {
+    registry: Arc<dyn Registry>,
+    signer: Signer,
+    extra_trusted: Vec<TrustedSigner>,
+    exemptions: ExemptionTable,
+    audit: AuditLog,
+    comune: Comune,
+    config: IssuerConfig,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("comune", &self.comune)
+            .field("signer", &self.signer)
+            .field("audit", &self.audit.path())
+            .finish()
+    }
+}
+
+impl Issuer {
+    /// Opens the service under `data_dir` (created if missing): registry, signer (generating the
+    /// development key on first start), exemption table and audit log.
+    pub fn open(
+        data_dir: &Path,
+        config: &IssuerConfig,
+        now: OffsetDateTime,
+    ) -> Result<Self, CertError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| CertError::io(data_dir, e))?;
+        let registry: Arc<dyn Registry> = match &config.registry {
+            RegistryConfig::Demo => Arc::new(DemoRegistry::embedded()?),
+            RegistryConfig::File { path } => Arc::new(DemoRegistry::from_file(path)?),
+            RegistryConfig::Http {
+                base_url,
+                timeout_ms,
+            } => Arc::new(HttpRegistry::new(
+                base_url,
+                Duration::from_millis(*timeout_ms),
+            )?),
+        };
+        let signer = Signer::from_config(&config.signer, data_dir, now)?;
+        let mut extra_trusted = Vec::new();
+        for path in &config.signer.trusted_certificates {
+            let pem = std::fs::read_to_string(path).map_err(|e| CertError::io(path, e))?;
+            extra_trusted.push(TrustedSigner::from_certificate_pem(&pem)?);
+        }
+        let exemptions_path = config
+            .exemptions
+            .clone()
+            .unwrap_or_else(|| data_dir.join("exemptions.json"));
+        let exemptions = ExemptionTable::load_or_default(&exemptions_path)?;
+        let audit = AuditLog::open(
+            &config
+                .audit_log
+                .clone()
+                .unwrap_or_else(|| data_dir.join("audit.log")),
+        )?;
+        Self::from_parts(
+            registry,
+            signer,
+            exemptions,
+            audit,
+            config.clone(),
+            extra_trusted,
+        )
+    }
+
+    /// Builds the service from ready parts (tests, or a server that wires its own registry).
+    pub fn from_parts(
+        registry: Arc<dyn Registry>,
+        signer: Signer,
+        exemptions: ExemptionTable,
+        audit: AuditLog,
+        config: IssuerConfig,
+        extra_trusted: Vec<TrustedSigner>,
+    ) -> Result<Self, CertError> {
+        let comune = registry.comune()?;
+        Ok(Issuer {
+            registry,
+            signer,
+            extra_trusted,
+            exemptions,
+            audit,
+            comune,
+            config,
+        })
+    }
+
+    /// The registry (for `sportello registry list`: `issuer.registry().list()`).
+    pub fn registry(&self) -> &dyn Registry {
+        self.registry.as_ref()
+    }
+
+    /// The exemption table (for menus).
+    pub fn exemptions(&self) -> &ExemptionTable {
+        &self.exemptions
+    }
+
+    /// The audit log (to record identification, print and other events).
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The signer.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// The comune.
+    pub fn comune(&self) -> &Comune {
+        &self.comune
+    }
+
+    /// The trust list to serve at `/.well-known/sportello/trust-list.json`.
+    pub fn trust_list(&self) -> TrustList {
+        let mut signers = vec![self.signer.trust_entry().clone()];
+        signers.extend(self.extra_trusted.iter().cloned());
+        TrustList::new(
+            &format!("Comune di {}", self.comune.name),
+            &self.comune.istat_code,
+            signers,
+        )
+    }
+
+    /// Verifies stamp text against this issuer's trust list (for `POST /api/v1/verify`).
+    pub fn verify_text(
+        &self,
+        stamp: &str,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedStamp, CertError> {
+        stamp::verify_text(stamp, &self.trust_list(), now)
+    }
+
+    /// Checks that the requester may obtain this certificate and returns the reason to record.
+    fn authorize(&self, request: &IssueRequest, today: Date) -> Result<Option<String>, CertError> {
+        let reason = request
+            .reason
+            .as_ref()
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty());
+        let r = &request.requester;
+        if r.channel == Channel::Cli {
+            // The command line exists for training and tests; its requests are audited with this reason.
+            return Ok(Some(reason.unwrap_or_else(|| {
+                "emissione da riga di comando (formazione e prove)".into()
+            })));
+        }
+        let citizen = r.citizen.as_ref().ok_or_else(|| {
+            CertError::NotAllowed("il richiedente non è stato identificato".into())
+        })?;
+        let in_family = citizen == &request.fiscal_code || {
+            let me = self.registry.person(citizen)?;
+            match me.residence_on(today) {
+                Some(p) => family_on(
+                    &self.registry.family_members(&p.family_id)?,
+                    &p.family_id,
+                    today,
+                    false,
+                )
+                .iter()
+                .any(|m| m.person.fiscal_code == request.fiscal_code),
+                None => false,
+            }
+        };
+        if !in_family {
+            if r.channel == Channel::Web {
+                return Err(CertError::NotAllowed(
+                    "sul web si possono richiedere solo certificati propri o dei componenti della propria famiglia anagrafica".into(),
+                ));
+            }
+            if reason.is_none() {
+                return Err(CertError::MissingInput(
+                    "per una persona estranea alla famiglia anagrafica l'operatore deve indicare il motivo".into(),
+                ));
+            }
+        }
+        if request.kind.needs_as_of() && reason.is_none() {
+            return Err(CertError::MissingInput(
+                "i certificati alla data richiedono il motivo della richiesta".into(),
+            ));
+        }
+        Ok(reason)
+    }
+
+    /// Issues a certificate: authorization, registry read, content, stamp, PDF and audit record.
+    ///
+    /// This is CPU and (for the HTTP registry) network work: async callers run it in `spawn_blocking`.
+    pub fn issue(
+        &self,
+        request: &IssueRequest,
+        now: OffsetDateTime,
+    ) -> Result<IssuedDocument, CertError> {
+        let local = italian_time(now);
+        let today = local.date();
+        let reason = self.authorize(request, today)?;
+        let person = self.registry.person(&request.fiscal_code)?;
+        let options = ContentOptions {
+            as_of: request.as_of,
+            parts: request.parts.clone(),
+        };
+        let content = build_content(
+            request.kind,
+            &person,
+            self.registry.as_ref(),
+            &options,
+            today,
+        )?;
+
+        let exemption = if request.kind.is_civil_status() {
+            Some((
+                CIVIL_STATUS_EXEMPTION.0.to_owned(),
+                CIVIL_STATUS_EXEMPTION.2.to_owned(),
+            ))
+        } else {
+            match &request.exemption {
+                Some(code) => {
+                    let e = self.exemptions.get(code)?;
+                    Some((e.code.clone(), e.text.clone()))
+                }
+                None => None,
+            }
+        };
+        let valid_until = request.kind.expires().then(|| add_months(today, 6));
+        let validity = match valid_until {
+            Some(d) => format!(
+                "Il presente certificato ha validità di sei mesi dalla data di rilascio, fino al {} (art. 41 DPR 445/2000).",
+                italian(d)
+            ),
+            None => "Il presente certificato ha validità illimitata, attestando fatti non soggetti a modificazioni (art. 41, comma 1, DPR 445/2000).".into(),
+        };
+        let diritti = if exemption.is_some() {
+            FEE_EXEMPT_CENTS
+        } else {
+            FEE_WITH_BOLLO_CENTS
+        };
+        let fees_text = format!(
+            "Diritti di segreteria: € {},{:02}{}.",
+            diritti / 100,
+            diritti % 100,
+            if exemption.is_none() {
+                " - Imposta di bollo: € 16,00 per foglio"
+            } else {
+                ""
+            }
+        );
+
+        let document_id = new_document_id(&self.comune.istat_code, today);
+        let canonical = canonical_text(
+            &content,
+            &document_id,
+            exemption.as_ref().map(|e| e.1.as_str()),
+            &validity,
+        );
+        let text_sha256 = hex::encode(Sha256::digest(canonical.as_bytes()));
+        let development = self.signer.is_development();
+        let mut claims = StampClaims {
+            issuer: self.comune.istat_code.clone(),
+            issued_at: now.unix_timestamp(),
+            expires_at: valid_until
+                .and_then(|d| d.next_day())
+                .map(|d| d.midnight().assume_offset(local.offset()).unix_timestamp() - 1),
+            certificate: claim_of(
+                &content,
+                &document_id,
+                exemption.as_ref().map(|e| e.0.clone()),
+                &text_sha256,
+                development,
+            ),
+        };
+        let mut stamp_text = stamp::sign(&claims, &self.signer)?;
+        let version =
+            qrcode::QrCode::with_error_correction_level(stamp_text.as_bytes(), qrcode::EcLevel::M)
+                .map(|q| match q.version() {
+                    qrcode::Version::Normal(v) | qrcode::Version::Micro(v) => v,
+                })
+                .unwrap_or(i16::MAX);
+        if version > MAX_FULL_QR_VERSION {
+            claims.certificate.members.clear();
+            claims.certificate.reduced = true;
+            stamp_text = stamp::sign(&claims, &self.signer)?;
+        }
+
+        let officer = if request.kind.is_civil_status() {
+            "L'UFFICIALE DELLO STATO CIVILE"
+        } else {
+            "L'UFFICIALE D'ANAGRAFE"
+        };
+        let page = PageText {
+            comune: self.comune.name.clone(),
+            province: self.comune.province.clone(),
+            istat_code: self.comune.istat_code.clone(),
+            office: self.config.office.clone(),
+            title: request.kind.title().into(),
+            legal_basis: request.kind.legal_basis().into(),
+            officer: officer.into(),
+            subject_lines: content.subject_lines(),
+            body: content.body.clone(),
+            exemption_text: exemption.as_ref().map(|e| e.1.clone()),
+            validity,
+            fees: fees_text,
+            place_date: format!("{}, {}", self.comune.name, italian(today)),
+            document_id: document_id.clone(),
+            stamp: stamp_text.clone(),
+            verify_url: self.config.verify_url.clone(),
+            development,
+            issued_at: now.to_offset(UtcOffset::UTC),
+        };
+        let rendered = render(&page)?;
+        let pdf_sha256 = hex::encode(Sha256::digest(&rendered.bytes));
+        let sheets = rendered.pages.div_ceil(4).max(1);
+        let fees = Fees {
+            diritti_cents: diritti,
+            bollo_cents: if exemption.is_some() {
+                0
+            } else {
+                BOLLO_CENTS * sheets
+            },
+            exemption: exemption.as_ref().map(|e| e.0.clone()),
+        };
+
+        let r = &request.requester;
+        let mut details = vec![
+            ("diritti_cents".to_owned(), fees.diritti_cents.to_string()),
+            ("bollo_cents".to_owned(), fees.bollo_cents.to_string()),
+            ("pages".to_owned(), rendered.pages.to_string()),
+            (
+                "channel".to_owned(),
+                format!("{:?}", r.channel).to_lowercase(),
+            ),
+        ];
+        if let Some(e) = &fees.exemption {
+            details.push(("exemption".into(), e.clone()));
+        }
+        if let Some(d) = request.as_of {
+            details.push(("as_of".into(), iso(d)));
+        }
+        if let Some(c) = &r.citizen {
+            details.push(("requested_by".into(), c.to_string()));
+        }
+        let record = self.audit.append(
+            AuditEvent {
+                action: "certificate.issued".into(),
+                actor: r.actor.clone(),
+                subject: Some(request.fiscal_code.to_string()),
+                identification: r.identification.clone(),
+                call_id: r.call_id.clone(),
+                kind: Some(request.kind.code().into()),
+                document_id: Some(document_id.clone()),
+                digest: Some(pdf_sha256.clone()),
+                reason,
+                details,
+            },
+            now,
+        )?;
+
+        Ok(IssuedDocument {
+            document_id,
+            kind: request.kind,
+            fiscal_code: request.fiscal_code.to_string(),
+            pdf: rendered.bytes,
+            stamp: stamp_text,
+            pages: rendered.pages,
+            qr_version: rendered.qr_version,
+            reduced_stamp: claims.certificate.reduced,
+            issued_at: now.unix_timestamp(),
+            valid_until: valid_until.map(iso),
+            text_sha256,
+            pdf_sha256,
+            fees,
+            development,
+            audit_seq: record.seq,
+        })
+    }
+}
+
+/// A document id: ISTAT code, issue date and 8 random base-32 characters, e.g. `034027-20261127-7K3M9QX2`.
+fn new_document_id(istat: &str, today: Date) -> String {
+    use rand::Rng as _;
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..8)
+        .map(|_| ALPHABET[rng.gen_range(0..32)] as char)
+        .collect();
+    format!(
+        "{istat}-{:04}{:02}{:02}-{suffix}",
+        today.year(),
+        u8::from(today.month()),
+        today.day()
+    )
+}
+
+/// The canonical text whose SHA-256 the stamp signs: everything the certificate states, one item a line.
+pub fn canonical_text(
+    content: &CertificateContent,
+    document_id: &str,
+    exemption_text: Option<&str>,
+    validity: &str,
+) -> String {
+    let mut lines = vec![
+        format!("tipo: {}", content.kind.code()),
+        format!("documento: {document_id}"),
+    ];
+    lines.extend(content.subject_lines());
+    lines.extend(content.body_lines());
+    lines.push(
+        exemption_text
+            .unwrap_or("Imposta di bollo: € 16,00 per foglio")
+            .to_owned(),
+    );
+    lines.push(MANDATORY_WORDING.to_owned());
+    lines.push(validity.to_owned());
+    lines.join("\n")
+}
+
+fn claim_of(
+    content: &CertificateContent,
+    document_id: &str,
+    exemption: Option<String>,
+    text_sha256: &str,
+    development: bool,
+) -> CertificateClaim {
+    CertificateClaim {
+        version: CLAIM_VERSION,
+        document_id: document_id.into(),
+        kind: content.kind.code().into(),
+        fiscal_code: content.subject.fiscal_code.clone(),
+        surname: content.subject.surname.clone(),
+        given_names: content.subject.given_names.clone(),
+        birth_date: content.subject.birth_date.clone(),
+        birth_place: content.subject.birth_place.clone(),
+        as_of: content.as_of.map(iso),
+        fields: content.fields.clone(),
+        members: content
+            .members
+            .iter()
+            .map(|m| MemberClaim {
+                surname: m.surname.clone(),
+                given_names: m.given_names.clone(),
+                birth_date: m.birth_date.clone(),
+                relationship: m.relationship.clone(),
+            })
+            .collect(),
+        member_count: content.members.len() as u64,
+        exemption,
+        text_sha256: text_sha256.into(),
+        development,
+        reduced: false,
+    }
+}

@@ -1,0 +1,324 @@
+//! The stamp signer (key and X.509 certificate) and the trust list that publishes it.
+//!
+//! In production the key is a PKCS#8 PEM file and the certificate an X.509 PEM file named in the
+//! configuration. Without configuration, [`Signer::development`] creates (once) a development key in the
+//! data directory whose certificate subject says it is not valid; every page it signs says so too.
+//! The key id (`kid`) is the first 8 bytes of the SHA-256 of the certificate's DER, as in EU DCC.
+
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use x509_cert::der::{Decode, DecodePem, Encode};
+
+use crate::error::CertError;
+
+/// The marker in a development certificate's subject. Verifiers and the PDF show a warning when they see it.
+pub const DEVELOPMENT_MARKER: &str = "NON VALIDO";
+/// The common name of a development certificate.
+pub const DEVELOPMENT_SUBJECT: &str =
+    "SPORTELLO CHIAVE DI SVILUPPO - NON VALIDO - DEVELOPMENT KEY NOT VALID";
+/// The trust list's format identifier.
+pub const TRUST_LIST_FORMAT: &str = "sportello-trust-list/1";
+
+/// Where the signer key and certificate come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SignerConfig {
+    /// PKCS#8 PEM private key (P-256). With `certificate`, replaces the development key.
+    pub key: Option<PathBuf>,
+    /// X.509 PEM certificate for `key`.
+    pub certificate: Option<PathBuf>,
+    /// Further X.509 PEM certificates to keep in the trust list (earlier signers after a key rotation).
+    pub trusted_certificates: Vec<PathBuf>,
+}
+
+/// A loaded signing key with its certificate.
+#[derive(Clone)]
+pub struct Signer {
+    key: SigningKey,
+    entry: TrustedSigner,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("Signer")
+            .field("entry", &self.entry)
+            .finish()
+    }
+}
+
+impl Signer {
+    /// Loads a signer from a PKCS#8 PEM key and an X.509 PEM certificate, checking that they match.
+    pub fn from_pem(key_pem: &str, certificate_pem: &str) -> Result<Self, CertError> {
+        let key = SigningKey::from_pkcs8_pem(key_pem)
+            .map_err(|e| CertError::SignerKey(format!("chiave PKCS#8 P-256 non leggibile: {e}")))?;
+        let entry = TrustedSigner::from_certificate_pem(certificate_pem)?;
+        if entry.verifying_key()? != *key.verifying_key() {
+            return Err(CertError::SignerKey(
+                "la chiave non corrisponde al certificato".into(),
+            ));
+        }
+        Ok(Signer { key, entry })
+    }
+
+    /// Loads a signer from files.
+    pub fn from_files(key: &Path, certificate: &Path) -> Result<Self, CertError> {
+        let k = std::fs::read_to_string(key).map_err(|e| CertError::io(key, e))?;
+        let c = std::fs::read_to_string(certificate).map_err(|e| CertError::io(certificate, e))?;
+        Self::from_pem(&k, &c)
+    }
+
+    /// Loads the development signer from `<data_dir>/signer/`, generating it on first use.
+    pub fn development(data_dir: &Path, now: OffsetDateTime) -> Result<Self, CertError> {
+        let dir = data_dir.join("signer");
+        let key_path = dir.join("development-key.pem");
+        let cert_path = dir.join("development-certificate.pem");
+        if key_path.exists() && cert_path.exists() {
+            return Self::from_files(&key_path, &cert_path);
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| CertError::io(&dir, e))?;
+        let (key_pem, cert_pem) = generate_signer_pem(
+            DEVELOPMENT_SUBJECT,
+            now - time::Duration::days(1),
+            now + time::Duration::days(3650),
+        )?;
+        write_private(&key_path, key_pem.as_bytes())?;
+        std::fs::write(&cert_path, cert_pem.as_bytes())
+            .map_err(|e| CertError::io(&cert_path, e))?;
+        Self::from_pem(&key_pem, &cert_pem)
+    }
+
+    /// The signer as configured: key and certificate files, or the development key in `data_dir`.
+    pub fn from_config(
+        config: &SignerConfig,
+        data_dir: &Path,
+        now: OffsetDateTime,
+    ) -> Result<Self, CertError> {
+        match (&config.key, &config.certificate) {
+            (Some(k), Some(c)) => Self::from_files(k, c),
+            (None, None) => Self::development(data_dir, now),
+            _ => Err(CertError::SignerKey(
+                "configurare sia la chiave sia il certificato del firmatario".into(),
+            )),
+        }
+    }
+
+    /// Signs `data` with ES256; the signature is the 64-byte `r || s` that COSE uses.
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        let sig: Signature = self.key.sign(data);
+        sig.to_bytes().to_vec()
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> [u8; 8] {
+        self.entry.kid_bytes()
+    }
+
+    /// The trust-list entry for this signer.
+    pub fn trust_entry(&self) -> &TrustedSigner {
+        &self.entry
+    }
+
+    /// Whether this is a development key (its certificate says it is not valid).
+    pub fn is_development(&self) -> bool {
+        self.entry.development
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CertError> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).map_err(|e| CertError::io(path, e))?;
+    f.write_all(bytes).map_err(|e| CertError::io(path, e))
+}
+
+/// Generates a P-256 key (PKCS#8 PEM) and a self-signed certificate (PEM) with the given common name and
+/// validity. Used for the development key and by tests (expired signers, foreign keys).
+pub fn generate_signer_pem(
+    common_name: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<(String, String), CertError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| CertError::SignerKey(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| CertError::SignerKey(e.to_string()))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    params.distinguished_name.push(
+        rcgen::DnType::OrganizationName,
+        "Comune di Parma - Sportello",
+    );
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CountryName, "IT");
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| CertError::SignerKey(e.to_string()))?;
+    Ok((key.serialize_pem(), cert.pem()))
+}
+
+/// One signer in the trust list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedSigner {
+    /// Key id, Base64 (standard alphabet) of 8 bytes.
+    pub kid: String,
+    /// Always "ES256".
+    pub alg: String,
+    /// The signer's X.509 certificate, Base64 DER.
+    pub certificate: String,
+    /// The certificate's public key as Base64 DER SubjectPublicKeyInfo (ready for WebCrypto `importKey("spki")`).
+    pub public_key_spki: String,
+    /// The certificate's subject.
+    pub subject: String,
+    /// Start of the certificate's validity, Unix seconds.
+    pub not_before: i64,
+    /// End of the certificate's validity, Unix seconds.
+    pub not_after: i64,
+    /// Whether this is a development key that must not be trusted for real documents.
+    pub development: bool,
+}
+
+impl TrustedSigner {
+    /// Builds the entry from a PEM certificate.
+    pub fn from_certificate_pem(pem: &str) -> Result<Self, CertError> {
+        let cert = x509_cert::Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| CertError::SignerKey(format!("certificato X.509 non leggibile: {e}")))?;
+        let der = cert
+            .to_der()
+            .map_err(|e| CertError::SignerKey(e.to_string()))?;
+        Self::from_certificate(&cert, &der)
+    }
+
+    fn from_certificate(cert: &x509_cert::Certificate, der: &[u8]) -> Result<Self, CertError> {
+        let tbs = &cert.tbs_certificate;
+        let spki = tbs
+            .subject_public_key_info
+            .to_der()
+            .map_err(|e| CertError::SignerKey(e.to_string()))?;
+        VerifyingKey::from_public_key_der(&spki).map_err(|_| {
+            CertError::SignerKey("il certificato non contiene una chiave P-256".into())
+        })?;
+        let subject = tbs.subject.to_string();
+        let kid = &Sha256::digest(der)[..8];
+        Ok(TrustedSigner {
+            kid: B64.encode(kid),
+            alg: "ES256".into(),
+            certificate: B64.encode(der),
+            public_key_spki: B64.encode(&spki),
+            development: subject.contains(DEVELOPMENT_MARKER),
+            subject,
+            not_before: tbs.validity.not_before.to_unix_duration().as_secs() as i64,
+            not_after: tbs.validity.not_after.to_unix_duration().as_secs() as i64,
+        })
+    }
+
+    /// The key id as bytes (zeros if the entry is malformed; such a kid matches no stamp).
+    pub fn kid_bytes(&self) -> [u8; 8] {
+        let mut out = [0u8; 8];
+        if let Ok(b) = B64.decode(&self.kid) {
+            if b.len() == 8 {
+                out.copy_from_slice(&b);
+            }
+        }
+        out
+    }
+
+    /// The verifying key, taken from the certificate itself (the authoritative field), after checking
+    /// that the kid really is the certificate's hash.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, CertError> {
+        let der = B64
+            .decode(&self.certificate)
+            .map_err(|_| CertError::SignerKey("certificato Base64 non valido".into()))?;
+        if Sha256::digest(&der)[..8] != self.kid_bytes() {
+            return Err(CertError::SignerKey(
+                "kid non corrispondente al certificato".into(),
+            ));
+        }
+        let cert = x509_cert::Certificate::from_der(&der)
+            .map_err(|e| CertError::SignerKey(format!("certificato X.509 non leggibile: {e}")))?;
+        let spki = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(|e| CertError::SignerKey(e.to_string()))?;
+        VerifyingKey::from_public_key_der(&spki)
+            .map_err(|_| CertError::SignerKey("chiave pubblica P-256 non valida".into()))
+    }
+}
+
+/// The trust list served at `/.well-known/sportello/trust-list.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustList {
+    /// Format identifier, [`TRUST_LIST_FORMAT`].
+    pub format: String,
+    /// The issuing comune's name.
+    pub issuer_name: String,
+    /// The issuing comune's ISTAT code (the stamp's `iss`).
+    pub issuer: String,
+    /// The signers.
+    pub signers: Vec<TrustedSigner>,
+}
+
+impl TrustList {
+    /// A trust list with the given signers.
+    pub fn new(issuer_name: &str, issuer: &str, signers: Vec<TrustedSigner>) -> Self {
+        TrustList {
+            format: TRUST_LIST_FORMAT.into(),
+            issuer_name: issuer_name.into(),
+            issuer: issuer.into(),
+            signers,
+        }
+    }
+
+    /// Parses a trust list from JSON.
+    pub fn from_json(text: &str) -> Result<Self, CertError> {
+        let list: TrustList = serde_json::from_str(text).map_err(|e| CertError::InvalidData {
+            path: "trust list".into(),
+            reason: e.to_string(),
+        })?;
+        if list.format != TRUST_LIST_FORMAT {
+            return Err(CertError::InvalidData {
+                path: "trust list".into(),
+                reason: format!("formato sconosciuto: {}", list.format),
+            });
+        }
+        Ok(list)
+    }
+
+    /// Pretty JSON, as served.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// The signer with this key id.
+    pub fn find(&self, kid: &[u8]) -> Option<&TrustedSigner> {
+        self.signers.iter().find(|s| s.kid_bytes() == kid)
+    }
+}
+
+/// Encodes a verifying key as DER SPKI (for tests and tools).
+pub fn spki_der(key: &VerifyingKey) -> Result<Vec<u8>, CertError> {
+    key.to_public_key_der()
+        .map(|d| d.as_bytes().to_vec())
+        .map_err(|e| CertError::SignerKey(e.to_string()))
+}

@@ -1,0 +1,66 @@
+//! Shared test fixtures: a fixed clock and an issuer over the demo registry in a temporary data directory.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use certificates::registry::demo::cases;
+use certificates::{
+    CertificateKind, FiscalCode, IssueRequest, IssuedDocument, Issuer, IssuerConfig,
+};
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+/// The fixed "now" of the tests: after every event in the demo data.
+pub const NOW: OffsetDateTime = datetime!(2025-07-01 10:00 UTC);
+
+pub fn issuer(dir: &Path) -> Issuer {
+    Issuer::open(dir, &IssuerConfig::default(), NOW).expect("issuer opens")
+}
+
+pub fn cf(code: &str) -> FiscalCode {
+    FiscalCode::parse(code).expect("valid fiscal code")
+}
+
+pub fn issue(
+    issuer: &Issuer,
+    kind: CertificateKind,
+    code: &str,
+    as_of: Option<&str>,
+) -> Result<IssuedDocument, certificates::CertError> {
+    let as_of = as_of.map(|d| certificates::dates::parse_date(d).unwrap());
+    issuer.issue(&IssueRequest::cli(kind, cf(code), as_of, None), NOW)
+}
+
+pub const LUCA: &str = cases::LUCA_ROSSI;
+
+/// Runs a command and returns stdout, failing the test with a clear message if the tool is missing.
+pub fn run_tool(tool: &str, package: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(tool).args(args).output().unwrap_or_else(|e| {
+        panic!("`{tool}` is required for this test (Debian package `{package}`: apt-get install -y {package}): {e}")
+    });
+    assert!(
+        out.status.success(),
+        "`{tool} {}` failed: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Extracts text from a PDF with poppler's pdftotext.
+pub fn pdf_text(pdf: &[u8], dir: &Path) -> String {
+    let path = dir.join(format!("text-{}.pdf", uuid_like(pdf)));
+    std::fs::write(&path, pdf).unwrap();
+    run_tool(
+        "pdftotext",
+        "poppler-utils",
+        &["-layout", path.to_str().unwrap(), "-"],
+    )
+}
+
+fn uuid_like(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(bytes)[..6])
+}

@@ -1,0 +1,604 @@
+//! Every certificate kind against the demo registry, with `as_of` dates around moves, births, marriages
+//! and deaths, a deceased person's family, the family of 8 with accented names, bollo and exemptions.
+
+mod common;
+
+use certificates::kinds::{build_content, Block, ContentOptions, ContestualePart};
+use certificates::registry::demo::{cases, DemoRegistry};
+use certificates::registry::Registry;
+use certificates::{CertError, CertificateKind as K, IssueRequest};
+use common::*;
+use time::macros::date;
+
+fn content(
+    kind: K,
+    code: &str,
+    as_of: Option<time::Date>,
+) -> Result<certificates::kinds::CertificateContent, CertError> {
+    let r = DemoRegistry::embedded().unwrap();
+    let p = r.person(&cf(code))?;
+    build_content(
+        kind,
+        &p,
+        &r,
+        &ContentOptions {
+            as_of,
+            parts: vec![],
+        },
+        NOW.date(),
+    )
+}
+
+fn field(c: &certificates::kinds::CertificateContent, key: &str) -> String {
+    c.fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+fn names(c: &certificates::kinds::CertificateContent) -> Vec<String> {
+    c.members.iter().map(|m| m.given_names.clone()).collect()
+}
+
+#[test]
+fn every_kind_issues_for_someone_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    let trust = issuer.trust_list();
+    let plan: Vec<(K, &str, Option<&str>)> = vec![
+        (K::Residenza, LUCA, None),
+        (K::ResidenzaAllaData, LUCA, Some("2015-03-09")),
+        (K::StatoFamiglia, LUCA, None),
+        (K::StatoFamigliaAllaData, LUCA, Some("2019-05-13")),
+        (K::StatoFamigliaDecesso, cases::GIUSEPPE_BIANCHI, None),
+        (K::Cittadinanza, LUCA, None),
+        (K::StatoLibero, cases::MARCO_GALLI, None),
+        (K::EsistenzaInVita, LUCA, None),
+        (K::CumulativoFamiglia, cases::NICOLO_DALO, None),
+        (K::Contestuale, LUCA, None),
+        (K::ResidenzaProvenienza, cases::ROBERTO_COLOMBO, None),
+        (K::EstremiCartaIdentita, LUCA, None),
+        (K::Nascita, LUCA, None),
+        (K::Matrimonio, LUCA, None),
+        (K::Morte, cases::GIUSEPPE_BIANCHI, None),
+    ];
+    assert_eq!(plan.len(), K::ALL.len());
+    for (kind, code, as_of) in plan {
+        let doc = issue(&issuer, kind, code, as_of).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert!(doc.pdf.starts_with(b"%PDF-1.7"), "{kind}");
+        let v = certificates::verify_text(&doc.stamp, &trust, NOW)
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let c = &v.stamp.claims.certificate;
+        assert_eq!(c.kind, kind.code());
+        assert_eq!(c.fiscal_code, code);
+        assert_eq!(c.document_id, doc.document_id);
+        assert_eq!(c.text_sha256, doc.text_sha256);
+        assert!(v.development, "the default signer is the development key");
+        assert_eq!(v.stamp.claims.issuer, "034027");
+        // Civil-status kinds are exempt by law; nascita and morte do not expire.
+        assert_eq!(
+            doc.fees.exemption.is_some(),
+            kind.is_civil_status(),
+            "{kind}"
+        );
+        assert_eq!(
+            doc.valid_until.is_none(),
+            matches!(kind, K::Nascita | K::Morte),
+            "{kind}"
+        );
+        let text = pdf_text(&doc.pdf, dir.path());
+        assert!(
+            text.contains("Il presente certificato non può essere prodotto agli organi della"),
+            "{kind}: {text}"
+        );
+        assert!(text.contains(&doc.document_id), "{kind}");
+        assert!(
+            text.contains("Contrassegno elettronico ai sensi dell'art. 23-ter"),
+            "{kind}"
+        );
+        assert!(
+            text.contains("NON VALIDO"),
+            "{kind}: the development warning is printed"
+        );
+    }
+    // Every issue was audited.
+    assert_eq!(
+        certificates::audit_verify(&dir.path().join("audit.log"))
+            .unwrap()
+            .records,
+        15
+    );
+}
+
+#[test]
+fn residence_as_of_around_a_move_and_a_marriage() {
+    let on = |d| {
+        field(
+            &content(K::ResidenzaAllaData, LUCA, Some(d)).unwrap(),
+            "ind",
+        )
+    };
+    assert_eq!(on(date!(2012 - 06 - 15)), "Via Farini n. 10");
+    assert_eq!(on(date!(2012 - 06 - 16)), "Strada della Repubblica n. 45");
+    assert_eq!(on(date!(2015 - 03 - 09)), "Strada della Repubblica n. 45");
+    assert_eq!(on(date!(2015 - 03 - 10)), "Via Emilia Est n. 112 int. 4");
+    assert_eq!(
+        field(&content(K::Residenza, LUCA, None).unwrap(), "ind"),
+        "Via Emilia Est n. 112 int. 4"
+    );
+    // Giulia lived in Reggio nell'Emilia until the wedding day.
+    assert!(matches!(
+        content(
+            K::ResidenzaAllaData,
+            cases::GIULIA_CONTI,
+            Some(date!(2012 - 06 - 15))
+        ),
+        Err(CertError::NotIssuable(_))
+    ));
+    // A date in the future is refused, and the kind needs a date.
+    assert!(matches!(
+        content(K::ResidenzaAllaData, LUCA, Some(date!(2030 - 01 - 01))),
+        Err(CertError::MissingInput(_))
+    ));
+    assert!(matches!(
+        content(K::ResidenzaAllaData, LUCA, None),
+        Err(CertError::MissingInput(_))
+    ));
+}
+
+#[test]
+fn family_as_of_around_births_and_marriage() {
+    let fam = |d| names(&content(K::StatoFamigliaAllaData, LUCA, Some(d)).unwrap());
+    assert_eq!(
+        fam(date!(2012 - 06 - 15)),
+        ["Giorgio", "Anna Maria", "Luca"],
+        "still on his parents' sheet"
+    );
+    assert_eq!(fam(date!(2012 - 06 - 16)), ["Luca", "Giulia"]);
+    assert_eq!(fam(date!(2016 - 01 - 19)), ["Luca", "Giulia"]);
+    assert_eq!(fam(date!(2016 - 01 - 20)), ["Luca", "Giulia", "Sofia"]);
+    assert_eq!(fam(date!(2019 - 05 - 13)), ["Luca", "Giulia", "Sofia"]);
+    assert_eq!(
+        fam(date!(2019 - 05 - 14)),
+        ["Luca", "Giulia", "Sofia", "Matteo"]
+    );
+    assert_eq!(
+        names(&content(K::StatoFamiglia, LUCA, None).unwrap()),
+        ["Luca", "Giulia", "Sofia", "Matteo"]
+    );
+    // Matteo was not yet born the day before.
+    assert!(matches!(
+        content(
+            K::ResidenzaAllaData,
+            cases::MATTEO_ROSSI,
+            Some(date!(2019 - 05 - 13))
+        ),
+        Err(CertError::NotIssuable(_))
+    ));
+    let c = content(K::StatoFamiglia, LUCA, None).unwrap();
+    assert_eq!(c.members[0].relationship, "intestatario scheda");
+    assert_eq!(c.members[1].relationship, "coniuge");
+}
+
+#[test]
+fn a_deceased_persons_family() {
+    let c = content(K::StatoFamigliaDecesso, cases::GIUSEPPE_BIANCHI, None).unwrap();
+    assert_eq!(c.as_of, Some(date!(2021 - 11 - 03)));
+    assert_eq!(
+        names(&c),
+        ["Giuseppe", "Maria", "Elena"],
+        "Paolo had left the sheet in 2018"
+    );
+    assert_eq!(c.members[1].relationship, "coniuge");
+    // Before Paolo left, and after the death with the widow as head.
+    let before = names(
+        &content(
+            K::StatoFamigliaAllaData,
+            cases::GIUSEPPE_BIANCHI,
+            Some(date!(2018 - 03 - 31)),
+        )
+        .unwrap(),
+    );
+    assert_eq!(before, ["Giuseppe", "Maria", "Paolo", "Elena"]);
+    let now = content(K::StatoFamiglia, cases::MARIA_GRECO, None).unwrap();
+    assert_eq!(names(&now), ["Maria", "Elena"]);
+    assert_eq!(now.members[0].relationship, "intestatario scheda");
+    assert_eq!(
+        field(
+            &content(K::StatoLibero, cases::MARIA_GRECO, None).unwrap(),
+            "sc"
+        ),
+        "vedova"
+    );
+    // The dead are not alive, nor resident, and the family-at-death kind needs a death.
+    for k in [K::EsistenzaInVita, K::Residenza, K::StatoFamiglia] {
+        assert!(
+            matches!(
+                content(k, cases::GIUSEPPE_BIANCHI, None),
+                Err(CertError::NotIssuable(_))
+            ),
+            "{k}"
+        );
+    }
+    assert!(matches!(
+        content(K::StatoFamigliaDecesso, LUCA, None),
+        Err(CertError::NotIssuable(_))
+    ));
+    assert!(matches!(
+        content(K::Morte, LUCA, None),
+        Err(CertError::NotIssuable(_))
+    ));
+    let morte = content(K::Morte, cases::GIUSEPPE_BIANCHI, None).unwrap();
+    assert_eq!(field(&morte, "dd"), "2021-11-03");
+    assert!(field(&morte, "atto").contains("anno 2021"));
+}
+
+#[test]
+fn the_family_of_eight_with_accented_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    let doc = issue(&issuer, K::StatoFamiglia, cases::NICOLO_DALO, None).unwrap();
+    let v = certificates::verify_text(&doc.stamp, &issuer.trust_list(), NOW).unwrap();
+    let c = &v.stamp.claims.certificate;
+    assert_eq!(c.member_count, 8);
+    assert!(
+        !doc.reduced_stamp,
+        "the full payload fits: QR version {}",
+        doc.qr_version
+    );
+    assert_eq!(c.members.len(), 8);
+    let given: Vec<&str> = c.members.iter().map(|m| m.given_names.as_str()).collect();
+    assert_eq!(
+        given,
+        [
+            "Nicolò",
+            "Assunta Filomena",
+            "Thérèse",
+            "Mosè",
+            "Zoè",
+            "Niccolò",
+            "Liù",
+            "Noè"
+        ]
+    );
+    assert_eq!(c.members[1].surname, "Dell'Orto");
+    assert!(doc.qr_version <= 25, "QR version {}", doc.qr_version);
+    let text = pdf_text(&doc.pdf, dir.path());
+    for name in [
+        "D'ALÒ Nicolò",
+        "BÉLANGER Thérèse",
+        "D'ALÒ Liù",
+        "DELL'ORTO Assunta Filomena",
+        "Lione (Francia)",
+        "29/02/2000",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    eprintln!(
+        "family of 8: stamp {} characters, QR version {} (ECC M), {} page(s), PDF {} bytes",
+        doc.stamp.len(),
+        doc.qr_version,
+        doc.pages,
+        doc.pdf.len()
+    );
+}
+
+#[test]
+fn bollo_and_exemption() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    let bollo = issue(&issuer, K::Residenza, LUCA, None).unwrap();
+    assert_eq!(
+        (
+            bollo.fees.diritti_cents,
+            bollo.fees.bollo_cents,
+            bollo.fees.exemption.clone()
+        ),
+        (52, 1600, None)
+    );
+    let text = pdf_text(&bollo.pdf, dir.path());
+    assert!(text.contains("marca da bollo"), "{text}");
+    assert!(text.contains("Diritti di segreteria: € 0,52"));
+
+    let req = IssueRequest::cli(K::Residenza, cf(LUCA), None, Some("b9".into()));
+    let exempt = issuer.issue(&req, NOW).unwrap();
+    assert_eq!(
+        (exempt.fees.diritti_cents, exempt.fees.bollo_cents),
+        (26, 0)
+    );
+    assert_eq!(exempt.fees.exemption.as_deref(), Some("b9"));
+    let text = pdf_text(&exempt.pdf, dir.path());
+    assert!(
+        text.contains("art. 9 della Tabella B allegata al DPR 642/1972"),
+        "{text}"
+    );
+    assert!(!text.contains("Spazio per la"));
+    let v = certificates::verify_text(&exempt.stamp, &issuer.trust_list(), NOW).unwrap();
+    assert_eq!(v.stamp.claims.certificate.exemption.as_deref(), Some("b9"));
+
+    let bad = IssueRequest::cli(K::Residenza, cf(LUCA), None, Some("nope".into()));
+    assert!(matches!(
+        issuer.issue(&bad, NOW),
+        Err(CertError::UnknownExemption(_))
+    ));
+    let civil = issue(&issuer, K::Nascita, LUCA, None).unwrap();
+    assert_eq!(civil.fees.exemption.as_deref(), Some("l405_1990"));
+    assert!(pdf_text(&civil.pdf, dir.path()).contains("L. 405/1990"));
+}
+
+#[test]
+fn the_exemption_table_is_editable_data() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("exemptions.json"),
+        r#"[{"code":"x1","legal_basis":"Delibera 1/2025","use":"prova","text":"Esente per delibera di prova."}]"#,
+    )
+    .unwrap();
+    let issuer = issuer(dir.path());
+    let req = IssueRequest::cli(K::Residenza, cf(LUCA), None, Some("x1".into()));
+    let doc = issuer.issue(&req, NOW).unwrap();
+    assert!(pdf_text(&doc.pdf, dir.path()).contains("Esente per delibera di prova."));
+    let b9 = IssueRequest::cli(K::Residenza, cf(LUCA), None, Some("b9".into()));
+    assert!(matches!(
+        issuer.issue(&b9, NOW),
+        Err(CertError::UnknownExemption(_))
+    ));
+}
+
+#[test]
+fn marital_status_citizenship_and_provenance() {
+    assert_eq!(
+        field(
+            &content(K::StatoLibero, cases::MARCO_GALLI, None).unwrap(),
+            "sc"
+        ),
+        "già coniugato (divorziato)"
+    );
+    assert!(
+        matches!(
+            content(K::StatoLibero, LUCA, None),
+            Err(CertError::NotIssuable(_))
+        ),
+        "married"
+    );
+    assert!(
+        matches!(
+            content(K::StatoLibero, cases::ALESSANDRO_FONTANA, None),
+            Err(CertError::NotIssuable(_))
+        ),
+        "civil union"
+    );
+    let m = content(K::Matrimonio, cases::MARCO_GALLI, None).unwrap();
+    assert!(
+        field(&m, "ann").starts_with("cessazione degli effetti civili"),
+        "{:?}",
+        m.fields
+    );
+    assert!(matches!(
+        content(K::Cittadinanza, cases::IOANA_POPESCU, None),
+        Err(CertError::NotIssuable(_))
+    ));
+    assert_eq!(
+        field(
+            &content(K::Cittadinanza, cases::YOUSSEF_EL_AMRANI, None).unwrap(),
+            "cit"
+        ),
+        "italiana"
+    );
+    assert_eq!(
+        field(
+            &content(K::CumulativoFamiglia, cases::YOUSSEF_EL_AMRANI, None).unwrap(),
+            "cit"
+        ),
+        "marocchina, italiana"
+    );
+    let p = content(K::ResidenzaProvenienza, cases::IOANA_POPESCU, None).unwrap();
+    assert_eq!(
+        (field(&p, "prov"), field(&p, "dal")),
+        ("Romania".into(), "2014-02-03".into())
+    );
+    let p = content(K::ResidenzaProvenienza, cases::ROBERTO_COLOMBO, None).unwrap();
+    assert_eq!(
+        (field(&p, "prov"), field(&p, "dal")),
+        ("Milano (MI)".into(), "2008-07-01".into())
+    );
+    // Luca moved within the comune: his registration dates from birth.
+    let p = content(K::ResidenzaProvenienza, LUCA, None).unwrap();
+    assert_eq!(
+        (field(&p, "prov"), field(&p, "dal")),
+        ("nascita".into(), "1985-04-12".into())
+    );
+    assert!(
+        matches!(
+            content(K::Nascita, cases::GIULIA_CONTI, None),
+            Err(CertError::NotIssuable(_))
+        ),
+        "born elsewhere"
+    );
+    let card = content(K::EstremiCartaIdentita, LUCA, None).unwrap();
+    assert!(field(&card, "ci").starts_with("CA"));
+}
+
+#[test]
+fn emigration_ends_residence() {
+    assert!(matches!(
+        content(K::Residenza, cases::FRANCESCA_MORETTI, None),
+        Err(CertError::NotIssuable(_))
+    ));
+    let c = content(
+        K::ResidenzaAllaData,
+        cases::FRANCESCA_MORETTI,
+        Some(date!(2019 - 01 - 01)),
+    )
+    .unwrap();
+    assert_eq!(field(&c, "ind"), "Via Università n. 4");
+    assert!(matches!(
+        content(
+            K::ResidenzaAllaData,
+            cases::FRANCESCA_MORETTI,
+            Some(date!(2020 - 09 - 01))
+        ),
+        Err(CertError::NotIssuable(_))
+    ));
+}
+
+#[test]
+fn contestuale_parts_and_homonyms_and_long_names() {
+    let r = DemoRegistry::embedded().unwrap();
+    let p = r.person(&cf(LUCA)).unwrap();
+    let opts = ContentOptions {
+        as_of: None,
+        parts: vec![ContestualePart::Nascita, ContestualePart::StatoCivile],
+    };
+    let c = build_content(K::Contestuale, &p, &r, &opts, NOW.date()).unwrap();
+    assert_eq!(field(&c, "parti"), "nascita,stato_civile");
+    assert_eq!(field(&c, "sc"), "coniugato");
+    assert!(matches!(&c.body[0], Block::Text(t) if t.contains("Parma (PR) il 12/04/1985")));
+
+    let a = content(K::Residenza, cases::MARIO_ROSSI_1, None).unwrap();
+    let b = content(K::Residenza, cases::MARIO_ROSSI_2, None).unwrap();
+    assert_ne!(field(&a, "ind"), field(&b, "ind"));
+    assert!(cf(cases::MARIO_ROSSI_2).is_omocodic());
+    assert_eq!(
+        cf(cases::MARIO_ROSSI_2).without_omocodia(),
+        cf(cases::MARIO_ROSSI_1)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    let doc = issue(&issuer, K::Contestuale, cases::LONG_NAMES, None).unwrap();
+    let text = pdf_text(&doc.pdf, dir.path());
+    assert!(
+        text.contains("DELLA ROVERE CASTELBARCO VISCONTI SIMONETTA"),
+        "{text}"
+    );
+}
+
+#[test]
+fn who_may_ask() {
+    use certificates::{Actor, Channel, Requester};
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    let web = |citizen: &str| Requester {
+        channel: Channel::Web,
+        actor: Actor {
+            web_user: Some(citizen.into()),
+            ..Actor::default()
+        },
+        citizen: Some(cf(citizen)),
+        identification: Some("spid".into()),
+        call_id: None,
+    };
+    let req = |kind, subject: &str, requester, reason: Option<&str>, as_of| IssueRequest {
+        kind,
+        fiscal_code: cf(subject),
+        as_of,
+        parts: vec![],
+        exemption: None,
+        reason: reason.map(Into::into),
+        requester,
+    };
+    // Own certificate and a family member's: allowed on the web.
+    assert!(issuer
+        .issue(&req(K::Residenza, LUCA, web(LUCA), None, None), NOW)
+        .is_ok());
+    assert!(issuer
+        .issue(
+            &req(K::Residenza, cases::MATTEO_ROSSI, web(LUCA), None, None),
+            NOW
+        )
+        .is_ok());
+    // Someone else's: not on the web.
+    assert!(matches!(
+        issuer.issue(
+            &req(K::Residenza, cases::ROBERTO_COLOMBO, web(LUCA), None, None),
+            NOW
+        ),
+        Err(CertError::NotAllowed(_))
+    ));
+    // At a kiosk the operator must record a reason for someone outside the family.
+    let kiosk = Requester {
+        channel: Channel::Kiosk,
+        actor: Actor {
+            operator: Some("op1".into()),
+            kiosk: Some("k1".into()),
+            ..Actor::default()
+        },
+        citizen: Some(cf(LUCA)),
+        identification: Some("cie".into()),
+        call_id: Some("call-1".into()),
+    };
+    assert!(matches!(
+        issuer.issue(
+            &req(
+                K::Residenza,
+                cases::ROBERTO_COLOMBO,
+                kiosk.clone(),
+                None,
+                None
+            ),
+            NOW
+        ),
+        Err(CertError::MissingInput(_))
+    ));
+    assert!(issuer
+        .issue(
+            &req(
+                K::Residenza,
+                cases::ROBERTO_COLOMBO,
+                kiosk.clone(),
+                Some("delega scritta"),
+                None
+            ),
+            NOW
+        )
+        .is_ok());
+    // "Alla data" needs a reason.
+    let d = Some(date!(2015 - 01 - 01));
+    assert!(matches!(
+        issuer.issue(
+            &req(K::ResidenzaAllaData, LUCA, kiosk.clone(), None, d),
+            NOW
+        ),
+        Err(CertError::MissingInput(_))
+    ));
+    assert!(issuer
+        .issue(
+            &req(
+                K::ResidenzaAllaData,
+                LUCA,
+                kiosk.clone(),
+                Some("pratica successione"),
+                d
+            ),
+            NOW
+        )
+        .is_ok());
+    // An unidentified requester gets nothing.
+    let mut anon = kiosk;
+    anon.citizen = None;
+    assert!(matches!(
+        issuer.issue(&req(K::Residenza, LUCA, anon, None, None), NOW),
+        Err(CertError::NotAllowed(_))
+    ));
+    // The audit trail holds who, for whom, how and in which call.
+    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert!(
+        log.contains("\"call_id\":\"call-1\"")
+            && log.contains("\"identification\":\"cie\"")
+            && log.contains("delega scritta")
+    );
+}
+
+#[test]
+fn kind_codes_parse() {
+    for k in K::ALL {
+        assert_eq!(k.code().parse::<K>().unwrap(), k);
+    }
+    assert!("residenza-alla-data".parse::<K>().is_ok());
+    assert!(matches!(
+        "passaporto".parse::<K>(),
+        Err(CertError::UnknownKind(_))
+    ));
+}
