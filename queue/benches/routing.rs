@@ -3,13 +3,11 @@
 //! One iteration is one routing decision: a kiosk's call arrives while an operator is free, and the
 //! timed operation returns with the `Offer` effect (so its time is also the offer latency). The call is
 //! then cancelled outside the timed part, which frees the operator again. The Redis case starts its own
-//! `redis-server` on a free loopback port, like the tests.
+//! `redis-server` on a free loopback port with `testkit`, like the tests.
 //!
 //! Run: `cargo bench -p queue --bench routing`.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -17,43 +15,6 @@ use queue::{
     AnyStore, CallId, Effect, KioskId, Language, MemoryStore, NewCall, NodeId, OperatorId,
     OperatorLogin, Presence, Queue, QueueConfig, RedisStore, Service, Tenant, Time,
 };
-
-struct RedisServer(Child, u16);
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> RedisServer {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is needed: apt-get install -y redis-server");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    RedisServer(child, port)
-}
 
 async fn setup(q: &Queue<AnyStore>, tenant: &Tenant) {
     // A realistic operator room: 20 operators with two services; the one free operator takes each call.
@@ -127,8 +88,8 @@ fn routing(c: &mut Criterion) {
         MemoryStore::new(QueueConfig::default()).unwrap(),
     ));
     bench_store(c, "memory", memory, &rt);
-    let server = start_redis();
-    let url = format!("redis://127.0.0.1:{}/", server.1);
+    let server = rt.block_on(testkit::RedisServer::start());
+    let url = server.url();
     let redis = rt
         .block_on(RedisStore::connect(&url, QueueConfig::default()))
         .unwrap();
