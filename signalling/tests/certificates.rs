@@ -253,3 +253,140 @@ fn command_line_issue_verify_and_audit() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kind"));
 }
+
+/// With a real (non-development) signer configured, `sportello verify` accepts the genuine
+/// certificate and rejects a changed byte, a wrong key under our kid, an untrusted kid and an
+/// expired certificate.
+#[test]
+fn sportello_verify_accepts_genuine_and_rejects_forgeries() {
+    use certificates::signer::{generate_signer_pem, Signer, TrustList};
+    use certificates::stamp;
+    use time::{Duration, OffsetDateTime};
+
+    let dir = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let (key_pem, cert_pem) = generate_signer_pem(
+        "Ufficiale d'anagrafe",
+        // Valid long before the backdated issue of the expired case below.
+        now - Duration::days(400),
+        now + Duration::days(365),
+    )
+    .unwrap();
+    let key = dir.path().join("signer-key.pem");
+    let cert = dir.path().join("signer-cert.pem");
+    std::fs::write(&key, &key_pem).unwrap();
+    std::fs::write(&cert, &cert_pem).unwrap();
+    let cfg = dir.path().join("sportello.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[certificates.signer]\nkey = {:?}\ncertificate = {:?}\n",
+            dir.path().join("data"),
+            key,
+            cert
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+
+    let (code, list) = run(&["registry", "list"]);
+    assert_eq!(code, Some(0));
+    let cf = list
+        .lines()
+        .find(|l| !l.contains("non residente") && !l.contains("deceduto"))
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_owned();
+    let pdf = dir.path().join("residenza.pdf");
+    let (code, out) = run(&[
+        "certificate",
+        "issue",
+        "--kind",
+        "residenza",
+        "--fiscal-code",
+        &cf,
+        "--out",
+        pdf.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("NOT VALID"), "{out}");
+
+    let (code, out) = run(&["verify", pdf.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("VALIDO / VALID"), "{out}");
+
+    let genuine = certificates::extract_stamp(&pdf).unwrap();
+    let decoded = stamp::decode(&genuine).unwrap();
+    let ours = Signer::from_pem(&key_pem, &cert_pem).unwrap();
+    let (wk, wc) = generate_signer_pem(
+        "Falsario",
+        now - Duration::days(1),
+        now + Duration::days(365),
+    )
+    .unwrap();
+    let wrong = Signer::from_pem(&wk, &wc).unwrap();
+
+    let rejected = |text: &str, trust: Option<&std::path::Path>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["verify", text]);
+        match trust {
+            Some(path) => cmd.arg("--trust-list").arg(path),
+            None => cmd.arg("--config").arg(&cfg),
+        };
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.code() == Some(1) && stdout.starts_with("NON VALIDO / NOT VALID")
+    };
+
+    // A changed byte.
+    let mut bytes = genuine.clone().into_bytes();
+    let i = bytes.len() / 3;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    assert!(rejected(&String::from_utf8(bytes).unwrap(), None));
+
+    // An untrusted kid: the same claims signed by another key.
+    assert!(rejected(
+        &stamp::sign(&decoded.claims, &wrong).unwrap(),
+        None
+    ));
+
+    // A wrong key under our kid: a trust list that maps our kid to another key.
+    let mut entry = wrong.trust_entry().clone();
+    entry.kid = ours.trust_entry().kid.clone();
+    let list = TrustList::new("Comune di Parma", &decoded.claims.issuer, vec![entry]);
+    let wrong_list = dir.path().join("wrong-trust.json");
+    std::fs::write(&wrong_list, serde_json::to_vec(&list).unwrap()).unwrap();
+    assert!(rejected(&genuine, Some(&wrong_list)));
+
+    // An expired certificate, correctly signed by our key (valid when it was issued).
+    let mut claims = decoded.claims.clone();
+    claims.issued_at = (now - Duration::days(200)).unix_timestamp();
+    claims.expires_at = Some((now - Duration::days(20)).unix_timestamp());
+    let expired = stamp::sign(&claims, &ours).unwrap();
+    assert!(matches!(
+        certificates::verify_text(&expired, &ours_list(&ours, &decoded.claims.issuer), now),
+        Err(certificates::CertError::Expired(_))
+    ));
+    assert!(rejected(&expired, None));
+}
+
+fn ours_list(ours: &certificates::signer::Signer, issuer: &str) -> certificates::signer::TrustList {
+    certificates::signer::TrustList::new(
+        "Comune di Parma",
+        issuer,
+        vec![ours.trust_entry().clone()],
+    )
+}
