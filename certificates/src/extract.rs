@@ -104,22 +104,42 @@ fn stamp_from_rendered_pdf(path: &Path) -> Result<String, CertError> {
 }
 
 /// Decodes the first QR code holding a stamp from PNG or JPEG bytes.
+///
+/// rqrr misses some codes at some sizes (module edges blurred by anti-aliasing, finder patterns found
+/// at the wrong scale), depending on the content. The image is therefore tried at its own size and then
+/// at a few smaller scales, which is what a phone camera does by moving closer or farther.
 pub fn decode_qr_image(bytes: &[u8]) -> Result<String, CertError> {
     let img = image::load_from_memory(bytes)
         .map_err(|e| CertError::NoStampFound(format!("immagine non leggibile: {e}")))?
         .to_luma8();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
-        img.get_pixel(x as u32, y as u32).0[0]
-    });
-    for grid in prepared.detect_grids() {
-        if let Ok((_, content)) = grid.decode() {
-            if content.starts_with(PREFIX) {
-                return Ok(content);
-            }
+    for scale in [1.0f32, 0.5, 0.75, 0.35, 0.6] {
+        let scaled;
+        let view = if scale == 1.0 {
+            &img
+        } else {
+            let w = ((img.width() as f32) * scale).round().max(21.0) as u32;
+            let h = ((img.height() as f32) * scale).round().max(21.0) as u32;
+            scaled = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+            &scaled
+        };
+        if let Some(content) = decode_grey(view) {
+            return Ok(content);
         }
     }
     Err(CertError::NoStampFound(
         "nessun codice QR con un contrassegno".into(),
     ))
+}
+
+fn decode_grey(img: &image::GrayImage) -> Option<String> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+        img.get_pixel(x as u32, y as u32).0[0]
+    });
+    prepared
+        .detect_grids()
+        .into_iter()
+        .filter_map(|grid| grid.decode().ok())
+        .map(|(_, content)| content)
+        .find(|content| content.starts_with(PREFIX))
 }

@@ -44,7 +44,7 @@ pub const BOLLO_CENTS: u32 = 1600;
 
 /// Which registry backend to use.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RegistryConfig {
     /// The demo registry shipped in the crate.
     #[default]
@@ -70,7 +70,7 @@ fn default_timeout_ms() -> u64 {
 
 /// Configuration of the certificates service (the `[certificates]` section of the server's config).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The registry backend.
     pub registry: RegistryConfig,

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use x509_cert::der::{Decode, DecodePem, Encode};
 
+use crate::audit::{sync_dir, FileLock};
 use crate::error::CertError;
 
 /// The marker in a development certificate's subject. Verifiers and the PDF show a warning when they see it.
@@ -29,7 +30,7 @@ pub const TRUST_LIST_FORMAT: &str = "sportello-trust-list/1";
 
 /// Where the signer key and certificate come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SignerConfig {
     /// PKCS#8 PEM private key (P-256). With `certificate`, replaces the development key.
     pub key: Option<PathBuf>,
@@ -77,6 +78,11 @@ impl Signer {
     }
 
     /// Loads the development signer from `<data_dir>/signer/`, generating it on first use.
+    ///
+    /// The pair is generated under a lock file (several processes may start on one data directory at
+    /// once), written to fsynced temporary files and renamed into place certificate first, key last, so
+    /// that whoever sees both files sees one pair. A lone key or certificate is the remnant of an
+    /// interrupted generation and is replaced by a new pair.
     pub fn development(data_dir: &Path, now: OffsetDateTime) -> Result<Self, CertError> {
         let dir = data_dir.join("signer");
         let key_path = dir.join("development-key.pem");
@@ -85,14 +91,40 @@ impl Signer {
             return Self::from_files(&key_path, &cert_path);
         }
         std::fs::create_dir_all(&dir).map_err(|e| CertError::io(&dir, e))?;
+        let lock_path = dir.join("development.lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| CertError::io(&lock_path, e))?;
+        let _lock = FileLock::exclusive(&lock_file, &lock_path)?;
+        // Another process may have finished generating while this one waited for the lock.
+        if key_path.exists() && cert_path.exists() {
+            return Self::from_files(&key_path, &cert_path);
+        }
+        // Remove the lone half first: otherwise a reader outside the lock could briefly pair an old key
+        // with the new certificate once that is renamed into place.
+        for stale in [&key_path, &cert_path] {
+            match std::fs::remove_file(stale) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CertError::io(stale, e)),
+            }
+        }
         let (key_pem, cert_pem) = generate_signer_pem(
             DEVELOPMENT_SUBJECT,
             now - time::Duration::days(1),
             now + time::Duration::days(3650),
         )?;
-        write_private(&key_path, key_pem.as_bytes())?;
-        std::fs::write(&cert_path, cert_pem.as_bytes())
-            .map_err(|e| CertError::io(&cert_path, e))?;
+        let key_tmp = dir.join("development-key.pem.tmp");
+        let cert_tmp = dir.join("development-certificate.pem.tmp");
+        write_synced(&key_tmp, key_pem.as_bytes(), true)?;
+        write_synced(&cert_tmp, cert_pem.as_bytes(), false)?;
+        std::fs::rename(&cert_tmp, &cert_path).map_err(|e| CertError::io(&cert_path, e))?;
+        std::fs::rename(&key_tmp, &key_path).map_err(|e| CertError::io(&key_path, e))?;
+        sync_dir(&key_path)?;
         Self::from_pem(&key_pem, &cert_pem)
     }
 
@@ -133,17 +165,29 @@ impl Signer {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CertError> {
+/// Writes `bytes` to a new file at `path` and fsyncs it, so that a later rename never exposes an empty or
+/// partial file after a crash. A private file gets mode 0600 from creation, never readable by others even
+/// briefly. A leftover temporary file (from an interrupted run; callers hold the lock) is replaced.
+fn write_synced(path: &Path, bytes: &[u8], private: bool) -> Result<(), CertError> {
     use std::io::Write as _;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(CertError::io(path, e)),
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
-    {
+    if private {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
+    #[cfg(not(unix))]
+    let _ = private;
     let mut f = options.open(path).map_err(|e| CertError::io(path, e))?;
-    f.write_all(bytes).map_err(|e| CertError::io(path, e))
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| CertError::io(path, e))
 }
 
 /// Generates a P-256 key (PKCS#8 PEM) and a self-signed certificate (PEM) with the given common name and

@@ -1187,42 +1187,91 @@ impl TenantState {
             .sum()
     }
 
-    fn estimate(
-        &self,
-        cfg: &QueueConfig,
-        position: u32,
-        service: &Service,
-        capacity: u32,
-    ) -> Option<Duration> {
-        if capacity == 0 {
-            return None;
+    /// Estimated waits of every waiting call, by slot projection (see `queue.md`, "or better").
+    ///
+    /// Each capacity slot of an available operator gets the time it is expected to free: now if idle;
+    /// for a call in progress, its accept time plus the service's AHT (handle time runs from accept to
+    /// the end of wrap-up), or [`OVERRUN_SHARE`] of an AHT from now once the call has outlived it; for an
+    /// offer under lease, now plus an AHT (it is about to be accepted); and an operator blocked by an
+    /// idle wrap-up frees at the wrap-up's end. Then the waiting calls, in routing order, each take the
+    /// earliest-freeing slot of an eligible operator, which is refilled by that call for its service's
+    /// AHT. A call's estimate is when its slot frees, minus now; calls of other services compete for the
+    /// shared operators exactly as routing makes them. The basic formula ignored how long the busy
+    /// operators had already been talking; in the `ewt` bench this lowers the median error at every load.
+    fn projected_waits(&self, cfg: &QueueConfig, now: Time) -> HashMap<CallId, Option<Duration>> {
+        let t = now.as_millis();
+        let aht = |s: &Service| self.aht(cfg, s).as_millis() as u64;
+        let mut slots: BTreeMap<&OperatorId, Vec<u64>> = BTreeMap::new();
+        let mut busy: HashMap<&OperatorId, Vec<u64>> = HashMap::new();
+        let mut wrap_end: HashMap<&OperatorId, u64> = HashMap::new();
+        for c in self.calls.values() {
+            match &c.state {
+                CallState::Waiting => {}
+                CallState::Offered { operator, .. } => {
+                    busy.entry(operator).or_default().push(t + aht(&c.service));
+                }
+                CallState::Connected { operator } | CallState::Held { operator } => {
+                    let a = aht(&c.service);
+                    let elapsed = t.saturating_sub(c.accepted_at.unwrap_or(c.since).as_millis());
+                    let left = if elapsed < a {
+                        a - elapsed
+                    } else {
+                        a * OVERRUN_SHARE.0 / OVERRUN_SHARE.1
+                    };
+                    busy.entry(operator).or_default().push(t + left);
+                }
+                CallState::WrapUp { operator, until } => {
+                    let end = wrap_end.entry(operator).or_insert(t);
+                    *end = (*end).max(until.as_millis());
+                }
+            }
         }
-        let aht = self.aht(cfg, service).as_millis() as u64;
-        // Whole seconds, so the kiosk is not flooded with updates that differ by milliseconds.
-        let ms = u64::from(position) * aht / u64::from(capacity);
-        Some(Duration::from_secs(ms.div_ceil(1000)))
+        for op in self.operators.values() {
+            if op.presence != Presence::Available {
+                continue;
+            }
+            // An operator wrapping up with no other call gets no offers until the wrap-up ends.
+            let idle_wrapup = cfg.wrapup_policy == WrapupPolicy::BlockWhenIdle
+                && op.load == 0
+                && op.offers == 0
+                && op.wrapups > 0;
+            let free_at = if idle_wrapup {
+                wrap_end.get(&op.operator_id).copied().unwrap_or(t)
+            } else {
+                t
+            };
+            let mut v = busy.remove(&op.operator_id).unwrap_or_default();
+            v.resize(usize::from(op.capacity).max(v.len()), free_at);
+            slots.insert(&op.operator_id, v);
+        }
+        let mut out = HashMap::new();
+        for call in self.waiting_in_order(cfg, now) {
+            let best = slots
+                .iter_mut()
+                .filter(|(oid, _)| eligible_level(&self.operators[**oid], call).is_some())
+                .filter_map(|(_, v)| v.iter_mut().min())
+                .min_by_key(|s| **s);
+            let ewt = best.map(|slot| {
+                let free = (*slot).max(t);
+                *slot = free + aht(&call.service);
+                // Whole seconds, so the kiosk is not flooded with updates that differ by milliseconds.
+                Duration::from_secs((free - t).div_ceil(1000))
+            });
+            out.insert(call.call_id.clone(), ewt);
+        }
+        out
     }
 
     fn update_positions(&mut self, cfg: &QueueConfig, now: Time, fx: &mut Vec<Effect>) {
+        let waits = self.projected_waits(cfg, now);
         let mut per_service: HashMap<&Service, u32> = HashMap::new();
-        let mut capacity: HashMap<(&Service, &Language), u32> = HashMap::new();
         let mut updates = Vec::new();
         for call in self.waiting_in_order(cfg, now) {
             let pos = per_service.entry(&call.service).or_insert(0);
             *pos += 1;
-            let cap = match &call.pinned {
-                Some(o) => self
-                    .operators
-                    .get(o)
-                    .filter(|o| o.presence == Presence::Available)
-                    .map_or(0, |o| u32::from(o.capacity)),
-                None => *capacity
-                    .entry((&call.service, &call.language))
-                    .or_insert_with(|| self.eligible_capacity(&call.service, Some(&call.language))),
-            };
-            let ewt = self.estimate(cfg, *pos, &call.service, cap);
+            let ewt = waits.get(&call.call_id).copied().flatten();
             let key = (*pos, ewt.map(|d| d.as_millis() as u64));
-            if call.last_update != Some(key) {
+            if needs_update(call.last_update, key) {
                 updates.push((call.call_id.clone(), call.kiosk_id.clone(), key, ewt));
             }
         }
@@ -1276,6 +1325,25 @@ impl TenantState {
 }
 
 /// Whether the kiosk still sees the call as active (not yet ended for it).
+/// Share of an AHT (numerator, denominator) still expected of a call that has already outlived the AHT:
+/// long calls tend to run on, but not by a whole new AHT.
+const OVERRUN_SHARE: (u64, u64) = (3, 10);
+
+/// An estimate within this many milliseconds (or a tenth) of the one last sent is not sent again: the
+/// projection moves with every tick, and a kiosk needs no update per second.
+const EWT_STEP_MS: u64 = 15_000;
+
+/// Whether a waiting call's position or estimate moved enough from what its kiosk was last told.
+fn needs_update(last: Option<(u32, Option<u64>)>, new: (u32, Option<u64>)) -> bool {
+    match (last, new) {
+        (Some((p, Some(old))), (q, Some(ms))) => {
+            p != q || old.abs_diff(ms) >= EWT_STEP_MS.max(old / 10)
+        }
+        (Some(l), n) => l != n,
+        (None, _) => true,
+    }
+}
+
 fn kiosk_active(c: &Call) -> bool {
     !matches!(c.state, CallState::WrapUp { .. })
 }
@@ -1348,4 +1416,129 @@ pub(crate) fn pending_occupancy(op: &Operator, cfg: &QueueConfig, now: Time) -> 
         }
     }
     (logged, busy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KioskId, NewCall, NodeId, OperatorLogin};
+
+    fn cfg() -> QueueConfig {
+        QueueConfig {
+            default_aht: Duration::from_secs(120),
+            // A node lease longer than the scenario, so no step finds the node dead.
+            node_lease: Duration::from_secs(3600),
+            ..QueueConfig::default()
+        }
+    }
+
+    fn run(st: &mut TenantState, s: u64, cmd: Command) -> Vec<Effect> {
+        st.apply(&cfg(), Time::from_secs(s), cmd).unwrap()
+    }
+
+    fn online(st: &mut TenantState, s: u64, op: &str) {
+        let login = OperatorLogin {
+            operator_id: OperatorId::new(op).unwrap(),
+            skills: [(Service::new("s").unwrap(), 5)].into(),
+            languages: vec![Language::new("it").unwrap()],
+            capacity: 1,
+            node: NodeId::new("n1").unwrap(),
+            presence: Presence::Available,
+        };
+        run(st, s, Command::OperatorOnline(login));
+    }
+
+    fn enqueue(st: &mut TenantState, s: u64, id: &str) -> Vec<Effect> {
+        let call = NewCall {
+            call_id: CallId::new(id).unwrap(),
+            kiosk_id: KioskId::new(id).unwrap(),
+            kiosk_node: NodeId::new("n1").unwrap(),
+            service: Service::new("s").unwrap(),
+            language: Language::new("it").unwrap(),
+            priority: 0,
+        };
+        run(st, s, Command::Enqueue(call))
+    }
+
+    fn op_cmd(st: &mut TenantState, s: u64, op: &str, id: &str, end: bool) {
+        let (operator_id, call_id) = (OperatorId::new(op).unwrap(), CallId::new(id).unwrap());
+        let cmd = if end {
+            Command::End {
+                operator_id,
+                call_id,
+            }
+        } else {
+            Command::Accept {
+                operator_id,
+                call_id,
+            }
+        };
+        run(st, s, cmd);
+    }
+
+    /// The estimates (whole seconds) in a batch's queue updates, by call.
+    fn told(fx: &[Effect]) -> Vec<(String, Option<u64>)> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::QueueUpdate {
+                    call_id,
+                    estimated_wait,
+                    ..
+                } => Some((
+                    call_id.as_str().to_string(),
+                    estimated_wait.map(|d| d.as_secs()),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn estimates_project_when_each_slot_frees() {
+        let mut st = TenantState::default();
+        // Nobody online: unknown.
+        assert_eq!(told(&enqueue(&mut st, 0, "c1")), [("c1".into(), None)]);
+        // `a` takes c1 at 0 and accepts at 5: free at 5 + 120 = 125 s.
+        online(&mut st, 0, "a");
+        op_cmd(&mut st, 5, "a", "c1", false);
+        // `b` comes online at 10 and is offered c2 at once: an offer counts as an AHT from now.
+        online(&mut st, 10, "b");
+        assert!(told(&enqueue(&mut st, 10, "c2")).is_empty());
+        // c3 at 20: `a` frees first, at 125 s → 105 s.
+        assert_eq!(
+            told(&enqueue(&mut st, 20, "c3")),
+            [("c3".into(), Some(105))]
+        );
+        // c4 at 21: `a` is refilled by c3 until 245 s, so c4 waits for `b` (offer: 21 + 120 = 141 s);
+        // c3's own figure moved by a second only, so its kiosk is not told again.
+        assert_eq!(
+            told(&enqueue(&mut st, 21, "c4")),
+            [("c4".into(), Some(120))]
+        );
+        // `b` accepts at 22 (free at 142 s). At 100: c3 → `a` at 125, c4 → `b` at 142.
+        op_cmd(&mut st, 22, "b", "c2", false);
+        let fx = run(&mut st, 100, Command::Tick);
+        assert_eq!(
+            told(&fx),
+            [("c3".into(), Some(25)), ("c4".into(), Some(42))]
+        );
+        // `a` ends c1 at 130 and wraps up until 160 s, blocked; `b` frees at 142 s. At 140 c3 goes to
+        // `b` (2 s) and c4 to `a` at the end of its wrap-up (20 s).
+        op_cmd(&mut st, 130, "a", "c1", true);
+        let fx = run(&mut st, 140, Command::Tick);
+        assert_eq!(told(&fx), [("c3".into(), Some(2)), ("c4".into(), Some(20))]);
+    }
+
+    #[test]
+    fn a_call_past_its_aht_keeps_a_share_of_an_aht() {
+        let mut st = TenantState::default();
+        online(&mut st, 0, "a");
+        enqueue(&mut st, 0, "c1");
+        op_cmd(&mut st, 0, "a", "c1", false);
+        // At 200 s c1 has outlived the 120 s AHT: 3/10 of an AHT (36 s) is still expected.
+        assert_eq!(
+            told(&enqueue(&mut st, 200, "c2")),
+            [("c2".into(), Some(36))]
+        );
+    }
 }

@@ -3,7 +3,8 @@
 //! # Keys
 //! Every key of tenant `T` starts with the hash tag `{T}`, so each script touches one Cluster slot, and
 //! every key is passed in `KEYS`:
-//! - `{T}:ver` — the tenant's state version, bumped by every commit;
+//! - `{T}:ver` — the tenant's version token `"<counter>:<nonce>"`, replaced by every commit (absent for a
+//!   tenant that never committed);
 //! - `{T}:meta` — JSON of [`Meta`] (node leases, AHT, metric windows, sequence);
 //! - `{T}:calls` — hash call id → JSON of [`Call`] (active calls only; ended calls are deleted);
 //! - `{T}:ops` — hash operator id → JSON of [`Operator`];
@@ -14,10 +15,16 @@
 //!
 //! # Atomicity
 //! Routing decisions are made by the same Rust core as the memory store (see [`crate::core`]), so the two
-//! stores cannot drift apart. Each node caches the tenant state with its version. An operation runs the
-//! core on the cache and commits the changed calls and operators with one Lua script that first checks the
-//! version: a compare-and-set. If another node committed in between, the script changes nothing, the node
-//! reloads (one more script, atomic too) and runs the operation again. Scripts go by `EVALSHA` and are
+//! stores cannot drift apart. Each node caches the tenant state with its version token. An operation runs
+//! the core on the cache and commits the changed calls and operators with one Lua script that first checks
+//! the token: a compare-and-set. If another node committed in between, the script changes nothing, the
+//! node reloads (one more script, atomic too) and runs the operation again.
+//!
+//! The token is the counter (reported as [`Applied::version`]) plus a random nonce that each commit
+//! chooses. The counter alone is not enough: when Redis loses its last writes or is wiped, the counter
+//! goes back and other nodes reach the same numbers again with different contents, so a node still caching
+//! the lost state would see "105 == 105" and commit on top of state that no longer exists. A nonce never
+//! repeats, so such a node finds a different token and reloads. Scripts go by `EVALSHA` and are
 //! reloaded on `NOSCRIPT` by [`redis::Script`]. They are small loops of `HSET`/`HDEL`/`ZADD`, so Redis is
 //! never blocked for long.
 //!
@@ -26,18 +33,27 @@
 //! moves back by that second: an offer or an accept may be forgotten. Offers simply happen again (the
 //! lease machinery re-offers waiting calls), and clients that find their call in an unexpected state
 //! `resume`, which re-registers them. No call disappears that was waiting more than a second before.
+//! Nodes notice the loss through the version token (see above) and never write their cached, lost state
+//! back. Reconnections of the [`ConnectionManager`] are not reported to the store, which is why the cache
+//! relies on the token and not on noticing them.
+//!
+//! # Timeouts
+//! Every command has a response timeout, so a half-open connection fails the operation (the caller may
+//! retry) instead of hanging while it holds the tenant's lock.
 //!
 //! [`Meta`]: crate::core::Meta
 //! [`Call`]: crate::model::Call
 //! [`Operator`]: crate::model::Operator
 //! [`waiting_score`]: crate::model::waiting_score
+//! [`Applied::version`]: crate::effect::Applied::version
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::StreamReadReply;
+use redis::AsyncConnectionConfig;
 use redis::{AsyncCommands, Script};
 use tokio::sync::broadcast;
 
@@ -49,15 +65,17 @@ use crate::snapshot::Snapshot;
 use crate::store::{EffectReceiver, Store};
 
 const LOAD: &str = r#"
-local v = redis.call('GET', KEYS[1]) or '0'
+local v = redis.call('GET', KEYS[1]) or ''
 local m = redis.call('GET', KEYS[2]) or ''
 return {v, m, redis.call('HVALS', KEYS[3]), redis.call('HVALS', KEYS[4])}
 "#;
 
 const COMMIT: &str = r#"
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if cur ~= tonumber(ARGV[1]) then return -1 end
-local i = 2
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[1] then return false end
+local nv = (tonumber(string.match(cur, '^%d+')) or 0) + 1
+local tok = nv .. ':' .. ARGV[2]
+local i = 3
 if ARGV[i] ~= '' then redis.call('SET', KEYS[2], ARGV[i]) end
 i = i + 1
 local n = tonumber(ARGV[i]); i = i + 1
@@ -70,13 +88,22 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('ZADD', KEYS[5], ARGV[i + 1], ARGV[i]); i = i + 2 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('ZREM', KEYS[5], ARGV[i]); i = i + 1 end
-local nv = cur + 1
-redis.call('SET', KEYS[1], nv)
+redis.call('SET', KEYS[1], tok)
 if ARGV[i] ~= '' then
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', 10000, '*', 'v', nv, 'e', ARGV[i])
 end
-return nv
+return tok
 "#;
+
+/// How long a command may wait for its reply. Long enough for a busy Redis, short enough that a
+/// half-open connection does not hold a tenant's lock (and the caller) for long.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long opening a connection may take.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the event-stream reader blocks in one `XREAD`, in milliseconds.
+const XREAD_BLOCK_MS: u64 = 1000;
 
 /// How many times an operation is retried when other nodes keep committing first.
 const MAX_ATTEMPTS: u32 = 400;
@@ -107,8 +134,21 @@ impl Keys {
 
 #[derive(Default)]
 struct Cached {
-    version: u64,
+    /// The version token the state was loaded or committed at (`""` for a tenant with no stored state).
+    token: String,
     state: Option<TenantState>,
+}
+
+/// The counter part of a version token (`"105:…"` → 105); 0 for the absent state.
+fn counter(token: &str) -> u64 {
+    let digits = token.split(':').next().unwrap_or("");
+    digits.parse().unwrap_or(0)
+}
+
+/// A fresh nonce for a commit. It only has to differ from every nonce written before, which a random
+/// UUID does.
+fn nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// A node's client of the shared Redis store. Clone it freely; clones share the cache and connection.
@@ -136,7 +176,10 @@ impl RedisStore {
     pub async fn connect(url: &str, cfg: QueueConfig) -> Result<Self, Error> {
         cfg.validate()?;
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        let conn_cfg = ConnectionManagerConfig::new()
+            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_connection_timeout(CONNECTION_TIMEOUT);
+        let conn = ConnectionManager::new_with_config(client.clone(), conn_cfg).await?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 client,
@@ -160,10 +203,10 @@ impl RedisStore {
         cache.entry(tenant.clone()).or_default().clone()
     }
 
-    async fn load(&self, tenant: &Tenant) -> Result<(u64, TenantState), Error> {
+    async fn load(&self, tenant: &Tenant) -> Result<(String, TenantState), Error> {
         let k = Keys::new(tenant);
         let mut conn = self.inner.conn.clone();
-        let (ver, meta, calls, ops): (u64, String, Vec<String>, Vec<String>) = self
+        let (ver, meta, calls, ops): (String, String, Vec<String>, Vec<String>) = self
             .inner
             .load
             .key(&k.ver)
@@ -190,31 +233,32 @@ impl RedisStore {
         Ok((ver, TenantState::from_parts(cmap, omap, meta)))
     }
 
-    async fn version(&self, tenant: &Tenant) -> Result<u64, Error> {
+    /// The tenant's current version token (`""` if it has no stored state).
+    async fn token(&self, tenant: &Tenant) -> Result<String, Error> {
         let mut conn = self.inner.conn.clone();
-        let v: Option<u64> = conn.get(Keys::new(tenant).ver).await?;
-        Ok(v.unwrap_or(0))
+        let v: Option<String> = conn.get(Keys::new(tenant).ver).await?;
+        Ok(v.unwrap_or_default())
     }
 
     /// Returns the cached state if it is current, else loads it.
     async fn fresh(&self, tenant: &Tenant, cached: &mut Cached) -> Result<(), Error> {
-        if cached.state.is_none() || self.version(tenant).await? != cached.version {
+        if cached.state.is_none() || self.token(tenant).await? != cached.token {
             let (v, s) = self.load(tenant).await?;
-            cached.version = v;
+            cached.token = v;
             cached.state = Some(s);
         }
         Ok(())
     }
 
-    /// Writes what changed if the stored version is still `expected`. Returns the new version, or `None`
-    /// if another node committed first.
+    /// Writes what changed if the stored token is still `expected`. Returns the new token, or `None` if
+    /// another node committed first (or the stored state is not the one this node loaded).
     async fn commit(
         &self,
         tenant: &Tenant,
-        expected: u64,
+        expected: &str,
         state: &mut TenantState,
         effects: &[Effect],
-    ) -> Result<Option<u64>, Error> {
+    ) -> Result<Option<String>, Error> {
         let k = Keys::new(tenant);
         let dirty = state.take_dirty();
         let mut inv = self.inner.commit.prepare_invoke();
@@ -224,7 +268,7 @@ impl RedisStore {
             .key(&k.ops)
             .key(&k.waiting)
             .key(&k.events);
-        inv.arg(expected);
+        inv.arg(expected).arg(nonce());
         if dirty.meta {
             inv.arg(serde_json::to_string(&state.meta).map_err(json_err)?);
         } else {
@@ -280,8 +324,8 @@ impl RedisStore {
             inv.arg(serde_json::to_string(effects).map_err(json_err)?);
         }
         let mut conn = self.inner.conn.clone();
-        let v: i64 = inv.invoke_async(&mut conn).await?;
-        Ok(u64::try_from(v).ok())
+        let token: Option<String> = inv.invoke_async(&mut conn).await?;
+        Ok(token)
     }
 }
 
@@ -311,17 +355,17 @@ impl Store for RedisStore {
                 Some(s) => s,
                 None => {
                     let (v, s) = self.load(tenant).await?;
-                    cached.version = v;
+                    cached.token = v;
                     s
                 }
             };
-            let expected = cached.version;
+            let expected = cached.token.clone();
             let effects = match state.apply(&self.inner.cfg, now, cmd.clone()) {
                 Ok(fx) => fx,
                 Err(e) => {
                     // Validation changed nothing, but the cache may be stale; only a current state may
                     // refuse the operation.
-                    if self.version(tenant).await? == expected {
+                    if self.token(tenant).await? == expected {
                         cached.state = Some(state);
                         return Err(e);
                     }
@@ -329,23 +373,21 @@ impl Store for RedisStore {
                 }
             };
             if !state.is_dirty() {
-                if self.version(tenant).await? == expected {
+                if self.token(tenant).await? == expected {
                     cached.state = Some(state);
                     return Ok(Applied {
-                        version: expected,
+                        version: counter(&expected),
                         effects,
                     });
                 }
                 continue;
             }
-            match self.commit(tenant, expected, &mut state, &effects).await? {
-                Some(v) => {
-                    cached.version = v;
+            match self.commit(tenant, &expected, &mut state, &effects).await? {
+                Some(token) => {
+                    let version = counter(&token);
+                    cached.token = token;
                     cached.state = Some(state);
-                    return Ok(Applied {
-                        version: v,
-                        effects,
-                    });
+                    return Ok(Applied { version, effects });
                 }
                 None => backoff(attempt).await,
             }
@@ -368,6 +410,8 @@ impl Store for RedisStore {
     }
 
     async fn subscribe(&self, tenant: &Tenant) -> Result<EffectReceiver, Error> {
+        // The reader decides to stop under this same lock, so a receiver handed out here always has a
+        // running reader behind it.
         if let Some(tx) = self
             .inner
             .subscribers
@@ -378,7 +422,7 @@ impl Store for RedisStore {
             return Ok(tx.subscribe());
         }
         // A blocking XREAD needs a connection of its own, or it would stall every other command.
-        let mut conn = self.inner.client.get_multiplexed_async_connection().await?;
+        let mut conn = reader_connection(&self.inner.client).await?;
         // Start from the stream's current end so only new batches are delivered.
         let last: String = {
             let info: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
@@ -405,59 +449,15 @@ impl Store for RedisStore {
             }
             map.insert(tenant.clone(), tx.clone());
         }
-        let key = Keys::new(tenant).events;
-        let inner = Arc::downgrade(&self.inner);
-        let tenant = tenant.clone();
-        tokio::spawn(async move {
-            let mut last = last;
-            loop {
-                let reply: Result<StreamReadReply, _> = redis::cmd("XREAD")
-                    .arg("BLOCK")
-                    .arg(1000)
-                    .arg("COUNT")
-                    .arg(256)
-                    .arg("STREAMS")
-                    .arg(&key)
-                    .arg(&last)
-                    .query_async(&mut conn)
-                    .await;
-                match reply {
-                    Ok(r) => {
-                        for id in r.keys.into_iter().flat_map(|k| k.ids) {
-                            last = id.id.clone();
-                            let v: Option<u64> = id.get("v");
-                            let e: Option<String> = id.get("e");
-                            let (Some(version), Some(e)) = (v, e) else {
-                                continue;
-                            };
-                            match serde_json::from_str::<Vec<Effect>>(&e) {
-                                Ok(effects) => {
-                                    let _ = tx.send(Arc::new(Applied { version, effects }));
-                                }
-                                Err(err) => {
-                                    tracing::warn!(%err, "undecodable effect batch in the event stream")
-                                }
-                            }
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(%err, "reading the queue event stream failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-                // Stop when nobody listens any more or the store is gone.
-                if tx.receiver_count() == 0 || inner.upgrade().is_none() {
-                    if let Some(inner) = inner.upgrade() {
-                        inner
-                            .subscribers
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&tenant);
-                    }
-                    break;
-                }
-            }
-        });
+        let reader = Reader {
+            key: Keys::new(tenant).events,
+            client: self.inner.client.clone(),
+            inner: Arc::downgrade(&self.inner),
+            tenant: tenant.clone(),
+            tx,
+            last,
+        };
+        tokio::spawn(reader.run(conn));
         Ok(rx)
     }
 
@@ -465,5 +465,118 @@ impl Store for RedisStore {
         let mut conn = self.inner.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
+    }
+}
+
+/// Opens a connection for the event-stream reader. Its response timeout lets a blocking `XREAD` run
+/// its course but still fails a half-open connection, so the reader notices and reconnects.
+async fn reader_connection(client: &redis::Client) -> Result<MultiplexedConnection, Error> {
+    let cfg = AsyncConnectionConfig::new()
+        .set_connection_timeout(CONNECTION_TIMEOUT)
+        .set_response_timeout(Duration::from_millis(XREAD_BLOCK_MS) + RESPONSE_TIMEOUT);
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await?)
+}
+
+/// The task that forwards a tenant's event stream to its local subscribers.
+struct Reader {
+    key: String,
+    client: redis::Client,
+    inner: Weak<Inner>,
+    tenant: Tenant,
+    tx: broadcast::Sender<Arc<Applied>>,
+    /// The id of the last entry read; reading resumes after it, also on a new connection, so nothing
+    /// committed while the connection was down is skipped.
+    last: String,
+}
+
+impl Reader {
+    async fn run(mut self, conn: MultiplexedConnection) {
+        let mut conn = Some(conn);
+        let mut failures: u32 = 0;
+        loop {
+            if let Some(c) = conn.as_mut() {
+                match self.read(c).await {
+                    Ok(()) => failures = 0,
+                    Err(err) => {
+                        // A `MultiplexedConnection` never reconnects by itself: after Redis restarts
+                        // every command on it fails, so drop it and open a new one.
+                        tracing::warn!(%err, "reading the queue event stream failed; reconnecting");
+                        conn = None;
+                        failures = failures.saturating_add(1);
+                    }
+                }
+            } else {
+                match reader_connection(&self.client).await {
+                    Ok(c) => conn = Some(c),
+                    Err(err) => {
+                        tracing::warn!(%err, "reconnecting the queue event stream reader failed");
+                        failures = failures.saturating_add(1);
+                    }
+                }
+            }
+            if self.should_stop() {
+                break;
+            }
+            if failures > 0 {
+                // Brief and growing, so a restarted Redis is picked up quickly and a dead one is not
+                // hammered.
+                let ms = 100u64 << failures.min(4);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+        }
+    }
+
+    /// One blocking `XREAD`; forwards what it returns.
+    async fn read(&mut self, conn: &mut MultiplexedConnection) -> Result<(), redis::RedisError> {
+        let reply: StreamReadReply = redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(XREAD_BLOCK_MS)
+            .arg("COUNT")
+            .arg(256)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(&self.last)
+            .query_async(conn)
+            .await?;
+        for id in reply.keys.into_iter().flat_map(|k| k.ids) {
+            self.last = id.id.clone();
+            let v: Option<u64> = id.get("v");
+            let e: Option<String> = id.get("e");
+            let (Some(version), Some(e)) = (v, e) else {
+                continue;
+            };
+            match serde_json::from_str::<Vec<Effect>>(&e) {
+                Ok(effects) => {
+                    let _ = self.tx.send(Arc::new(Applied { version, effects }));
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "undecodable effect batch in the event stream")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when nobody listens any more or the store is gone. When it says stop, the reader is already
+    /// out of the subscribers map: the check and the removal happen under the map's lock, which
+    /// `subscribe` also holds while it hands out receivers, so none is handed out for a stopping reader.
+    fn should_stop(&self) -> bool {
+        let Some(inner) = self.inner.upgrade() else {
+            return true;
+        };
+        let mut map = inner.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        if self.tx.receiver_count() > 0 {
+            return false;
+        }
+        // Only remove our own entry: never one a later reader registered.
+        if map
+            .get(&self.tenant)
+            .is_some_and(|t| t.same_channel(&self.tx))
+        {
+            map.remove(&self.tenant);
+        }
+        true
     }
 }

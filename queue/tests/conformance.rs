@@ -748,14 +748,16 @@ async fn positions_and_estimates(kind: Kind) {
         h.q.set_presence(&h.tenant, at(3), &oid("a"), Presence::Available)
             .await
             .unwrap();
-    // Both are offered now; a third call waits at position 1: 1 × 120 s / capacity 2 = 60 s.
+    // Both are offered now; a third call waits at position 1. Estimates project when each slot frees:
+    // both of a's slots hold an offer, counted as a call of one AHT from now, so the first frees at
+    // 4 s + 120 s and c3 waits 120 s (the basic formula said 1 × 120 s / capacity 2 = 60 s).
     assert_eq!(offers(&p).len(), 2);
     let c3 = h.call(at(4), "c3", "s", "it", 0).await;
     assert!(c3.effects.contains(&Effect::QueueUpdate {
         call_id: cid("c3"),
         kiosk_id: kid("c3"),
         position: 1,
-        estimated_wait: Some(Duration::from_secs(60))
+        estimated_wait: Some(Duration::from_secs(120))
     }));
     let c4 = h.call(at(5), "c4", "s", "it", 0).await;
     let updates: Vec<_> = c4

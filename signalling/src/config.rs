@@ -855,6 +855,28 @@ token_hash = "md5:abc"
     }
 
     #[test]
+    fn typos_in_the_certificates_section_are_errors() {
+        // A misspelt signer key must not fall back silently to the development key.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("typo.toml");
+        for text in [
+            "[certificates.signer]\nkeyy = \"/etc/key.pem\"\n",
+            "[certificates]\nverify_ulr = \"https://x/\"\n",
+            "[certificates.registry]\ntype = \"http\"\nbase_url = \"https://x\"\ntimeout = 5\n",
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = load_with_env(Some(&file), &FlagOverrides::default(), env(&[]));
+            assert!(err.is_err(), "{text}");
+        }
+        std::fs::write(
+            &file,
+            "[certificates.registry]\ntype = \"http\"\nbase_url = \"https://x\"\ntimeout_ms = 5\n",
+        )
+        .unwrap();
+        assert!(load_with_env(Some(&file), &FlagOverrides::default(), env(&[])).is_ok());
+    }
+
+    #[test]
     fn the_example_file_is_valid() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sportello.example.toml");
         let config = load_with_env(Some(&example), &FlagOverrides::default(), env(&[]));

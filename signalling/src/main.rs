@@ -410,6 +410,16 @@ fn print_banner(running: &RunningServer, store: &str, data_dir: &std::path::Path
     ));
     out.push_str(&format!("  store        {store}\n"));
     out.push_str(&format!("  data         {}\n", data_dir.display()));
+    out.push_str(&format!("  verify page  {base}/verify/\n"));
+    let signer = running.state.issuer.signer().trust_entry();
+    if signer.development {
+        out.push_str(
+            "  signer       DEVELOPMENT KEY: certificates are marked NON VALIDO / NOT VALID \
+             (configure [certificates.signer])\n",
+        );
+    } else {
+        out.push_str(&format!("  signer       {}\n", signer.subject));
+    }
     if let Some(demo) = &running.demo {
         out.push_str(&format!(
             "\nDemo accounts (random per data directory, also in {}):\n",

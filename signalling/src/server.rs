@@ -103,6 +103,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     .await
     .context("certificate set-up panicked")?
     .context("cannot open the certificates service (registry, signer key, audit log)")?;
+    if issuer.signer().trust_entry().development {
+        tracing::warn!(
+            "no [certificates.signer] configured: stamping with the development key; \
+             every certificate says it is not valid"
+        );
+    }
     let metrics = Metrics::new();
     let routing = Routing::open(&config, &metrics.registry).await?;
     let state = AppState {

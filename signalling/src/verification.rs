@@ -54,11 +54,18 @@ pub async fn verify(
             "development": verified.development,
         }),
         Err(error) => {
-            // Show what the stamp claims when it decodes, so the reader sees what was tampered with.
-            let document = certificates::stamp::decode(&body.stamp)
+            // A stamp that failed verification proves nothing, so `document` stays empty. What it
+            // claims (when it decodes) goes under its own name, for diagnostics only: a page must
+            // never show it as the certificate's content.
+            let unverified = certificates::stamp::decode(&body.stamp)
                 .map(|d| json!(d.claims))
                 .unwrap_or(serde_json::Value::Null);
-            json!({"valid": false, "reason": error.to_string(), "document": document})
+            json!({
+                "valid": false,
+                "reason": error.to_string(),
+                "document": serde_json::Value::Null,
+                "unverified_claims": unverified,
+            })
         }
     };
     Ok(Json(answer))

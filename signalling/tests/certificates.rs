@@ -98,6 +98,7 @@ async fn the_server_publishes_the_trust_list_and_verifies_stamps() {
         .await
         .unwrap();
     assert_eq!(answer["valid"], false);
+    assert_eq!(answer["document"], Value::Null);
     assert!(answer.get("development").is_none());
     assert!(!answer["reason"].as_str().unwrap().is_empty());
 
