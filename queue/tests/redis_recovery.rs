@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -168,40 +167,6 @@ async fn stale_cache_after_redis_is_wiped() {
     stale_cache_after_loss(Loss::Everything).await;
 }
 
-/// A `redis-server` started by the test on a given port, killed when dropped.
-struct Restarted(Child);
-
-impl Restarted {
-    async fn on_port(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let server = Restarted(child);
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-        for _ in 0..200 {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut c).await;
-                if pong.is_ok() {
-                    return server;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the restarted redis-server on port {port} did not answer PING");
-    }
-}
-
-impl Drop for Restarted {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Receives until `want` arrives (other batches may come first), or fails after a few seconds.
 async fn expect_batch(rx: &mut queue::EffectReceiver, want: &Applied) {
     let got = tokio::time::timeout(Duration::from_secs(10), async {
@@ -230,7 +195,7 @@ async fn subscriber_survives_a_redis_restart() {
     server.kill();
     // Let the reader fail against the dead server at least once.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _restarted = Restarted::on_port(port).await;
+    let _restarted = testkit::RedisServer::start_on(port).await;
 
     // B's connection manager reconnects on the next commands; the first may still fail.
     let mut committed = None;

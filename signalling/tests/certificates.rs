@@ -68,15 +68,9 @@ async fn the_server_publishes_the_trust_list_and_verifies_stamps() {
     let stamp = certificates::extract_stamp(&pdf).unwrap();
 
     let client = reqwest::Client::new();
-    let answer: Value = client
-        .post(t.url("/api/v1/verify"))
-        .json(&json!({ "stamp": stamp }))
-        .send()
+    let answer: Value = post_json(&t.url("/api/v1/verify"), &json!({ "stamp": stamp }))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     // The development key signs correctly but is never valid.
     assert_eq!(answer["development"], true, "{answer}");
     assert_eq!(answer["valid"], false);
@@ -88,15 +82,9 @@ async fn the_server_publishes_the_trust_list_and_verifies_stamps() {
     let i = forged.len() / 2;
     forged[i] = if forged[i] == 'A' { 'B' } else { 'A' };
     let forged: String = forged.into_iter().collect();
-    let answer: Value = client
-        .post(t.url("/api/v1/verify"))
-        .json(&json!({ "stamp": forged }))
-        .send()
+    let answer: Value = post_json(&t.url("/api/v1/verify"), &json!({ "stamp": forged }))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(answer["valid"], false);
     assert_eq!(answer["document"], Value::Null);
     assert!(answer.get("development").is_none());
@@ -117,15 +105,9 @@ async fn the_server_publishes_the_trust_list_and_verifies_stamps() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["code"], "invalid");
     }
-    let answer: Value = client
-        .post(t.url("/api/v1/verify"))
-        .json(&json!({"stamp": "garbage"}))
-        .send()
+    let answer: Value = post_json(&t.url("/api/v1/verify"), &json!({"stamp": "garbage"}))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(answer["valid"], false);
     assert_eq!(answer["document"], Value::Null);
 }

@@ -57,15 +57,12 @@ async fn login_issues_a_token_that_opens_a_session() {
 async fn supervisor_login_and_kiosk_device_token() {
     let t = TestServer::start().await;
     let sup = &t.demo().supervisors[0];
-    let body: Value = reqwest::Client::new()
-        .post(t.url("/api/v1/login"))
-        .json(&json!({"username": sup.username, "password": sup.password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = post_json(
+        &t.url("/api/v1/login"),
+        &json!({"username": sup.username, "password": sup.password}),
+    )
+    .await
+    .1;
     assert_eq!(body["role"], "supervisor");
 
     let mut ws = t.connect().await;
@@ -504,15 +501,12 @@ async fn processes_sharing_a_data_directory_share_accounts_and_tokens() {
     let b = signalling::server::start(config(dir.path())).await.unwrap();
     assert_eq!(a.demo, b.demo);
     let login = &a.demo.as_ref().unwrap().operators[2];
-    let body: Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/login", a.base_url()))
-        .json(&json!({"username": login.username, "password": login.password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = post_json(
+        &format!("{}/api/v1/login", a.base_url()),
+        &json!({"username": login.username, "password": login.password}),
+    )
+    .await
+    .1;
     let token = body["token"].as_str().unwrap();
     let res = reqwest::Client::new()
         .get(format!("{}/api/v1/session", b.base_url()))

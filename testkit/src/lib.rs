@@ -22,6 +22,12 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
+        Self::start_on(port).await
+    }
+
+    /// Starts a server on `port` (e.g. the port of one that was killed, to test a Redis restart) and
+    /// waits until it answers `PING`.
+    pub async fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",

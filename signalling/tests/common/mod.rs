@@ -130,3 +130,15 @@ pub async fn auth(ws: &mut Ws, token: &str) -> Value {
     .await;
     recv(ws).await
 }
+
+/// POSTs a JSON body and returns the status and the JSON answer.
+pub async fn post_json(url: &str, body: &Value) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
