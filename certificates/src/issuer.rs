@@ -228,23 +228,14 @@ pub struct IssuedDocument {
     pub audit_seq: u64,
 }
 
-/// Italian civil time: CET, or CEST from the last Sunday of March to the last Sunday of October (01:00 UTC).
+/// Italian civil time (Europe/Rome: CET, or CEST in summer) from the bundled time-zone database.
 pub fn italian_time(now: OffsetDateTime) -> OffsetDateTime {
-    let utc = now.to_offset(UtcOffset::UTC);
-    let last_sunday = |month: time::Month| {
-        let last = month.length(utc.year());
-        let d = Date::from_calendar_date(utc.year(), month, last).unwrap_or(utc.date());
-        d - time::Duration::days(i64::from(d.weekday().number_days_from_sunday()))
-    };
-    let start = last_sunday(time::Month::March)
-        .with_hms(1, 0, 0)
-        .map(|t| t.assume_utc());
-    let end = last_sunday(time::Month::October)
-        .with_hms(1, 0, 0)
-        .map(|t| t.assume_utc());
-    let summer = matches!((start, end), (Ok(s), Ok(e)) if utc >= s && utc < e);
-    let offset = UtcOffset::from_hms(if summer { 2 } else { 1 }, 0, 0).unwrap_or(UtcOffset::UTC);
-    utc.to_offset(offset)
+    let rome = jiff::tz::TimeZone::get("Europe/Rome").unwrap_or(jiff::tz::TimeZone::UTC);
+    let seconds = jiff::Timestamp::from_second(now.unix_timestamp())
+        .map(|ts| rome.to_offset(ts).seconds())
+        .unwrap_or(3600);
+    let offset = UtcOffset::from_whole_seconds(seconds).unwrap_or(UtcOffset::UTC);
+    now.to_offset(offset)
 }
 
 /// The issuing service.
@@ -695,5 +686,22 @@ fn claim_of(
         text_sha256: text_sha256.into(),
         development,
         reduced: false,
+    }
+}
+
+#[cfg(test)]
+mod italian_time_tests {
+    use super::italian_time;
+    use time::macros::datetime;
+
+    #[test]
+    fn cet_in_winter_cest_in_summer() {
+        let winter = italian_time(datetime!(2026-01-15 23:30 UTC));
+        assert_eq!((winter.day(), winter.hour()), (16, 0));
+        let summer = italian_time(datetime!(2026-07-15 22:30 UTC));
+        assert_eq!((summer.day(), summer.hour()), (16, 0));
+        // The switch happens at 01:00 UTC on the last Sunday of March.
+        assert_eq!(italian_time(datetime!(2026-03-29 00:59 UTC)).hour(), 1);
+        assert_eq!(italian_time(datetime!(2026-03-29 01:00 UTC)).hour(), 3);
     }
 }

@@ -419,7 +419,7 @@ impl TenantState {
     }
 
     fn metric(&mut self, cfg: &QueueConfig, now: Time, ev: MetricEvent, fx: &mut Vec<Effect>) {
-        let off = cfg.utc_offset_minutes;
+        let off = &cfg.time_zone;
         let sl = |s: &Service| cfg.threshold(s);
         let meta = self.meta_mut();
         match &ev {
@@ -855,7 +855,7 @@ impl TenantState {
                         offers: 0,
                         wrapups: 0,
                         occupancy: Occupancy {
-                            day: local_day(now, cfg.utc_offset_minutes),
+                            day: local_day(now, &cfg.time_zone),
                             last: now,
                             ..Default::default()
                         },
@@ -1390,7 +1390,7 @@ fn eligible_level(op: &Operator, call: &Call) -> Option<u8> {
 /// Brings an operator's busy and logged-in totals up to `now`, starting afresh on a new local day.
 pub(crate) fn accumulate_occupancy(op: &mut Operator, cfg: &QueueConfig, now: Time) {
     let (logged, busy) = pending_occupancy(op, cfg, now);
-    let day = local_day(now, cfg.utc_offset_minutes);
+    let day = local_day(now, &cfg.time_zone);
     op.occupancy = Occupancy {
         day,
         logged_in_ms: logged,
@@ -1402,11 +1402,11 @@ pub(crate) fn accumulate_occupancy(op: &mut Operator, cfg: &QueueConfig, now: Ti
 /// Busy and logged-in milliseconds of today including the interval not yet accumulated.
 pub(crate) fn pending_occupancy(op: &Operator, cfg: &QueueConfig, now: Time) -> (u64, u64) {
     let occ = op.occupancy;
-    let day = local_day(now, cfg.utc_offset_minutes);
+    let day = local_day(now, &cfg.time_zone);
     let (mut logged, mut busy, from) = if occ.day == day {
         (occ.logged_in_ms, occ.busy_ms, occ.last)
     } else {
-        (0, 0, occ.last.max(day_start(day, cfg.utc_offset_minutes)))
+        (0, 0, occ.last.max(day_start(day, &cfg.time_zone)))
     };
     let delta = now.as_millis().saturating_sub(from.as_millis());
     if op.presence != Presence::Offline {

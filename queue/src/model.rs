@@ -184,8 +184,13 @@ pub struct QueueConfig {
     pub short_abandon: Duration,
     /// The handle time assumed for a service before any call has been handled (default 180 s).
     pub default_aht: Duration,
-    /// The tenant's offset from UTC in minutes, for the "today" window (default 60, Italy in winter).
-    pub utc_offset_minutes: i32,
+    /// The tenant's time zone, for the "today" window (default Europe/Rome, with CET/CEST).
+    pub time_zone: jiff::tz::TimeZone,
+}
+
+/// Europe/Rome from the bundled time-zone database (always present; see the `jiff` features).
+pub fn rome() -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get("Europe/Rome").unwrap_or(jiff::tz::TimeZone::UTC)
 }
 
 impl Default for QueueConfig {
@@ -202,7 +207,7 @@ impl Default for QueueConfig {
             service_level_by_service: BTreeMap::new(),
             short_abandon: Duration::from_secs(5),
             default_aht: Duration::from_secs(180),
-            utc_offset_minutes: 60,
+            time_zone: rome(),
         }
     }
 }

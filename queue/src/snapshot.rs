@@ -150,7 +150,7 @@ impl TenantState {
                     aht_ewma: self.aht(cfg, s),
                     rolling: w.map(|w| w.rolling(now)).unwrap_or_default().into(),
                     today: w
-                        .map(|w| w.today(now, cfg.utc_offset_minutes))
+                        .map(|w| w.today(now, &cfg.time_zone))
                         .unwrap_or_default()
                         .into(),
                 }

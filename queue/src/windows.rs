@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use jiff::tz::TimeZone;
+
 use crate::model::Time;
 
 /// The rolling window length.
@@ -84,19 +86,30 @@ pub struct ServiceWindows {
     today: Bucket,
 }
 
-/// The tenant-local day number of `t`.
-pub fn local_day(t: Time, utc_offset_minutes: i32) -> i64 {
-    (t.as_millis() as i64 + i64::from(utc_offset_minutes) * 60_000).div_euclid(DAY_MS)
+/// The tenant-local day number of `t` (days since 1970-01-01 in the tenant's civil time), following
+/// the zone's daylight-saving rules.
+pub fn local_day(t: Time, tz: &TimeZone) -> i64 {
+    let ms = t.as_millis() as i64;
+    let offset_ms = jiff::Timestamp::from_millisecond(ms)
+        .map(|ts| i64::from(tz.to_offset(ts).seconds()) * 1000)
+        .unwrap_or(0);
+    (ms + offset_ms).div_euclid(DAY_MS)
 }
 
-/// The UTC time at which local day `day` starts.
-pub fn day_start(day: i64, utc_offset_minutes: i32) -> Time {
-    Time((day * DAY_MS - i64::from(utc_offset_minutes) * 60_000).max(0) as u64)
+/// The UTC time at which local day `day` starts (local midnight, or the first instant of the day
+/// when a transition skips midnight).
+pub fn day_start(day: i64, tz: &TimeZone) -> Time {
+    let start = jiff::civil::date(1970, 1, 1)
+        .checked_add(jiff::Span::new().days(day))
+        .and_then(|date| date.to_zoned_datetime(tz.clone()))
+        .map(|zoned| zoned.timestamp().as_millisecond())
+        .unwrap_or(day * DAY_MS);
+    Time(start.max(0) as u64)
 }
 
 impl ServiceWindows {
     /// Adds to the buckets of `now`.
-    pub fn record(&mut self, now: Time, utc_offset_minutes: i32, f: impl Fn(&mut Bucket)) {
+    pub fn record(&mut self, now: Time, tz: &TimeZone, f: impl Fn(&mut Bucket)) {
         let minute = now.as_millis() / MINUTE_MS;
         let oldest = minute.saturating_sub(ROLLING.as_secs() / 60 - 1);
         while self.minutes.front().is_some_and(|(m, _)| *m < oldest) {
@@ -112,7 +125,7 @@ impl ServiceWindows {
                 self.minutes.push_back((minute, b));
             }
         }
-        let day = local_day(now, utc_offset_minutes);
+        let day = local_day(now, tz);
         if day > self.day {
             self.day = day;
             self.today = Bucket::default();
@@ -136,8 +149,8 @@ impl ServiceWindows {
     }
 
     /// Sums over the tenant-local day of `now`.
-    pub fn today(&self, now: Time, utc_offset_minutes: i32) -> Bucket {
-        if self.day == local_day(now, utc_offset_minutes) {
+    pub fn today(&self, now: Time, tz: &TimeZone) -> Bucket {
+        if self.day == local_day(now, tz) {
             self.today
         } else {
             Bucket::default()
@@ -152,17 +165,56 @@ mod tests {
     #[test]
     fn rolling_window_forgets_after_15_minutes_and_day_resets() {
         let mut w = ServiceWindows::default();
+        let rome = crate::model::rome();
         let t0 = Time::from_secs(1_700_000_000);
-        w.record(t0, 60, |b| b.offered += 1);
-        w.record(t0.plus(Duration::from_secs(600)), 60, |b| b.offered += 1);
+        w.record(t0, &rome, |b| b.offered += 1);
+        w.record(t0.plus(Duration::from_secs(600)), &rome, |b| b.offered += 1);
         assert_eq!(w.rolling(t0.plus(Duration::from_secs(700))).offered, 2);
         assert_eq!(
             w.rolling(t0.plus(Duration::from_secs(15 * 60 + 60)))
                 .offered,
             1
         );
-        assert_eq!(w.today(t0, 60).offered, 2);
-        assert_eq!(w.today(t0.plus(Duration::from_secs(86_400)), 60).offered, 0);
+        assert_eq!(w.today(t0, &rome).offered, 2);
+        assert_eq!(
+            w.today(t0.plus(Duration::from_secs(86_400)), &rome).offered,
+            0
+        );
         assert_eq!(Bucket::default().service_level(), 1.0);
+    }
+}
+
+#[cfg(test)]
+mod civil_time_tests {
+    use super::*;
+
+    fn at(rfc3339: &str) -> Time {
+        let ts: jiff::Timestamp = rfc3339.parse().unwrap();
+        Time(ts.as_millisecond() as u64)
+    }
+
+    #[test]
+    fn today_follows_cet_and_cest() {
+        let rome = crate::model::rome();
+        // 22:30 UTC is 23:30 in winter (same day) and 00:30 in summer (the next day).
+        let winter = at("2026-01-15T22:30:00Z");
+        let summer = at("2026-07-15T22:30:00Z");
+        assert_eq!(
+            local_day(winter, &rome),
+            local_day(at("2026-01-15T12:00:00Z"), &rome)
+        );
+        assert_eq!(
+            local_day(summer, &rome),
+            local_day(at("2026-07-16T12:00:00Z"), &rome)
+        );
+        // Local midnight is 23:00 UTC in winter and 22:00 UTC in summer.
+        let jan16 = local_day(at("2026-01-16T12:00:00Z"), &rome);
+        let jul16 = local_day(at("2026-07-16T12:00:00Z"), &rome);
+        assert_eq!(day_start(jan16, &rome), at("2026-01-15T23:00:00Z"));
+        assert_eq!(day_start(jul16, &rome), at("2026-07-15T22:00:00Z"));
+        // The spring-forward day is 23 hours long.
+        let mar29 = local_day(at("2026-03-29T12:00:00Z"), &rome);
+        let len = day_start(mar29 + 1, &rome).as_millis() - day_start(mar29, &rome).as_millis();
+        assert_eq!(len, 23 * 3_600_000);
     }
 }

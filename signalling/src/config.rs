@@ -196,8 +196,8 @@ pub struct QueueSettings {
     pub service_level_by_service: BTreeMap<String, u64>,
     /// Handle time assumed for a service before any call was handled, in seconds.
     pub default_aht_s: u64,
-    /// The tenant's offset from UTC in minutes, for the "today" metrics window.
-    pub utc_offset_minutes: i32,
+    /// The tenant's IANA time zone, for the "today" metrics window (daylight saving included).
+    pub time_zone: String,
 }
 
 impl Default for QueueSettings {
@@ -210,7 +210,7 @@ impl Default for QueueSettings {
             service_level_s: 60,
             service_level_by_service: BTreeMap::new(),
             default_aht_s: 180,
-            utc_offset_minutes: 60,
+            time_zone: "Europe/Rome".into(),
         }
     }
 }
@@ -475,7 +475,8 @@ impl Config {
                 })
                 .collect(),
             default_aht: secs(self.queue.default_aht_s),
-            utc_offset_minutes: self.queue.utc_offset_minutes,
+            time_zone: jiff::tz::TimeZone::get(&self.queue.time_zone)
+                .unwrap_or_else(|_| queue::model::rome()),
             ..queue::QueueConfig::default()
         }
     }
@@ -582,10 +583,10 @@ impl Config {
         if self.queue.default_aht_s == 0 {
             problems.push("queue.default_aht_s: must be at least 1".into());
         }
-        if self.queue.utc_offset_minutes.abs() > 14 * 60 {
+        if jiff::tz::TimeZone::get(&self.queue.time_zone).is_err() {
             problems.push(format!(
-                "queue.utc_offset_minutes: {} is not a UTC offset",
-                self.queue.utc_offset_minutes
+                "queue.time_zone: {:?} is not an IANA time zone (e.g. \"Europe/Rome\")",
+                self.queue.time_zone
             ));
         }
 
