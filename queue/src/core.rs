@@ -174,6 +174,11 @@ fn not_found_op(id: &OperatorId) -> Error {
 /// A waiting call's place in routing order: head first, then effective priority, then age.
 type OrderKey = (bool, std::cmp::Reverse<u8>, Time, u64);
 
+/// Whether a call is in progress with its operator (connected or on hold).
+fn in_call(state: &CallState) -> bool {
+    matches!(state, CallState::Connected { .. } | CallState::Held { .. })
+}
+
 impl TenantState {
     /// Builds a state from stored parts (the Redis store's load).
     pub fn from_parts(
@@ -231,6 +236,22 @@ impl TenantState {
             _ => Err(Error::Forbidden(format!(
                 "call {id} is not offered or assigned to {op}"
             ))),
+        }
+    }
+
+    /// Checks that the call is the operator's and that its state is one `allowed` accepts; otherwise
+    /// `conflict` saying the call "is not {what}".
+    fn owned_call_in(
+        &self,
+        op: &OperatorId,
+        id: &CallId,
+        allowed: impl Fn(&CallState) -> bool,
+        what: &str,
+    ) -> Result<(), Error> {
+        if allowed(&self.owned_call(op, id)?.state) {
+            Ok(())
+        } else {
+            Err(Error::Conflict(format!("call {id} is not {what}")))
         }
     }
 
@@ -317,50 +338,49 @@ impl TenantState {
             Command::Reject {
                 operator_id,
                 call_id,
-            } => {
-                let call = self.owned_call(operator_id, call_id)?;
-                match call.state {
-                    CallState::Offered { .. } => Ok(()),
-                    _ => Err(Error::Conflict(format!("call {call_id} is not offered"))),
-                }
-            }
+            } => self.owned_call_in(
+                operator_id,
+                call_id,
+                |s| matches!(s, CallState::Offered { .. }),
+                "offered",
+            ),
             Command::Hold {
                 operator_id,
                 call_id,
-            } => match self.owned_call(operator_id, call_id)?.state {
-                CallState::Connected { .. } => Ok(()),
-                _ => Err(Error::Conflict(format!("call {call_id} is not connected"))),
-            },
+            } => self.owned_call_in(
+                operator_id,
+                call_id,
+                |s| matches!(s, CallState::Connected { .. }),
+                "connected",
+            ),
             Command::Resume {
                 operator_id,
                 call_id,
-            } => match self.owned_call(operator_id, call_id)?.state {
-                CallState::Held { .. } => Ok(()),
-                _ => Err(Error::Conflict(format!("call {call_id} is not on hold"))),
-            },
+            } => self.owned_call_in(
+                operator_id,
+                call_id,
+                |s| matches!(s, CallState::Held { .. }),
+                "on hold",
+            ),
             Command::End {
                 operator_id,
                 call_id,
-            } => match self.owned_call(operator_id, call_id)?.state {
-                CallState::Connected { .. } | CallState::Held { .. } => Ok(()),
-                _ => Err(Error::Conflict(format!("call {call_id} is not connected"))),
-            },
+            } => self.owned_call_in(operator_id, call_id, in_call, "connected"),
             Command::WrapupDone {
                 operator_id,
                 call_id,
-            } => match self.owned_call(operator_id, call_id)?.state {
-                CallState::WrapUp { .. } => Ok(()),
-                _ => Err(Error::Conflict(format!("call {call_id} is not in wrap-up"))),
-            },
+            } => self.owned_call_in(
+                operator_id,
+                call_id,
+                |s| matches!(s, CallState::WrapUp { .. }),
+                "in wrap-up",
+            ),
             Command::Transfer {
                 operator_id,
                 call_id,
                 target,
             } => {
-                match self.owned_call(operator_id, call_id)?.state {
-                    CallState::Connected { .. } | CallState::Held { .. } => {}
-                    _ => return Err(Error::Conflict(format!("call {call_id} is not connected"))),
-                }
+                self.owned_call_in(operator_id, call_id, in_call, "connected")?;
                 if let TransferTarget::Operator(to) = target {
                     if to == operator_id {
                         return Err(Error::Invalid(
