@@ -14,6 +14,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod calls;
+
+pub use calls::{
+    CallAssigned, CallConnected, CallCreated, CallEnded, CallOfferRevoked, CallOffered, CallRef,
+    CallRequest, CallRequeued, CallTransfer, KioskInfo, MetricsSnapshot, OperatorCall,
+    OperatorInfo, OperatorMetrics, OperatorSetState, OperatorStateEvent, PresenceSet,
+    PresenceState, QueueUpdate, ServiceMetrics, StateSync, SyncedCall, WindowMetrics,
+};
+
 /// The largest text frame a peer may send, in bytes. Larger frames are refused with `invalid` and
 /// the socket is closed.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -28,6 +37,10 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// The WebSocket close code used after a frame over [`MAX_FRAME_BYTES`] (the standard "message too
 /// big" code).
 pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
+
+/// The WebSocket close code used when the server cannot serve the session right now (the queue store
+/// is down, or the client fell too far behind on events). The client reconnects with `resume`.
+pub const CLOSE_TRY_AGAIN: u16 = 1013;
 
 /// The WebSocket close code used when a client stops answering pings.
 pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4408;
@@ -191,7 +204,7 @@ pub struct AuthOk {
 
 /// Every request a client may send, tagged by `type`.
 ///
-/// Later protocol work adds the call, media, identity, certificate and print requests here.
+/// Later protocol work adds the media, identity, certificate and print requests here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 #[non_exhaustive]
@@ -202,11 +215,96 @@ pub enum Request {
     /// `ping` (extension): an application-level liveness check, answered with `ok`.
     #[serde(rename = "ping")]
     Ping {},
+    /// `call.request` (kiosk): joins the queue; `ok {"call_id"}`.
+    #[serde(rename = "call.request")]
+    CallRequest(CallRequest),
+    /// `call.cancel` (kiosk): abandons the kiosk's own call.
+    #[serde(rename = "call.cancel")]
+    CallCancel(CallRef),
+    /// `presence.set` (operator).
+    #[serde(rename = "presence.set")]
+    PresenceSet(PresenceSet),
+    /// `call.accept` (operator): takes an offer.
+    #[serde(rename = "call.accept")]
+    CallAccept(CallRef),
+    /// `call.reject` (operator): declines an offer; the call keeps its age.
+    #[serde(rename = "call.reject")]
+    CallReject(CallRef),
+    /// `call.hold` (operator).
+    #[serde(rename = "call.hold")]
+    CallHold(CallRef),
+    /// `call.resume` (operator).
+    #[serde(rename = "call.resume")]
+    CallResume(CallRef),
+    /// `call.transfer` (operator): to a service or an operator.
+    #[serde(rename = "call.transfer")]
+    CallTransfer(CallTransfer),
+    /// `call.end` (operator): ends the conversation and starts wrap-up.
+    #[serde(rename = "call.end")]
+    CallEnd(CallRef),
+    /// `wrapup.done` (operator).
+    #[serde(rename = "wrapup.done")]
+    WrapupDone(CallRef),
+    /// `metrics.subscribe` (supervisor): `metrics.snapshot` at least every 2 s.
+    #[serde(rename = "metrics.subscribe")]
+    MetricsSubscribe {},
+    /// `metrics.unsubscribe` (extension, supervisor): stops the snapshots.
+    #[serde(rename = "metrics.unsubscribe")]
+    MetricsUnsubscribe {},
+    /// `operator.set_state` (supervisor): forces an operator's presence.
+    #[serde(rename = "operator.set_state")]
+    OperatorSetState(OperatorSetState),
 }
 
 impl Request {
     /// The request types this version understands.
-    pub const TYPES: &'static [&'static str] = &["auth", "ping"];
+    pub const TYPES: &'static [&'static str] = &[
+        "auth",
+        "ping",
+        "call.request",
+        "call.cancel",
+        "presence.set",
+        "call.accept",
+        "call.reject",
+        "call.hold",
+        "call.resume",
+        "call.transfer",
+        "call.end",
+        "wrapup.done",
+        "metrics.subscribe",
+        "metrics.unsubscribe",
+        "operator.set_state",
+    ];
+
+    /// The request's wire `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Auth(_) => "auth",
+            Request::Ping {} => "ping",
+            Request::CallRequest(_) => "call.request",
+            Request::CallCancel(_) => "call.cancel",
+            Request::PresenceSet(_) => "presence.set",
+            Request::CallAccept(_) => "call.accept",
+            Request::CallReject(_) => "call.reject",
+            Request::CallHold(_) => "call.hold",
+            Request::CallResume(_) => "call.resume",
+            Request::CallTransfer(_) => "call.transfer",
+            Request::CallEnd(_) => "call.end",
+            Request::WrapupDone(_) => "wrapup.done",
+            Request::MetricsSubscribe {} => "metrics.subscribe",
+            Request::MetricsUnsubscribe {} => "metrics.unsubscribe",
+            Request::OperatorSetState(_) => "operator.set_state",
+        }
+    }
+
+    /// The request as a JSON frame with this `id`, as a client sends it.
+    pub fn to_frame(&self, id: &str) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut value {
+            map.insert("id".into(), Value::from(id));
+        }
+        value.to_string()
+    }
 }
 
 /// A parsed client frame: the request and its client-chosen id.
@@ -294,6 +392,73 @@ pub enum Event {
         /// Seconds until the server closes the socket.
         grace_s: u64,
     },
+    /// `state.sync` (extension): the principal's calls as they are now, after `auth`.
+    #[serde(rename = "state.sync")]
+    StateSync(StateSync),
+    /// `queue.update` (kiosk).
+    #[serde(rename = "queue.update")]
+    QueueUpdate(QueueUpdate),
+    /// `call.assigned` (kiosk).
+    #[serde(rename = "call.assigned")]
+    CallAssigned(CallAssigned),
+    /// `call.held` (kiosk, and the operator's other sessions).
+    #[serde(rename = "call.held")]
+    CallHeld(CallRef),
+    /// `call.resumed` (kiosk, and the operator's other sessions).
+    #[serde(rename = "call.resumed")]
+    CallResumed(CallRef),
+    /// `call.ended` (kiosk and operator).
+    #[serde(rename = "call.ended")]
+    CallEnded(CallEnded),
+    /// `call.requeued` (extension, kiosk).
+    #[serde(rename = "call.requeued")]
+    CallRequeued(CallRequeued),
+    /// `call.offered` (operator).
+    #[serde(rename = "call.offered")]
+    CallOffered(CallOffered),
+    /// `call.offer_revoked` (operator).
+    #[serde(rename = "call.offer_revoked")]
+    CallOfferRevoked(CallOfferRevoked),
+    /// `call.connected` (operator).
+    #[serde(rename = "call.connected")]
+    CallConnected(CallConnected),
+    /// `wrapup.ended` (extension, operator): the wrap-up of a call finished (by `wrapup.done` or
+    /// by its timeout).
+    #[serde(rename = "wrapup.ended")]
+    WrapupEnded(CallRef),
+    /// `operator.state` (extension, operator).
+    #[serde(rename = "operator.state")]
+    OperatorState(OperatorStateEvent),
+    /// `metrics.snapshot` (supervisor).
+    #[serde(rename = "metrics.snapshot")]
+    MetricsSnapshot(MetricsSnapshot),
+}
+
+impl Event {
+    /// The event's wire `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::ServerDraining { .. } => "server.draining",
+            Event::StateSync(_) => "state.sync",
+            Event::QueueUpdate(_) => "queue.update",
+            Event::CallAssigned(_) => "call.assigned",
+            Event::CallHeld(_) => "call.held",
+            Event::CallResumed(_) => "call.resumed",
+            Event::CallEnded(_) => "call.ended",
+            Event::CallRequeued(_) => "call.requeued",
+            Event::CallOffered(_) => "call.offered",
+            Event::CallOfferRevoked(_) => "call.offer_revoked",
+            Event::CallConnected(_) => "call.connected",
+            Event::WrapupEnded(_) => "wrapup.ended",
+            Event::OperatorState(_) => "operator.state",
+            Event::MetricsSnapshot(_) => "metrics.snapshot",
+        }
+    }
+
+    /// The event as a JSON text frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
 }
 
 /// Every frame the server sends.
@@ -370,6 +535,65 @@ impl ServerFrame {
             ServerFrame::Event(event) => serde_json::to_value(event).unwrap_or(Value::Null),
         };
         value.to_string()
+    }
+}
+
+/// A frame as a client reads it (see [`parse_server_frame`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMessage {
+    /// `ok`: the reply to request `id`, with its whole body (including `type` and `id`).
+    Ok {
+        /// The request id.
+        id: String,
+        /// The frame as JSON.
+        body: Value,
+    },
+    /// `error`: the request failed (or, without `id`, a frame could not be read).
+    Error {
+        /// The request id, if the server could read one.
+        id: Option<String>,
+        /// The code.
+        code: ErrorCode,
+        /// The message.
+        message: String,
+    },
+    /// A known event.
+    Event(Event),
+    /// An event this client version does not know, kept as JSON so newer servers do not break it.
+    Unknown(Value),
+}
+
+/// Parses a frame from the server, as clients do.
+pub fn parse_server_frame(text: &str) -> Result<ServerMessage, FrameError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or(FrameError::MissingType)?;
+    let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+    match kind {
+        "ok" => Ok(ServerMessage::Ok {
+            id: id.ok_or(FrameError::MissingId)?,
+            body: value,
+        }),
+        "error" => {
+            let code = value
+                .get("code")
+                .cloned()
+                .and_then(|c| serde_json::from_value(c).ok())
+                .unwrap_or(ErrorCode::Internal);
+            let message = value
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            Ok(ServerMessage::Error { id, code, message })
+        }
+        _ => match serde_json::from_value::<Event>(value.clone()) {
+            Ok(event) => Ok(ServerMessage::Event(event)),
+            Err(_) => Ok(ServerMessage::Unknown(value)),
+        },
     }
 }
 
@@ -460,5 +684,68 @@ mod tests {
             serde_json::to_string(&ErrorCode::NotFound).unwrap(),
             "\"not_found\""
         );
+    }
+
+    #[test]
+    fn call_requests_parse_with_defaults_and_round_trip() {
+        let frame =
+            parse_client_frame(r#"{"type":"call.request","id":"2","service":"anagrafe"}"#).unwrap();
+        assert_eq!(
+            frame.request,
+            Request::CallRequest(CallRequest {
+                service: "anagrafe".into(),
+                language: "it".into(),
+                priority: None,
+            })
+        );
+        let transfer = Request::CallTransfer(CallTransfer {
+            call_id: "c1".into(),
+            service: Some("stato_civile".into()),
+            operator_id: None,
+        });
+        let text = transfer.to_frame("9");
+        let back = parse_client_frame(&text).unwrap();
+        assert_eq!(back.id, "9");
+        assert_eq!(back.request, transfer);
+        assert_eq!(back.request.kind(), "call.transfer");
+        for kind in Request::TYPES {
+            assert!(
+                !matches!(
+                    parse_client_frame(&format!(r#"{{"type":"{kind}","id":"1"}}"#)),
+                    Err((_, FrameError::UnknownType(_)))
+                ),
+                "{kind} is listed but unknown"
+            );
+        }
+        assert!(matches!(
+            parse_client_frame(r#"{"type":"presence.set","id":"3","state":"asleep"}"#),
+            Err((Some(_), FrameError::BadFields { .. }))
+        ));
+    }
+
+    #[test]
+    fn events_round_trip_and_unknown_events_are_kept() {
+        let ev = Event::QueueUpdate(QueueUpdate {
+            call_id: "c".into(),
+            position: 2,
+            estimated_wait_s: None,
+        });
+        let text = ev.to_json();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["type"], "queue.update");
+        assert!(v["estimated_wait_s"].is_null(), "unknown wait is null");
+        assert_eq!(parse_server_frame(&text).unwrap(), ServerMessage::Event(ev));
+        assert!(matches!(
+            parse_server_frame(r#"{"type":"media.stats","call_id":"c"}"#).unwrap(),
+            ServerMessage::Unknown(_)
+        ));
+        assert!(matches!(
+            parse_server_frame(r#"{"type":"error","id":"4","code":"conflict","message":"m"}"#)
+                .unwrap(),
+            ServerMessage::Error {
+                code: ErrorCode::Conflict,
+                ..
+            }
+        ));
     }
 }

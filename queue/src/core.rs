@@ -41,10 +41,14 @@ pub enum Command {
         /// The call.
         call_id: CallId,
     },
-    /// The kiosk's connection is gone past its resume grace.
+    /// The kiosk's connections on `node` are gone past their resume grace: its active calls that
+    /// live on that node end (abandoned while waiting). A call the kiosk re-attached to another node
+    /// in the meantime is left alone, so a late notice cannot undo a resume elsewhere.
     KioskLost {
-        /// The call.
-        call_id: CallId,
+        /// The kiosk.
+        kiosk_id: KioskId,
+        /// The node whose connections were lost.
+        node: NodeId,
     },
     /// The kiosk resumed on another node.
     ReattachKiosk {
@@ -62,10 +66,13 @@ pub enum Command {
         /// The new presence.
         presence: Presence,
     },
-    /// The operator's connection is gone past its resume grace.
+    /// The operator's connections on `node` are gone past the resume grace. Ignored when the operator
+    /// is now connected through another node (a late notice must not undo a resume elsewhere).
     OperatorLost {
         /// The operator.
         operator_id: OperatorId,
+        /// The node whose connections were lost.
+        node: NodeId,
     },
     /// The operator accepts an offer.
     Accept {
@@ -296,9 +303,8 @@ impl TenantState {
                 }
                 Ok(())
             }
-            Command::KioskLost { call_id } | Command::ReattachKiosk { call_id, .. } => {
-                self.call(call_id).map(|_| ())
-            }
+            Command::KioskLost { .. } => Ok(()),
+            Command::ReattachKiosk { call_id, .. } => self.call(call_id).map(|_| ()),
             Command::OperatorOnline(login) => login.validate(),
             Command::SetPresence {
                 operator_id,
@@ -317,7 +323,7 @@ impl TenantState {
                     _ => Ok(()),
                 }
             }
-            Command::OperatorLost { operator_id } => self
+            Command::OperatorLost { operator_id, .. } => self
                 .operators
                 .get(operator_id)
                 .ok_or_else(|| not_found_op(operator_id))
@@ -387,8 +393,12 @@ impl TenantState {
                             "a call cannot be transferred to its own operator".into(),
                         ));
                     }
-                    if !self.operators.contains_key(to) {
-                        return Err(not_found_op(to));
+                    match self.operators.get(to) {
+                        None => return Err(not_found_op(to)),
+                        Some(op) if op.presence == Presence::Offline => {
+                            return Err(Error::Conflict(format!("operator {to} is not logged in")))
+                        }
+                        Some(_) => {}
                     }
                 }
                 Ok(())
@@ -813,6 +823,24 @@ impl TenantState {
             op.load = 0;
             op.offers = 0;
         });
+        self.unpin(id);
+    }
+
+    /// Calls transferred to `id` in person go back to their service's queue: the operator left, and a
+    /// call pinned to someone who is not there would wait forever.
+    fn unpin(&mut self, id: &OperatorId) {
+        let pinned: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.pinned.as_ref() == Some(id) && c.state == CallState::Waiting)
+            .map(|c| c.call_id.clone())
+            .collect();
+        for cid in pinned {
+            if let Some(c) = self.call_mut(&cid) {
+                c.pinned = None;
+                c.last_update = None;
+            }
+        }
     }
 
     fn execute(&mut self, cfg: &QueueConfig, now: Time, cmd: Command, fx: &mut Vec<Effect>) {
@@ -850,8 +878,16 @@ impl TenantState {
             Command::Cancel { call_id, .. } => {
                 self.end_for_kiosk(cfg, now, &call_id, EndReason::Abandoned, fx)
             }
-            Command::KioskLost { call_id } => {
-                self.end_for_kiosk(cfg, now, &call_id, EndReason::KioskLost, fx)
+            Command::KioskLost { kiosk_id, node } => {
+                let lost: Vec<CallId> = self
+                    .calls
+                    .values()
+                    .filter(|c| c.kiosk_id == kiosk_id && c.kiosk_node == node && kiosk_active(c))
+                    .map(|c| c.call_id.clone())
+                    .collect();
+                for id in lost {
+                    self.end_for_kiosk(cfg, now, &id, EndReason::KioskLost, fx);
+                }
             }
             Command::ReattachKiosk { call_id, node } => {
                 self.renew_node(cfg, now, &node);
@@ -921,6 +957,7 @@ impl TenantState {
                     self.release_offers(cfg, now, &operator_id, fx);
                 }
                 if offline {
+                    self.unpin(&operator_id);
                     let wraps: Vec<CallId> = self
                         .calls
                         .values()
@@ -932,7 +969,15 @@ impl TenantState {
                     }
                 }
             }
-            Command::OperatorLost { operator_id } => self.lose_operator(cfg, now, &operator_id, fx),
+            Command::OperatorLost { operator_id, node } => {
+                if self
+                    .operators
+                    .get(&operator_id)
+                    .is_some_and(|o| o.node == node)
+                {
+                    self.lose_operator(cfg, now, &operator_id, fx);
+                }
+            }
             Command::Accept {
                 operator_id,
                 call_id,
@@ -984,9 +1029,14 @@ impl TenantState {
                     if matches!(&c.state, CallState::Connected { operator } if operator == &operator_id)
                     {
                         c.state = CallState::Held {
-                            operator: operator_id,
+                            operator: operator_id.clone(),
                         };
                         c.since = now;
+                        fx.push(Effect::Held {
+                            call_id: call_id.clone(),
+                            kiosk_id: c.kiosk_id.clone(),
+                            operator_id,
+                        });
                     }
                 }
             }
@@ -998,9 +1048,14 @@ impl TenantState {
                     if matches!(&c.state, CallState::Held { operator } if operator == &operator_id)
                     {
                         c.state = CallState::Connected {
-                            operator: operator_id,
+                            operator: operator_id.clone(),
                         };
                         c.since = now;
+                        fx.push(Effect::Resumed {
+                            call_id: call_id.clone(),
+                            kiosk_id: c.kiosk_id.clone(),
+                            operator_id,
+                        });
                     }
                 }
             }

@@ -126,6 +126,24 @@ pub enum Effect {
         /// Why.
         reason: RequeueReason,
     },
+    /// The operator put the call on hold: send `call.held` to the kiosk.
+    Held {
+        /// The call.
+        call_id: CallId,
+        /// Its kiosk.
+        kiosk_id: KioskId,
+        /// The operator.
+        operator_id: OperatorId,
+    },
+    /// The operator took the call off hold: send `call.resumed` to the kiosk.
+    Resumed {
+        /// The call.
+        call_id: CallId,
+        /// Its kiosk.
+        kiosk_id: KioskId,
+        /// The operator.
+        operator_id: OperatorId,
+    },
     /// Send `call.ended` to the kiosk (and to the operator, if any).
     CallEnded {
         /// The call.

@@ -92,6 +92,16 @@ impl Store for MemoryStore {
         Ok(e.state.snapshot(&self.cfg, now))
     }
 
+    async fn read<R, F>(&self, tenant: &Tenant, f: F) -> Result<R, Error>
+    where
+        R: Send,
+        F: FnOnce(&TenantState) -> R + Send,
+    {
+        let entry = self.entry(tenant);
+        let e = lock(&entry);
+        Ok(f(&e.state))
+    }
+
     async fn load_state(&self, tenant: &Tenant) -> Result<TenantState, Error> {
         let entry = self.entry(tenant);
         let e = lock(&entry);

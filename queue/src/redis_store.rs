@@ -396,11 +396,20 @@ impl Store for RedisStore {
     }
 
     async fn snapshot(&self, tenant: &Tenant, now: Time) -> Result<Snapshot, Error> {
+        let cfg = &self.inner.cfg;
+        self.read(tenant, |s| s.snapshot(cfg, now)).await
+    }
+
+    async fn read<R, F>(&self, tenant: &Tenant, f: F) -> Result<R, Error>
+    where
+        R: Send,
+        F: FnOnce(&TenantState) -> R + Send,
+    {
         let entry = self.entry(tenant);
         let mut cached = entry.lock().await;
         self.fresh(tenant, &mut cached).await?;
         match &cached.state {
-            Some(s) => Ok(s.snapshot(&self.inner.cfg, now)),
+            Some(s) => Ok(f(s)),
             None => Err(Error::Corrupt("state vanished from the cache".into())),
         }
     }

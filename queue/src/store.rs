@@ -43,6 +43,13 @@ pub trait Store: Send + Sync + 'static {
         now: Time,
     ) -> impl Future<Output = Result<Snapshot, Error>> + Send;
 
+    /// Runs `f` on the tenant's current state (read-only) and returns what it computed. The server
+    /// uses it to tell a (re)connecting client where its calls stand.
+    fn read<R, F>(&self, tenant: &Tenant, f: F) -> impl Future<Output = Result<R, Error>> + Send
+    where
+        R: Send,
+        F: FnOnce(&TenantState) -> R + Send;
+
     /// A copy of the tenant's current state, for diagnostics and invariant checks in tests.
     fn load_state(
         &self,
@@ -88,6 +95,17 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(s) => s.snapshot(tenant, now).await,
             AnyStore::Redis(s) => s.snapshot(tenant, now).await,
+        }
+    }
+
+    async fn read<R, F>(&self, tenant: &Tenant, f: F) -> Result<R, Error>
+    where
+        R: Send,
+        F: FnOnce(&TenantState) -> R + Send,
+    {
+        match self {
+            AnyStore::Memory(s) => s.read(tenant, f).await,
+            AnyStore::Redis(s) => s.read(tenant, f).await,
         }
     }
 
@@ -169,18 +187,21 @@ impl<S: Store> Queue<S> {
         .await
     }
 
-    /// The kiosk did not resume within its grace period: its call is abandoned (or ended if connected).
+    /// The kiosk's connections on `node` did not resume within the grace period: its calls living on
+    /// that node are abandoned (or ended if connected). A call re-attached elsewhere is left alone.
     pub async fn kiosk_lost(
         &self,
         tenant: &Tenant,
         now: Time,
-        call_id: &CallId,
+        kiosk_id: &KioskId,
+        node: &NodeId,
     ) -> Result<Applied, Error> {
         self.apply(
             tenant,
             now,
             Command::KioskLost {
-                call_id: call_id.clone(),
+                kiosk_id: kiosk_id.clone(),
+                node: node.clone(),
             },
         )
         .await
@@ -246,18 +267,21 @@ impl<S: Store> Queue<S> {
             .await
     }
 
-    /// The operator did not resume within the grace period: calls go back to the head of the queue.
+    /// The operator's connections on `node` did not resume within the grace period: calls go back to
+    /// the head of the queue. Ignored if the operator is connected through another node by now.
     pub async fn operator_lost(
         &self,
         tenant: &Tenant,
         now: Time,
         operator_id: &OperatorId,
+        node: &NodeId,
     ) -> Result<Applied, Error> {
         self.apply(
             tenant,
             now,
             Command::OperatorLost {
                 operator_id: operator_id.clone(),
+                node: node.clone(),
             },
         )
         .await
@@ -419,6 +443,15 @@ impl<S: Store> Queue<S> {
     /// The tenant's snapshot for `metrics.snapshot` and the Prometheus gauges.
     pub async fn snapshot(&self, tenant: &Tenant, now: Time) -> Result<Snapshot, Error> {
         self.store.snapshot(tenant, now).await
+    }
+
+    /// Runs `f` on the tenant's current state without changing it.
+    pub async fn read<R, F>(&self, tenant: &Tenant, f: F) -> Result<R, Error>
+    where
+        R: Send,
+        F: FnOnce(&TenantState) -> R + Send,
+    {
+        self.store.read(tenant, f).await
     }
 
     /// Every committed batch of the tenant, from all nodes.

@@ -568,7 +568,15 @@ async fn abandon(kind: Kind) {
         Error::Conflict(_)
     ));
     // The kiosk lost past the grace: abandoned with reason kiosk_lost.
-    let l = h.q.kiosk_lost(&h.tenant, at(110), &cid("d")).await.unwrap();
+    let l =
+        h.q.kiosk_lost(
+            &h.tenant,
+            at(110),
+            &kid("d"),
+            &queue::NodeId::new("n1").unwrap(),
+        )
+        .await
+        .unwrap();
     assert!(l.effects.iter().any(|e| matches!(
         e,
         Effect::CallEnded {
@@ -596,9 +604,14 @@ async fn requeue_at_head_when_operator_lost(kind: Kind) {
     )
     .await;
     let l =
-        h.q.operator_lost(&h.tenant, at(5), &oid("a"))
-            .await
-            .unwrap();
+        h.q.operator_lost(
+            &h.tenant,
+            at(5),
+            &oid("a"),
+            &queue::NodeId::new("n1").unwrap(),
+        )
+        .await
+        .unwrap();
     assert!(l.effects.iter().any(|e| matches!(
         e,
         Effect::Requeued {
@@ -951,6 +964,130 @@ impl OkOrErr for Result<(), Error> {
     }
 }
 
+/// A lost-client notice from a node the client has left changes nothing; hold and resume are
+/// effects the kiosk hears about; a call pinned to an operator who leaves goes back to its service.
+async fn late_notices_hold_effects_and_unpinning(kind: Kind) {
+    let h = Harness::new(kind, cfg()).await;
+    let n1 = queue::NodeId::new("n1").unwrap();
+    let n2 = queue::NodeId::new("n2").unwrap();
+    h.op(at(0), "a", &[("s", 5)], &["it"], 2).await;
+    h.call(at(1), "x", "s", "it", 0).await;
+    h.accept(at(2), "a", "x").await;
+    // The operator and the kiosk both resume on n2; n1's late notices must not undo that.
+    h.op_on(
+        at(3),
+        "a",
+        &[("s", 5)],
+        &["it"],
+        2,
+        "n2",
+        Presence::Paused("login".into()),
+    )
+    .await;
+    h.q.reattach_kiosk(&h.tenant, at(3), &cid("x"), &n2)
+        .await
+        .unwrap();
+    let late =
+        h.q.operator_lost(&h.tenant, at(4), &oid("a"), &n1)
+            .await
+            .unwrap();
+    assert!(late.effects.is_empty(), "{:?}", late.effects);
+    let late =
+        h.q.kiosk_lost(&h.tenant, at(4), &kid("x"), &n1)
+            .await
+            .unwrap();
+    assert!(late.effects.is_empty(), "{:?}", late.effects);
+    assert!(matches!(
+        h.state().await.calls[&cid("x")].state,
+        CallState::Connected { .. }
+    ));
+    let held =
+        h.q.hold(&h.tenant, at(5), &oid("a"), &cid("x"))
+            .await
+            .unwrap();
+    assert!(held
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Held { call_id, .. } if call_id == &cid("x"))));
+    let resumed =
+        h.q.resume(&h.tenant, at(6), &oid("a"), &cid("x"))
+            .await
+            .unwrap();
+    assert!(resumed
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Resumed { call_id, .. } if call_id == &cid("x"))));
+
+    // Transfer in person: refused to someone logged out, pinned to someone paused.
+    h.op_on(
+        at(7),
+        "c",
+        &[("s", 5)],
+        &["it"],
+        1,
+        "n2",
+        Presence::Paused("x".into()),
+    )
+    .await;
+    h.q.set_presence(&h.tenant, at(7), &oid("c"), Presence::Offline)
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.q.transfer(
+            &h.tenant,
+            at(8),
+            &oid("a"),
+            &cid("x"),
+            TransferTarget::Operator(oid("c"))
+        )
+        .await
+        .unwrap_err(),
+        Error::Conflict(_)
+    ));
+    h.q.set_presence(&h.tenant, at(8), &oid("c"), Presence::Paused("x".into()))
+        .await
+        .unwrap();
+    h.q.set_presence(&h.tenant, at(8), &oid("a"), Presence::Paused("busy".into()))
+        .await
+        .unwrap();
+    let t =
+        h.q.transfer(
+            &h.tenant,
+            at(9),
+            &oid("a"),
+            &cid("x"),
+            TransferTarget::Operator(oid("c")),
+        )
+        .await
+        .unwrap();
+    assert!(offers(&t).is_empty(), "waits for c");
+    assert_eq!(h.state().await.calls[&cid("x")].pinned, Some(oid("c")));
+    // c logs out: the call is no longer pinned and goes to whoever can take the service.
+    h.q.set_presence(&h.tenant, at(10), &oid("c"), Presence::Offline)
+        .await
+        .unwrap();
+    assert_eq!(h.state().await.calls[&cid("x")].pinned, None);
+    let a =
+        h.q.set_presence(&h.tenant, at(11), &oid("a"), Presence::Available)
+            .await
+            .unwrap();
+    assert_eq!(offers(&a), offer("x", "a"));
+    // The kiosk lost on the node it lives on: the call ends with that reason.
+    h.accept(at(12), "a", "x").await;
+    let lost =
+        h.q.kiosk_lost(&h.tenant, at(13), &kid("x"), &n2)
+            .await
+            .unwrap();
+    assert!(lost.effects.iter().any(|e| matches!(
+        e,
+        Effect::CallEnded {
+            reason: EndReason::KioskLost,
+            ..
+        }
+    )));
+    h.check().await;
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -977,4 +1114,5 @@ conformance!(
     positions_and_estimates,
     metrics,
     bad_input_is_an_error,
+    late_notices_hold_effects_and_unpinning,
 );

@@ -86,7 +86,10 @@ fn command(kind: u8, a: u8, b: u8) -> Command {
                 TransferTarget::Operator(op(b))
             },
         },
-        12 => Command::OperatorLost { operator_id: op(a) },
+        12 => Command::OperatorLost {
+            operator_id: op(a),
+            node: NodeId::new(format!("n{}", b % 2)).unwrap(),
+        },
         _ => Command::Heartbeat {
             node: NodeId::new(format!("n{}", a % 2)).unwrap(),
         },

@@ -151,6 +151,10 @@ pub struct WsConfig {
     pub operator_grace_s: u64,
     /// How long a disconnected supervisor session can be resumed, in seconds.
     pub supervisor_grace_s: u64,
+    /// Requests per second a session may send on average (a token bucket refilled at this rate).
+    pub rate_per_s: u32,
+    /// Requests a session may send in a burst before `rate_limited` replies start.
+    pub rate_burst: u32,
 }
 
 impl Default for WsConfig {
@@ -160,6 +164,8 @@ impl Default for WsConfig {
             kiosk_grace_s: 30,
             operator_grace_s: 30,
             supervisor_grace_s: 30,
+            rate_per_s: 20,
+            rate_burst: 40,
         }
     }
 }
@@ -547,6 +553,18 @@ impl Config {
             if value > 3600 {
                 problems.push(format!("{what}: {value} must be at most 3600"));
             }
+        }
+        if !(1..=10_000).contains(&self.ws.rate_per_s) {
+            problems.push(format!(
+                "ws.rate_per_s: {} must be between 1 and 10000",
+                self.ws.rate_per_s
+            ));
+        }
+        if self.ws.rate_burst < self.ws.rate_per_s.min(10_000) || self.ws.rate_burst > 100_000 {
+            problems.push(format!(
+                "ws.rate_burst: {} must be at least ws.rate_per_s and at most 100000",
+                self.ws.rate_burst
+            ));
         }
         if self.shutdown.drain_s > 3600 {
             problems.push(format!(

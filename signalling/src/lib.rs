@@ -3,10 +3,11 @@
 //! (`src/main.rs`) is a thin command line over [`server::start`].
 //!
 //! Only this crate and the clients know the wire protocol (`protocol` crate). The cores here
-//! ([`ws::connection`], [`sessions`], [`throttle`]) do no I/O and take `now` as an argument; the
+//! ([`ws::connection`], [`sessions`], [`throttle`], [`calls::events`]) do no I/O and take `now` as an argument; the
 //! tokio drivers around them own the sockets and timers.
 
 pub mod accounts;
+pub mod calls;
 pub mod commands;
 pub mod config;
 pub mod datadir;

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub ws_frames: IntCounterVec,
     /// `sportello_ws_closes_total{code}`: sockets the server closed, by close code.
     pub ws_closes: IntCounterVec,
+    /// `sportello_ws_requests_total{type,outcome}`: WebSocket requests by type and reply (`ok` or
+    /// the error code).
+    pub ws_requests: IntCounterVec,
     /// `sportello_logins_total{outcome}`.
     pub logins: IntCounterVec,
 }
@@ -82,6 +85,14 @@ impl Metrics {
             &["code"],
         )
         .expect("valid metric");
+        let ws_requests = IntCounterVec::new(
+            Opts::new(
+                "sportello_ws_requests_total",
+                "WebSocket requests by type and reply (ok or the error code).",
+            ),
+            &["type", "outcome"],
+        )
+        .expect("valid metric");
         let logins = IntCounterVec::new(
             Opts::new("sportello_logins_total", "Password logins by outcome."),
             &["outcome"],
@@ -99,6 +110,7 @@ impl Metrics {
             Box::new(ws_sessions.clone()),
             Box::new(ws_frames.clone()),
             Box::new(ws_closes.clone()),
+            Box::new(ws_requests.clone()),
             Box::new(logins.clone()),
             Box::new(build),
         ] {
@@ -111,6 +123,7 @@ impl Metrics {
             ws_sessions,
             ws_frames,
             ws_closes,
+            ws_requests,
             logins,
         }
     }

@@ -124,11 +124,19 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         shutdown: Shutdown::new(),
         ws_tasks: TaskTracker::new(),
         routing,
+        events: Arc::new(crate::calls::hub::EventHub::new()),
         issuer: Arc::new(issuer),
         login_throttle: Arc::new(Mutex::new(LoginThrottle::new(Duration::from_secs(300), 10))),
     };
 
-    let task = tokio::spawn(serve(state.clone(), public, admin, tls.clone()));
+    // Subscribe before serving, so no batch committed by a request can be missed.
+    let effects = state
+        .routing
+        .queue
+        .subscribe(&state.routing.tenant)
+        .await
+        .context("cannot subscribe to queue events")?;
+    let task = tokio::spawn(serve(state.clone(), public, admin, tls.clone(), effects));
     Ok(RunningServer {
         addr,
         admin_addr,
@@ -144,6 +152,7 @@ async fn serve(
     public: std::net::TcpListener,
     admin: tokio::net::TcpListener,
     tls: Option<RustlsConfig>,
+    effects: queue::EffectReceiver,
 ) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     let app = crate::http::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -173,6 +182,8 @@ async fn serve(
 
     let reaper = tokio::spawn(reap_sessions(state.clone()));
     let routing = tokio::spawn(state.routing.clone().run(state.shutdown.clone()));
+    let delivery = tokio::spawn(crate::calls::deliver(state.clone(), effects));
+    let snapshots = tokio::spawn(crate::calls::push_metrics(state.clone()));
 
     let mut phase_rx = state.shutdown.subscribe();
     let phase = left_running(&mut phase_rx).await;
@@ -199,6 +210,8 @@ async fn serve(
     }
     state.shutdown.stop_now();
     reaper.abort();
+    delivery.abort();
+    snapshots.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), routing).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), public_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
@@ -206,7 +219,8 @@ async fn serve(
     Ok(())
 }
 
-/// Expires detached sessions past their grace period, once a second.
+/// Expires detached sessions past their grace period, once a second. When a principal's last
+/// session on this node expires, the protocol's rules for a lost kiosk or operator apply.
 async fn reap_sessions(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -218,6 +232,9 @@ async fn reap_sessions(state: AppState) {
                 role = expired.principal.role.as_str(),
                 "session expired after its grace period"
             );
+            if !state.sessions.has_principal(&expired.principal) {
+                crate::calls::principal_lost(&state, &expired.principal).await;
+            }
         }
     }
 }

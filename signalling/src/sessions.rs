@@ -193,6 +193,11 @@ impl SessionRegistry {
             .map(|e| e.capabilities.as_slice())
     }
 
+    /// Whether `principal` has a session here, attached or within its grace period.
+    pub fn has_principal(&self, principal: &Principal) -> bool {
+        self.sessions.values().any(|e| e.principal == *principal)
+    }
+
     /// Number of sessions (attached or within grace).
     pub fn len(&self) -> usize {
         self.sessions.len()

@@ -36,6 +36,8 @@ pub struct AppState {
     pub ws_tasks: TaskTracker,
     /// The queue.
     pub routing: Routing,
+    /// This process's sockets by principal, for event delivery.
+    pub events: Arc<crate::calls::hub::EventHub>,
     /// Certificates: registry, stamping, verification, audit.
     pub issuer: Arc<certificates::Issuer>,
     /// Failed-login throttle.
@@ -127,6 +129,11 @@ impl SessionHub {
     /// Expires sessions past their grace period.
     pub fn expire(&self, now: Instant) -> Vec<crate::sessions::Expired> {
         self.lock().registry.expire(now)
+    }
+
+    /// Whether `principal` still has a session on this process (attached or within grace).
+    pub fn has_principal(&self, principal: &Principal) -> bool {
+        self.lock().registry.has_principal(principal)
     }
 
     /// Number of sessions, attached or within grace.

@@ -25,6 +25,10 @@ pub struct Settings {
     pub heartbeat: Duration,
     /// Largest accepted text frame, in bytes.
     pub max_frame: usize,
+    /// Requests per second a session may send on average.
+    pub rate_per_s: u32,
+    /// Requests a session may send in a burst.
+    pub rate_burst: u32,
 }
 
 impl Settings {
@@ -34,6 +38,17 @@ impl Settings {
             auth_timeout: Duration::from_secs(protocol::AUTH_TIMEOUT_S),
             heartbeat,
             max_frame: MAX_FRAME_BYTES,
+            rate_per_s: 20,
+            rate_burst: 40,
+        }
+    }
+
+    /// These settings with a request rate limit.
+    pub fn with_rate(self, rate_per_s: u32, rate_burst: u32) -> Self {
+        Settings {
+            rate_per_s: rate_per_s.max(1),
+            rate_burst: rate_burst.max(1),
+            ..self
         }
     }
 }
@@ -88,6 +103,9 @@ struct Open {
     last_seen: Instant,
     next_ping: Instant,
     drain_deadline: Option<Instant>,
+    /// Request tokens left, and when they were last refilled.
+    tokens: f64,
+    refilled: Instant,
 }
 
 /// One connection's protocol state.
@@ -218,6 +236,26 @@ impl Connection {
             State::AwaitingAuth { .. } => self.handle_auth(now, text, opener),
             State::Open(open) => {
                 open.last_seen = now;
+                // Every frame costs a token, readable or not, so garbage cannot flood either.
+                let elapsed = now.saturating_duration_since(open.refilled).as_secs_f64();
+                open.refilled = now;
+                open.tokens = (open.tokens + elapsed * f64::from(self.settings.rate_per_s))
+                    .min(f64::from(self.settings.rate_burst));
+                if open.tokens < 1.0 {
+                    let id = parse_client_frame(text)
+                        .map(|f| f.id)
+                        .unwrap_or_else(|(id, _)| id.unwrap_or_default());
+                    self.send(ServerFrame::error(
+                        (!id.is_empty()).then_some(id),
+                        ErrorCode::RateLimited,
+                        format!(
+                            "more than {} requests per second; slow down",
+                            self.settings.rate_per_s
+                        ),
+                    ));
+                    return;
+                }
+                open.tokens -= 1.0;
                 match parse_client_frame(text) {
                     Ok(frame) => self.handle_request(frame),
                     Err((id, error)) => self.refuse(id, error),
@@ -233,6 +271,9 @@ impl Connection {
             Err((id, error)) => {
                 let code = match error {
                     FrameError::UnknownType(_) | FrameError::MissingType => ErrorCode::Unauthorized,
+                    FrameError::BadFields { ref kind, .. } if kind != "auth" => {
+                        ErrorCode::Unauthorized
+                    }
                     _ => ErrorCode::Invalid,
                 };
                 let message = match code {
@@ -271,6 +312,8 @@ impl Connection {
                     last_seen: now,
                     next_ping: now + self.settings.heartbeat,
                     drain_deadline: None,
+                    tokens: f64::from(self.settings.rate_burst),
+                    refilled: now,
                 });
             }
             Err((code, message)) => {
@@ -297,6 +340,13 @@ impl Connection {
     pub fn reply(&mut self, frame: ServerFrame) {
         if !self.is_closed() {
             self.send(frame);
+        }
+    }
+
+    /// Sends a frame that is already JSON text (an event serialized once for many sessions).
+    pub fn deliver(&mut self, text: String) {
+        if matches!(self.state, State::Open(_)) {
+            self.out.push_back(Output::Text(text));
         }
     }
 
@@ -412,6 +462,42 @@ mod tests {
         let out = drain(&mut conn);
         assert_eq!(json(&out[0])["type"], "ok");
         conn
+    }
+
+    #[test]
+    fn requests_beyond_the_rate_get_rate_limited_and_the_socket_stays() {
+        let t0 = Instant::now();
+        let mut conn = Connection::new(t0, settings().with_rate(2, 3));
+        conn.handle_text(
+            t0,
+            r#"{"type":"auth","id":"1","token":"good"}"#,
+            &mut FakeOpener,
+        );
+        drain(&mut conn);
+        let ping = |conn: &mut Connection, at: Instant, id: u32| {
+            conn.handle_text(
+                at,
+                &format!(r#"{{"type":"ping","id":"{id}"}}"#),
+                &mut FakeOpener,
+            );
+            json(&drain(conn)[0])
+        };
+        for i in 0..3 {
+            assert_eq!(ping(&mut conn, t0, i)["type"], "ok", "burst of 3");
+        }
+        let refused = ping(&mut conn, t0, 9);
+        assert_eq!(refused["code"], "rate_limited");
+        assert_eq!(refused["id"], "9");
+        assert!(!conn.is_closed());
+        // Half a second refills one token at 2 per second.
+        assert_eq!(
+            ping(&mut conn, t0 + Duration::from_millis(500), 10)["type"],
+            "ok"
+        );
+        assert_eq!(
+            ping(&mut conn, t0 + Duration::from_millis(500), 11)["code"],
+            "rate_limited"
+        );
     }
 
     #[test]

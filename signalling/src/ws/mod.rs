@@ -8,9 +8,11 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use protocol::{CLOSE_GOING_AWAY, CLOSE_SUPERSEDED};
+use protocol::{CLOSE_GOING_AWAY, CLOSE_SUPERSEDED, CLOSE_TRY_AGAIN};
+use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
+use crate::calls::{self, SessionCtx};
 use crate::shutdown::Phase;
 use crate::state::{AppState, StateOpener};
 use connection::{Connection, Output, Settings};
@@ -38,12 +40,17 @@ pub async fn endpoint(ws: WebSocketUpgrade, State(state): State<AppState>) -> Re
 }
 
 async fn run(socket: WebSocket, state: AppState) {
-    let settings = Settings::with_heartbeat(Duration::from_secs(state.config.ws.heartbeat_s));
+    let settings = Settings::with_heartbeat(Duration::from_secs(state.config.ws.heartbeat_s))
+        .with_rate(state.config.ws.rate_per_s, state.config.ws.rate_burst);
     let mut conn = Connection::new(Instant::now(), settings);
     let (mut sink, mut stream) = socket.split();
     let mut phase = state.shutdown.subscribe();
     let mut attachment: Option<(String, u64)> = None;
     let mut kicked = tokio_util::sync::CancellationToken::new();
+    // Set once the session is open: the socket's place in the event hub and its event channel.
+    let mut ctx: Option<SessionCtx> = None;
+    let mut events: Option<mpsc::Receiver<std::sync::Arc<str>>> = None;
+    let mut overflow = tokio_util::sync::CancellationToken::new();
     let mut role_label = "pending";
     state
         .metrics
@@ -80,12 +87,15 @@ async fn run(socket: WebSocket, state: AppState) {
                     Ok(())
                 }
                 Output::Dispatch(frame) => {
-                    // No application requests exist yet beyond those the core answers itself.
-                    conn.reply(protocol::ServerFrame::error(
-                        Some(frame.id),
-                        protocol::ErrorCode::Invalid,
-                        "unsupported request",
-                    ));
+                    let reply = match &ctx {
+                        Some(ctx) => calls::handle(&state, ctx, frame).await,
+                        None => protocol::ServerFrame::error(
+                            Some(frame.id),
+                            protocol::ErrorCode::Unauthorized,
+                            "authenticate first",
+                        ),
+                    };
+                    conn.reply(reply);
                     Ok(())
                 }
             };
@@ -126,6 +136,20 @@ async fn run(socket: WebSocket, state: AppState) {
                             }
                             attachment = Some((attached.session_id, attached.attachment));
                             kicked = kick;
+                            if let Some(opened) = conn.session() {
+                                let principal = opened.principal.clone();
+                                let registration = state.events.register(&principal);
+                                events = Some(registration.rx);
+                                overflow = registration.overflow;
+                                match calls::on_open(&state, &principal).await {
+                                    Ok(sync) => conn.event(sync),
+                                    Err(refusal) => {
+                                        tracing::warn!(message = %refusal.message, "session set-up failed");
+                                        conn.close_now(CLOSE_TRY_AGAIN, "the queue is unavailable; retry");
+                                    }
+                                }
+                                ctx = Some(SessionCtx { principal, socket: registration.id });
+                            }
                         }
                     }
                     Some(Ok(Message::Binary(bytes))) => conn.handle_binary(now, bytes.len()),
@@ -150,6 +174,8 @@ async fn run(socket: WebSocket, state: AppState) {
                 }
             }
             _ = kicked.cancelled() => conn.close_now(CLOSE_SUPERSEDED, "session resumed on another socket"),
+            Some(frame) = next_event(&mut events) => conn.deliver(frame.to_string()),
+            _ = overflow.cancelled() => conn.close_now(CLOSE_TRY_AGAIN, "too many undelivered events; reconnect with resume"),
         }
     }
 
@@ -158,11 +184,24 @@ async fn run(socket: WebSocket, state: AppState) {
         .ws_sessions
         .with_label_values(&[role_label])
         .dec();
+    if let Some(ctx) = &ctx {
+        state.events.unregister(ctx.socket);
+    }
     if let Some((session_id, attachment)) = attachment {
         state
             .sessions
             .detach(Instant::now(), &session_id, attachment);
         tracing::info!(session = %session_id, "session detached");
+    }
+}
+
+/// The next frame for the client, or never when the session has no event channel yet.
+async fn next_event(
+    events: &mut Option<mpsc::Receiver<std::sync::Arc<str>>>,
+) -> Option<std::sync::Arc<str>> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
