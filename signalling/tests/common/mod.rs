@@ -2,6 +2,8 @@
 //! real HTTP and WebSocket clients.
 #![allow(dead_code)]
 
+pub mod centre;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};

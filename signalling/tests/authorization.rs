@@ -1,0 +1,247 @@
+//! The generated authorization matrix: every request type × every role × the object's owner (the
+//! actor's own, someone else's, none at all) gets exactly the allowed result, and a refused request
+//! leaves the call as it was.
+//!
+//! The expected results are written out here from `protocol.md` ("a kiosk can never act on another
+//! kiosk's call; an operator only on calls offered or assigned to them; a supervisor acts on
+//! anything, read-only except `operator.set_state`"), independently of the server's own table.
+
+mod common;
+
+use common::centre::{ok, on_call, Centre, Op};
+use kiosk_client::ClientError;
+use protocol::{
+    CallRef, CallRequest, CallTransfer, ErrorCode, OperatorSetState, PresenceSet, PresenceState,
+    Request, Role,
+};
+use queue::{CallId, Tenant};
+
+/// The object a request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Object {
+    /// The actor's own: their kiosk's call, a call offered or assigned to them, themselves.
+    Own,
+    /// Someone else's.
+    Other,
+    /// A call id that does not exist.
+    Missing,
+}
+
+/// The state a call must be in for the request to be valid for its rightful sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    Nothing,
+    Waiting,
+    Offered,
+    Connected,
+    Held,
+    WrapUp,
+}
+
+fn needs(kind: &str) -> Needs {
+    match kind {
+        "call.cancel" => Needs::Waiting,
+        "call.accept" | "call.reject" => Needs::Offered,
+        "call.hold" | "call.transfer" | "call.end" => Needs::Connected,
+        "call.resume" => Needs::Held,
+        "wrapup.done" => Needs::WrapUp,
+        _ => Needs::Nothing,
+    }
+}
+
+/// Which objects a request type can name.
+fn objects(kind: &str) -> &'static [Object] {
+    match kind {
+        "call.request" | "presence.set" | "metrics.subscribe" | "metrics.unsubscribe" => {
+            &[Object::Own]
+        }
+        "operator.set_state" => &[Object::Own, Object::Other],
+        _ => &[Object::Own, Object::Other, Object::Missing],
+    }
+}
+
+/// The expected outcome, from the protocol's rules.
+fn expected(role: Role, kind: &str, object: Object) -> Result<(), ErrorCode> {
+    let mine = match kind {
+        "call.request" | "call.cancel" => role == Role::Kiosk,
+        "presence.set" | "call.accept" | "call.reject" | "call.hold" | "call.resume"
+        | "call.transfer" | "call.end" | "wrapup.done" => role == Role::Operator,
+        "metrics.subscribe" | "metrics.unsubscribe" | "operator.set_state" => {
+            role == Role::Supervisor
+        }
+        other => panic!("no rule for {other}"),
+    };
+    if !mine {
+        return Err(ErrorCode::Forbidden);
+    }
+    match object {
+        Object::Own => Ok(()),
+        // A supervisor may force any operator's state.
+        Object::Other if role == Role::Supervisor => Ok(()),
+        Object::Other => Err(ErrorCode::Forbidden),
+        Object::Missing => Err(ErrorCode::NotFound),
+    }
+}
+
+fn request(kind: &str, call_id: &str, operator_id: &str, service: &str) -> Request {
+    let call = || CallRef {
+        call_id: call_id.into(),
+    };
+    match kind {
+        "call.request" => Request::CallRequest(CallRequest {
+            service: service.into(),
+            language: "it".into(),
+            priority: None,
+        }),
+        "call.cancel" => Request::CallCancel(call()),
+        "presence.set" => Request::PresenceSet(PresenceSet {
+            state: PresenceState::Available,
+            reason: None,
+        }),
+        "call.accept" => Request::CallAccept(call()),
+        "call.reject" => Request::CallReject(call()),
+        "call.hold" => Request::CallHold(call()),
+        "call.resume" => Request::CallResume(call()),
+        "call.transfer" => Request::CallTransfer(CallTransfer {
+            call_id: call_id.into(),
+            service: Some(service.into()),
+            operator_id: None,
+        }),
+        "call.end" => Request::CallEnd(call()),
+        "wrapup.done" => Request::WrapupDone(call()),
+        "metrics.subscribe" => Request::MetricsSubscribe {},
+        "metrics.unsubscribe" => Request::MetricsUnsubscribe {},
+        "operator.set_state" => Request::OperatorSetState(OperatorSetState {
+            operator_id: operator_id.into(),
+            state: PresenceState::Paused,
+            reason: Some("matrix".into()),
+        }),
+        other => panic!("no request for {other}"),
+    }
+}
+
+/// The state name of a call, or `None` once it left the queue.
+async fn call_state(c: &Centre, id: &str) -> Option<String> {
+    let q = &c.t.server.state.routing.queue;
+    let tenant: Tenant = c.t.server.state.routing.tenant.clone();
+    let id = CallId::new(id).unwrap();
+    q.read(&tenant, |st| {
+        st.calls.get(&id).map(|c| c.state.name().to_owned())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_type_by_every_role_on_every_object() {
+    let kinds: Vec<&str> = Request::TYPES
+        .iter()
+        .copied()
+        .filter(|k| !matches!(*k, "auth" | "ping"))
+        .collect();
+    let roles = [Role::Kiosk, Role::Operator, Role::Supervisor];
+    let mut cases = Vec::new();
+    for kind in &kinds {
+        for role in roles {
+            for object in objects(kind) {
+                cases.push((*kind, role, *object));
+            }
+        }
+    }
+    // One kiosk, operator and service per case, so routing in one case never touches another;
+    // "someone else" is a separate kiosk and operator.
+    let n = cases.len();
+    let ids: Vec<String> = (0..n).map(|i| format!("{i}")).collect();
+    let mut ops: Vec<Op> = ids
+        .iter()
+        .map(|i| Op::new(&format!("op-{i}"), &[(&format!("svc-{i}"), 5)], 1))
+        .collect();
+    ops.push(Op::new("op-x", &[("svc-x", 5)], 1));
+    let mut kiosks: Vec<String> = ids.iter().map(|i| format!("k-{i}")).collect();
+    kiosks.push("k-x".into());
+    let kiosk_refs: Vec<&str> = kiosks.iter().map(String::as_str).collect();
+    let c = Centre::start_memory(&ops, &kiosk_refs, |_| {}).await;
+
+    let mut other_kiosk = c.kiosk("k-x").await;
+    let mut other_op = c.operator("op-x").await;
+    let supervisor = c.supervisor().await;
+    let mut checked = 0;
+    for (i, (kind, role, object)) in cases.iter().enumerate() {
+        let (kiosk_id, op_id, service) = (format!("k-{i}"), format!("op-{i}"), format!("svc-{i}"));
+        let mut kiosk = c.kiosk(&kiosk_id).await;
+        let mut op = c.operator(&op_id).await;
+        // Bring this case's call to the state the request needs.
+        let mut call_id = String::from("no-such-call");
+        let need = needs(kind);
+        if need != Needs::Nothing {
+            call_id = kiosk.request_call(&service, "it", None).await.unwrap();
+            if need != Needs::Waiting {
+                ok(op.session(), presence(PresenceState::Available)).await;
+                on_call(op.session(), "call.offered", &call_id).await;
+            }
+            let call = CallRef {
+                call_id: call_id.clone(),
+            };
+            if matches!(need, Needs::Connected | Needs::Held | Needs::WrapUp) {
+                ok(op.session(), Request::CallAccept(call.clone())).await;
+            }
+            if need == Needs::Held {
+                ok(op.session(), Request::CallHold(call.clone())).await;
+            }
+            if need == Needs::WrapUp {
+                ok(op.session(), Request::CallEnd(call)).await;
+            }
+        }
+        let target_call = if *object == Object::Missing {
+            "no-such-call".to_owned()
+        } else {
+            call_id.clone()
+        };
+        let target_op = if *object == Object::Other {
+            "op-x"
+        } else {
+            op_id.as_str()
+        };
+        let req = request(kind, &target_call, target_op, &service);
+        let before = call_state(&c, &call_id).await;
+        let result = match (role, object) {
+            (Role::Kiosk, Object::Other) => other_kiosk.session().request(&req).await,
+            (Role::Kiosk, _) => kiosk.session().request(&req).await,
+            (Role::Operator, Object::Other) => other_op.session().request(&req).await,
+            (Role::Operator, _) => op.session().request(&req).await,
+            (Role::Supervisor, _) => supervisor.request(&req).await,
+        };
+        let got = match result {
+            Ok(_) => Ok(()),
+            Err(ClientError::Refused { code, .. }) => Err(code),
+            Err(e) => panic!("{kind} by {role:?} on {object:?}: {e:?}"),
+        };
+        assert_eq!(
+            got,
+            expected(*role, kind, *object),
+            "{kind} by {} on {object:?}",
+            role.as_str()
+        );
+        if got.is_err() && need != Needs::Nothing {
+            assert_eq!(
+                call_state(&c, &call_id).await,
+                before,
+                "a refused {kind} changed the call"
+            );
+        }
+        // Leave nothing open that a later case could trip over.
+        kiosk.close().await;
+        op.close().await;
+        checked += 1;
+    }
+    assert_eq!(checked, n);
+    // Every type, role and object combination was generated.
+    assert!(n >= kinds.len() * roles.len());
+}
+
+fn presence(state: PresenceState) -> Request {
+    Request::PresenceSet(PresenceSet {
+        state,
+        reason: None,
+    })
+}

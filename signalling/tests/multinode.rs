@@ -1,0 +1,189 @@
+//! Several `sportello` processes sharing one Redis: a kiosk on one process and an operator on the
+//! other run a call together; events cross processes; when the kiosk's process is killed (SIGKILL),
+//! the kiosk resumes on the surviving process and keeps its call.
+//!
+//! The processes share the configuration and the data directory, so they know the same accounts
+//! (here the demo accounts) and accept the same login tokens.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::centre::{call, event, ok, on_call};
+use kiosk_client::{HeadlessKiosk, OperatorBot, Policy};
+use protocol::{Event, Request};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sportello");
+
+struct Node {
+    child: Child,
+    base: String,
+}
+
+impl Node {
+    /// Starts `sportello` on port 0 with this data directory and Redis, and reads its URL from the
+    /// banner.
+    fn start(data_dir: &std::path::Path, redis: &str) -> Node {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--redis", redis])
+            .env_remove("RUST_LOG")
+            // Short grace periods, so the dead node's clients are cleaned up within the test.
+            .env("SPORTELLO_WS__KIOSK_GRACE_S", "2")
+            .env("SPORTELLO_WS__OPERATOR_GRACE_S", "2")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = loop {
+            let line = lines.next().expect("banner line").unwrap();
+            if let Some(url) = line.trim_start().strip_prefix("listening on") {
+                break url.trim().trim_end_matches('/').to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Node { child, base }
+    }
+
+    fn ws(&self) -> String {
+        format!("{}/api/v1/ws", self.base.replacen("http", "ws", 1))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
+    let redis = testkit::RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Node::start(dir.path(), &redis.url());
+    let b = Node::start(dir.path(), &redis.url());
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("demo-credentials.json")).unwrap())
+            .unwrap();
+    let kiosk_token = creds["kiosks"][0]["token"].as_str().unwrap().to_owned();
+    let (user, password) = (
+        creds["operators"][0]["username"].as_str().unwrap(),
+        creds["operators"][0]["password"].as_str().unwrap(),
+    );
+
+    // The operator logs in on A but connects to B: the token is valid on every node.
+    let token = OperatorBot::login(&a.base, user, password).await.unwrap();
+    let mut op = OperatorBot::connect(&b.ws(), &token, Policy::Manual)
+        .await
+        .unwrap();
+    ok(
+        op.session(),
+        Request::PresenceSet(protocol::PresenceSet {
+            state: protocol::PresenceState::Available,
+            reason: None,
+        }),
+    )
+    .await;
+
+    // The kiosk is on A; the offer reaches the operator on B, the assignment reaches the kiosk on A.
+    let mut kiosk = HeadlessKiosk::connect(&a.ws(), &kiosk_token, vec![])
+        .await
+        .unwrap();
+    let id = kiosk.request_call("anagrafe", "it", None).await.unwrap();
+    on_call(op.session(), "call.offered", &id).await;
+    ok(op.session(), Request::CallAccept(call(&id))).await;
+    let Event::CallAssigned(assigned) = on_call(kiosk.session(), "call.assigned", &id).await else {
+        unreachable!()
+    };
+    assert_eq!(assigned.operator.id, user);
+    ok(op.session(), Request::CallHold(call(&id))).await;
+    on_call(kiosk.session(), "call.held", &id).await;
+
+    // A second kiosk on A waits while the operator pauses; it will never come back.
+    ok(
+        op.session(),
+        Request::PresenceSet(protocol::PresenceSet {
+            state: protocol::PresenceState::Paused,
+            reason: None,
+        }),
+    )
+    .await;
+    let other_token = creds["kiosks"][1]["token"].as_str().unwrap().to_owned();
+    let mut gone = HeadlessKiosk::connect(&a.ws(), &other_token, vec![])
+        .await
+        .unwrap();
+    let gone_id = gone.request_call("anagrafe", "it", None).await.unwrap();
+    on_call(gone.session(), "queue.update", &gone_id).await;
+
+    // A dies without a word. The kiosk resumes on B and keeps its call.
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let again = kiosk.reconnect_to(&b.ws()).await.unwrap();
+    assert_eq!(
+        again.principal_id,
+        creds["kiosks"][0]["id"].as_str().unwrap()
+    );
+    let Event::StateSync(sync) = event(kiosk.session(), |e| matches!(e, Event::StateSync(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(sync.calls.len(), 1, "{sync:?}");
+    assert_eq!(sync.calls[0].call_id, id);
+    assert_eq!(sync.calls[0].state, "on_hold");
+
+    // Once A's node lease (10 s) and the grace period (2 s) have run out, any node cleans up after
+    // A: the kiosk that never came back is abandoned, the call that moved to B lives on.
+    let sup_token = {
+        let sup = &creds["supervisors"][0];
+        OperatorBot::login(
+            &b.base,
+            sup["username"].as_str().unwrap(),
+            sup["password"].as_str().unwrap(),
+        )
+        .await
+        .unwrap()
+    };
+    let (mut sup, _) = kiosk_client::Session::connect(
+        &b.ws(),
+        protocol::Auth {
+            token: sup_token,
+            resume: None,
+            capabilities: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    ok(&sup, Request::MetricsSubscribe {}).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let snapshot = event(&mut sup, |e| matches!(e, Event::MetricsSnapshot(_))).await;
+        let Event::MetricsSnapshot(s) = snapshot else {
+            unreachable!()
+        };
+        let anagrafe = s.services.iter().find(|x| x.service == "anagrafe").unwrap();
+        if anagrafe.abandoned + anagrafe.abandoned_short == 1 {
+            assert_eq!(anagrafe.waiting, 0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead node's waiting call was never cleaned up: {s:?}"
+        );
+    }
+    ok(op.session(), Request::CallResume(call(&id))).await;
+    on_call(kiosk.session(), "call.resumed", &id).await;
+    ok(op.session(), Request::CallEnd(call(&id))).await;
+    let Event::CallEnded(ended) = on_call(kiosk.session(), "call.ended", &id).await else {
+        unreachable!()
+    };
+    assert_eq!(ended.reason, "completed");
+    ok(op.session(), Request::WrapupDone(call(&id))).await;
+    on_call(op.session(), "wrapup.ended", &id).await;
+    drop(gone);
+}
