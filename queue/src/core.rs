@@ -607,6 +607,12 @@ impl TenantState {
             // The operator who let it go is tried last for this call.
             call.declined.retain(|o| o != &operator);
             call.declined.push(operator.clone());
+            // A call transferred to this person, who let it go, returns to its service's queue;
+            // otherwise it would be offered back to them alone, again and again.
+            if call.pinned.as_ref() == Some(&operator) {
+                call.pinned = None;
+                call.last_update = None;
+            }
         }
         fx.push(Effect::OfferClosed {
             call_id: id.clone(),
@@ -700,6 +706,8 @@ impl TenantState {
                 );
             }
             CallState::Connected { .. } | CallState::Held { .. } => {
+                // An answered call the kiosk leaves is not an abandon: it ends `completed` on a cancel
+                // (the citizen is done) or `kiosk_lost`, the operator wraps up, and it counts as handled.
                 let reason = if reason == EndReason::KioskLost {
                     EndReason::KioskLost
                 } else {

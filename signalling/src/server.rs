@@ -156,14 +156,18 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     let app = crate::http::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Small frames must leave at once: without TCP_NODELAY, an event written right after another
+    // waits for the client's delayed ACK (about 40 ms on Linux).
     let public_task = match tls {
         Some(tls) => tokio::spawn(
             axum_server::from_tcp_rustls(public, tls)
+                .map(|a| a.acceptor(axum_server::accept::NoDelayAcceptor::new()))
                 .handle(handle.clone())
                 .serve(app),
         ),
         None => tokio::spawn(
             axum_server::from_tcp(public)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
                 .handle(handle.clone())
                 .serve(app),
         ),
@@ -233,7 +237,10 @@ async fn reap_sessions(state: AppState) {
                 "session expired after its grace period"
             );
             if !state.sessions.has_principal(&expired.principal) {
-                crate::calls::principal_lost(&state, &expired.principal).await;
+                tokio::spawn(crate::calls::principal_lost(
+                    state.clone(),
+                    expired.principal,
+                ));
             }
         }
     }

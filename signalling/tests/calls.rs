@@ -133,23 +133,29 @@ async fn whole_call(kind: Kind) {
     on_call(k.session(), "call.requeued", &id).await;
     ok(cc.session(), available()).await;
     on_call(cc.session(), "call.offered", &id).await;
-    ok(cc.session(), Request::CallAccept(call(&id))).await;
+    // op-c declines: the call is no longer pinned to them and goes back to its service, so op-b
+    // (available again) gets it rather than op-c over and over.
+    ok(cc.session(), Request::CallReject(call(&id))).await;
+    on_call(b.session(), "call.offered", &id).await;
+    ok(b.session(), Request::CallAccept(call(&id))).await;
     on_call(k.session(), "call.assigned", &id).await;
 
-    ok(cc.session(), Request::CallEnd(call(&id))).await;
+    ok(b.session(), Request::CallEnd(call(&id))).await;
     let Event::CallEnded(e) = on_call(k.session(), "call.ended", &id).await else {
         unreachable!()
     };
     assert_eq!(e.reason, "completed");
-    let Event::CallEnded(e) = on_call(cc.session(), "call.ended", &id).await else {
-        unreachable!()
-    };
-    assert_eq!(e.reason, "completed");
-    ok(cc.session(), Request::WrapupDone(call(&id))).await;
-    on_call(cc.session(), "wrapup.ended", &id).await;
+    // op-b already heard "transferred" for this call when it passed it on; now it ends for good.
+    event(
+        b.session(),
+        |e| matches!(e, Event::CallEnded(x) if x.call_id == id && x.reason == "completed"),
+    )
+    .await;
+    ok(b.session(), Request::WrapupDone(call(&id))).await;
+    on_call(b.session(), "wrapup.ended", &id).await;
     // The call is gone: acting on it again is not_found.
     assert_eq!(
-        refused(cc.session().request(&Request::CallEnd(call(&id))).await),
+        refused(b.session().request(&Request::CallEnd(call(&id))).await),
         ErrorCode::NotFound
     );
     // The kiosk may call again.
@@ -253,7 +259,8 @@ async fn three_booths_at_once(kind: Kind) {
     on_call(a.session(), "call.offered", &id4).await;
 }
 
-/// A kiosk cancels while its call is offered: the offer is revoked and the call is abandoned.
+/// A kiosk cancels while its call is offered (the offer is revoked and the call is abandoned), and
+/// later during a conversation.
 async fn kiosk_cancels(kind: Kind) {
     let c = Centre::start(kind, &[Op::new("op-a", ANAGRAFE, 1)], &["k1"], |_| {}).await;
     let mut a = c.operator("op-a").await;
@@ -278,6 +285,18 @@ async fn kiosk_cancels(kind: Kind) {
         refused(k.session().request(&Request::CallCancel(call(&id))).await),
         ErrorCode::NotFound
     );
+    // The citizen ends during the conversation: an answered call ends "completed" (it is not an
+    // abandon in the metrics), and the operator wraps up.
+    let id = request_call(&mut k, "anagrafe").await;
+    on_call(a.session(), "call.offered", &id).await;
+    ok(a.session(), Request::CallAccept(call(&id))).await;
+    on_call(k.session(), "call.assigned", &id).await;
+    k.cancel().await.unwrap();
+    let Event::CallEnded(e) = on_call(a.session(), "call.ended", &id).await else {
+        unreachable!()
+    };
+    assert_eq!(e.reason, "completed");
+    ok(a.session(), Request::WrapupDone(call(&id))).await;
 }
 
 /// Within the grace period a kiosk and an operator reconnect and keep their call, offer and place.
@@ -462,7 +481,9 @@ async fn metrics_agree_with_the_calls(kind: Kind) {
     assert_eq!(op.calls.len(), 1);
     assert_eq!(op.calls[0].call_id, two);
 
-    // Snapshots keep coming at least every 2 s.
+    // Snapshots keep coming at least every 2 s (older ones still buffered are dropped first).
+    sup.drain_events();
+    event(&mut sup, |e| matches!(e, Event::MetricsSnapshot(_))).await;
     for _ in 0..2 {
         let started = std::time::Instant::now();
         event(&mut sup, |e| matches!(e, Event::MetricsSnapshot(_))).await;

@@ -125,7 +125,15 @@ pub async fn handle(state: &AppState, ctx: &SessionCtx, frame: ClientFrame) -> S
     } else {
         Err(Refusal::new(
             ErrorCode::Forbidden,
-            format!("a {} may not send {kind}", ctx.principal.role.as_str()),
+            format!(
+                "{} {} may not send {kind}",
+                if ctx.principal.role == Role::Operator {
+                    "an"
+                } else {
+                    "a"
+                },
+                ctx.principal.role.as_str()
+            ),
         ))
     };
     let outcome = match &result {
@@ -293,6 +301,22 @@ async fn dispatch(state: &AppState, ctx: &SessionCtx, request: Request) -> Resul
                 ));
             }
             let target = id(OperatorId::new, &s.operator_id)?;
+            if s.state != PresenceState::Offline {
+                // Forcing someone who is not logged in to take calls would send offers to nobody.
+                let logged_in = q
+                    .read(&r.tenant, |st| {
+                        st.operators
+                            .get(&target)
+                            .is_some_and(|o| o.presence != Presence::Offline)
+                    })
+                    .await?;
+                if !logged_in {
+                    return Err(Refusal::new(
+                        ErrorCode::Conflict,
+                        format!("operator {target} is not logged in"),
+                    ));
+                }
+            }
             let reason = s.reason.or_else(|| Some(format!("supervisor {me}")));
             q.set_presence(
                 &r.tenant,
@@ -362,14 +386,22 @@ pub async fn on_open(state: &AppState, principal: &Principal) -> Result<Event, R
                 .read(&r.tenant, |st| {
                     st.calls
                         .values()
-                        .filter(|c| c.kiosk_id.as_str() == kiosk && c.kiosk_node != node)
+                        .filter(|c| {
+                            c.kiosk_id.as_str() == kiosk
+                                && c.kiosk_node != node
+                                && !matches!(c.state, queue::CallState::WrapUp { .. })
+                        })
                         .map(|c| c.call_id.clone())
                         .collect::<Vec<_>>()
                 })
                 .await?;
             for call in elsewhere {
-                let applied = r.queue.reattach_kiosk(&r.tenant, now, &call, &node).await?;
-                r.observe(&applied);
+                match r.queue.reattach_kiosk(&r.tenant, now, &call, &node).await {
+                    Ok(applied) => r.observe(&applied),
+                    // It ended in the meantime; the sync below says so.
+                    Err(queue::Error::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Role::Supervisor => {}
@@ -394,7 +426,34 @@ async fn sync_event(state: &AppState, who: &Recipient) -> Result<Event, Refusal>
 /// The principal's last session on this node passed its grace period: a kiosk's calls here are
 /// abandoned (or ended), an operator's calls go back to the head of the queue and their offers are
 /// released. The queue ignores the notice if the client meanwhile resumed on another node.
-pub async fn principal_lost(state: &AppState, principal: &Principal) {
+///
+/// A notice the store refuses (Redis down) is retried every 2 s for up to 2 minutes, as long as the
+/// principal has not come back to this node; a live node's clients are not covered by the dead-node
+/// cleanup, so giving up early would leave a call waiting for a kiosk that is gone.
+pub async fn principal_lost(state: AppState, principal: Principal) {
+    for attempt in 0..60 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if state.sessions.has_principal(&principal)
+                || *state.shutdown.subscribe().borrow() == Phase::Stopping
+            {
+                return;
+            }
+        }
+        match try_lost(&state, &principal).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(
+                principal = %principal.id,
+                attempt,
+                error = %e,
+                "could not apply the lost-client rules; retrying"
+            ),
+        }
+    }
+    tracing::error!(principal = %principal.id, "gave up applying the lost-client rules");
+}
+
+async fn try_lost(state: &AppState, principal: &Principal) -> Result<(), queue::Error> {
     let r = &state.routing;
     let now = Time::now();
     let result = match principal.role {
@@ -406,7 +465,7 @@ pub async fn principal_lost(state: &AppState, principal: &Principal) {
             Ok(o) => r.queue.operator_lost(&r.tenant, now, &o, &r.node).await,
             Err(e) => Err(e),
         },
-        Role::Supervisor => return,
+        Role::Supervisor => return Ok(()),
     };
     match result {
         Ok(applied) => {
@@ -419,14 +478,11 @@ pub async fn principal_lost(state: &AppState, principal: &Principal) {
                 );
             }
             r.observe(&applied);
+            Ok(())
         }
         // An operator who never reached the queue has nothing to clean up.
-        Err(queue::Error::NotFound(_)) => {}
-        Err(e) => tracing::warn!(
-            principal = %principal.id,
-            error = %e,
-            "could not apply the lost-client rules; the node lease cleanup will"
-        ),
+        Err(queue::Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

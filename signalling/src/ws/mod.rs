@@ -112,7 +112,11 @@ async fn run(socket: WebSocket, state: AppState) {
         let deadline = conn
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        // Biased: events already queued for the client go out before the next request is read, so
+        // a reply never overtakes an event that happened before the request arrived.
         tokio::select! {
+            biased;
+            Some(frame) = next_event(&mut events) => conn.deliver(frame.to_string()),
             message = stream.next() => {
                 let now = Instant::now();
                 match message {
@@ -145,7 +149,7 @@ async fn run(socket: WebSocket, state: AppState) {
                                     Ok(sync) => conn.event(sync),
                                     Err(refusal) => {
                                         tracing::warn!(message = %refusal.message, "session set-up failed");
-                                        conn.close_now(CLOSE_TRY_AGAIN, "the queue is unavailable; retry");
+                                        conn.close_now(CLOSE_TRY_AGAIN, "session set-up failed; retry");
                                     }
                                 }
                                 ctx = Some(SessionCtx { principal, socket: registration.id });
@@ -174,7 +178,6 @@ async fn run(socket: WebSocket, state: AppState) {
                 }
             }
             _ = kicked.cancelled() => conn.close_now(CLOSE_SUPERSEDED, "session resumed on another socket"),
-            Some(frame) = next_event(&mut events) => conn.deliver(frame.to_string()),
             _ = overflow.cancelled() => conn.close_now(CLOSE_TRY_AGAIN, "too many undelivered events; reconnect with resume"),
         }
     }
