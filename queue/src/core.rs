@@ -786,6 +786,50 @@ impl TenantState {
         );
     }
 
+    /// Puts the operator's call on hold (`hold`) or takes it off hold, telling the kiosk.
+    fn set_hold(
+        &mut self,
+        now: Time,
+        operator_id: &OperatorId,
+        call_id: &CallId,
+        hold: bool,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(c) = self.call_mut(call_id) else {
+            return;
+        };
+        let next = match &c.state {
+            CallState::Connected { operator } if hold && operator == operator_id => {
+                CallState::Held {
+                    operator: operator.clone(),
+                }
+            }
+            CallState::Held { operator } if !hold && operator == operator_id => {
+                CallState::Connected {
+                    operator: operator.clone(),
+                }
+            }
+            _ => return,
+        };
+        c.state = next;
+        c.since = now;
+        let (call_id, kiosk_id, operator_id) =
+            (call_id.clone(), c.kiosk_id.clone(), operator_id.clone());
+        fx.push(if hold {
+            Effect::Held {
+                call_id,
+                kiosk_id,
+                operator_id,
+            }
+        } else {
+            Effect::Resumed {
+                call_id,
+                kiosk_id,
+                operator_id,
+            }
+        });
+    }
+
     fn lose_operator(
         &mut self,
         cfg: &QueueConfig,
@@ -1032,41 +1076,11 @@ impl TenantState {
             Command::Hold {
                 operator_id,
                 call_id,
-            } => {
-                if let Some(c) = self.call_mut(&call_id) {
-                    if matches!(&c.state, CallState::Connected { operator } if operator == &operator_id)
-                    {
-                        c.state = CallState::Held {
-                            operator: operator_id.clone(),
-                        };
-                        c.since = now;
-                        fx.push(Effect::Held {
-                            call_id: call_id.clone(),
-                            kiosk_id: c.kiosk_id.clone(),
-                            operator_id,
-                        });
-                    }
-                }
-            }
+            } => self.set_hold(now, &operator_id, &call_id, true, fx),
             Command::Resume {
                 operator_id,
                 call_id,
-            } => {
-                if let Some(c) = self.call_mut(&call_id) {
-                    if matches!(&c.state, CallState::Held { operator } if operator == &operator_id)
-                    {
-                        c.state = CallState::Connected {
-                            operator: operator_id.clone(),
-                        };
-                        c.since = now;
-                        fx.push(Effect::Resumed {
-                            call_id: call_id.clone(),
-                            kiosk_id: c.kiosk_id.clone(),
-                            operator_id,
-                        });
-                    }
-                }
-            }
+            } => self.set_hold(now, &operator_id, &call_id, false, fx),
             Command::End { call_id, .. } => {
                 self.start_wrapup(cfg, now, &call_id, EndReason::Completed, fx)
             }

@@ -11,58 +11,36 @@
 //!
 //! Run: `cargo bench -p signalling --bench calls` (env `CALLS` overrides the rounds, default 2,000).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use kiosk_client::{HeadlessKiosk, OperatorBot, Policy};
 use protocol::{CallRef, Event, PresenceSet, PresenceState, Request};
+use testkit::SportelloProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sportello");
 const T: Duration = Duration::from_secs(10);
 
 struct Server {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    process: SportelloProcess,
+    data: tempfile::TempDir,
 }
 
 fn spawn(extra: &[&str]) -> Server {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        // One operator and one kiosk drive calls back to back, far above a person's request rate.
-        .env("SPORTELLO_WS__RATE_PER_S", "10000")
-        .env("SPORTELLO_WS__RATE_BURST", "10000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sportello");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("banner").unwrap();
-        if let Some(rest) = line.trim_start().strip_prefix("listening on") {
-            break rest.trim().trim_end_matches('/').to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base,
-        _data: data,
-    }
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--data-dir".as_ref(), data.path().as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let process = SportelloProcess::start(
+        BIN,
+        &args,
+        &[
+            ("RUST_LOG", "warn"),
+            // One operator and one kiosk drive calls back to back, far above a person's request rate.
+            ("SPORTELLO_WS__RATE_PER_S", "10000"),
+            ("SPORTELLO_WS__RATE_BURST", "10000"),
+        ],
+    );
+    Server { process, data }
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -71,12 +49,12 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 
 async fn run(label: &str, server: &Server, calls: usize) {
     let creds: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(server._data.path().join("demo-credentials.json")).unwrap(),
+        &std::fs::read(server.data.path().join("demo-credentials.json")).unwrap(),
     )
     .unwrap();
-    let ws = format!("{}/api/v1/ws", server.base.replacen("http", "ws", 1));
+    let ws = server.process.ws_url();
     let token = OperatorBot::login(
-        &server.base,
+        &server.process.base,
         creds["operators"][0]["username"].as_str().unwrap(),
         creds["operators"][0]["password"].as_str().unwrap(),
     )

@@ -7,67 +7,39 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::centre::{call, event, ok, on_call};
 use kiosk_client::{HeadlessKiosk, OperatorBot, Policy};
 use protocol::{Event, Request};
+use testkit::SportelloProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sportello");
 
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Node {
-    /// Starts `sportello` on port 0 with this data directory and Redis, and reads its URL from the
-    /// banner.
-    fn start(data_dir: &std::path::Path, redis: &str) -> Node {
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--redis", redis])
-            .env_remove("RUST_LOG")
-            // Short grace periods, so the dead node's clients are cleaned up within the test.
-            .env("SPORTELLO_WS__KIOSK_GRACE_S", "2")
-            .env("SPORTELLO_WS__OPERATOR_GRACE_S", "2")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("banner line").unwrap();
-            if let Some(url) = line.trim_start().strip_prefix("listening on") {
-                break url.trim().trim_end_matches('/').to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Node { child, base }
-    }
-
-    fn ws(&self) -> String {
-        format!("{}/api/v1/ws", self.base.replacen("http", "ws", 1))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts a node on this data directory and Redis, with short grace periods so the dead node's
+/// clients are cleaned up within the test.
+fn node(data_dir: &std::path::Path, redis: &str) -> SportelloProcess {
+    SportelloProcess::start(
+        BIN,
+        &[
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--redis".as_ref(),
+            redis.as_ref(),
+        ],
+        &[
+            ("SPORTELLO_WS__KIOSK_GRACE_S", "2"),
+            ("SPORTELLO_WS__OPERATOR_GRACE_S", "2"),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
     let redis = testkit::RedisServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Node::start(dir.path(), &redis.url());
-    let b = Node::start(dir.path(), &redis.url());
+    let mut a = node(dir.path(), &redis.url());
+    let b = node(dir.path(), &redis.url());
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("demo-credentials.json")).unwrap())
             .unwrap();
@@ -79,7 +51,7 @@ async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
 
     // The operator logs in on A but connects to B: the token is valid on every node.
     let token = OperatorBot::login(&a.base, user, password).await.unwrap();
-    let mut op = OperatorBot::connect(&b.ws(), &token, Policy::Manual)
+    let mut op = OperatorBot::connect(&b.ws_url(), &token, Policy::Manual)
         .await
         .unwrap();
     ok(
@@ -92,7 +64,7 @@ async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
     .await;
 
     // The kiosk is on A; the offer reaches the operator on B, the assignment reaches the kiosk on A.
-    let mut kiosk = HeadlessKiosk::connect(&a.ws(), &kiosk_token, vec![])
+    let mut kiosk = HeadlessKiosk::connect(&a.ws_url(), &kiosk_token, vec![])
         .await
         .unwrap();
     let id = kiosk.request_call("anagrafe", "it", None).await.unwrap();
@@ -115,7 +87,7 @@ async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
     )
     .await;
     let other_token = creds["kiosks"][1]["token"].as_str().unwrap().to_owned();
-    let mut gone = HeadlessKiosk::connect(&a.ws(), &other_token, vec![])
+    let mut gone = HeadlessKiosk::connect(&a.ws_url(), &other_token, vec![])
         .await
         .unwrap();
     let gone_id = gone.request_call("anagrafe", "it", None).await.unwrap();
@@ -124,7 +96,7 @@ async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
     // A dies without a word. The kiosk resumes on B and keeps its call.
     a.child.kill().unwrap();
     a.child.wait().unwrap();
-    let again = kiosk.reconnect_to(&b.ws()).await.unwrap();
+    let again = kiosk.reconnect_to(&b.ws_url()).await.unwrap();
     assert_eq!(
         again.principal_id,
         creds["kiosks"][0]["id"].as_str().unwrap()
@@ -150,7 +122,7 @@ async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
         .unwrap()
     };
     let (mut sup, _) = kiosk_client::Session::connect(
-        &b.ws(),
+        &b.ws_url(),
         protocol::Auth {
             token: sup_token,
             resume: None,

@@ -2,6 +2,7 @@
 //! that the design names: they start the real one here.
 //!
 //! - [`RedisServer`]: a `redis-server` on a free port, without persistence.
+//! - [`SportelloProcess`]: a `sportello` binary on port 0, its base URL read from the banner.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -78,5 +79,57 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A running `sportello` process (the binary path comes from the caller's
+/// `env!("CARGO_BIN_EXE_sportello")`), listening on loopback port 0; killed when dropped.
+pub struct SportelloProcess {
+    /// The child process.
+    pub child: std::process::Child,
+    /// The public base URL from the banner, e.g. `http://127.0.0.1:41234` (no trailing slash).
+    pub base: String,
+}
+
+impl SportelloProcess {
+    /// Starts `bin` with `--listen`/`--admin-listen` on port 0, the extra `args` and `envs`, and reads
+    /// the banner up to its `listening on` line. Standard output keeps being drained afterwards.
+    pub fn start(bin: &str, args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn sportello");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("sportello exited before its banner")
+                .expect("banner line");
+            if let Some(url) = line.trim_start().strip_prefix("listening on") {
+                break url.trim().trim_end_matches('/').to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        SportelloProcess { child, base }
+    }
+
+    /// The WebSocket endpoint, `ws://…/api/v1/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("{}/api/v1/ws", self.base.replacen("http", "ws", 1))
+    }
+}
+
+impl Drop for SportelloProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
