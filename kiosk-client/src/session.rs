@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
-    parse_server_frame, Auth, AuthOk, ErrorCode, Event, Request, Role, ServerMessage,
+    parse_server_frame, Auth, AuthOk, ErrorCode, Event, Request, Role, ServerFrame, ServerMessage,
     CLOSE_UNAUTHORIZED,
 };
 use serde_json::Value;
@@ -716,14 +716,14 @@ async fn run_socket(
 fn dispatch(text: &str, seq: u64, events: &mpsc::UnboundedSender<Incoming>, shared: &Shared) {
     let raw = || serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
     let unrouted = match parse_server_frame(text) {
-        Ok(ServerMessage::Ok { id, body }) => route(shared, &id, seq, Ok(body)),
-        Ok(ServerMessage::Error {
+        Ok(ServerMessage::Frame(ServerFrame::Ok { id, body })) => route(shared, &id, seq, Ok(body)),
+        Ok(ServerMessage::Frame(ServerFrame::Error {
             id: Some(id),
             code,
             message,
-        }) => route(shared, &id, seq, Err((code, message))),
-        Ok(ServerMessage::Error { id: None, .. }) => true,
-        Ok(ServerMessage::Event(event)) => {
+        })) => route(shared, &id, seq, Err((code, message))),
+        Ok(ServerMessage::Frame(ServerFrame::Error { id: None, .. })) => true,
+        Ok(ServerMessage::Frame(ServerFrame::Event(event))) => {
             let _ = events.send(Incoming::Event(seq, event));
             false
         }

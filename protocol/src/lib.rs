@@ -538,28 +538,15 @@ impl ServerFrame {
     }
 }
 
-/// A frame as a client reads it (see [`parse_server_frame`]).
+/// A frame as a client reads it (see [`parse_server_frame`]): one of the [`ServerFrame`]s this
+/// version knows, or an event it does not know, kept as JSON so newer servers do not break it.
+///
+/// In a parsed [`ServerFrame::Ok`], `body` is the whole reply frame (its `type` and `id` included).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerMessage {
-    /// `ok`: the reply to request `id`, with its whole body (including `type` and `id`).
-    Ok {
-        /// The request id.
-        id: String,
-        /// The frame as JSON.
-        body: Value,
-    },
-    /// `error`: the request failed (or, without `id`, a frame could not be read).
-    Error {
-        /// The request id, if the server could read one.
-        id: Option<String>,
-        /// The code.
-        code: ErrorCode,
-        /// The message.
-        message: String,
-    },
-    /// A known event.
-    Event(Event),
-    /// An event this client version does not know, kept as JSON so newer servers do not break it.
+    /// A reply or a known event.
+    Frame(ServerFrame),
+    /// An event this client version does not know.
     Unknown(Value),
 }
 
@@ -573,10 +560,10 @@ pub fn parse_server_frame(text: &str) -> Result<ServerMessage, FrameError> {
         .ok_or(FrameError::MissingType)?;
     let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
     match kind {
-        "ok" => Ok(ServerMessage::Ok {
+        "ok" => Ok(ServerMessage::Frame(ServerFrame::Ok {
             id: id.ok_or(FrameError::MissingId)?,
             body: value,
-        }),
+        })),
         "error" => {
             let code = value
                 .get("code")
@@ -588,10 +575,14 @@ pub fn parse_server_frame(text: &str) -> Result<ServerMessage, FrameError> {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            Ok(ServerMessage::Error { id, code, message })
+            Ok(ServerMessage::Frame(ServerFrame::Error {
+                id,
+                code,
+                message,
+            }))
         }
         _ => match serde_json::from_value::<Event>(value.clone()) {
-            Ok(event) => Ok(ServerMessage::Event(event)),
+            Ok(event) => Ok(ServerMessage::Frame(ServerFrame::Event(event))),
             Err(_) => Ok(ServerMessage::Unknown(value)),
         },
     }
@@ -734,7 +725,10 @@ mod tests {
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["type"], "queue.update");
         assert!(v["estimated_wait_s"].is_null(), "unknown wait is null");
-        assert_eq!(parse_server_frame(&text).unwrap(), ServerMessage::Event(ev));
+        assert_eq!(
+            parse_server_frame(&text).unwrap(),
+            ServerMessage::Frame(ServerFrame::Event(ev))
+        );
         assert!(matches!(
             parse_server_frame(r#"{"type":"media.stats","call_id":"c"}"#).unwrap(),
             ServerMessage::Unknown(_)
@@ -742,10 +736,10 @@ mod tests {
         assert!(matches!(
             parse_server_frame(r#"{"type":"error","id":"4","code":"conflict","message":"m"}"#)
                 .unwrap(),
-            ServerMessage::Error {
+            ServerMessage::Frame(ServerFrame::Error {
                 code: ErrorCode::Conflict,
                 ..
-            }
+            })
         ));
     }
 }

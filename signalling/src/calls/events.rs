@@ -81,6 +81,14 @@ fn secs(d: Duration) -> u64 {
     d.as_secs()
 }
 
+/// Whole seconds from `now` until `at`, rounded up, so a client never believes an offer ends before
+/// it does.
+fn secs_until(at: Time, now: Time) -> u64 {
+    at.as_millis()
+        .saturating_sub(now.as_millis())
+        .div_ceil(1000)
+}
+
 fn secs_f(d: Option<Duration>) -> Option<f64> {
     d.map(|d| (d.as_millis() as f64 / 1000.0 * 10.0).round() / 10.0)
 }
@@ -144,11 +152,7 @@ pub fn events_for(effect: &Effect, now: Time, names: &dyn Names) -> Vec<(Recipie
                 service: service.to_string(),
                 language: language.to_string(),
                 waited_s: secs(*waited),
-                // Rounded up, so a client never believes an offer ends before it does.
-                expires_in_s: expires_at
-                    .as_millis()
-                    .saturating_sub(now.as_millis())
-                    .div_ceil(1000),
+                expires_in_s: secs_until(*expires_at, now),
             }),
         )],
         Effect::OfferClosed {
@@ -330,12 +334,7 @@ pub fn state_sync(
                     operator: None,
                     waited_s: secs(now.since(c.enqueued_at)),
                     expires_in_s: match c.state {
-                        CallState::Offered { expires_at, .. } => Some(
-                            expires_at
-                                .as_millis()
-                                .saturating_sub(now.as_millis())
-                                .div_ceil(1000),
-                        ),
+                        CallState::Offered { expires_at, .. } => Some(secs_until(expires_at, now)),
                         _ => None,
                     },
                     position: None,
