@@ -77,6 +77,12 @@ pub struct BotStats {
     pub last_error: Option<String>,
     /// Whether the connection is gone (the bot's loop then stops).
     pub disconnected: bool,
+    /// Calls for which media was negotiated (bots made [`OperatorBot::with_media`]).
+    pub media_calls: u64,
+    /// Video RTP packets received over all media calls (counted when each conversation ends).
+    pub media_video_packets: u64,
+    /// Audio RTP packets received, likewise.
+    pub media_audio_packets: u64,
 }
 
 /// An operator client.
@@ -86,6 +92,7 @@ pub struct OperatorBot {
     ws_url: String,
     token: String,
     options: ConnectOptions,
+    media: Option<crate::media::ClientOptions>,
 }
 
 impl std::fmt::Debug for OperatorBot {
@@ -189,7 +196,24 @@ impl OperatorBot {
             ws_url: ws_url.to_owned(),
             token: token.to_owned(),
             options: options.clone(),
+            media: None,
         })
+    }
+
+    /// A spawned bot with [`Policy::Accept`] also negotiates real media for each call it accepts
+    /// (sending synthetic audio and video) and counts what it receives.
+    pub fn with_media(mut self, options: crate::media::ClientOptions) -> Self {
+        self.media = Some(options);
+        self
+    }
+
+    /// Negotiates media for one of this operator's calls (see [`crate::media::start_media`]).
+    pub async fn start_media(
+        &self,
+        call_id: &str,
+        options: crate::media::ClientOptions,
+    ) -> Result<crate::media::MediaClient, ClientError> {
+        crate::media::start_media(&self.session.requester(), call_id, options).await
     }
 
     /// Drops the socket without a close frame (a network cut) and reconnects to the same URL with
@@ -491,6 +515,7 @@ fn handle_event(
                         requester,
                         call_id.clone(),
                         plan,
+                        bot.media.clone(),
                         signal_rx,
                         stats.clone(),
                     ));
@@ -576,6 +601,7 @@ async fn accept_call(
     requester: Requester,
     call_id: String,
     plan: Plan,
+    media: Option<crate::media::ClientOptions>,
     mut signal: watch::Receiver<CallSignal>,
     stats: Stats,
 ) {
@@ -598,6 +624,20 @@ async fn accept_call(
             return;
         }
     }
+    // With media: negotiate it for the conversation; it closes when this task ends.
+    let media = match media {
+        Some(options) => match crate::media::start_media(&requester, &call_id, options).await {
+            Ok(client) => {
+                stats.send_modify(|s| s.media_calls += 1);
+                Some(client)
+            }
+            Err(e) => {
+                record_error(&stats, "media.offer", &call_id, &e);
+                None
+            }
+        },
+        None => None,
+    };
     // 2. Talk, then end the call; or wait for someone else to end it.
     let ended_elsewhere = match plan.talk {
         Some(talk) => signalled(&mut signal, talk, |s| s.ended.is_some()).await,
@@ -606,6 +646,13 @@ async fn accept_call(
             true
         }
     };
+    if let Some(client) = media {
+        let received = client.stats();
+        stats.send_modify(|s| {
+            s.media_video_packets += received.packets("video");
+            s.media_audio_packets += received.packets("audio");
+        });
+    }
     if !ended_elsewhere {
         match requester.request(&Request::CallEnd(this_call())).await {
             Ok(_) => stats.send_modify(|s| s.calls_ended_by_bot += 1),

@@ -79,6 +79,15 @@ impl HeadlessKiosk {
         })
     }
 
+    /// Negotiates real media for the kiosk's current call (see [`crate::media::start_media`]).
+    pub async fn start_media(
+        &self,
+        options: crate::media::ClientOptions,
+    ) -> Result<crate::media::MediaClient, ClientError> {
+        let call_id = self.call_id.as_deref().ok_or(ClientError::NoCall)?;
+        crate::media::start_media(&self.session.requester(), call_id, options).await
+    }
+
     /// The current session, for requests and events the kiosk API does not cover. After
     /// [`HeadlessKiosk::disconnect`] it is a closed session that still holds the undelivered events.
     pub fn session(&mut self) -> &mut Session {

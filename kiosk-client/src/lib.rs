@@ -18,6 +18,7 @@
 mod bot;
 mod describe;
 mod kiosk;
+pub mod media;
 mod session;
 mod tls;
 mod tracker;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub mod calls;
+pub mod media;
 
 pub use calls::{
     CallAssigned, CallConnected, CallCreated, CallEnded, CallOfferRevoked, CallOffered, CallRef,
@@ -254,6 +255,18 @@ pub enum Request {
     /// `operator.set_state` (supervisor): forces an operator's presence.
     #[serde(rename = "operator.set_state")]
     OperatorSetState(OperatorSetState),
+    /// `media.offer` (kiosk, operator, monitoring supervisor): `ok {"sdp"}` with the SFU's answer.
+    #[serde(rename = "media.offer")]
+    MediaOffer(media::MediaOffer),
+    /// `media.candidate` (same): a trickled ICE candidate.
+    #[serde(rename = "media.candidate")]
+    MediaCandidate(media::MediaCandidate),
+    /// `monitor.start` (supervisor): may then `media.offer` with `"monitor":true`.
+    #[serde(rename = "monitor.start")]
+    MonitorStart(CallRef),
+    /// `monitor.stop` (supervisor): closes the monitor's connection.
+    #[serde(rename = "monitor.stop")]
+    MonitorStop(CallRef),
 }
 
 impl Request {
@@ -274,6 +287,10 @@ impl Request {
         "metrics.subscribe",
         "metrics.unsubscribe",
         "operator.set_state",
+        "media.offer",
+        "media.candidate",
+        "monitor.start",
+        "monitor.stop",
     ];
 
     /// The request's wire `type`.
@@ -294,6 +311,10 @@ impl Request {
             Request::MetricsSubscribe {} => "metrics.subscribe",
             Request::MetricsUnsubscribe {} => "metrics.unsubscribe",
             Request::OperatorSetState(_) => "operator.set_state",
+            Request::MediaOffer(_) => "media.offer",
+            Request::MediaCandidate(_) => "media.candidate",
+            Request::MonitorStart(_) => "monitor.start",
+            Request::MonitorStop(_) => "monitor.stop",
         }
     }
 
@@ -432,6 +453,12 @@ pub enum Event {
     /// `metrics.snapshot` (supervisor).
     #[serde(rename = "metrics.snapshot")]
     MetricsSnapshot(MetricsSnapshot),
+    /// `media.candidate`: one of the SFU's candidates (they are also in its answer).
+    #[serde(rename = "media.candidate")]
+    MediaCandidate(media::MediaCandidate),
+    /// `media.stats`: a call's media figures, to its operator and monitoring supervisors.
+    #[serde(rename = "media.stats")]
+    MediaStats(media::MediaStats),
 }
 
 impl Event {
@@ -452,6 +479,8 @@ impl Event {
             Event::WrapupEnded(_) => "wrapup.ended",
             Event::OperatorState(_) => "operator.state",
             Event::MetricsSnapshot(_) => "metrics.snapshot",
+            Event::MediaCandidate(_) => "media.candidate",
+            Event::MediaStats(_) => "media.stats",
         }
     }
 

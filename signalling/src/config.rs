@@ -45,6 +45,8 @@ pub struct Config {
     pub queue: QueueSettings,
     /// Certificates: registry, signer key, verification page URL, audit log.
     pub certificates: certificates::IssuerConfig,
+    /// The media plane (SFU).
+    pub media: MediaSettings,
     /// Demo accounts for trying Sportello out.
     pub demo: DemoConfig,
     /// Operator accounts.
@@ -71,6 +73,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             queue: QueueSettings::default(),
             certificates: certificates::IssuerConfig::default(),
+            media: MediaSettings::default(),
             demo: DemoConfig::default(),
             operators: Vec::new(),
             supervisors: Vec::new(),
@@ -167,6 +170,65 @@ impl Default for WsConfig {
             rate_per_s: 20,
             rate_burst: 40,
         }
+    }
+}
+
+/// The media plane: where the SFU listens and what it advertises.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// UDP address for all calls' media: `IP:PORT`, `auto` (the `listen` IP, a free port) or
+    /// `off`.
+    pub udp: String,
+    /// TCP address for ICE-TCP (networks that block UDP): `IP:PORT`, `auto` or `off`.
+    pub tcp: String,
+    /// The address put in candidates when clients reach this host through a 1:1 NAT, or the
+    /// sockets are bound to `0.0.0.0`.
+    pub public_ip: Option<std::net::IpAddr>,
+    /// Forwarding loops (threads); 0 means one per core.
+    pub loops: usize,
+    /// Seconds a peer connection may stay failed or unconnected before its call ends.
+    pub grace_s: u64,
+    /// Seconds between `media.stats` events.
+    pub stats_interval_s: u64,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            udp: "auto".into(),
+            tcp: "auto".into(),
+            public_ip: None,
+            loops: 0,
+            grace_s: 15,
+            stats_interval_s: 2,
+        }
+    }
+}
+
+impl MediaSettings {
+    /// Resolves `auto`/`off`/an address, with `listen` as the host for `auto`.
+    pub fn address(value: &str, listen: SocketAddr) -> Result<Option<SocketAddr>, String> {
+        match value.trim() {
+            "off" => Ok(None),
+            "auto" | "" => Ok(Some(SocketAddr::new(listen.ip(), 0))),
+            other => other
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{other:?} is not IP:PORT, \"auto\" or \"off\"")),
+        }
+    }
+
+    /// The SFU configuration for a server listening on `listen`.
+    pub fn sfu_config(&self, listen: SocketAddr) -> Result<sfu::MediaConfig, String> {
+        Ok(sfu::MediaConfig {
+            udp: Self::address(&self.udp, listen).map_err(|e| format!("media.udp: {e}"))?,
+            tcp: Self::address(&self.tcp, listen).map_err(|e| format!("media.tcp: {e}"))?,
+            public_ip: self.public_ip,
+            loops: self.loops,
+            grace: std::time::Duration::from_secs(self.grace_s.max(1)),
+            stats_interval: std::time::Duration::from_secs(self.stats_interval_s.max(1)),
+        })
     }
 }
 
@@ -312,6 +374,23 @@ pub struct FlagOverrides {
     /// `--allow-demo-on-network`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo: Option<DemoFlags>,
+    /// `--media-udp`, `--media-tcp`, `--media-public-ip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaFlags>,
+}
+
+/// The `media` part of the flags.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MediaFlags {
+    /// `--media-udp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp: Option<String>,
+    /// `--media-tcp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    /// `--media-public-ip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<std::net::IpAddr>,
 }
 
 /// The `log` part of the flags.
@@ -513,6 +592,12 @@ impl Config {
                     "redis: {url:?} is not a redis://, rediss:// or unix:// URL"
                 ));
             }
+        }
+        if let Err(e) = self.media.sfu_config(self.listen) {
+            problems.push(e);
+        }
+        if self.media.udp.trim() == "off" && self.media.tcp.trim() == "off" {
+            problems.push("media: udp and tcp are both \"off\"; calls would have no media".into());
         }
         if !is_name(&self.tenant) {
             problems.push(format!(
@@ -742,8 +827,8 @@ mod tests {
     #[test]
     fn defaults_are_loopback_with_demo_accounts() {
         let config = load_with_env(None, &FlagOverrides::default(), env(&[])).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(config.admin_listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(config.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+        assert_eq!(config.admin_listen, "127.0.0.1:9090".parse::<SocketAddr>().unwrap());
         assert_eq!(config.data_dir, PathBuf::from("./sportello-data"));
         assert_eq!(config.redis, None);
         assert!(config.demo_enabled());
@@ -779,10 +864,10 @@ kiosk_grace_s = 12
             ..FlagOverrides::default()
         };
         let config = load_with_env(Some(&file), &flags, vars).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:1001".parse().unwrap(), "file");
+        assert_eq!(config.listen, "127.0.0.1:1001".parse::<SocketAddr>().unwrap(), "file");
         assert_eq!(
             config.admin_listen,
-            "127.0.0.1:2002".parse().unwrap(),
+            "127.0.0.1:2002".parse::<SocketAddr>().unwrap(),
             "env"
         );
         assert_eq!(config.data_dir, PathBuf::from("/from/flag"), "flag");
@@ -845,7 +930,7 @@ token_hash = "md5:abc"
     #[test]
     fn demo_accounts_are_refused_off_loopback_unless_allowed() {
         let flags = FlagOverrides {
-            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            listen: Some("0.0.0.0:8080".parse::<SocketAddr>().unwrap()),
             ..FlagOverrides::default()
         };
         let err = load_with_env(None, &flags, env(&[])).unwrap_err();

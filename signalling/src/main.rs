@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use signalling::accounts::{generate_secret, hash_password, hash_token, DEMO_CREDENTIALS_FILE};
 use signalling::commands;
-use signalling::config::{self, Config, DemoFlags, FlagOverrides, LogFlags, LogFormat};
+use signalling::config::{self, Config, DemoFlags, FlagOverrides, LogFlags, LogFormat, MediaFlags};
 use signalling::server::{self, RunningServer};
 
 /// Sportello: a real-time video contact centre for public administration.
@@ -131,6 +131,15 @@ struct ServeArgs {
     /// Allow demo accounts on a non-loopback address (closed training networks only).
     #[arg(long)]
     allow_demo_on_network: bool,
+    /// Media UDP address (one port for all calls): IP:PORT, auto or off [default: auto].
+    #[arg(long, value_name = "ADDR")]
+    media_udp: Option<String>,
+    /// Media ICE-TCP address: IP:PORT, auto or off [default: auto].
+    #[arg(long, value_name = "ADDR")]
+    media_tcp: Option<String>,
+    /// The IP advertised in media candidates (behind a 1:1 NAT).
+    #[arg(long, value_name = "IP")]
+    media_public_ip: Option<std::net::IpAddr>,
 }
 
 impl ServeArgs {
@@ -143,6 +152,14 @@ impl ServeArgs {
             log: self.log_format.map(|format| LogFlags { format }),
             demo: self.allow_demo_on_network.then_some(DemoFlags {
                 allow_non_loopback: true,
+            }),
+            media: (self.media_udp.is_some()
+                || self.media_tcp.is_some()
+                || self.media_public_ip.is_some())
+            .then(|| MediaFlags {
+                udp: self.media_udp.clone(),
+                tcp: self.media_tcp.clone(),
+                public_ip: self.media_public_ip,
             }),
         }
     }
@@ -407,6 +424,13 @@ fn print_banner(running: &RunningServer, store: &str, data_dir: &std::path::Path
     out.push_str(&format!(
         "  metrics      http://{}/metrics\n",
         running.admin_addr
+    ));
+    let sfu = &running.state.media.sfu;
+    let show = |a: Option<SocketAddr>| a.map_or("off".to_owned(), |a| a.to_string());
+    out.push_str(&format!(
+        "  media        udp {}   ice-tcp {}\n",
+        show(sfu.udp_addr()),
+        show(sfu.tcp_addr())
     ));
     out.push_str(&format!("  store        {store}\n"));
     out.push_str(&format!("  data         {}\n", data_dir.display()));

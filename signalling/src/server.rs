@@ -111,6 +111,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     }
     let metrics = Metrics::new();
     let routing = Routing::open(&config, &metrics.registry).await?;
+    let media_config = config
+        .media
+        .sfu_config(config.listen)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let (sfu, media_events) = sfu::Sfu::start(media_config, Some(&metrics.registry))
+        .await
+        .context("cannot start the media plane (check media.udp / media.tcp)")?;
     let state = AppState {
         sessions: Arc::new(SessionHub::new(Graces {
             kiosk: Duration::from_secs(config.ws.kiosk_grace_s),
@@ -126,6 +133,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         routing,
         events: Arc::new(crate::calls::hub::EventHub::new()),
         issuer: Arc::new(issuer),
+        media: Arc::new(crate::calls::media::MediaPlane::new(sfu)),
         login_throttle: Arc::new(Mutex::new(LoginThrottle::new(Duration::from_secs(300), 10))),
     };
 
@@ -136,6 +144,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .subscribe(&state.routing.tenant)
         .await
         .context("cannot subscribe to queue events")?;
+    tokio::spawn(crate::calls::media::run_events(state.clone(), media_events));
     let task = tokio::spawn(serve(state.clone(), public, admin, tls.clone(), effects));
     Ok(RunningServer {
         addr,

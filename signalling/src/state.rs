@@ -40,6 +40,8 @@ pub struct AppState {
     pub events: Arc<crate::calls::hub::EventHub>,
     /// Certificates: registry, stamping, verification, audit.
     pub issuer: Arc<certificates::Issuer>,
+    /// The media plane and the monitors of each call.
+    pub media: Arc<crate::calls::media::MediaPlane>,
     /// Failed-login throttle.
     pub login_throttle: Arc<Mutex<LoginThrottle>>,
 }

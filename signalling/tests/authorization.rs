@@ -10,6 +10,7 @@ mod common;
 
 use common::centre::{ok, on_call, Centre, Op};
 use kiosk_client::ClientError;
+use protocol::media::{MediaCandidate, MediaOffer};
 use protocol::{
     CallRef, CallRequest, CallTransfer, ErrorCode, OperatorSetState, PresenceSet, PresenceState,
     Request, Role,
@@ -43,6 +44,7 @@ fn needs(kind: &str) -> Needs {
         "call.cancel" => Needs::Waiting,
         "call.accept" | "call.reject" => Needs::Offered,
         "call.hold" | "call.transfer" | "call.end" => Needs::Connected,
+        "media.offer" | "media.candidate" | "monitor.start" | "monitor.stop" => Needs::Connected,
         "call.resume" => Needs::Held,
         "wrapup.done" => Needs::WrapUp,
         _ => Needs::Nothing,
@@ -69,10 +71,21 @@ fn expected(role: Role, kind: &str, object: Object) -> Result<(), ErrorCode> {
         "metrics.subscribe" | "metrics.unsubscribe" | "operator.set_state" => {
             role == Role::Supervisor
         }
+        // Every party of a call negotiates its own media; a supervisor only after monitor.start.
+        "media.offer" | "media.candidate" => true,
+        "monitor.start" | "monitor.stop" => role == Role::Supervisor,
         other => panic!("no rule for {other}"),
     };
     if !mine {
         return Err(ErrorCode::Forbidden);
+    }
+    if kind.starts_with("media.") && role == Role::Supervisor && object != Object::Missing {
+        // Not monitoring this call.
+        return Err(ErrorCode::Conflict);
+    }
+    if kind.starts_with("monitor.") && object == Object::Other {
+        // A supervisor may watch any call.
+        return Ok(());
     }
     match object {
         Object::Own => Ok(()),
@@ -83,7 +96,10 @@ fn expected(role: Role, kind: &str, object: Object) -> Result<(), ErrorCode> {
     }
 }
 
-fn request(kind: &str, call_id: &str, operator_id: &str, service: &str) -> Request {
+/// A well-formed candidate line for `media.candidate`.
+const CANDIDATE: &str = "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host";
+
+fn request(kind: &str, call_id: &str, operator_id: &str, service: &str, sdp: &str) -> Request {
     let call = || CallRef {
         call_id: call_id.into(),
     };
@@ -116,6 +132,19 @@ fn request(kind: &str, call_id: &str, operator_id: &str, service: &str) -> Reque
             state: PresenceState::Paused,
             reason: Some("matrix".into()),
         }),
+        "media.offer" => Request::MediaOffer(MediaOffer {
+            call_id: call_id.into(),
+            sdp: sdp.into(),
+            monitor: false,
+        }),
+        "media.candidate" => Request::MediaCandidate(MediaCandidate {
+            call_id: call_id.into(),
+            candidate: CANDIDATE.into(),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+        }),
+        "monitor.start" => Request::MonitorStart(call()),
+        "monitor.stop" => Request::MonitorStop(call()),
         other => panic!("no request for {other}"),
     }
 }
@@ -165,6 +194,11 @@ async fn every_request_type_by_every_role_on_every_object() {
     let mut other_kiosk = c.kiosk("k-x").await;
     let mut other_op = c.operator("op-x").await;
     let supervisor = c.supervisor().await;
+    // A real WebRTC offer, so the rightful sender's media.offer succeeds.
+    let media = sfu::client::MediaClient::start(sfu::client::ClientOptions::default())
+        .await
+        .unwrap();
+    let sdp = media.offer().to_owned();
     let mut checked = 0;
     for (i, (kind, role, object)) in cases.iter().enumerate() {
         let (kiosk_id, op_id, service) = (format!("k-{i}"), format!("op-{i}"), format!("svc-{i}"));
@@ -202,7 +236,15 @@ async fn every_request_type_by_every_role_on_every_object() {
         } else {
             op_id.as_str()
         };
-        let req = request(kind, &target_call, target_op, &service);
+        let req = request(kind, &target_call, target_op, &service, &sdp);
+        if *kind == "media.candidate" && *object == Object::Own && *role != Role::Supervisor {
+            // A candidate belongs to a connection: negotiate it first.
+            let offer = request("media.offer", &call_id, &op_id, &service, &sdp);
+            match role {
+                Role::Kiosk => ok(kiosk.session(), offer).await,
+                _ => ok(op.session(), offer).await,
+            };
+        }
         let before = call_state(&c, &call_id).await;
         let result = match (role, object) {
             (Role::Kiosk, Object::Other) => other_kiosk.session().request(&req).await,

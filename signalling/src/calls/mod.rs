@@ -15,6 +15,7 @@
 
 pub mod events;
 pub mod hub;
+pub mod media;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -113,6 +114,8 @@ pub fn allowed(role: Role, kind: &str) -> bool {
         "metrics.subscribe" | "metrics.unsubscribe" | "operator.set_state" => {
             role == Role::Supervisor
         }
+        "media.offer" | "media.candidate" => true,
+        "monitor.start" | "monitor.stop" => role == Role::Supervisor,
         _ => false,
     }
 }
@@ -289,6 +292,10 @@ async fn dispatch(state: &AppState, ctx: &SessionCtx, request: Request) -> Resul
             }
             return Ok(Value::Null);
         }
+        Request::MediaOffer(m) => return media::offer(state, ctx, m).await,
+        Request::MediaCandidate(c) => return media::candidate(state, ctx, c).await,
+        Request::MonitorStart(c) => return media::monitor_start(state, ctx, &c.call_id).await,
+        Request::MonitorStop(c) => return media::monitor_stop(state, ctx, &c.call_id).await,
         Request::MetricsUnsubscribe {} => {
             state.events.set_metrics(ctx.socket, false);
             return Ok(Value::Null);
@@ -500,6 +507,7 @@ pub async fn deliver(state: AppState, mut rx: EffectReceiver) {
             Ok(applied) => {
                 let now = Time::now();
                 for effect in &applied.effects {
+                    media::on_effect(&state, effect);
                     for (to, event) in events_for(effect, now, state.directory.as_ref()) {
                         let frame: Arc<str> = Arc::from(event.to_json());
                         state.events.send(&to, &frame);

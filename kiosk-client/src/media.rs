@@ -1,0 +1,52 @@
+//! Real WebRTC media for the headless kiosk and the operator bot.
+//!
+//! [`start_media`] negotiates one peer connection with the server's SFU for a call — `media.offer`,
+//! the answer, then our candidates as `media.candidate` — and returns the running
+//! [`MediaClient`], which sends synthetic audio and video (VP8-framed packets carrying their send
+//! time, Opus silence) and measures what it receives.
+
+use protocol::media::{MediaCandidate, MediaOffer};
+use protocol::Request;
+
+pub use sfu::client::{ClientOptions, ClientStats, MediaClient, TrackStats};
+
+use crate::session::Requester;
+use crate::ClientError;
+
+/// Negotiates media for `call_id` over `requester`'s session and starts sending.
+pub async fn start_media(
+    requester: &Requester,
+    call_id: &str,
+    options: ClientOptions,
+) -> Result<MediaClient, ClientError> {
+    let monitor = options.monitor;
+    let client = MediaClient::start(options)
+        .await
+        .map_err(|e| ClientError::Connect(format!("media socket: {e}")))?;
+    let reply = requester
+        .request(&Request::MediaOffer(MediaOffer {
+            call_id: call_id.to_owned(),
+            sdp: client.offer().to_owned(),
+            monitor,
+        }))
+        .await?;
+    let sdp = reply
+        .get("sdp")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| ClientError::Protocol("media.offer reply without \"sdp\"".into()))?;
+    client
+        .set_answer(sdp.to_owned())
+        .await
+        .map_err(|e| ClientError::Protocol(format!("the SFU's answer does not apply: {e}")))?;
+    for c in client.candidates() {
+        requester
+            .request(&Request::MediaCandidate(MediaCandidate {
+                call_id: call_id.to_owned(),
+                candidate: c.candidate.clone(),
+                sdp_mid: c.sdp_mid.clone(),
+                sdp_mline_index: c.sdp_mline_index,
+            }))
+            .await?;
+    }
+    Ok(client)
+}

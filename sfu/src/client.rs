@@ -1,0 +1,678 @@
+//! A headless WebRTC client for bots, tests and benchmarks: one peer connection (the offerer, on
+//! its own UDP socket) that sends synthetic audio and video and measures what it receives.
+//!
+//! Video is sent as 30 frames per second of VP8-framed packets whose payload carries a marker, the
+//! send time and a counter, so the receiver can measure one-way latency on the same machine;
+//! audio is 50 Opus silence frames per second. The payloads are not decodable pictures: a Rust
+//! bot's peers are other bots (browsers are tested with their own fake camera).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::rewrite::seq_newer;
+use crate::Candidate;
+
+/// Marks a synthetic video payload (after the one-byte VP8 descriptor).
+pub const MARKER: &[u8; 4] = b"SPTL";
+/// Bytes of the marker + send time (µs since the epoch) + counter.
+const TRAILER: usize = 4 + 8 + 4;
+
+/// What the client sends.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// A supervisor's monitor: four `recvonly` transceivers, nothing sent.
+    pub monitor: bool,
+    /// Video packets per frame and bytes per packet.
+    pub video_packets_per_frame: usize,
+    /// Payload size of each video packet (bytes).
+    pub video_packet_size: usize,
+    /// Video frames per second (0 = no video).
+    pub fps: u32,
+    /// Send Opus silence every 20 ms.
+    pub audio: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            monitor: false,
+            video_packets_per_frame: 2,
+            video_packet_size: 1000,
+            fps: 30,
+            audio: true,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The options for a supervisor's monitor.
+    pub fn monitor() -> Self {
+        ClientOptions {
+            monitor: true,
+            fps: 0,
+            audio: false,
+            ..Default::default()
+        }
+    }
+}
+
+/// What arrived on one incoming track.
+#[derive(Debug, Clone, Default)]
+pub struct TrackStats {
+    /// `audio` or `video`.
+    pub kind: String,
+    /// The sender's track id (`kiosk-video`, `operator-audio`, …).
+    pub track_id: String,
+    /// RTP packets.
+    pub packets: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Times the sequence number jumped forward by more than one (loss or a discontinuity).
+    pub seq_gaps: u64,
+    /// Largest forward jump seen.
+    pub max_seq_jump: u16,
+    /// Times the timestamp went backwards between consecutive newer packets.
+    pub ts_backwards: u64,
+    /// One-way latencies of synthetic video packets, in microseconds (capped sample).
+    pub latencies_us: Vec<u64>,
+    /// When the last packet arrived.
+    pub last_at: Option<Instant>,
+    last_seq: Option<u16>,
+    last_ts: Option<u32>,
+}
+
+/// A snapshot of the client.
+#[derive(Debug, Clone, Default)]
+pub struct ClientStats {
+    /// Whether the peer connection is connected.
+    pub connected: bool,
+    /// The connection state's name.
+    pub state: String,
+    /// Incoming tracks by track id.
+    pub tracks: HashMap<String, TrackStats>,
+    /// RTP packets sent.
+    pub sent_packets: u64,
+}
+
+impl ClientStats {
+    /// Packets received on tracks of this kind (`audio`/`video`).
+    pub fn packets(&self, kind: &str) -> u64 {
+        self.tracks
+            .values()
+            .filter(|t| t.kind == kind)
+            .map(|t| t.packets)
+            .sum()
+    }
+
+    /// Packets received on tracks whose id starts with `prefix` (e.g. `kiosk-`).
+    pub fn packets_from(&self, prefix: &str) -> u64 {
+        self.tracks
+            .values()
+            .filter(|t| t.track_id.starts_with(prefix))
+            .map(|t| t.packets)
+            .sum()
+    }
+}
+
+enum Cmd {
+    Answer(String, oneshot::Sender<Result<(), String>>),
+    RemoteCandidate(Candidate),
+    SetSending(bool),
+    Close,
+}
+
+/// A running client peer connection.
+pub struct MediaClient {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    stats: Arc<Mutex<ClientStats>>,
+    offer: String,
+    candidates: Vec<Candidate>,
+}
+
+impl std::fmt::Debug for MediaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaClient").finish_non_exhaustive()
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl MediaClient {
+    /// Creates the connection on a fresh loopback UDP socket and its offer.
+    pub async fn start(opts: ClientOptions) -> io::Result<MediaClient> {
+        Self::start_on("127.0.0.1:0".parse().expect("valid"), opts).await
+    }
+
+    /// Same, binding `bind`.
+    pub async fn start_on(bind: SocketAddr, opts: ClientOptions) -> io::Result<MediaClient> {
+        let socket = UdpSocket::bind(bind).await?;
+        let local = socket.local_addr()?;
+        let now = Instant::now();
+        let mut media = MediaEngine::default();
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: MIME_TYPE_OPUS.to_owned(),
+                        clock_rate: 48_000,
+                        channels: 2,
+                        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type: 111,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(err)?;
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: MIME_TYPE_VP8.to_owned(),
+                        clock_rate: 90_000,
+                        channels: 0,
+                        sdp_fmtp_line: String::new(),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type: 96,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(err)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(err)?;
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(SettingEngineBuilder::new().build())
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .build(now)
+            .map_err(err)?;
+
+        let mut senders = Vec::new();
+        if opts.monitor {
+            for kind in [
+                RtpCodecKind::Audio,
+                RtpCodecKind::Video,
+                RtpCodecKind::Audio,
+                RtpCodecKind::Video,
+            ] {
+                pc.add_transceiver_from_kind(
+                    kind,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        streams: vec![],
+                        send_encodings: vec![],
+                    }),
+                )
+                .map_err(err)?;
+            }
+        } else {
+            for (kind, mime, clock) in [
+                (RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000),
+                (RtpCodecKind::Video, MIME_TYPE_VP8, 90_000),
+            ] {
+                let ssrc = rand::random::<u32>();
+                let name = if kind == RtpCodecKind::Audio {
+                    "audio"
+                } else {
+                    "video"
+                };
+                let track = MediaStreamTrack::new(
+                    "bot".to_owned(),
+                    format!("bot-{name}"),
+                    format!("bot {name}"),
+                    kind,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec: RTCRtpCodec {
+                            mime_type: mime.to_owned(),
+                            clock_rate: clock,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    }],
+                );
+                let id = pc.add_track(track).map_err(err)?;
+                senders.push(OutTrack {
+                    kind,
+                    id,
+                    ssrc,
+                    pt: 0,
+                    seq: rand::random(),
+                    ts: rand::random(),
+                });
+            }
+        }
+
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local.ip().to_string(),
+                port: local.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(err)?;
+        let init = RTCIceCandidate::from(&host).to_json().map_err(err)?;
+        pc.add_local_candidate(init.clone()).map_err(err)?;
+        let offer = pc.create_offer(None).map_err(err)?;
+        pc.set_local_description(now, offer).map_err(err)?;
+        let sdp = pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or_else(|| err("no local description"))?;
+        let candidates = vec![Candidate {
+            candidate: init.candidate,
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+        }];
+
+        let stats = Arc::new(Mutex::new(ClientStats::default()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            pc,
+            socket,
+            local,
+            senders,
+            opts,
+            stats: stats.clone(),
+            cmds: rx,
+            sending: true,
+            connected: false,
+            track_kinds: HashMap::new(),
+            frame: 0,
+        };
+        tokio::spawn(driver.run());
+        Ok(MediaClient {
+            cmd: tx,
+            stats,
+            offer: sdp,
+            candidates,
+        })
+    }
+
+    /// The offer to send as `media.offer`.
+    pub fn offer(&self) -> &str {
+        &self.offer
+    }
+
+    /// Our candidates (also in the offer), to trickle as `media.candidate`.
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+
+    /// Applies the SFU's answer.
+    pub async fn set_answer(&self, sdp: String) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Answer(sdp, tx)).map_err(err)?;
+        rx.await.map_err(err)?.map_err(err)
+    }
+
+    /// A candidate trickled by the server.
+    pub fn add_remote_candidate(&self, c: Candidate) {
+        let _ = self.cmd.send(Cmd::RemoteCandidate(c));
+    }
+
+    /// Stop or restart sending synthetic media.
+    pub fn set_sending(&self, on: bool) {
+        let _ = self.cmd.send(Cmd::SetSending(on));
+    }
+
+    /// A snapshot of what was sent and received.
+    pub fn stats(&self) -> ClientStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits until `pred` holds for the stats, or `timeout`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&ClientStats) -> bool,
+    ) -> Result<ClientStats, ClientStats> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.stats();
+            if pred(&s) {
+                return Ok(s);
+            }
+            if Instant::now() >= deadline {
+                return Err(s);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Closes the connection.
+    pub fn close(&self) {
+        let _ = self.cmd.send(Cmd::Close);
+    }
+}
+
+impl Drop for MediaClient {
+    fn drop(&mut self) {
+        let _ = self.cmd.send(Cmd::Close);
+    }
+}
+
+struct OutTrack {
+    kind: RtpCodecKind,
+    id: RTCRtpSenderId,
+    ssrc: u32,
+    pt: u8,
+    seq: u16,
+    ts: u32,
+}
+
+struct Driver {
+    pc: RTCPeerConnection,
+    socket: UdpSocket,
+    local: SocketAddr,
+    senders: Vec<OutTrack>,
+    opts: ClientOptions,
+    stats: Arc<Mutex<ClientStats>>,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    sending: bool,
+    connected: bool,
+    track_kinds: HashMap<String, String>,
+    frame: u32,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; 2048];
+        let start = Instant::now();
+        let mut next_audio = start;
+        let frame_interval = if self.opts.fps > 0 {
+            Duration::from_secs(1) / self.opts.fps
+        } else {
+            Duration::from_secs(3600)
+        };
+        let mut next_video = start;
+        loop {
+            self.pump();
+            let now = Instant::now();
+            let mut deadline = self
+                .pc
+                .poll_timeout()
+                .unwrap_or(now + Duration::from_secs(1));
+            if self.connected && self.sending {
+                if self.opts.audio {
+                    deadline = deadline.min(next_audio);
+                }
+                if self.opts.fps > 0 {
+                    deadline = deadline.min(next_video);
+                }
+            }
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r {
+                        let _ = self.pc.handle_read(TaggedBytesMut {
+                            now: Instant::now(),
+                            transport: TransportContext {
+                                local_addr: self.local,
+                                peer_addr: from,
+                                ecn: None,
+                                transport_protocol: TransportProtocol::UDP,
+                            },
+                            message: BytesMut::from(&buf[..n]),
+                        });
+                    }
+                }
+                c = self.cmds.recv() => match c {
+                    None | Some(Cmd::Close) => {
+                        let _ = self.pc.close();
+                        self.pump();
+                        return;
+                    }
+                    Some(Cmd::Answer(sdp, reply)) => {
+                        let r = self.apply_answer(sdp);
+                        let _ = reply.send(r);
+                    }
+                    Some(Cmd::RemoteCandidate(c)) => {
+                        let _ = self.pc.add_remote_candidate(RTCIceCandidateInit {
+                            candidate: c.candidate,
+                            sdp_mid: c.sdp_mid,
+                            sdp_mline_index: c.sdp_mline_index,
+                            ..Default::default()
+                        });
+                    }
+                    Some(Cmd::SetSending(on)) => self.sending = on,
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            let now = Instant::now();
+            let _ = self.pc.handle_timeout(now);
+            if self.connected && self.sending {
+                if self.opts.audio && now >= next_audio {
+                    self.send_audio(now);
+                    next_audio += Duration::from_millis(20);
+                    if next_audio < now {
+                        next_audio = now + Duration::from_millis(20);
+                    }
+                }
+                if self.opts.fps > 0 && now >= next_video {
+                    self.send_video(now);
+                    next_video += frame_interval;
+                    if next_video < now {
+                        next_video = now + frame_interval;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_answer(&mut self, sdp: String) -> Result<(), String> {
+        let desc = RTCSessionDescription::answer(sdp).map_err(|e| e.to_string())?;
+        self.pc
+            .set_remote_description(Instant::now(), desc)
+            .map_err(|e| e.to_string())?;
+        for s in &mut self.senders {
+            if let Some(mut sender) = self.pc.rtp_sender(s.id) {
+                let want = if s.kind == RtpCodecKind::Audio {
+                    MIME_TYPE_OPUS
+                } else {
+                    MIME_TYPE_VP8
+                };
+                if let Some(c) = sender
+                    .get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(want))
+                {
+                    s.pt = c.payload_type;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, now: Instant, kind: RtpCodecKind, payloads: Vec<Bytes>, advance: u32) {
+        let Some(s) = self.senders.iter_mut().find(|s| s.kind == kind) else {
+            return;
+        };
+        if s.pt == 0 {
+            return;
+        }
+        let n = payloads.len();
+        let mut sent = 0;
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    marker: i + 1 == n,
+                    payload_type: s.pt,
+                    sequence_number: s.seq,
+                    timestamp: s.ts,
+                    ssrc: s.ssrc,
+                    ..Default::default()
+                },
+                payload,
+            };
+            s.seq = s.seq.wrapping_add(1);
+            if let Some(mut sender) = self.pc.rtp_sender(s.id) {
+                if sender.write_rtp(now, packet).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        s.ts = s.ts.wrapping_add(advance);
+        if let Ok(mut st) = self.stats.lock() {
+            st.sent_packets += sent;
+        }
+    }
+
+    fn send_audio(&mut self, now: Instant) {
+        // An Opus DTX/silence frame (TOC 0xF8: CELT FB 20 ms, mono, one frame).
+        self.send(
+            now,
+            RtpCodecKind::Audio,
+            vec![Bytes::from_static(&[0xF8, 0xFF, 0xFE])],
+            960,
+        );
+    }
+
+    fn send_video(&mut self, now: Instant) {
+        self.frame = self.frame.wrapping_add(1);
+        let sent_at = now_us();
+        let mut payloads = Vec::with_capacity(self.opts.video_packets_per_frame);
+        for i in 0..self.opts.video_packets_per_frame {
+            let size = self.opts.video_packet_size.max(1 + TRAILER);
+            let mut p = BytesMut::with_capacity(size);
+            // VP8 payload descriptor: S bit on the first packet of the frame.
+            p.extend_from_slice(&[if i == 0 { 0x10 } else { 0x00 }]);
+            p.extend_from_slice(MARKER);
+            p.extend_from_slice(&sent_at.to_be_bytes());
+            p.extend_from_slice(&self.frame.to_be_bytes());
+            p.resize(size, 0);
+            payloads.push(p.freeze());
+        }
+        self.send(now, RtpCodecKind::Video, payloads, 3000);
+    }
+
+    /// Drains the connection: datagrams out, events, received media.
+    fn pump(&mut self) {
+        while let Some(t) = self.pc.poll_write() {
+            let _ = self.socket.try_send_to(&t.message, t.transport.peer_addr);
+        }
+        while let Some(ev) = self.pc.poll_event() {
+            match ev {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                    self.connected = state == RTCPeerConnectionState::Connected;
+                    if let Ok(mut st) = self.stats.lock() {
+                        st.connected = self.connected;
+                        st.state = state.to_string();
+                    }
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    let kind = self
+                        .pc
+                        .rtp_receiver(init.receiver_id)
+                        .map(|r| {
+                            if r.track().kind() == RtpCodecKind::Audio {
+                                "audio"
+                            } else {
+                                "video"
+                            }
+                        })
+                        .unwrap_or("video");
+                    self.track_kinds
+                        .insert(init.track_id.to_string(), kind.to_owned());
+                }
+                _ => {}
+            }
+        }
+        let arrived = Instant::now();
+        let arrived_us = now_us();
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            if let RTCMessage::RtpPacket(track_id, packet) = message {
+                let track_id = track_id.to_string();
+                let kind = self.track_kinds.get(&track_id).cloned().unwrap_or_default();
+                let Ok(mut st) = self.stats.lock() else {
+                    continue;
+                };
+                let t = st.tracks.entry(track_id.clone()).or_default();
+                t.kind = kind;
+                t.track_id = track_id;
+                t.packets += 1;
+                t.bytes += packet.payload.len() as u64;
+                t.last_at = Some(arrived);
+                let seq = packet.header.sequence_number;
+                match t.last_seq {
+                    Some(last) if seq_newer(seq, last) => {
+                        let jump = seq.wrapping_sub(last);
+                        if jump > 1 {
+                            t.seq_gaps += 1;
+                            t.max_seq_jump = t.max_seq_jump.max(jump);
+                        }
+                        if let Some(lts) = t.last_ts {
+                            if packet.header.timestamp.wrapping_sub(lts) >= 0x8000_0000 {
+                                t.ts_backwards += 1;
+                            }
+                        }
+                        t.last_seq = Some(seq);
+                        t.last_ts = Some(packet.header.timestamp);
+                    }
+                    Some(_) => {}
+                    None => {
+                        t.last_seq = Some(seq);
+                        t.last_ts = Some(packet.header.timestamp);
+                    }
+                }
+                let p = &packet.payload;
+                if p.len() > TRAILER && &p[1..5] == MARKER && t.latencies_us.len() < 200_000 {
+                    let sent = u64::from_be_bytes(p[5..13].try_into().expect("8 bytes"));
+                    t.latencies_us.push(arrived_us.saturating_sub(sent));
+                }
+            }
+        }
+        while let Some(t) = self.pc.poll_write() {
+            let _ = self.socket.try_send_to(&t.message, t.transport.peer_addr);
+        }
+    }
+}

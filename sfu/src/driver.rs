@@ -1,0 +1,681 @@
+//! The thin driver around [`Engine`]: sockets, threads, timers.
+//!
+//! - One UDP socket. One reader thread receives every datagram and hands it to the loop that owns
+//!   its source address (published by the loops once ICE validated it) or, for a first STUN check,
+//!   to the loop named by the ufrag. Loops send on the same socket (`sendto` on one fd is safe
+//!   from several threads).
+//! - N loop threads, each a current-thread tokio runtime owning one [`Engine`]: packets through a
+//!   bounded channel (dropped and counted when full), commands through an unbounded one, and one
+//!   timer — the engine's earliest deadline — rather than one per connection.
+//! - One ICE-TCP listener on the caller's runtime: each accepted connection is bound to a loop by
+//!   its first (STUN) frame, and RFC 4571 framing is applied both ways.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::shared::tcp_framing::{frame_packet, TcpFrameDecoder};
+use rtc::shared::TransportProtocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::demux;
+use crate::engine::{Answer, Engine, EngineConfig};
+use crate::metrics::MediaMetrics;
+use crate::{CallStats, Candidate, MediaConfig, MediaError, MediaEvent, Participant};
+
+/// Packets queued per loop before the reader starts dropping.
+const LOOP_QUEUE: usize = 8192;
+/// Packets handled per wake-up before timers and sends get their turn.
+const BATCH: usize = 256;
+
+struct Packet {
+    protocol: TransportProtocol,
+    from: SocketAddr,
+    data: BytesMut,
+    at: Instant,
+}
+
+enum Cmd {
+    Offer {
+        call_id: String,
+        who: Participant,
+        sdp: String,
+        held: bool,
+        reply: oneshot::Sender<Result<Answer, MediaError>>,
+    },
+    Candidate {
+        call_id: String,
+        who: Participant,
+        candidate: Candidate,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    Hold {
+        call_id: String,
+        held: bool,
+    },
+    Leave {
+        call_id: String,
+        who: Option<Participant>,
+    },
+    Stats {
+        reply: oneshot::Sender<Vec<CallStats>>,
+    },
+}
+
+struct LoopHandle {
+    packets: mpsc::Sender<Packet>,
+    commands: mpsc::UnboundedSender<Cmd>,
+}
+
+type TcpWriters = Arc<Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>>;
+
+struct Inner {
+    loops: Vec<LoopHandle>,
+    udp_advertised: Option<SocketAddr>,
+    tcp_advertised: Option<SocketAddr>,
+    metrics: MediaMetrics,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A running media plane. Cheap to clone; it stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Sfu {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sfu")
+            .field("udp", &self.inner.udp_advertised)
+            .field("tcp", &self.inner.tcp_advertised)
+            .field("loops", &self.inner.loops.len())
+            .finish()
+    }
+}
+
+fn advertised(bound: SocketAddr, public_ip: Option<IpAddr>) -> SocketAddr {
+    let ip = match public_ip {
+        Some(ip) => ip,
+        None if bound.ip().is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        None => bound.ip(),
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+/// FNV-1a, so a call id always lands on the same loop.
+fn loop_for(call_id: &str, loops: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in call_id.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % loops.max(1) as u64) as usize
+}
+
+impl Sfu {
+    /// Binds the sockets and starts the threads. Must be called inside a tokio runtime (the
+    /// ICE-TCP listener runs on it). Returns the handle and the events for signalling.
+    pub async fn start(
+        cfg: MediaConfig,
+        registry: Option<&prometheus::Registry>,
+    ) -> io::Result<(Sfu, mpsc::UnboundedReceiver<MediaEvent>)> {
+        let loops = if cfg.loops == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            cfg.loops
+        }
+        .min(255);
+        let metrics = MediaMetrics::new(registry);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+
+        let udp = match cfg.udp {
+            Some(addr) => {
+                let s = UdpSocket::bind(addr)?;
+                s.set_read_timeout(Some(Duration::from_millis(200)))?;
+                Some(Arc::new(s))
+            }
+            None => None,
+        };
+        let udp_advertised = match &udp {
+            Some(s) => Some(advertised(s.local_addr()?, cfg.public_ip)),
+            None => None,
+        };
+        let tcp = match cfg.tcp {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let tcp_advertised = match &tcp {
+            Some(l) => Some(advertised(l.local_addr()?, cfg.public_ip)),
+            None => None,
+        };
+        let addr_map: Arc<RwLock<HashMap<SocketAddr, usize>>> = Arc::default();
+        let tcp_writers: TcpWriters = Arc::default();
+
+        let mut handles = Vec::new();
+        for index in 0..loops {
+            let (ptx, prx) = mpsc::channel(LOOP_QUEUE);
+            let (ctx, crx) = mpsc::unbounded_channel();
+            handles.push(LoopHandle {
+                packets: ptx,
+                commands: ctx,
+            });
+            let engine = Engine::new(EngineConfig {
+                loop_index: index,
+                udp: udp_advertised,
+                tcp: tcp_advertised,
+                grace: cfg.grace,
+            });
+            let ctx = LoopContext {
+                index,
+                engine,
+                packets: prx,
+                commands: crx,
+                udp: udp.clone(),
+                tcp_writers: tcp_writers.clone(),
+                addr_map: addr_map.clone(),
+                events: events_tx.clone(),
+                metrics: metrics.clone(),
+                stats_interval: cfg.stats_interval,
+                stop: stop.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("sfu-loop-{index}"))
+                .spawn(move || ctx.run())?;
+        }
+
+        let senders: Vec<mpsc::Sender<Packet>> =
+            handles.iter().map(|h| h.packets.clone()).collect();
+        if let Some(sock) = udp {
+            let senders = senders.clone();
+            let addr_map = addr_map.clone();
+            let stop = stop.clone();
+            let metrics = metrics.clone();
+            std::thread::Builder::new()
+                .name("sfu-udp-reader".into())
+                .spawn(move || udp_reader(sock, senders, addr_map, metrics, stop))?;
+        }
+        if let Some(listener) = tcp {
+            tokio::spawn(tcp_acceptor(
+                listener,
+                senders,
+                tcp_writers,
+                metrics.clone(),
+                stop.clone(),
+            ));
+        }
+
+        Ok((
+            Sfu {
+                inner: Arc::new(Inner {
+                    loops: handles,
+                    udp_advertised,
+                    tcp_advertised,
+                    metrics,
+                    stop,
+                }),
+            },
+            events_rx,
+        ))
+    }
+
+    /// The UDP address clients are told to use.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.inner.udp_advertised
+    }
+
+    /// The ICE-TCP address clients are told to use.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.inner.tcp_advertised
+    }
+
+    /// The media plane's metrics.
+    pub fn metrics(&self) -> &MediaMetrics {
+        &self.inner.metrics
+    }
+
+    fn commands(&self, call_id: &str) -> &mpsc::UnboundedSender<Cmd> {
+        let i = loop_for(call_id, self.inner.loops.len());
+        &self.inner.loops[i].commands
+    }
+
+    /// Negotiate a participant's connection (or renegotiate it: ICE restart). `held` is the call's
+    /// current hold state.
+    pub async fn offer(
+        &self,
+        call_id: &str,
+        who: Participant,
+        sdp: String,
+        held: bool,
+    ) -> Result<Answer, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands(call_id)
+            .send(Cmd::Offer {
+                call_id: call_id.to_owned(),
+                who,
+                sdp,
+                held,
+                reply,
+            })
+            .map_err(|_| MediaError::Unavailable)?;
+        rx.await.map_err(|_| MediaError::Unavailable)?
+    }
+
+    /// A client's trickled candidate.
+    pub async fn candidate(
+        &self,
+        call_id: &str,
+        who: Participant,
+        candidate: Candidate,
+    ) -> Result<(), MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands(call_id)
+            .send(Cmd::Candidate {
+                call_id: call_id.to_owned(),
+                who,
+                candidate,
+                reply,
+            })
+            .map_err(|_| MediaError::Unavailable)?;
+        rx.await.map_err(|_| MediaError::Unavailable)?
+    }
+
+    /// Pause (`true`) or resume forwarding of a call.
+    pub fn set_held(&self, call_id: &str, held: bool) {
+        let _ = self.commands(call_id).send(Cmd::Hold {
+            call_id: call_id.to_owned(),
+            held,
+        });
+    }
+
+    /// Close one participant's connection.
+    pub fn leave(&self, call_id: &str, who: Participant) {
+        let _ = self.commands(call_id).send(Cmd::Leave {
+            call_id: call_id.to_owned(),
+            who: Some(who),
+        });
+    }
+
+    /// Close every connection of a call.
+    pub fn end_call(&self, call_id: &str) {
+        let _ = self.commands(call_id).send(Cmd::Leave {
+            call_id: call_id.to_owned(),
+            who: None,
+        });
+    }
+
+    /// Statistics of every call now (all loops).
+    pub async fn stats(&self) -> Vec<CallStats> {
+        let mut out = Vec::new();
+        for l in &self.inner.loops {
+            let (reply, rx) = oneshot::channel();
+            if l.commands.send(Cmd::Stats { reply }).is_ok() {
+                if let Ok(s) = rx.await {
+                    out.extend(s);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn udp_reader(
+    sock: Arc<UdpSocket>,
+    loops: Vec<mpsc::Sender<Packet>>,
+    addr_map: Arc<RwLock<HashMap<SocketAddr, usize>>>,
+    metrics: MediaMetrics,
+    stop: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 2048];
+    let overload = metrics.dropped.with_label_values(&["overload"]);
+    let unknown = metrics.dropped.with_label_values(&["unknown"]);
+    while !stop.load(Ordering::Relaxed) {
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            // ICMP errors reported on the socket (port unreachable from a gone client).
+            Err(_) => continue,
+        };
+        let data = &buf[..n];
+        let known = addr_map.read().ok().and_then(|m| m.get(&from).copied());
+        let target = known.or_else(|| {
+            demux::binding_request_ufrag(data)
+                .and_then(demux::loop_of_ufrag)
+                .filter(|&i| i < loops.len())
+        });
+        let Some(i) = target else {
+            unknown.inc();
+            continue;
+        };
+        let packet = Packet {
+            protocol: TransportProtocol::UDP,
+            from,
+            data: BytesMut::from(data),
+            at: Instant::now(),
+        };
+        match loops[i].try_send(packet) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => overload.inc(),
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+async fn tcp_acceptor(
+    listener: tokio::net::TcpListener,
+    loops: Vec<mpsc::Sender<Packet>>,
+    writers: TcpWriters,
+    metrics: MediaMetrics,
+    stop: Arc<AtomicBool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if stop.load(Ordering::Relaxed) { return; }
+                continue;
+            }
+        };
+        let Ok((stream, from)) = accepted else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(tcp_connection(
+            stream,
+            from,
+            loops.clone(),
+            writers.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ));
+    }
+}
+
+async fn tcp_connection(
+    stream: tokio::net::TcpStream,
+    from: SocketAddr,
+    loops: Vec<mpsc::Sender<Packet>>,
+    writers: TcpWriters,
+    metrics: MediaMetrics,
+    stop: Arc<AtomicBool>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    if let Ok(mut w) = writers.lock() {
+        w.insert(from, tx);
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if wr.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut decoder = TcpFrameDecoder::new();
+    let mut buf = vec![0u8; 8192];
+    let mut owner: Option<usize> = None;
+    'read: while !stop.load(Ordering::Relaxed) {
+        let n = match tokio::time::timeout(Duration::from_secs(30), rd.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => continue, // idle: re-check the stop flag
+        };
+        decoder.extend_from_slice(&buf[..n]);
+        while let Some(frame) = decoder.next_packet() {
+            let i = match owner {
+                Some(i) => i,
+                None => {
+                    // The first frame must be an ICE check for one of our ufrags.
+                    match demux::binding_request_ufrag(&frame)
+                        .and_then(demux::loop_of_ufrag)
+                        .filter(|&i| i < loops.len())
+                    {
+                        Some(i) => {
+                            owner = Some(i);
+                            i
+                        }
+                        None => {
+                            metrics.dropped.with_label_values(&["unknown"]).inc();
+                            break 'read;
+                        }
+                    }
+                }
+            };
+            let packet = Packet {
+                protocol: TransportProtocol::TCP,
+                from,
+                data: BytesMut::from(&frame[..]),
+                at: Instant::now(),
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = loops[i].try_send(packet) {
+                metrics.dropped.with_label_values(&["overload"]).inc();
+            }
+        }
+    }
+    if let Ok(mut w) = writers.lock() {
+        w.remove(&from);
+    }
+    writer.abort();
+}
+
+struct LoopContext {
+    index: usize,
+    engine: Engine,
+    packets: mpsc::Receiver<Packet>,
+    commands: mpsc::UnboundedReceiver<Cmd>,
+    udp: Option<Arc<UdpSocket>>,
+    tcp_writers: TcpWriters,
+    addr_map: Arc<RwLock<HashMap<SocketAddr, usize>>>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    metrics: MediaMetrics,
+    stats_interval: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+impl LoopContext {
+    fn run(mut self) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "media loop could not start");
+                return;
+            }
+        };
+        rt.block_on(self.serve());
+    }
+
+    async fn serve(&mut self) {
+        let label = self.index.to_string();
+        let busy_gauge = self.metrics.loop_busy.with_label_values(&[&label]);
+        let mut next_tick = Instant::now() + Duration::from_secs(1);
+        let mut next_stats = Instant::now() + self.stats_interval;
+        let mut busy = Duration::ZERO;
+        let mut window_start = Instant::now();
+        let mut peers_reported: i64 = 0;
+        let mut calls_reported: i64 = 0;
+        loop {
+            let deadline = self
+                .engine
+                .next_deadline()
+                .map_or(next_tick, |d| d.min(next_tick));
+            let woke;
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => {
+                    woke = Instant::now();
+                    match cmd {
+                        Some(cmd) => self.command(woke, cmd),
+                        None => break, // the handle is gone
+                    }
+                }
+                p = self.packets.recv() => {
+                    woke = Instant::now();
+                    let Some(p) = p else { break };
+                    self.engine.handle_packet(p.at, p.protocol, p.from, p.data);
+                    for _ in 1..BATCH {
+                        match self.packets.try_recv() {
+                            Ok(p) => self.engine.handle_packet(p.at, p.protocol, p.from, p.data),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    woke = Instant::now();
+                }
+            }
+            let now = Instant::now();
+            self.engine.handle_timeout(now);
+            if now >= next_tick {
+                next_tick = now + Duration::from_secs(1);
+                self.engine.check_failures(now);
+                self.metrics.add(self.engine.take_counters());
+                let peers = self.engine.peer_count() as i64;
+                self.metrics.peer_connections.add(peers - peers_reported);
+                peers_reported = peers;
+                let calls = self.engine.call_count() as i64;
+                self.metrics.calls.add(calls - calls_reported);
+                calls_reported = calls;
+                let window = now.saturating_duration_since(window_start);
+                if !window.is_zero() {
+                    busy_gauge.set(busy.as_secs_f64() / window.as_secs_f64());
+                }
+                busy = Duration::ZERO;
+                window_start = now;
+                if self.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            if now >= next_stats {
+                next_stats = now + self.stats_interval;
+                for s in self.engine.stats(now) {
+                    let _ = self.events.send(MediaEvent::Stats(s));
+                }
+            }
+            self.output();
+            busy += woke.elapsed();
+        }
+        self.metrics.peer_connections.sub(peers_reported);
+        self.metrics.calls.sub(calls_reported);
+    }
+
+    fn command(&mut self, now: Instant, cmd: Cmd) {
+        match cmd {
+            Cmd::Offer {
+                call_id,
+                who,
+                sdp,
+                held,
+                reply,
+            } => {
+                let _ = reply.send(self.engine.offer(now, &call_id, who, sdp, held));
+            }
+            Cmd::Candidate {
+                call_id,
+                who,
+                candidate,
+                reply,
+            } => {
+                let _ = reply.send(self.engine.candidate(&call_id, &who, candidate));
+            }
+            Cmd::Hold { call_id, held } => self.engine.set_held(now, &call_id, held),
+            Cmd::Leave { call_id, who } => self.engine.leave(&call_id, who.as_ref()),
+            Cmd::Stats { reply } => {
+                let _ = reply.send(self.engine.stats(now));
+            }
+        }
+    }
+
+    fn output(&mut self) {
+        let learned: Vec<_> = self.engine.drain_learned().collect();
+        if !learned.is_empty() {
+            if let Ok(mut map) = self.addr_map.write() {
+                for (protocol, addr, valid) in learned {
+                    if protocol != TransportProtocol::UDP {
+                        continue;
+                    }
+                    if valid {
+                        map.insert(addr, self.index);
+                    } else if map.get(&addr) == Some(&self.index) {
+                        map.remove(&addr);
+                    }
+                }
+            }
+        }
+        for t in self.engine.drain_transmits() {
+            match t.protocol {
+                TransportProtocol::TCP => {
+                    if let Ok(w) = self.tcp_writers.lock() {
+                        if let Some(tx) = w.get(&t.to) {
+                            let _ = tx.send(frame_packet(&t.data));
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(sock) = &self.udp {
+                        let _ = sock.send_to(&t.data, t.to);
+                    }
+                }
+            }
+        }
+        for e in self.engine.drain_events() {
+            let _ = self.events.send(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_always_lands_on_the_same_loop() {
+        assert_eq!(loop_for("c-1", 4), loop_for("c-1", 4));
+        assert!(loop_for("anything", 3) < 3);
+        assert_eq!(loop_for("x", 1), 0);
+        let spread: std::collections::HashSet<usize> = (0..100)
+            .map(|i| loop_for(&format!("call-{i}"), 4))
+            .collect();
+        assert_eq!(spread.len(), 4);
+    }
+
+    #[test]
+    fn the_advertised_address_prefers_the_public_ip() {
+        let bound: SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        assert_eq!(
+            advertised(bound, None),
+            "127.0.0.1:5000".parse::<SocketAddr>().unwrap()
+        );
+        let public: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(
+            advertised(bound, Some(public)),
+            "203.0.113.7:5000".parse::<SocketAddr>().unwrap()
+        );
+        let specific: SocketAddr = "10.0.0.2:7".parse().unwrap();
+        assert_eq!(advertised(specific, None), specific);
+    }
+}
