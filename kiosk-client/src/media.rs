@@ -23,10 +23,43 @@ pub async fn start_media(
     let client = MediaClient::start(options)
         .await
         .map_err(|e| ClientError::Connect(format!("media socket: {e}")))?;
+    negotiate(
+        requester,
+        call_id,
+        &client,
+        client.offer().to_owned(),
+        monitor,
+    )
+    .await?;
+    Ok(client)
+}
+
+/// After a network change: moves the client to a new local address, restarts ICE and sends the new
+/// offer for the same call (the SFU renegotiates the same connection).
+pub async fn restart_ice(
+    requester: &Requester,
+    call_id: &str,
+    client: &MediaClient,
+    monitor: bool,
+) -> Result<(), ClientError> {
+    let offer = client
+        .restart_ice()
+        .await
+        .map_err(|e| ClientError::Connect(format!("media socket: {e}")))?;
+    negotiate(requester, call_id, client, offer, monitor).await
+}
+
+async fn negotiate(
+    requester: &Requester,
+    call_id: &str,
+    client: &MediaClient,
+    offer: String,
+    monitor: bool,
+) -> Result<(), ClientError> {
     let reply = requester
         .request(&Request::MediaOffer(MediaOffer {
             call_id: call_id.to_owned(),
-            sdp: client.offer().to_owned(),
+            sdp: offer,
             monitor,
         }))
         .await?;
@@ -48,5 +81,5 @@ pub async fn start_media(
             }))
             .await?;
     }
-    Ok(client)
+    Ok(())
 }

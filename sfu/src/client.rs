@@ -146,9 +146,27 @@ impl ClientStats {
 
 enum Cmd {
     Answer(String, oneshot::Sender<Result<(), String>>),
+    RestartIce(oneshot::Sender<Result<String, String>>),
     RemoteCandidate(Candidate),
     SetSending(bool),
     Close,
+    Vanish,
+}
+
+/// A host candidate for a local UDP address.
+fn host_candidate(local: SocketAddr) -> Result<RTCIceCandidateInit, rtc::shared::error::Error> {
+    let host = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: local.ip().to_string(),
+            port: local.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    RTCIceCandidate::from(&host).to_json()
 }
 
 /// A running client peer connection.
@@ -286,19 +304,7 @@ impl MediaClient {
             }
         }
 
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(err)?;
-        let init = RTCIceCandidate::from(&host).to_json().map_err(err)?;
+        let init = host_candidate(local).map_err(err)?;
         pc.add_local_candidate(init.clone()).map_err(err)?;
         let offer = pc.create_offer(None).map_err(err)?;
         pc.set_local_description(now, offer).map_err(err)?;
@@ -353,6 +359,15 @@ impl MediaClient {
         rx.await.map_err(err)?.map_err(err)
     }
 
+    /// Moves to a fresh UDP socket (a new local address, as after a network change) and restarts
+    /// ICE: returns the new offer to send as `media.offer`, whose answer goes to
+    /// [`MediaClient::set_answer`].
+    pub async fn restart_ice(&self) -> io::Result<String> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::RestartIce(tx)).map_err(err)?;
+        rx.await.map_err(err)?.map_err(err)
+    }
+
     /// A candidate trickled by the server.
     pub fn add_remote_candidate(&self, c: Candidate) {
         let _ = self.cmd.send(Cmd::RemoteCandidate(c));
@@ -385,6 +400,12 @@ impl MediaClient {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Stops dead without closing anything, as a crashed or unplugged client would: no DTLS alert,
+    /// no more ICE checks.
+    pub fn vanish(&self) {
+        let _ = self.cmd.send(Cmd::Vanish);
     }
 
     /// Closes the connection.
@@ -464,6 +485,7 @@ impl Driver {
                     }
                 }
                 c = self.cmds.recv() => match c {
+                    Some(Cmd::Vanish) => return,
                     None | Some(Cmd::Close) => {
                         let _ = self.pc.close();
                         self.pump();
@@ -471,6 +493,10 @@ impl Driver {
                     }
                     Some(Cmd::Answer(sdp, reply)) => {
                         let r = self.apply_answer(sdp);
+                        let _ = reply.send(r);
+                    }
+                    Some(Cmd::RestartIce(reply)) => {
+                        let r = self.restart_ice().await;
                         let _ = reply.send(r);
                     }
                     Some(Cmd::RemoteCandidate(c)) => {
@@ -504,6 +530,26 @@ impl Driver {
                 }
             }
         }
+    }
+
+    async fn restart_ice(&mut self) -> Result<String, String> {
+        let bind = SocketAddr::new(self.local.ip(), 0);
+        let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+        self.local = socket.local_addr().map_err(|e| e.to_string())?;
+        self.socket = socket;
+        let init = host_candidate(self.local).map_err(|e| e.to_string())?;
+        self.pc
+            .add_local_candidate(init)
+            .map_err(|e| e.to_string())?;
+        self.pc.restart_ice();
+        let offer = self.pc.create_offer(None).map_err(|e| e.to_string())?;
+        self.pc
+            .set_local_description(Instant::now(), offer)
+            .map_err(|e| e.to_string())?;
+        self.pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or_else(|| "no local description".to_owned())
     }
 
     fn apply_answer(&mut self, sdp: String) -> Result<(), String> {

@@ -696,7 +696,8 @@ impl Engine {
                                 });
                             }
                             RTCPeerConnectionState::Failed
-                            | RTCPeerConnectionState::Disconnected => {
+                            | RTCPeerConnectionState::Disconnected
+                            | RTCPeerConnectionState::Closed => {
                                 peer.trouble_since.get_or_insert(now);
                             }
                             _ => {}

@@ -280,3 +280,78 @@ async fn bad_media_requests_get_clear_errors() {
     grows(&o1, video, 20).await;
     grows(&m1, video, 20).await;
 }
+
+/// An operator and a kiosk in conversation, with media flowing both ways.
+async fn connected_pair(
+    c: &Centre,
+    op_id: &str,
+    kiosk: &str,
+) -> (
+    kiosk_client::OperatorBot,
+    kiosk_client::HeadlessKiosk,
+    String,
+    MediaClient,
+    MediaClient,
+) {
+    let mut op = c.operator(op_id).await;
+    let mut k = c.kiosk(kiosk).await;
+    ok(op.session(), available()).await;
+    let id = request_call(&mut k, "anagrafe").await;
+    on_call(op.session(), "call.offered", &id).await;
+    ok(op.session(), Request::CallAccept(call(&id))).await;
+    let km = k.start_media(ClientOptions::default()).await.unwrap();
+    let om = op.start_media(&id, ClientOptions::default()).await.unwrap();
+    grows(&km, video, 10).await;
+    grows(&om, video, 10).await;
+    (op, k, id, km, om)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_restart_after_a_network_change_keeps_the_media_flowing() {
+    let c = Centre::start_memory(&[Op::new("op-a", ANAGRAFE, 1)], &["k1"], |_| {}).await;
+    let (_op, mut k, id, km, om) = connected_pair(&c, "op-a", "k1").await;
+    // The kiosk moves to a new address (a new socket) and restarts ICE on the same connection.
+    kiosk_client::media::restart_ice(&k.session().requester(), &id, &km, false)
+        .await
+        .unwrap();
+    grows(&km, video, 30).await;
+    grows(&om, video, 30).await;
+    for t in om.stats().tracks.values() {
+        assert!(t.max_seq_jump <= 5, "no reset after the restart: {t:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_ends_when_a_party_s_media_is_gone_past_the_grace() {
+    let c = Centre::start_memory(
+        &[Op::new("op-a", ANAGRAFE, 1), Op::new("op-b", ANAGRAFE, 1)],
+        &["k1", "k2"],
+        |cfg| cfg.media.grace_s = 2,
+    )
+    .await;
+    // A kiosk whose client closes its connection.
+    let (mut op, mut k, id, km, _om) = connected_pair(&c, "op-a", "k1").await;
+    km.close();
+    let ended = on_call(op.session(), "call.ended", &id).await;
+    let Event::CallEnded(ended) = ended else {
+        unreachable!()
+    };
+    assert_eq!(ended.reason, "completed");
+    on_call(k.session(), "call.ended", &id).await;
+
+    // A kiosk that vanishes without a word (crash, cable pulled).
+    let (mut op2, _k2, id2, km2, _om2) = connected_pair(&c, "op-b", "k2").await;
+    km2.vanish();
+    let t0 = std::time::Instant::now();
+    let ended = op2
+        .session()
+        .wait_for(Duration::from_secs(40), |e| {
+            e.kind() == "call.ended" && common::centre::call_of(e) == Some(id2.as_str())
+        })
+        .await;
+    assert!(
+        ended.is_ok(),
+        "the call ends after the ICE timeout and the grace"
+    );
+    eprintln!("vanished kiosk: call ended after {:?}", t0.elapsed());
+}
