@@ -78,8 +78,8 @@ struct Inbound {
     kind: RtpCodecKind,
     receiver_id: RTCRtpReceiverId,
     ssrc: u32,
-    mime_by_pt: Vec<(u8, String)>,
-    ext_uris: Vec<(u8, String)>,
+    mime_by_pt: Vec<(u8, Arc<str>)>,
+    ext_uris: Arc<[(u8, String)]>,
     last_pli: Option<Instant>,
 }
 
@@ -149,6 +149,7 @@ pub struct Engine {
     events: Vec<MediaEvent>,
     counters: Counters,
     scratch: Vec<(String, rtc::rtp::Packet)>,
+    targets: Vec<PeerId>,
 }
 
 /// The SFU's answer to an offer.
@@ -225,6 +226,7 @@ impl Engine {
             events: Vec::new(),
             counters: Counters::default(),
             scratch: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
@@ -713,7 +715,12 @@ impl Engine {
                             .rtp_parameters
                             .codecs
                             .iter()
-                            .map(|c| (c.payload_type, c.rtp_codec.mime_type.to_ascii_lowercase()))
+                            .map(|c| {
+                                (
+                                    c.payload_type,
+                                    Arc::from(c.rtp_codec.mime_type.to_ascii_lowercase()),
+                                )
+                            })
                             .collect();
                         let ext_uris = params
                             .rtp_parameters
@@ -841,6 +848,7 @@ impl Engine {
                 inb.ext_uris.clone(),
             )
         };
+        let mime: &str = &mime;
         if source_role == MediaRole::Monitor {
             return;
         }
@@ -851,8 +859,10 @@ impl Engine {
             self.counters.dropped_held += 1;
             return;
         }
-        let targets: Vec<PeerId> = c.peers.iter().copied().filter(|&p| p != from).collect();
-        for target in targets {
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        targets.extend(c.peers.iter().copied().filter(|&p| p != from));
+        for &target in &targets {
             let Some(peer) = self.peers.get_mut(&target) else {
                 continue;
             };
@@ -865,7 +875,7 @@ impl Engine {
                 let Some(pt) = o
                     .pt_by_mime
                     .iter()
-                    .find(|(m, _)| *m == mime)
+                    .find(|(m, _)| m == mime)
                     .map(|(_, pt)| *pt)
                 else {
                     continue;
@@ -919,6 +929,7 @@ impl Engine {
                 self.flush(now, target);
             }
         }
+        self.targets = targets;
     }
 
     /// A receiver on `target` asked for a keyframe of the stream it gets on `ssrc`: ask the
