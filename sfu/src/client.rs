@@ -107,8 +107,90 @@ pub struct TrackStats {
     pub latencies_us: Vec<u64>,
     /// When the last packet arrived.
     pub last_at: Option<Instant>,
+    /// Which sequence numbers arrived: loss after retransmissions, duplicates.
+    pub reception: Reception,
     last_seq: Option<u16>,
     last_ts: Option<u32>,
+}
+
+/// Which sequence numbers of one stream arrived, over the whole stream: what is still missing after
+/// retransmissions (NACK) is loss; a number that arrives twice is a duplicate.
+#[derive(Debug, Clone, Default)]
+pub struct Reception {
+    first: Option<u64>,
+    highest: u64,
+    bits: Vec<u64>,
+    unique: u64,
+    /// Packets whose sequence number had already arrived.
+    pub duplicates: u64,
+    /// Packets too old to place (more than 32768 behind the newest).
+    pub too_old: u64,
+}
+
+impl Reception {
+    const WINDOW: u64 = 1 << 16;
+
+    fn bit(&mut self, ext: u64) -> (usize, u64) {
+        let i = (ext % Self::WINDOW) as usize;
+        (i / 64, 1u64 << (i % 64))
+    }
+
+    /// One packet with sequence number `seq`.
+    pub fn record(&mut self, seq: u16) {
+        if self.bits.is_empty() {
+            self.bits = vec![0; (Self::WINDOW / 64) as usize];
+        }
+        let ext = match self.first {
+            None => {
+                let ext = Self::WINDOW + seq as u64;
+                self.first = Some(ext);
+                self.highest = ext;
+                ext
+            }
+            Some(_) => {
+                let diff = seq.wrapping_sub(self.highest as u16) as i16 as i64;
+                let ext = (self.highest as i64 + diff) as u64;
+                if ext > self.highest {
+                    if ext - self.highest >= Self::WINDOW {
+                        self.bits.iter_mut().for_each(|w| *w = 0);
+                    } else {
+                        for e in self.highest + 1..=ext {
+                            let (w, b) = self.bit(e);
+                            self.bits[w] &= !b;
+                        }
+                    }
+                    self.highest = ext;
+                }
+                ext
+            }
+        };
+        if self.highest - ext >= Self::WINDOW / 2 || Some(ext) < self.first {
+            self.too_old += 1;
+            return;
+        }
+        let (w, b) = self.bit(ext);
+        if self.bits[w] & b != 0 {
+            self.duplicates += 1;
+        } else {
+            self.bits[w] |= b;
+            self.unique += 1;
+        }
+    }
+
+    /// Sequence numbers from the first to the newest seen.
+    pub fn expected(&self) -> u64 {
+        self.first.map_or(0, |f| self.highest - f + 1)
+    }
+
+    /// Distinct sequence numbers received.
+    pub fn received(&self) -> u64 {
+        self.unique
+    }
+
+    /// Sequence numbers still missing.
+    pub fn lost(&self) -> u64 {
+        self.expected().saturating_sub(self.unique)
+    }
 }
 
 /// A snapshot of the client.
@@ -689,6 +771,7 @@ impl Driver {
                 t.bytes += packet.payload.len() as u64;
                 t.last_at = Some(arrived);
                 let seq = packet.header.sequence_number;
+                t.reception.record(seq);
                 match t.last_seq {
                     Some(last) if seq_newer(seq, last) => {
                         let jump = seq.wrapping_sub(last);
@@ -720,5 +803,27 @@ impl Driver {
         while let Some(t) = self.pc.poll_write() {
             let _ = self.socket.try_send_to(&t.message, t.transport.peer_addr);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reception;
+
+    #[test]
+    fn reception_counts_loss_recovery_duplicates_and_wraps() {
+        let mut r = Reception::default();
+        for s in [65_530u16, 65_531, 65_533, 65_535, 0, 1, 3] {
+            r.record(s);
+        }
+        assert_eq!(r.expected(), 10);
+        assert_eq!(r.lost(), 3, "65532, 65534 and 2 are missing");
+        r.record(65_532); // a retransmission fills a gap
+        r.record(2);
+        assert_eq!(r.lost(), 1);
+        r.record(2);
+        assert_eq!(r.duplicates, 1);
+        r.record(30_000); // far ahead: a jump counts as loss
+        assert_eq!(r.expected(), 6 + 30_001, "65530..=65535 then 0..=30000");
     }
 }

@@ -348,3 +348,152 @@ async fn a_connection_that_never_comes_up_is_reported_failed_after_the_grace() {
     assert_eq!(failed.0, "lonely");
     assert_eq!(failed.1.role, MediaRole::Kiosk);
 }
+
+/// A UDP relay between one client and the SFU that drops `loss` (per mille, changeable while it
+/// runs) of the packets each way and delays each by up to `jitter` (a stand-in for tc netem, which
+/// needs a network namespace). Returns the address the client must use instead of the SFU's, and
+/// the count of packets dropped.
+async fn lossy_link(
+    sfu: std::net::SocketAddr,
+    loss: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    jitter: Duration,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let dropped = Arc::new(AtomicU64::new(0));
+    use tokio::net::UdpSocket;
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    let client = Arc::new(std::sync::Mutex::new(None::<std::net::SocketAddr>));
+    let relay =
+        |loss: Arc<AtomicU64>,
+         dropped: Arc<AtomicU64>,
+         from: Arc<UdpSocket>,
+         to: Arc<UdpSocket>,
+         dest: Box<dyn Fn(std::net::SocketAddr) -> Option<std::net::SocketAddr> + Send>| async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let Ok((n, src)) = from.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Some(dst) = dest(src) else { continue };
+                if rand::random::<f64>() * 1000.0 < loss.load(Ordering::Relaxed) as f64 {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let data = buf[..n].to_vec();
+                let to = to.clone();
+                let delay = jitter.mul_f64(rand::random::<f64>());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = to.send_to(&data, dst).await;
+                });
+            }
+        };
+    let c1 = client.clone();
+    tokio::spawn(relay(
+        loss.clone(),
+        dropped.clone(),
+        front.clone(),
+        back.clone(),
+        Box::new(move |src| {
+            *c1.lock().unwrap() = Some(src);
+            Some(sfu)
+        }),
+    ));
+    let c2 = client.clone();
+    tokio::spawn(relay(
+        loss,
+        dropped.clone(),
+        back,
+        front,
+        Box::new(move |_| *c2.lock().unwrap()),
+    ));
+    (addr, dropped)
+}
+
+#[tokio::test]
+async fn video_survives_five_percent_loss_and_jitter_with_nack_recovery() {
+    let (sfu, _events) = sfu().await;
+    let udp = sfu.udp_addr().unwrap();
+    let mut clients = Vec::new();
+    let mut links = Vec::new();
+    // Clean while the connections come up, then 5% each way (50‰).
+    let loss = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for p in [
+        who("kiosk:a", MediaRole::Kiosk),
+        who("operator:m", MediaRole::Operator),
+    ] {
+        let client = MediaClient::start(ClientOptions::default()).await.unwrap();
+        let answer = sfu
+            .offer("lossy", p, client.offer().to_owned(), false)
+            .await
+            .unwrap();
+        // Each client reaches the SFU only through its own lossy link.
+        let (link, dropped) = lossy_link(udp, loss.clone(), Duration::from_millis(50)).await;
+        links.push(dropped);
+        let sdp = answer.sdp.replace(
+            &format!("{} {}", udp.ip(), udp.port()),
+            &format!("{} {}", link.ip(), link.port()),
+        );
+        client.set_answer(sdp).await.unwrap();
+        clients.push(client);
+    }
+    let (kiosk, op) = (&clients[0], &clients[1]);
+    // 8 s of 30 fps two-packet frames: ~480 video packets each way, ~10% lost before recovery.
+    kiosk
+        .wait_for(Duration::from_secs(15), |s| s.packets("video") > 0)
+        .await
+        .expect("connects through the links");
+    op.wait_for(Duration::from_secs(15), |s| s.packets("video") > 0)
+        .await
+        .expect("connects through the links");
+    loss.store(50, std::sync::atomic::Ordering::Relaxed);
+    let before: Vec<(u64, u64)> = [kiosk, op]
+        .iter()
+        .map(|c| {
+            let s = c.stats();
+            let r = &s
+                .tracks
+                .values()
+                .find(|t| t.kind == "video")
+                .unwrap()
+                .reception;
+            (r.expected(), r.received())
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let dropped: u64 = links
+        .iter()
+        .map(|d| d.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert!(dropped > 40, "the links really dropped packets ({dropped})");
+    for (name, c) in [("kiosk", kiosk), ("operator", op)] {
+        let s = c.stats();
+        let v = s
+            .tracks
+            .values()
+            .find(|t| t.kind == "video")
+            .expect("video");
+        let r = &v.reception;
+        let lost = r.lost() as f64 / r.expected() as f64;
+        eprintln!(
+            "{name}: expected {} received {} lost after NACK {:.2}% duplicates {}",
+            r.expected(),
+            r.received(),
+            lost * 100.0,
+            r.duplicates
+        );
+        assert!(r.expected() > 300, "{name}: video keeps flowing: {v:?}");
+        // Two 5% legs lose ~10% without recovery; retransmissions bring it well under that.
+        assert!(
+            lost < 0.03,
+            "{name}: NACK recovers most loss ({:.1}% left)",
+            lost * 100.0
+        );
+    }
+}
