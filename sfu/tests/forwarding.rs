@@ -472,7 +472,7 @@ async fn video_survives_five_percent_loss_and_jitter_with_nack_recovery() {
         .map(|d| d.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
     assert!(dropped > 40, "the links really dropped packets ({dropped})");
-    for (name, c) in [("kiosk", kiosk), ("operator", op)] {
+    for ((name, c), (e0, r0)) in [("kiosk", kiosk), ("operator", op)].into_iter().zip(before) {
         let s = c.stats();
         let v = s
             .tracks
@@ -480,15 +480,15 @@ async fn video_survives_five_percent_loss_and_jitter_with_nack_recovery() {
             .find(|t| t.kind == "video")
             .expect("video");
         let r = &v.reception;
-        let lost = r.lost() as f64 / r.expected() as f64;
+        // Only what was sent while the links were lossy.
+        let (expected, received) = (r.expected() - e0, r.received() - r0);
+        let lost = 1.0 - received as f64 / expected as f64;
         eprintln!(
-            "{name}: expected {} received {} lost after NACK {:.2}% duplicates {}",
-            r.expected(),
-            r.received(),
+            "{name}: expected {expected} received {received} lost after NACK {:.2}% duplicates {}",
             lost * 100.0,
             r.duplicates
         );
-        assert!(r.expected() > 300, "{name}: video keeps flowing: {v:?}");
+        assert!(expected > 200, "{name}: video keeps flowing: {v:?}");
         // Two 5% legs lose ~10% without recovery; retransmissions bring it well under that.
         assert!(
             lost < 0.03,
