@@ -512,6 +512,7 @@ impl LoopContext {
     async fn serve(&mut self) {
         let label = self.index.to_string();
         let busy_gauge = self.metrics.loop_busy.with_label_values(&[&label]);
+        let wakeups = self.metrics.loop_wakeups.with_label_values(&[&label]);
         let mut next_tick = Instant::now() + Duration::from_secs(1);
         let mut next_stats = Instant::now() + self.stats_interval;
         let mut busy = Duration::ZERO;
@@ -548,6 +549,7 @@ impl LoopContext {
                     woke = Instant::now();
                 }
             }
+            wakeups.inc();
             let now = Instant::now();
             self.engine.handle_timeout(now);
             if now >= next_tick {

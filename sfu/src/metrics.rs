@@ -22,6 +22,9 @@ pub struct MediaMetrics {
     /// `sportello_media_loop_busy_ratio{loop}`: share of the last second a forwarding loop spent
     /// working (0–1).
     pub loop_busy: GaugeVec,
+    /// `sportello_media_loop_wakeups_total{loop}`: times a forwarding loop woke up (packets,
+    /// commands or timers); with the busy ratio it shows whether idle connections cost anything.
+    pub loop_wakeups: IntCounterVec,
 }
 
 impl std::fmt::Debug for MediaMetrics {
@@ -69,6 +72,14 @@ impl MediaMetrics {
             &["loop"],
         )
         .expect("valid metric");
+        let loop_wakeups = IntCounterVec::new(
+            Opts::new(
+                "sportello_media_loop_wakeups_total",
+                "Times each forwarding loop woke up.",
+            ),
+            &["loop"],
+        )
+        .expect("valid metric");
         if let Some(r) = registry {
             for c in [
                 Box::new(packets.clone()) as Box<dyn prometheus::core::Collector>,
@@ -77,6 +88,7 @@ impl MediaMetrics {
                 Box::new(peer_connections.clone()),
                 Box::new(calls.clone()),
                 Box::new(loop_busy.clone()),
+                Box::new(loop_wakeups.clone()),
             ] {
                 let _ = r.register(c);
             }
@@ -88,6 +100,7 @@ impl MediaMetrics {
             peer_connections,
             calls,
             loop_busy,
+            loop_wakeups,
         }
     }
 

@@ -497,3 +497,39 @@ async fn video_survives_five_percent_loss_and_jitter_with_nack_recovery() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_idle_connection_costs_few_wakeups() {
+    let (sfu, _events) = Sfu::start(
+        MediaConfig {
+            loops: 1,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let quiet = ClientOptions {
+        fps: 0,
+        audio: false,
+        ..Default::default()
+    };
+    let kiosk = join(
+        &sfu,
+        "idle",
+        who("kiosk:a", MediaRole::Kiosk),
+        quiet.clone(),
+    )
+    .await;
+    let _op = join(&sfu, "idle", who("operator:m", MediaRole::Operator), quiet).await;
+    kiosk.wait_for(T, |s| s.connected).await.expect("connects");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let wakeups = || sfu.metrics().loop_wakeups.with_label_values(&["0"]).get();
+    let w0 = wakeups();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let per_s = (wakeups() - w0) as f64 / 3.0;
+    eprintln!("idle call: {per_s:.1} loop wake-ups per second");
+    // Two idle connections: ICE keepalives, RTCP reports and the 1 s housekeeping tick, not a
+    // timer spinning.
+    assert!(per_s < 50.0, "{per_s} wake-ups/s for an idle call");
+}
