@@ -827,8 +827,14 @@ mod tests {
     #[test]
     fn defaults_are_loopback_with_demo_accounts() {
         let config = load_with_env(None, &FlagOverrides::default(), env(&[])).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
-        assert_eq!(config.admin_listen, "127.0.0.1:9090".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            config.listen,
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            config.admin_listen,
+            "127.0.0.1:9090".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(config.data_dir, PathBuf::from("./sportello-data"));
         assert_eq!(config.redis, None);
         assert!(config.demo_enabled());
@@ -864,7 +870,11 @@ kiosk_grace_s = 12
             ..FlagOverrides::default()
         };
         let config = load_with_env(Some(&file), &flags, vars).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:1001".parse::<SocketAddr>().unwrap(), "file");
+        assert_eq!(
+            config.listen,
+            "127.0.0.1:1001".parse::<SocketAddr>().unwrap(),
+            "file"
+        );
         assert_eq!(
             config.admin_listen,
             "127.0.0.1:2002".parse::<SocketAddr>().unwrap(),
