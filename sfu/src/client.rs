@@ -87,7 +87,7 @@ impl ClientOptions {
 }
 
 /// What arrived on one incoming track.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TrackStats {
     /// `audio` or `video`.
     pub kind: String,
@@ -113,9 +113,25 @@ pub struct TrackStats {
     last_ts: Option<u32>,
 }
 
+impl std::fmt::Debug for TrackStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackStats")
+            .field("kind", &self.kind)
+            .field("track_id", &self.track_id)
+            .field("packets", &self.packets)
+            .field("bytes", &self.bytes)
+            .field("seq_gaps", &self.seq_gaps)
+            .field("max_seq_jump", &self.max_seq_jump)
+            .field("ts_backwards", &self.ts_backwards)
+            .field("latency_samples", &self.latencies_us.len())
+            .field("reception", &self.reception)
+            .finish()
+    }
+}
+
 /// Which sequence numbers of one stream arrived, over the whole stream: what is still missing after
 /// retransmissions (NACK) is loss; a number that arrives twice is a duplicate.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Reception {
     first: Option<u64>,
     highest: u64,
@@ -125,6 +141,17 @@ pub struct Reception {
     pub duplicates: u64,
     /// Packets too old to place (more than 32768 behind the newest).
     pub too_old: u64,
+}
+
+impl std::fmt::Debug for Reception {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reception")
+            .field("expected", &self.expected())
+            .field("received", &self.unique)
+            .field("duplicates", &self.duplicates)
+            .field("too_old", &self.too_old)
+            .finish()
+    }
 }
 
 impl Reception {
@@ -204,6 +231,8 @@ pub struct ClientStats {
     pub tracks: HashMap<String, TrackStats>,
     /// RTP packets sent.
     pub sent_packets: u64,
+    /// Keyframe requests (PLI/FIR) received for what this client sends.
+    pub keyframe_requests: u64,
 }
 
 impl ClientStats {
@@ -231,6 +260,7 @@ enum Cmd {
     RestartIce(oneshot::Sender<Result<String, String>>),
     RemoteCandidate(Candidate),
     SetSending(bool),
+    RequestKeyframe,
     Close,
     Vanish,
 }
@@ -318,7 +348,12 @@ impl MediaClient {
                 RtpCodecKind::Video,
             )
             .map_err(err)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(err)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media)
+            .map_err(err)?
+            .with(
+                rtc::interceptor::Slot::from(crate::keyframes::SLOT),
+                crate::keyframes::KeyframeRequests::default(),
+            );
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(SettingEngineBuilder::new().build())
@@ -484,6 +519,11 @@ impl MediaClient {
         }
     }
 
+    /// Sends a PLI for every video stream received, as a decoder that lost its picture would.
+    pub fn request_keyframe(&self) {
+        let _ = self.cmd.send(Cmd::RequestKeyframe);
+    }
+
     /// Stops dead without closing anything, as a crashed or unplugged client would: no DTLS alert,
     /// no more ICE checks.
     pub fn vanish(&self) {
@@ -590,6 +630,7 @@ impl Driver {
                         });
                     }
                     Some(Cmd::SetSending(on)) => self.sending = on,
+                    Some(Cmd::RequestKeyframe) => self.request_keyframe(),
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
@@ -609,6 +650,30 @@ impl Driver {
                     if next_video < now {
                         next_video = now + frame_interval;
                     }
+                }
+            }
+        }
+    }
+
+    fn request_keyframe(&mut self) {
+        let now = Instant::now();
+        let receivers: Vec<_> = self.pc.get_receivers().collect();
+        for id in receivers {
+            if let Some(mut r) = self.pc.rtp_receiver(id) {
+                if r.track().kind() != RtpCodecKind::Video {
+                    continue;
+                }
+                let ssrcs: Vec<u32> = r.track().ssrcs().collect();
+                for media_ssrc in ssrcs {
+                    let _ = r.write_rtcp(
+                        now,
+                        vec![Box::new(
+                            rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                                sender_ssrc: 0,
+                                media_ssrc,
+                            },
+                        )],
+                    );
                 }
             }
         }
@@ -758,6 +823,12 @@ impl Driver {
         let arrived = Instant::now();
         let arrived_us = now_us();
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            if let RTCMessage::RtcpPacket(_, packets) = &message {
+                if let Ok(mut st) = self.stats.lock() {
+                    st.keyframe_requests += packets.len() as u64;
+                }
+                continue;
+            }
             if let RTCMessage::RtpPacket(track_id, packet) = message {
                 let track_id = track_id.to_string();
                 let kind = self.track_kinds.get(&track_id).cloned().unwrap_or_default();

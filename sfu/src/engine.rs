@@ -338,7 +338,11 @@ impl Engine {
             .build();
         let mut media = media_engine().map_err(|e| MediaError::Internal(e.to_string()))?;
         let registry = register_default_interceptors(Registry::new(), &mut media)
-            .map_err(|e| MediaError::Internal(e.to_string()))?;
+            .map_err(|e| MediaError::Internal(e.to_string()))?
+            .with(
+                rtc::interceptor::Slot::from(crate::keyframes::SLOT),
+                crate::keyframes::KeyframeRequests::default(),
+            );
         let config = RTCConfigurationBuilder::new().build();
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(config)
@@ -680,6 +684,7 @@ impl Engine {
     fn process(&mut self, now: Instant, id: PeerId) {
         let mut forwards = std::mem::take(&mut self.scratch);
         let mut keyframe_for: Vec<u32> = Vec::new();
+        let mut became_connected = false;
         {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
@@ -692,6 +697,9 @@ impl Engine {
                             RTCPeerConnectionState::Connected => {
                                 peer.trouble_since = None;
                                 peer.failed_reported = false;
+                                // Whatever was sent before this receiver could decrypt is lost:
+                                // its senders start it with a keyframe.
+                                became_connected = true;
                                 self.events.push(MediaEvent::Connected {
                                     call_id: peer.call.to_string(),
                                     who: peer.who.clone(),
@@ -775,6 +783,17 @@ impl Engine {
             }
         }
         self.scratch = forwards;
+        if became_connected {
+            let others: Vec<PeerId> = self
+                .peers
+                .get(&id)
+                .and_then(|p| self.calls.get(&p.call))
+                .map(|c| c.peers.iter().copied().filter(|&o| o != id).collect())
+                .unwrap_or_default();
+            for o in others {
+                self.request_keyframes(now, o, true);
+            }
+        }
         for ssrc in keyframe_for {
             if ssrc == 0 {
                 // A new incoming video track: ask it for a keyframe for its receivers.
@@ -866,6 +885,10 @@ impl Engine {
             let Some(peer) = self.peers.get_mut(&target) else {
                 continue;
             };
+            if peer.state != RTCPeerConnectionState::Connected {
+                // No SRTP keys yet: rtc would drop it (and the keyframe with it).
+                continue;
+            }
             let mut sent = false;
             for o in peer
                 .outbound

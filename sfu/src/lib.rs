@@ -17,6 +17,7 @@ pub mod client;
 pub mod demux;
 mod driver;
 pub mod engine;
+pub mod keyframes;
 pub mod metrics;
 pub mod rewrite;
 

@@ -533,3 +533,36 @@ async fn an_idle_connection_costs_few_wakeups() {
     // timer spinning.
     assert!(per_s < 50.0, "{per_s} wake-ups/s for an idle call");
 }
+
+#[tokio::test]
+async fn keyframe_requests_reach_the_sender_on_join_and_from_the_receiver() {
+    let (sfu, _events) = sfu().await;
+    let kiosk = join(
+        &sfu,
+        "kf",
+        who("kiosk:a", MediaRole::Kiosk),
+        ClientOptions::default(),
+    )
+    .await;
+    let op = join(
+        &sfu,
+        "kf",
+        who("operator:m", MediaRole::Operator),
+        ClientOptions::default(),
+    )
+    .await;
+    grows(&op, |s| s.packets("video"), 10).await;
+    // The operator's connection coming up made the SFU ask the kiosk for a keyframe (browsers
+    // would otherwise show nothing until their next periodic keyframe).
+    kiosk
+        .wait_for(T, |s| s.keyframe_requests >= 1)
+        .await
+        .expect("a keyframe request on join");
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the PLI throttle
+    let before = kiosk.stats().keyframe_requests;
+    op.request_keyframe();
+    kiosk
+        .wait_for(T, |s| s.keyframe_requests > before)
+        .await
+        .expect("the operator's PLI is relayed to the kiosk");
+}

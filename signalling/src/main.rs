@@ -490,8 +490,15 @@ fn print_banner(running: &RunningServer, store: &str, data_dir: &std::path::Path
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
+    // The DTLS stack warns about every TLS extension it does not implement (browsers send several
+    // in each handshake): quiet unless the operator asks for it by name.
+    let level = if config.log.level.contains("rtc") {
+        config.log.level.clone()
+    } else {
+        format!("{},rtc_dtls=error", config.log.level)
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
