@@ -150,6 +150,9 @@ pub struct Engine {
     counters: Counters,
     scratch: Vec<(String, rtc::rtp::Packet)>,
     targets: Vec<PeerId>,
+    /// One DTLS certificate for every connection of the loop, made once (rtc would otherwise
+    /// generate a key pair per connection).
+    certificate: Option<rtc::peer_connection::certificate::RTCCertificate>,
 }
 
 /// The SFU's answer to an offer.
@@ -192,6 +195,20 @@ fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
     Ok(m)
 }
 
+/// A fresh ECDSA P-256 DTLS certificate, or `None` (then rtc makes one per connection).
+fn dtls_certificate() -> Option<rtc::peer_connection::certificate::RTCCertificate> {
+    let provider = rtc::crypto::default_provider().ok()?;
+    let params =
+        rtc::peer_connection::certificate::CertificateParams::new(vec!["sportello".to_owned()])
+            .ok()?;
+    rtc::peer_connection::certificate::RTCCertificate::generate(
+        provider.crypto(),
+        rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+        params,
+    )
+    .ok()
+}
+
 /// The DTLS fingerprint line of an SDP: it identifies the client's peer connection.
 fn fingerprint(sdp: &str) -> Option<&str> {
     sdp.lines()
@@ -227,6 +244,7 @@ impl Engine {
             counters: Counters::default(),
             scratch: Vec::new(),
             targets: Vec::new(),
+            certificate: dtls_certificate(),
         }
     }
 
@@ -343,7 +361,12 @@ impl Engine {
                 rtc::interceptor::Slot::from(crate::keyframes::SLOT),
                 crate::keyframes::KeyframeRequests::default(),
             );
-        let config = RTCConfigurationBuilder::new().build();
+        let config = match &self.certificate {
+            Some(c) => RTCConfigurationBuilder::new()
+                .with_certificates(vec![c.clone()])
+                .build(),
+            None => RTCConfigurationBuilder::new().build(),
+        };
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(config)
             .with_setting_engine(setting)

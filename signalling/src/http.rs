@@ -44,6 +44,10 @@ pub fn app(state: AppState) -> Router {
         .route("/verify", get(crate::pages::verify_root))
         .route("/verify/", get(crate::pages::verify))
         .route("/verify/{*file}", get(crate::pages::verify))
+        .route("/lib/{*file}", get(crate::pages::lib))
+        .route("/media-test", get(crate::pages::media_test_root))
+        .route("/media-test/", get(crate::pages::media_test))
+        .route("/media-test/{*file}", get(crate::pages::media_test))
         .route("/", get(index))
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(API_BODY_LIMIT));

@@ -1,15 +1,28 @@
 //! The web pages of `console-web/`, embedded in the binary so the run command needs no build step
-//! and no files beside the executable.
+//! and no files beside the executable. Each served folder is its own embed, so the browser tests
+//! under `console-web/tests/` (and their `node_modules/`) never end up in the binary.
 
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use rust_embed::RustEmbed;
 
 use crate::error::AppError;
 
-#[derive(rust_embed::RustEmbed)]
-#[folder = "../console-web/"]
-struct Assets;
+/// `console-web/verify/`: the stamp-verification page.
+#[derive(RustEmbed)]
+#[folder = "../console-web/verify/"]
+struct VerifyAssets;
+
+/// `console-web/lib/`: the ES modules shared by the pages (the protocol client).
+#[derive(RustEmbed)]
+#[folder = "../console-web/lib/"]
+struct LibAssets;
+
+/// `console-web/media-test/`: the media diagnostics page.
+#[derive(RustEmbed)]
+#[folder = "../console-web/media-test/"]
+struct MediaTestAssets;
 
 /// `GET /verify` → `/verify/`.
 pub async fn verify_root() -> Redirect {
@@ -18,20 +31,36 @@ pub async fn verify_root() -> Redirect {
 
 /// `GET /verify/` and `GET /verify/{*file}`.
 pub async fn verify(file: Option<Path<String>>) -> Response {
-    let file = file.map(|Path(f)| f).unwrap_or_default();
-    serve(&format!("verify/{file}"))
+    serve::<VerifyAssets>(file)
 }
 
-fn serve(path: &str) -> Response {
+/// `GET /lib/{*file}`: the shared ES modules.
+pub async fn lib(file: Path<String>) -> Response {
+    serve::<LibAssets>(Some(file))
+}
+
+/// `GET /media-test` → `/media-test/`.
+pub async fn media_test_root() -> Redirect {
+    Redirect::permanent("/media-test/")
+}
+
+/// `GET /media-test/` and `GET /media-test/{*file}`: the media diagnostics page.
+pub async fn media_test(file: Option<Path<String>>) -> Response {
+    serve::<MediaTestAssets>(file)
+}
+
+/// Serves `file` of the embedded folder `A` (`index.html` for a folder).
+fn serve<A: RustEmbed>(file: Option<Path<String>>) -> Response {
+    let path = file.map(|Path(f)| f).unwrap_or_default();
     let path = if path.ends_with('/') || path.is_empty() {
         format!("{path}index.html")
     } else {
-        path.to_owned()
+        path
     };
     if path.split('/').any(|seg| seg == "..") {
         return AppError::not_found("no such page").into_response();
     }
-    match Assets::get(&path) {
+    match A::get(&path) {
         Some(file) => {
             let mime = file.metadata.mimetype().to_owned();
             let mut response = (StatusCode::OK, file.data.into_owned()).into_response();

@@ -1,8 +1,9 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! - `test`: install missing system packages the suites need (apt-get, when root), check the tidy
-//!   rules, `cargo fmt --check`, `cargo clippy -D warnings`, and `cargo test --workspace`. This is
-//!   exactly what `.ci/run` calls.
+//!   rules, `cargo fmt --check`, `cargo clippy -D warnings`, install the browser tests' npm packages
+//!   into `console-web/tests/node_modules` (`npm ci`, only when missing), and `cargo test
+//!   --workspace`. This is exactly what `.ci/run` calls.
 //! - `tidy`: only the tidy rules (module docs, no stray `todo!`, `unimplemented!` or ignored tests).
 //! - `deps`: only the system packages.
 
@@ -27,9 +28,15 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
         "/usr/lib/python3/dist-packages/cryptography",
         "python3-cryptography",
     ),
-    // The browser verifier's stamp.js is checked under Node.
+    // The browser verifier's stamp.js is checked under Node; the browser tests run under Node.
     ("node", "nodejs"),
+    ("npm", "npm"),
+    // The browser media tests (signalling/tests/browser_media.rs) drive Debian's Chromium.
+    ("/usr/bin/chromium", "chromium"),
 ];
+
+/// The browser tests' npm project (playwright-core), installed inside the clone.
+const BROWSER_TESTS: &str = "console-web/tests";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,6 +76,7 @@ fn test(extra: &[String]) -> Result<()> {
             "warnings",
         ])
     })?;
+    step("npm ci", browser_test_packages)?;
     step("tests", || {
         let mut args: Vec<&str> = vec!["test", "--workspace", "--locked"];
         args.extend(extra.iter().map(String::as_str));
@@ -101,6 +109,27 @@ fn cargo(args: &[&str]) -> Result<()> {
         .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Installs the browser tests' npm packages from their lock file when `node_modules` is missing,
+/// inside the clone (npm's download cache too, under `target/`) so nothing is kept elsewhere.
+fn browser_test_packages() -> Result<()> {
+    let root = project_root();
+    let dir = root.join(BROWSER_TESTS);
+    if dir.join("node_modules").is_dir() {
+        eprintln!("xtask: {BROWSER_TESTS}/node_modules is there");
+        return Ok(());
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .env("npm_config_cache", root.join("target/npm-cache"))
+        .current_dir(&dir)
+        .status()
+        .context("cannot run npm (install nodejs)")?;
+    if !status.success() {
+        bail!("npm ci in {BROWSER_TESTS} failed ({status})");
     }
     Ok(())
 }

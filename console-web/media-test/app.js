@@ -1,0 +1,253 @@
+// The /media-test/ diagnostics page (not the product UI): a kiosk or an operator places or takes one
+// call and exchanges camera and microphone with the other side through the SFU. Parameters come from
+// the URL fragment, which is read once and removed from the address bar:
+//   #role=kiosk&token=…     the kiosk's device token; it calls at once (service anagrafe, Italian)
+//   #role=operator&token=…  an operator's login token; it becomes available and accepts the first offer
+//   &tcp=1                  drop the SFU's UDP candidates (a network that blocks UDP: ICE-TCP only)
+//   &service=…&language=…   (kiosk) another service or language
+// Tests read `window.mediaTest`.
+import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
+
+const params = new URLSearchParams(location.hash.slice(1));
+history.replaceState(null, '', location.pathname + location.search);
+const role = params.get('role');
+const token = params.get('token');
+const tcpOnly = params.get('tcp') === '1';
+
+const $ = (id) => document.getElementById(id);
+
+/** @type {CallMedia | null} */
+let media = null;
+let client = null;
+
+const mediaTest = {
+  role,
+  tcpOnly,
+  /** connecting · waiting_media · available · calling · queued · offered · connecting_media ·
+   *  media_connected · ended · error */
+  state: 'connecting',
+  callId: null,
+  error: null,
+  /** Date.now() of each step; `decoded` is when more than 10 frames had been decoded. */
+  timings: {},
+  /** Every step and every server event, for a test to print when something fails. */
+  log: [],
+  /** The media summary (see CallMedia.stats) plus the selected pair's type and protocol. */
+  stats: async () => {
+    const s = media ? await media.stats() : { framesDecoded: 0, framesSent: 0, bytesReceived: 0, connectionState: 'new', pair: null };
+    return {
+      ...s,
+      candidateType: s.pair?.remote?.candidateType ?? null,
+      protocol: s.pair?.local?.protocol ?? null,
+      state: mediaTest.state,
+    };
+  },
+  /** Every ICE candidate seen: the server's (with whether they were used) and the browser's
+   *  local and remote candidates and candidate pairs from getStats. */
+  candidates: async () => {
+    if (!media?.pc) return null;
+    const report = await media.pc.getStats();
+    const list = (type) => [...report.values()].filter((s) => s.type === type);
+    return {
+      server: media.serverCandidates,
+      local: list('local-candidate').map((c) => `${c.id} ${c.candidateType} ${c.protocol} ${c.address}:${c.port}${c.tcpType ? ` ${c.tcpType}` : ''}`),
+      remote: list('remote-candidate').map((c) => `${c.id} ${c.candidateType} ${c.protocol} ${c.address}:${c.port}${c.tcpType ? ` ${c.tcpType}` : ''}`),
+      pairs: list('candidate-pair').map((p) => `${p.localCandidateId} → ${p.remoteCandidateId} ${p.state}${p.nominated ? ' nominated' : ''} requests=${p.requestsSent} responses=${p.responsesReceived}`),
+    };
+  },
+  /** The raw getStats entries of the received and sent media, their codecs, and both SDPs. */
+  details: async () => {
+    if (!media?.pc) return null;
+    const report = await media.pc.getStats();
+    const pick = (s, keys) => Object.fromEntries(keys.filter((k) => s[k] !== undefined).map((k) => [k, s[k]]));
+    const codec = (id) => {
+      const c = id && report.get(id);
+      return c ? `${c.payloadType} ${c.mimeType}${c.sdpFmtpLine ? ` ${c.sdpFmtpLine}` : ''}` : null;
+    };
+    const rtp = [...report.values()]
+      .filter((s) => s.type === 'inbound-rtp' || s.type === 'outbound-rtp')
+      .map((s) => ({
+        type: s.type,
+        kind: s.kind,
+        mid: s.mid,
+        ssrc: s.ssrc,
+        codec: codec(s.codecId),
+        ...pick(s, ['packetsReceived', 'packetsLost', 'packetsDiscarded', 'bytesReceived', 'framesReceived',
+          'framesDecoded', 'keyFramesDecoded', 'framesDropped', 'nackCount', 'pliCount', 'firCount',
+          'packetsSent', 'bytesSent', 'framesEncoded', 'keyFramesEncoded', 'framesSent', 'retransmittedPacketsSent',
+          'targetBitrate', 'qualityLimitationReason', 'decoderImplementation', 'encoderImplementation',
+          'jitterBufferDelay', 'jitterBufferEmittedCount']),
+      }));
+    return {
+      rtp,
+      localSdp: media.pc.localDescription?.sdp ?? null,
+      remoteSdp: media.pc.remoteDescription?.sdp ?? null,
+    };
+  },
+  /** Restarts ICE on the current call (CallMedia.restartIce). */
+  restartIce: async () => {
+    if (!media) throw new Error('no media');
+    await media.restartIce();
+  },
+  /** Ends the call: the kiosk cancels it; the operator ends it and closes the wrap-up. */
+  hangUp: async () => {
+    const callId = mediaTest.callId;
+    if (!callId || !client) return;
+    if (role === 'kiosk') {
+      await client.request('call.cancel', { call_id: callId });
+    } else {
+      await client.request('call.end', { call_id: callId });
+      await client.request('wrapup.done', { call_id: callId });
+    }
+  },
+};
+window.mediaTest = mediaTest;
+
+const STATE_TEXT = {
+  connecting: 'Connessione… / Connecting…',
+  waiting_media: 'Attesa della fotocamera… / Waiting for the camera…',
+  available: 'Disponibile, in attesa di una chiamata / Available, waiting for a call',
+  calling: 'Chiamata in corso… / Calling…',
+  queued: 'In coda / Queued',
+  offered: 'Chiamata in arrivo / Incoming call',
+  connecting_media: 'Collegamento audio e video… / Connecting audio and video…',
+  media_connected: 'In chiamata / In call',
+  ended: 'Chiamata terminata / Call ended',
+  error: 'Errore / Error',
+};
+
+function note(text) {
+  const line = `${new Date().toISOString()} ${text}`;
+  mediaTest.log.push(line);
+  console.log(`media-test: ${text}`);
+}
+
+function setState(state, detail = '') {
+  mediaTest.state = state;
+  mediaTest.timings[state] ??= Date.now();
+  $('status').textContent = STATE_TEXT[state] + (detail ? ` — ${detail}` : '');
+  note(`state ${state}${detail ? ` (${detail})` : ''}`);
+}
+
+function fail(error) {
+  mediaTest.error = error?.code ? `${error.code}: ${error.message}` : String(error?.message ?? error);
+  setState('error', mediaTest.error);
+}
+
+async function startMedia(callId, localStream) {
+  if (media) return;
+  setState('connecting_media');
+  media = new CallMedia(client, callId, { stream: localStream, tcpOnly });
+  media.on('state', (s) => {
+    note(`peer connection ${s.connectionState}, ICE ${s.iceConnectionState}`);
+    if (s.connectionState === 'connected') setState('media_connected');
+    if (s.connectionState === 'failed') {
+      note('peer connection failed: restarting ICE');
+      media.restartIce().catch((e) => note(`ICE restart failed: ${e.code ?? ''} ${e.message}`));
+    }
+  });
+  media.on('candidate.dropped', (c) => note(`dropped UDP candidate ${c.candidate}`));
+  $('remote').srcObject = media.remoteStream;
+  await media.start();
+  note('answer applied');
+}
+
+function endMedia(reason) {
+  media?.close();
+  media = null;
+  setState('ended', reason);
+}
+
+async function kiosk(localStream) {
+  client.on('call.assigned', (event) => {
+    if (event.call_id !== mediaTest.callId) return;
+    note(`assigned to ${event.operator?.id}`);
+    startMedia(event.call_id, localStream).catch(fail);
+  });
+  client.on('queue.update', (event) => {
+    if (event.call_id === mediaTest.callId && mediaTest.state === 'calling') setState('queued', `#${event.position}`);
+  });
+  client.on('state.sync', (event) => {
+    const call = event.calls?.find((c) => c.call_id === mediaTest.callId);
+    if (call && (call.state === 'connected' || call.state === 'on_hold') && !media) {
+      startMedia(call.call_id, localStream).catch(fail);
+    }
+  });
+  setState('calling');
+  const reply = await client.request('call.request', {
+    service: params.get('service') ?? 'anagrafe',
+    language: params.get('language') ?? 'it',
+  });
+  mediaTest.callId = reply.call_id;
+  note(`call ${reply.call_id}`);
+}
+
+async function operator(localStream) {
+  client.on('call.offered', async (event) => {
+    if (mediaTest.callId) return;
+    mediaTest.callId = event.call_id;
+    setState('offered', event.kiosk?.name ?? '');
+    try {
+      await client.request('call.accept', { call_id: event.call_id });
+      await startMedia(event.call_id, localStream);
+    } catch (e) {
+      fail(e);
+    }
+  });
+  await client.request('presence.set', { state: 'available' });
+  setState('available');
+}
+
+async function main() {
+  $('role').textContent = role ?? '—';
+  if ((role !== 'kiosk' && role !== 'operator') || !token) {
+    fail('#role=kiosk|operator&token=… mancante / missing');
+    return;
+  }
+  setState('waiting_media');
+  const localStream = await navigator.mediaDevices.getUserMedia({
+    audio: true,
+    video: { width: 640, height: 480 },
+  });
+  $('local').srcObject = localStream;
+  setState('connecting');
+  client = await connect(defaultWsUrl(), { token });
+  note(`session ${client.sessionId} as ${client.role} ${client.principalId}`);
+  client.on('*', (event) => {
+    if (event.type !== 'metrics.snapshot') note(`event ${JSON.stringify(event)}`);
+  });
+  client.on('call.ended', (event) => {
+    if (event.call_id === mediaTest.callId) endMedia(event.reason);
+  });
+  if (role === 'kiosk') await kiosk(localStream);
+  else await operator(localStream);
+}
+
+$('unmute').addEventListener('click', () => {
+  $('remote').muted = false;
+});
+
+// The on-screen statistics, and the moment both directions of video work.
+setInterval(async () => {
+  if (!media) return;
+  const s = await mediaTest.stats();
+  if (s.framesDecoded > 10) mediaTest.timings.decoded ??= Date.now();
+  const rows = [
+    ['framesDecoded', s.framesDecoded],
+    ['framesSent', s.framesSent],
+    ['bytesReceived', s.bytesReceived],
+    ['bytesSent', s.bytesSent],
+    ['resolution', `${s.frameWidth}×${s.frameHeight}`],
+    ['connectionState', s.connectionState],
+    ['pair', s.pair ? `${s.pair.local?.protocol} ${s.pair.local?.candidateType} → ${s.pair.remote?.candidateType} ${s.pair.remote?.address}:${s.pair.remote?.port}` : '—'],
+  ];
+  $('stats').replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = String(v);
+    return [dt, dd];
+  }));
+}, 100);
+
+main().catch(fail);

@@ -1,0 +1,219 @@
+// End-to-end media check in real headless Chromium: an operator page and a kiosk page of
+// /media-test/ place and take one call through the server and its SFU, and each must decode the
+// other's video (framesDecoded > 10 in getStats inbound-rtp video).
+//
+// Usage:
+//   node media.mjs --base http://127.0.0.1:PORT --kiosk-token TOKEN \
+//                  --username USER --password PASS --mode udp|tcp [--timeout-s 60] [--chromium PATH]
+// Every option may instead come from the environment: SPORTELLO_BASE, KIOSK_TOKEN, OPERATOR_USERNAME,
+// OPERATOR_PASSWORD, MEDIA_MODE, MEDIA_TIMEOUT_S, CHROMIUM.
+//
+// `--mode tcp` makes both pages drop every UDP candidate of the SFU (a network that blocks UDP), so
+// ICE has to use the SFU's ICE-TCP candidate.
+//
+// After the measurement the operator ends the call (call.end, wrapup.done), also after a failure,
+// so the same accounts can call again at once.
+//
+// On success prints one JSON line on standard output and exits 0:
+//   {"ok":true,"mode","call_id","call_to_decoding_ms","kiosk":{…},"operator":{…}}
+// where call_to_decoding_ms runs from the kiosk's call.request to the later of the two sides passing
+// 10 decoded frames, and each side carries framesDecoded, framesSent, bytes, the selected candidate
+// pair and its protocol. On failure (a timeout, a page error) prints the reason, each page's log,
+// console and ICE candidates on standard error and exits 1.
+import { chromium } from 'playwright-core';
+
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+];
+
+function options() {
+  const args = process.argv.slice(2);
+  const flag = (name, env, fallback) => {
+    const i = args.indexOf(`--${name}`);
+    if (i >= 0 && i + 1 < args.length) return args[i + 1];
+    return process.env[env] ?? fallback;
+  };
+  const o = {
+    base: flag('base', 'SPORTELLO_BASE'),
+    kioskToken: flag('kiosk-token', 'KIOSK_TOKEN'),
+    username: flag('username', 'OPERATOR_USERNAME'),
+    password: flag('password', 'OPERATOR_PASSWORD'),
+    mode: flag('mode', 'MEDIA_MODE', 'udp'),
+    timeoutS: Number(flag('timeout-s', 'MEDIA_TIMEOUT_S', '60')),
+    chromium: flag('chromium', 'CHROMIUM', '/usr/bin/chromium'),
+  };
+  const missing = ['base', 'kioskToken', 'username', 'password'].filter((k) => !o[k]);
+  if (missing.length || !['udp', 'tcp'].includes(o.mode)) {
+    console.error(`media.mjs: missing or bad options: ${missing.join(', ') || `mode ${o.mode}`}`);
+    console.error('usage: node media.mjs --base URL --kiosk-token T --username U --password P --mode udp|tcp');
+    process.exit(2);
+  }
+  o.base = o.base.replace(/\/$/, '');
+  return o;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+class Failure extends Error {}
+
+async function login(base, username, password) {
+  const r = await fetch(`${base}/api/v1/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Failure(`login of ${username} failed: HTTP ${r.status} ${JSON.stringify(body)}`);
+  return body.token;
+}
+
+/** Opens /media-test/ for one role in its own browser context, recording its console. */
+async function openPage(browser, o, role, token) {
+  const context = await browser.newContext();
+  await context.grantPermissions(['camera', 'microphone'], { origin: o.base });
+  const page = await context.newPage();
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
+  const fragment = new URLSearchParams({ role, token });
+  if (o.mode === 'tcp') fragment.set('tcp', '1');
+  await page.goto(`${o.base}/media-test/#${fragment}`);
+  return { role, page, consoleLines };
+}
+
+async function snapshot(side) {
+  return side.page.evaluate(async () => {
+    const t = window.mediaTest;
+    if (!t) return null;
+    return { state: t.state, error: t.error, callId: t.callId, timings: t.timings, stats: await t.stats() };
+  });
+}
+
+async function waitUntil(side, deadline, what, check) {
+  for (;;) {
+    const s = await snapshot(side);
+    if (s?.state === 'error') throw new Failure(`${side.role} page error: ${s.error}`);
+    if (s && check(s)) return s;
+    if (Date.now() > deadline) throw new Failure(`timeout: ${side.role} ${what} (state ${s?.state ?? 'not loaded'})`);
+    await sleep(100);
+  }
+}
+
+async function report(side) {
+  const out = [`--- ${side.role} ---`];
+  try {
+    const s = await snapshot(side);
+    out.push(`state: ${JSON.stringify(s)}`);
+    const log = await side.page.evaluate(() => window.mediaTest?.log ?? []);
+    out.push('log:', ...log.map((l) => `  ${l}`));
+    const c = await side.page.evaluate(() => window.mediaTest?.candidates?.());
+    const d = await side.page.evaluate(() => window.mediaTest?.details?.());
+    if (d) {
+      out.push('rtp streams:', ...d.rtp.map((x) => `  ${JSON.stringify(x)}`));
+      out.push('local SDP (offer):', ...(d.localSdp ?? '').trim().split(/\r?\n/).map((l) => `  ${l}`));
+      out.push('remote SDP (answer):', ...(d.remoteSdp ?? '').trim().split(/\r?\n/).map((l) => `  ${l}`));
+    }
+    if (c) {
+      out.push('server candidates:', ...c.server.map((x) => `  ${x.used ? 'used   ' : 'dropped'} ${x.candidate}`));
+      out.push('local candidates:', ...c.local.map((x) => `  ${x}`));
+      out.push('remote candidates:', ...c.remote.map((x) => `  ${x}`));
+      out.push('candidate pairs:', ...c.pairs.map((x) => `  ${x}`));
+    }
+  } catch (e) {
+    out.push(`(page not readable: ${e.message})`);
+  }
+  out.push('console:', ...side.consoleLines.map((l) => `  ${l}`));
+  return out.join('\n');
+}
+
+/** Ends the call from the operator's page (call.end, wrapup.done), within 5 s. */
+async function hangUp(operator) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Failure('operator: call.end or wrapup.done got no reply within 5 s')), 5000);
+  });
+  try {
+    await Promise.race([operator.page.evaluate(() => window.mediaTest.hangUp()), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function side(s) {
+  const st = s.stats;
+  return {
+    framesDecoded: st.framesDecoded,
+    framesSent: st.framesSent,
+    bytesReceived: st.bytesReceived,
+    bytesSent: st.bytesSent,
+    frameWidth: st.frameWidth,
+    frameHeight: st.frameHeight,
+    connectionState: st.connectionState,
+    protocol: st.protocol,
+    candidateType: st.candidateType,
+    pair: st.pair,
+    decoded_at_ms: s.timings.decoded,
+  };
+}
+
+async function main() {
+  const o = options();
+  const deadline = Date.now() + o.timeoutS * 1000;
+  const operatorToken = await login(o.base, o.username, o.password);
+  const browser = await chromium.launch({
+    executablePath: o.chromium,
+    headless: true,
+    args: FLAGS,
+    timeout: o.timeoutS * 1000,
+  });
+  const sides = [];
+  try {
+    const operator = await openPage(browser, o, 'operator', operatorToken);
+    sides.push(operator);
+    await waitUntil(operator, deadline, 'did not become available', (s) => s.state === 'available');
+    const kiosk = await openPage(browser, o, 'kiosk', o.kioskToken);
+    sides.push(kiosk);
+    const decoding = (s) => s.stats.framesDecoded > 10 && s.timings.decoded !== undefined;
+    const k = await waitUntil(kiosk, deadline, 'did not decode more than 10 frames', decoding);
+    const op = await waitUntil(operator, deadline, 'did not decode more than 10 frames', decoding);
+    const called = k.timings.calling;
+    const result = {
+      ok: true,
+      mode: o.mode,
+      call_id: k.callId,
+      call_to_decoding_ms: Math.max(k.timings.decoded, op.timings.decoded) - called,
+      call_to_connected_ms: {
+        kiosk: (k.timings.media_connected ?? NaN) - called,
+        operator: (op.timings.media_connected ?? NaN) - called,
+      },
+      kiosk: side(k),
+      operator: side(op),
+    };
+    // Hang up, so the accounts are free for the next run: both sides see the call end.
+    await hangUp(operator);
+    await waitUntil(kiosk, Date.now() + 5000, 'did not see the call end', (s) => s.state === 'ended');
+    console.log(JSON.stringify(result));
+  } catch (e) {
+    console.error(`media.mjs (${o.mode}): FAILED: ${e.message}`);
+    for (const s of sides) console.error(await report(s));
+    // Best effort: end the call so that the kiosk and the operator can call again at once.
+    if (sides[0]) await hangUp(sides[0]).catch(() => {});
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(`media.mjs: FAILED: ${e instanceof Failure ? e.message : e.stack ?? e}`);
+  process.exit(1);
+});
