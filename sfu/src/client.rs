@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
@@ -348,12 +346,7 @@ impl MediaClient {
                 RtpCodecKind::Video,
             )
             .map_err(err)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media)
-            .map_err(err)?
-            .with(
-                rtc::interceptor::Slot::from(crate::keyframes::SLOT),
-                crate::keyframes::KeyframeRequests::default(),
-            );
+        let registry = crate::chain::interceptors(&mut media).map_err(err)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(SettingEngineBuilder::new().build())

@@ -13,9 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
@@ -355,12 +353,8 @@ impl Engine {
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .build();
         let mut media = media_engine().map_err(|e| MediaError::Internal(e.to_string()))?;
-        let registry = register_default_interceptors(Registry::new(), &mut media)
-            .map_err(|e| MediaError::Internal(e.to_string()))?
-            .with(
-                rtc::interceptor::Slot::from(crate::keyframes::SLOT),
-                crate::keyframes::KeyframeRequests::default(),
-            );
+        let registry = crate::chain::interceptors(&mut media)
+            .map_err(|e| MediaError::Internal(e.to_string()))?;
         let config = match &self.certificate {
             Some(c) => RTCConfigurationBuilder::new()
                 .with_certificates(vec![c.clone()])

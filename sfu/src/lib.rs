@@ -13,6 +13,7 @@
 //!   (RFC 4571 framing), and a handle signalling uses to negotiate, hold, and close.
 //! - [`rewrite`] and [`demux`] are the pure parts, tested exactly.
 
+pub mod chain;
 pub mod client;
 pub mod demux;
 mod driver;
