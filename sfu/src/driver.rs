@@ -65,6 +65,9 @@ enum Cmd {
     Stats {
         reply: oneshot::Sender<Vec<CallStats>>,
     },
+    Ping {
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 struct LoopHandle {
@@ -315,6 +318,28 @@ impl Sfu {
             call_id: call_id.to_owned(),
             who: None,
         });
+    }
+
+    /// Whether every forwarding loop answers: the live peer connections, or `Unavailable` when a
+    /// loop is gone or does not answer within `timeout`.
+    pub async fn health(&self, timeout: Duration) -> Result<usize, MediaError> {
+        let mut peers = 0;
+        for l in &self.inner.loops {
+            let (reply, rx) = oneshot::channel();
+            l.commands
+                .send(Cmd::Ping { reply })
+                .map_err(|_| MediaError::Unavailable)?;
+            peers += tokio::time::timeout(timeout, rx)
+                .await
+                .map_err(|_| MediaError::Unavailable)?
+                .map_err(|_| MediaError::Unavailable)?;
+        }
+        Ok(peers)
+    }
+
+    /// The number of forwarding loops.
+    pub fn loops(&self) -> usize {
+        self.inner.loops.len()
     }
 
     /// Statistics of every call now (all loops).
@@ -608,6 +633,9 @@ impl LoopContext {
             Cmd::Leave { call_id, who } => self.engine.leave(&call_id, who.as_ref()),
             Cmd::Stats { reply } => {
                 let _ = reply.send(self.engine.stats(now));
+            }
+            Cmd::Ping { reply } => {
+                let _ = reply.send(self.engine.peer_count());
             }
         }
     }

@@ -197,6 +197,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     });
     checks.push(state.routing.check().await);
     checks.push(registry_check(&state).await);
+    checks.push(media_check(&state).await);
     let ready = checks.iter().all(|c| c.ok);
     let reason = checks
         .iter()
@@ -214,6 +215,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
         body["reason"] = json!(reason);
     }
     (status, Json(body)).into_response()
+}
+
+/// Every forwarding loop of the SFU answers.
+async fn media_check(state: &AppState) -> crate::readiness::Check {
+    let sfu = &state.media.sfu;
+    let (ok, detail) = match sfu.health(std::time::Duration::from_secs(1)).await {
+        Ok(peers) => (
+            true,
+            format!("{} forwarding loops, {peers} peer connections", sfu.loops()),
+        ),
+        Err(_) => (false, "a media forwarding loop does not answer".to_owned()),
+    };
+    crate::readiness::Check {
+        name: "media",
+        ok,
+        detail,
+    }
 }
 
 /// The registry answers (the demo registry always does; the HTTP adapter asks the front office).

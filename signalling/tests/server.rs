@@ -354,6 +354,13 @@ async fn health_readiness_and_metrics() {
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["ready"], true);
+    let media = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "media")
+        .expect("a media check");
+    assert_eq!(media["ok"], true, "{media}");
 
     let metrics = reqwest::get(t.admin_url("/metrics"))
         .await
@@ -361,6 +368,10 @@ async fn health_readiness_and_metrics() {
         .text()
         .await
         .unwrap();
+    assert!(
+        metrics.contains("sportello_media_peer_connections"),
+        "the media plane's metrics are on the same registry"
+    );
     assert!(
         metrics.contains("process_resident_memory_bytes"),
         "{metrics}"
