@@ -23,15 +23,17 @@ use rtc::shared::TransportProtocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::demux;
 use crate::engine::{Answer, Engine, EngineConfig};
 use crate::metrics::MediaMetrics;
+use crate::{demux, udpio};
 use crate::{CallStats, Candidate, MediaConfig, MediaError, MediaEvent, Participant};
 
 /// Packets queued per loop before the reader starts dropping.
 const LOOP_QUEUE: usize = 8192;
-/// Packets handled per wake-up before timers and sends get their turn.
+/// Packets handled per wake-up before timers get their turn.
 const BATCH: usize = 256;
+/// Receive and send buffer asked of the kernel for the media socket.
+const SOCKET_BUFFER: usize = 4 << 20;
 
 struct Packet {
     protocol: TransportProtocol,
@@ -149,6 +151,14 @@ impl Sfu {
             Some(addr) => {
                 let s = UdpSocket::bind(addr)?;
                 s.set_read_timeout(Some(Duration::from_millis(200)))?;
+                let granted = udpio::set_buffers(&s, SOCKET_BUFFER);
+                if granted < SOCKET_BUFFER {
+                    tracing::info!(
+                        granted,
+                        wanted = SOCKET_BUFFER,
+                        "media UDP receive buffer capped by net.core.rmem_max"
+                    );
+                }
                 Some(Arc::new(s))
             }
             None => None,
@@ -364,46 +374,43 @@ fn udp_reader(
     metrics: MediaMetrics,
     stop: Arc<AtomicBool>,
 ) {
-    let mut buf = vec![0u8; 2048];
+    let mut batch = udpio::BatchReceiver::default();
     let overload = metrics.dropped.with_label_values(&["overload"]);
     let unknown = metrics.dropped.with_label_values(&["unknown"]);
     while !stop.load(Ordering::Relaxed) {
-        let (n, from) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            // ICMP errors reported on the socket (port unreachable from a gone client).
+        let n = match batch.recv(&sock) {
+            Ok(n) => n,
+            // Timeouts (to look at the stop flag), interruptions, and ICMP errors reported on the
+            // socket (port unreachable from a client that is gone).
             Err(_) => continue,
         };
-        let data = &buf[..n];
-        let known = addr_map.read().ok().and_then(|m| m.get(&from).copied());
-        let target = known.or_else(|| {
-            demux::binding_request_ufrag(data)
-                .and_then(demux::loop_of_ufrag)
-                .filter(|&i| i < loops.len())
-        });
-        let Some(i) = target else {
-            unknown.inc();
-            continue;
-        };
-        let packet = Packet {
-            protocol: TransportProtocol::UDP,
-            from,
-            data: BytesMut::from(data),
-            at: Instant::now(),
-        };
-        match loops[i].try_send(packet) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => overload.inc(),
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        let at = Instant::now();
+        let map = addr_map.read().ok();
+        for i in 0..n {
+            let Some((data, from)) = batch.get(i) else {
+                continue;
+            };
+            let known = map.as_ref().and_then(|m| m.get(&from).copied());
+            let target = known.or_else(|| {
+                demux::binding_request_ufrag(data)
+                    .and_then(demux::loop_of_ufrag)
+                    .filter(|&i| i < loops.len())
+            });
+            let Some(target) = target else {
+                unknown.inc();
+                continue;
+            };
+            let packet = Packet {
+                protocol: TransportProtocol::UDP,
+                from,
+                data: BytesMut::from(data),
+                at,
+            };
+            match loops[target].try_send(packet) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => overload.inc(),
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
         }
     }
 }
@@ -563,9 +570,15 @@ impl LoopContext {
                     woke = Instant::now();
                     let Some(p) = p else { break };
                     self.engine.handle_packet(p.at, p.protocol, p.from, p.data);
+                    // Each packet's output leaves at once: a packet never waits for the rest of
+                    // the batch to be processed.
+                    self.send_transmits();
                     for _ in 1..BATCH {
                         match self.packets.try_recv() {
-                            Ok(p) => self.engine.handle_packet(p.at, p.protocol, p.from, p.data),
+                            Ok(p) => {
+                                self.engine.handle_packet(p.at, p.protocol, p.from, p.data);
+                                self.send_transmits();
+                            }
                             Err(_) => break,
                         }
                     }
@@ -640,7 +653,9 @@ impl LoopContext {
         }
     }
 
-    fn output(&mut self) {
+    /// Publishes newly validated addresses (before anything is sent that could make the client
+    /// answer from them), then sends the pending datagrams.
+    fn send_transmits(&mut self) {
         let learned: Vec<_> = self.engine.drain_learned().collect();
         if !learned.is_empty() {
             if let Ok(mut map) = self.addr_map.write() {
@@ -672,6 +687,10 @@ impl LoopContext {
                 }
             }
         }
+    }
+
+    fn output(&mut self) {
+        self.send_transmits();
         for e in self.engine.drain_events() {
             let _ = self.events.send(e);
         }

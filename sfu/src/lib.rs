@@ -21,6 +21,7 @@ pub mod engine;
 pub mod keyframes;
 pub mod metrics;
 pub mod rewrite;
+pub mod udpio;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
