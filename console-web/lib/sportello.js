@@ -541,7 +541,12 @@ export class CallMedia extends Emitter {
         }
       } else if (s.type === 'outbound-rtp') {
         out.bytesSent += s.bytesSent ?? 0;
-        if (s.kind === 'video') out.framesSent += s.framesSent ?? 0;
+        if (s.kind === 'video') {
+          out.framesSent += s.framesSent ?? 0;
+          // Why the encoder holds back: 'bandwidth' (the estimate), 'cpu', or 'none'.
+          out.qualityLimitationReason = s.qualityLimitationReason;
+          out.targetBitrate = s.targetBitrate;
+        }
       } else if (s.type === 'transport' && s.selectedCandidatePairId) {
         pairId = s.selectedCandidatePairId;
       }
@@ -559,6 +564,7 @@ export class CallMedia extends Emitter {
         local: describe(report.get(pair.localCandidateId)),
         remote: describe(report.get(pair.remoteCandidateId)),
         currentRoundTripTime: pair.currentRoundTripTime,
+        availableOutgoingBitrate: pair.availableOutgoingBitrate,
       };
     }
     return out;

@@ -231,6 +231,7 @@ $('unmute').addEventListener('click', () => {
 setInterval(async () => {
   if (!media) return;
   const s = await mediaTest.stats();
+  if (s.framesDecoded > 0) mediaTest.timings.first_frame ??= Date.now();
   if (s.framesDecoded > 10) mediaTest.timings.decoded ??= Date.now();
   const rows = [
     ['framesDecoded', s.framesDecoded],

@@ -5,8 +5,15 @@
 // Usage:
 //   node media.mjs --base http://127.0.0.1:PORT --kiosk-token TOKEN \
 //                  --username USER --password PASS --mode udp|tcp [--timeout-s 60] [--chromium PATH]
+//                  [--hold-s N --metrics http://ADMIN/metrics --server-pid PID]
 // Every option may instead come from the environment: SPORTELLO_BASE, KIOSK_TOKEN, OPERATOR_USERNAME,
 // OPERATOR_PASSWORD, MEDIA_MODE, MEDIA_TIMEOUT_S, CHROMIUM.
+//
+// `--hold-s N` keeps the call up N seconds after both sides decode and adds a "hold" object: the
+// video bitrate each side received over that window and, with `--metrics` (the server's admin
+// /metrics) and `--server-pid` (same machine), the server's CPU share (utime + stime from
+// /proc/PID/stat, 10 ms resolution) and media packets forwarded per second over the same window:
+// what one 1:1 browser call costs the server.
 //
 // `--mode tcp` makes both pages drop every UDP candidate of the SFU (a network that blocks UDP), so
 // ICE has to use the SFU's ICE-TCP candidate.
@@ -50,6 +57,9 @@ function options() {
     mode: flag('mode', 'MEDIA_MODE', 'udp'),
     timeoutS: Number(flag('timeout-s', 'MEDIA_TIMEOUT_S', '60')),
     chromium: flag('chromium', 'CHROMIUM', '/usr/bin/chromium'),
+    holdS: Number(flag('hold-s', 'MEDIA_HOLD_S', '0')),
+    metrics: flag('metrics', 'SPORTELLO_METRICS'),
+    serverPid: flag('server-pid', 'SPORTELLO_PID'),
   };
   const missing = ['base', 'kioskToken', 'username', 'password'].filter((k) => !o[k]);
   if (missing.length || !['udp', 'tcp'].includes(o.mode)) {
@@ -62,6 +72,24 @@ function options() {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The server's CPU seconds (from /proc, when its pid is known) and forwarded media packets. */
+async function serverCounters(url, pid) {
+  const text = await (await fetch(url)).text();
+  const value = (re) => Number((text.match(re) ?? [])[1] ?? NaN);
+  let cpu_s = NaN;
+  if (pid) {
+    const { readFileSync } = await import('node:fs');
+    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100/s).
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    cpu_s = (Number(fields[11]) + Number(fields[12])) / 100;
+  }
+  return {
+    cpu_s,
+    packets_out: value(/^sportello_media_rtp_packets_total\{direction="out"\} (\S+)$/m),
+  };
+}
 
 class Failure extends Error {}
 
@@ -195,9 +223,34 @@ async function main() {
         kiosk: (k.timings.media_connected ?? NaN) - called,
         operator: (op.timings.media_connected ?? NaN) - called,
       },
+      call_to_first_frame_ms: Math.max(k.timings.first_frame, op.timings.first_frame) - called,
       kiosk: side(k),
       operator: side(op),
     };
+    if (o.holdS > 0) {
+      const t0 = Date.now();
+      const before = [await snapshot(kiosk), await snapshot(operator)];
+      const c0 = o.metrics ? await serverCounters(o.metrics, o.serverPid) : null;
+      await sleep(o.holdS * 1000);
+      const after = [await snapshot(kiosk), await snapshot(operator)];
+      const c1 = o.metrics ? await serverCounters(o.metrics, o.serverPid) : null;
+      const secs = (Date.now() - t0) / 1000;
+      const kbps = (i) => Math.round(((after[i].stats.bytesReceived - before[i].stats.bytesReceived) * 8) / secs / 1000);
+      result.hold = {
+        seconds: secs,
+        kiosk_receives_kbps: kbps(0),
+        operator_receives_kbps: kbps(1),
+        kiosk_send_limit: after[0].stats.qualityLimitationReason,
+        kiosk_target_kbps: Math.round((after[0].stats.targetBitrate ?? 0) / 1000),
+        kiosk_available_kbps: Math.round((after[0].stats.pair?.availableOutgoingBitrate ?? 0) / 1000),
+        kiosk_frame: `${after[0].stats.frameWidth}x${after[0].stats.frameHeight}`,
+        operator_frame: `${after[1].stats.frameWidth}x${after[1].stats.frameHeight}`,
+      };
+      if (c0 && c1) {
+        result.hold.server_cpu_percent = ((c1.cpu_s - c0.cpu_s) / secs) * 100;
+        result.hold.server_packets_per_s = (c1.packets_out - c0.packets_out) / secs;
+      }
+    }
     // Hang up, so the accounts are free for the next run: both sides see the call end.
     await hangUp(operator);
     await waitUntil(kiosk, Date.now() + 5000, 'did not see the call end', (s) => s.state === 'ended');
