@@ -500,6 +500,19 @@ mod relay {
         }
     }
 
+    /// One `mmsghdr` per iovec, each describing that one buffer.
+    fn headers(iov: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+        iov.iter_mut()
+            .map(|v| {
+                // SAFETY: all-zero is a valid mmsghdr.
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = v;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect()
+    }
+
     /// Receive buffers for `recvmmsg`: `n` slots of 2 KiB.
     struct Mmsg {
         _bufs: Vec<u8>,
@@ -517,16 +530,7 @@ mod relay {
                     iov_len: 2048,
                 })
                 .collect();
-            let hdr = iov
-                .iter_mut()
-                .map(|v| {
-                    // SAFETY: all-zero is a valid mmsghdr.
-                    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    h.msg_hdr.msg_iov = v;
-                    h.msg_hdr.msg_iovlen = 1;
-                    h
-                })
-                .collect();
+            let hdr = headers(&mut iov);
             Mmsg {
                 _bufs: bufs,
                 iov,
@@ -652,16 +656,7 @@ mod relay {
                     iov_len: PKT,
                 })
                 .collect();
-            let mut hdr: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    // SAFETY: all-zero is a valid mmsghdr.
-                    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    h.msg_hdr.msg_iov = v;
-                    h.msg_hdr.msg_iovlen = 1;
-                    h
-                })
-                .collect();
+            let mut hdr = headers(&mut iov);
             while !s.load(Ordering::Relaxed) {
                 // SAFETY: hdr describes valid buffers; the socket is connected.
                 unsafe { libc::sendmmsg(blaster.as_raw_fd(), hdr.as_mut_ptr(), BATCH as u32, 0) };

@@ -1,4 +1,5 @@
-//! The interceptor chain of every peer connection (SFU side and headless client alike).
+//! The codecs and the interceptor chain of every peer connection (SFU side and headless client
+//! alike): Opus and VP8 only, so whatever one party sends the other can receive.
 //!
 //! What `rtc`'s `register_default_interceptors` gives, with a smaller NACK send buffer, plus the
 //! [`KeyframeRequests`](crate::keyframes::KeyframeRequests) interceptor:
@@ -13,8 +14,12 @@ use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slo
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_twcc_receiver_only,
 };
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
 use rtc::shared::error::Result;
 
 use crate::keyframes::{KeyframeRequests, SLOT};
@@ -42,4 +47,36 @@ pub fn interceptors(media: &mut MediaEngine) -> Result<Registry> {
     let registry = configure_twcc_receiver_only(registry, media)?;
     let registry = configure_rtcp_reports(registry);
     Ok(registry.with(Slot::from(SLOT), KeyframeRequests::default()))
+}
+
+/// The codecs: Opus (111) and VP8 (96); an offer's own payload type numbers win in the answer.
+pub fn media_engine() -> Result<MediaEngine> {
+    let mut m = MediaEngine::default();
+    m.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: 111,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    m.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_VP8.to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: 96,
+        },
+        RtpCodecKind::Video,
+    )?;
+    Ok(m)
 }

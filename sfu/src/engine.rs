@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
-};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -30,8 +28,7 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
@@ -162,35 +159,14 @@ pub struct Answer {
     pub candidates: Vec<Candidate>,
 }
 
-fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
-    let mut m = MediaEngine::default();
-    m.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: MIME_TYPE_OPUS.to_owned(),
-                clock_rate: 48_000,
-                channels: 2,
-                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-                rtcp_feedback: vec![],
-            },
-            payload_type: 111,
-        },
-        RtpCodecKind::Audio,
-    )?;
-    m.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: MIME_TYPE_VP8.to_owned(),
-                clock_rate: 90_000,
-                channels: 0,
-                sdp_fmtp_line: String::new(),
-                rtcp_feedback: vec![],
-            },
-            payload_type: 96,
-        },
-        RtpCodecKind::Video,
-    )?;
-    Ok(m)
+/// A leg's negotiated header extensions as `(id, uri)`.
+fn extensions(
+    params: &rtc::rtp_transceiver::rtp_sender::RTCRtpParameters,
+) -> impl Iterator<Item = (u8, String)> + '_ {
+    params
+        .header_extensions
+        .iter()
+        .map(|h| (h.id as u8, h.uri.clone()))
 }
 
 /// A fresh ECDSA P-256 DTLS certificate, or `None` (then rtc makes one per connection).
@@ -352,7 +328,8 @@ impl Engine {
             .with_ice_credentials(ufrag.clone(), pwd)
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .build();
-        let mut media = media_engine().map_err(|e| MediaError::Internal(e.to_string()))?;
+        let mut media =
+            crate::chain::media_engine().map_err(|e| MediaError::Internal(e.to_string()))?;
         let registry = crate::chain::interceptors(&mut media)
             .map_err(|e| MediaError::Internal(e.to_string()))?;
         let config = match &self.certificate {
@@ -438,12 +415,7 @@ impl Engine {
                 .iter()
                 .map(|c| (c.rtp_codec.mime_type.to_ascii_lowercase(), c.payload_type))
                 .collect();
-            let ext_uris = params
-                .rtp_parameters
-                .header_extensions
-                .iter()
-                .map(|h| (h.id as u8, h.uri.clone()))
-                .collect();
+            let ext_uris = extensions(&params.rtp_parameters).collect();
             outbound.push(Outbound {
                 source,
                 kind,
@@ -747,12 +719,7 @@ impl Engine {
                                 )
                             })
                             .collect();
-                        let ext_uris = params
-                            .rtp_parameters
-                            .header_extensions
-                            .iter()
-                            .map(|h| (h.id as u8, h.uri.clone()))
-                            .collect();
+                        let ext_uris = extensions(&params.rtp_parameters).collect();
                         peer.inbound.insert(
                             init.track_id.to_string(),
                             Inbound {
