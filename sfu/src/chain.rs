@@ -11,6 +11,7 @@
 //! - Sender and receiver reports.
 
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
+use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_twcc_receiver_only,
 };
@@ -18,7 +19,8 @@ use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::shared::error::Result;
 
@@ -79,4 +81,52 @@ pub fn media_engine() -> Result<MediaEngine> {
         RtpCodecKind::Video,
     )?;
     Ok(m)
+}
+
+/// The one codec of each kind: `(kind, MIME type, clock rate)`.
+pub const KINDS: [(RtpCodecKind, &str, u32); 2] = [
+    (RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000),
+    (RtpCodecKind::Video, MIME_TYPE_VP8, 90_000),
+];
+
+/// `audio` or `video`.
+pub fn kind_name(kind: RtpCodecKind) -> &'static str {
+    match kind {
+        RtpCodecKind::Audio => "audio",
+        _ => "video",
+    }
+}
+
+/// A track to send, of `kind`, on a fresh random SSRC; returns the track and its SSRC.
+pub fn local_track(
+    stream_id: String,
+    track_id: String,
+    kind: RtpCodecKind,
+) -> (MediaStreamTrack, u32) {
+    let (_, mime, clock) = KINDS
+        .iter()
+        .copied()
+        .find(|(k, _, _)| *k == kind)
+        .unwrap_or(KINDS[1]);
+    let ssrc = rand::random::<u32>();
+    let label = track_id.replace('-', " ");
+    let track = MediaStreamTrack::new(
+        stream_id,
+        track_id,
+        label,
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate: clock,
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+    );
+    (track, ssrc)
 }

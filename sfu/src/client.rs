@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -25,9 +23,7 @@ use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -341,34 +337,10 @@ impl MediaClient {
                 .map_err(err)?;
             }
         } else {
-            for (kind, mime, clock) in [
-                (RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000),
-                (RtpCodecKind::Video, MIME_TYPE_VP8, 90_000),
-            ] {
-                let ssrc = rand::random::<u32>();
-                let name = if kind == RtpCodecKind::Audio {
-                    "audio"
-                } else {
-                    "video"
-                };
-                let track = MediaStreamTrack::new(
-                    "bot".to_owned(),
-                    format!("bot-{name}"),
-                    format!("bot {name}"),
-                    kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec: RTCRtpCodec {
-                            mime_type: mime.to_owned(),
-                            clock_rate: clock,
-                            ..Default::default()
-                        },
-                        ..Default::default()
-                    }],
-                );
+            for (kind, _, _) in crate::chain::KINDS {
+                let name = crate::chain::kind_name(kind);
+                let (track, ssrc) =
+                    crate::chain::local_track("bot".to_owned(), format!("bot-{name}"), kind);
                 let id = pc.add_track(track).map_err(err)?;
                 senders.push(OutTrack {
                     kind,
@@ -666,11 +638,10 @@ impl Driver {
             .map_err(|e| e.to_string())?;
         for s in &mut self.senders {
             if let Some(mut sender) = self.pc.rtp_sender(s.id) {
-                let want = if s.kind == RtpCodecKind::Audio {
-                    MIME_TYPE_OPUS
-                } else {
-                    MIME_TYPE_VP8
-                };
+                let want = crate::chain::KINDS
+                    .iter()
+                    .find(|(k, _, _)| *k == s.kind)
+                    .map_or("", |(_, mime, _)| *mime);
                 if let Some(c) = sender
                     .get_parameters()
                     .rtp_parameters

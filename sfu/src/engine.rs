@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -27,14 +25,13 @@ use rtc::peer_connection::transport::{
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::statistics::StatsSelector;
 
+use crate::chain::kind_name;
 use crate::demux;
 use crate::rewrite::{ExtensionMap, StreamRewriter};
 use crate::{CallStats, Candidate, DirectionStats, MediaError, MediaEvent, MediaRole, Participant};
@@ -188,13 +185,6 @@ fn fingerprint(sdp: &str) -> Option<&str> {
     sdp.lines()
         .map(str::trim)
         .find(|l| l.starts_with("a=fingerprint:"))
-}
-
-fn kind_name(kind: RtpCodecKind) -> &'static str {
-    match kind {
-        RtpCodecKind::Audio => "audio",
-        _ => "video",
-    }
 }
 
 fn bad_sdp(e: impl std::fmt::Display) -> MediaError {
@@ -354,28 +344,11 @@ impl Engine {
         };
         let mut planned = Vec::new();
         for &source in sources {
-            for (kind, mime, clock) in [
-                (RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000),
-                (RtpCodecKind::Video, MIME_TYPE_VP8, 90_000),
-            ] {
-                let ssrc = rand::random::<u32>();
-                let track = MediaStreamTrack::new(
+            for (kind, _, clock) in crate::chain::KINDS {
+                let (track, ssrc) = crate::chain::local_track(
                     format!("sportello-{}", source.as_str()),
                     format!("{}-{}", source.as_str(), kind_name(kind)),
-                    format!("{} {}", source.as_str(), kind_name(kind)),
                     kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec: RTCRtpCodec {
-                            mime_type: mime.to_owned(),
-                            clock_rate: clock,
-                            ..Default::default()
-                        },
-                        ..Default::default()
-                    }],
                 );
                 let sender_id = pc
                     .add_track(track)
