@@ -149,7 +149,7 @@ impl Sfu {
 
         let udp = match cfg.udp {
             Some(addr) => {
-                let s = UdpSocket::bind(addr)?;
+                let s = udpio::bind_shared(addr)?;
                 s.set_read_timeout(Some(Duration::from_millis(200)))?;
                 let granted = udpio::set_buffers(&s, SOCKET_BUFFER);
                 if granted < SOCKET_BUFFER {
@@ -195,6 +195,8 @@ impl Sfu {
             let ctx = LoopContext {
                 index,
                 engine,
+                own_packets: handles[index].packets.clone(),
+                peer_sockets: HashMap::new(),
                 packets: prx,
                 commands: crx,
                 udp: udp.clone(),
@@ -515,6 +517,10 @@ async fn tcp_connection(
 struct LoopContext {
     index: usize,
     engine: Engine,
+    /// This loop's own packet queue, fed by its peers' connected sockets.
+    own_packets: mpsc::Sender<Packet>,
+    /// A connected socket per validated UDP peer address, read by a task on this loop's runtime.
+    peer_sockets: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
     packets: mpsc::Receiver<Packet>,
     commands: mpsc::UnboundedReceiver<Cmd>,
     udp: Option<Arc<UdpSocket>>,
@@ -529,7 +535,7 @@ struct LoopContext {
 impl LoopContext {
     fn run(mut self) {
         let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_all()
             .build()
         {
             Ok(rt) => rt,
@@ -620,6 +626,9 @@ impl LoopContext {
             busy += woke.elapsed();
         }
         self.metrics.peer_connections.sub(peers_reported);
+        self.metrics
+            .peer_sockets
+            .sub(self.peer_sockets.len() as i64);
         self.metrics.calls.sub(calls_reported);
     }
 
@@ -653,10 +662,64 @@ impl LoopContext {
         }
     }
 
+    /// From now on this peer's datagrams reach this loop directly: a socket on the media port
+    /// connected to the peer takes them from the kernel (no reader thread, no hand-off). If it
+    /// cannot be made, the shared socket's reader still routes them.
+    fn watch_peer(&mut self, peer: SocketAddr) {
+        let Some(local) = self.udp.as_ref().and_then(|s| s.local_addr().ok()) else {
+            return;
+        };
+        if self.peer_sockets.contains_key(&peer) {
+            return;
+        }
+        let sock = match udpio::connected(local, peer, SOCKET_BUFFER)
+            .and_then(tokio::net::UdpSocket::from_std)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "no connected socket for a media peer");
+                return;
+            }
+        };
+        let tx = self.own_packets.clone();
+        let overload = self.metrics.dropped.with_label_values(&["overload"]);
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                if sock.readable().await.is_err() {
+                    return;
+                }
+                loop {
+                    match sock.try_recv(&mut buf) {
+                        Ok(n) => {
+                            let packet = Packet {
+                                protocol: TransportProtocol::UDP,
+                                from: peer,
+                                data: BytesMut::from(&buf[..n]),
+                                at: Instant::now(),
+                            };
+                            match tx.try_send(packet) {
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full(_)) => overload.inc(),
+                                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        // An ICMP error from a peer that went away: reported once, go on.
+                        Err(_) => continue,
+                    }
+                }
+            }
+        });
+        self.peer_sockets.insert(peer, task);
+        self.metrics.peer_sockets.inc();
+    }
+
     /// Publishes newly validated addresses (before anything is sent that could make the client
     /// answer from them), then sends the pending datagrams.
     fn send_transmits(&mut self) {
         let learned: Vec<_> = self.engine.drain_learned().collect();
+        let mut changed = Vec::new();
         if !learned.is_empty() {
             if let Ok(mut map) = self.addr_map.write() {
                 for (protocol, addr, valid) in learned {
@@ -668,7 +731,16 @@ impl LoopContext {
                     } else if map.get(&addr) == Some(&self.index) {
                         map.remove(&addr);
                     }
+                    changed.push((addr, valid));
                 }
+            }
+        }
+        for (addr, valid) in changed {
+            if valid {
+                self.watch_peer(addr);
+            } else if let Some(task) = self.peer_sockets.remove(&addr) {
+                task.abort();
+                self.metrics.peer_sockets.dec();
             }
         }
         for t in self.engine.drain_transmits() {

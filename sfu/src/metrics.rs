@@ -17,6 +17,9 @@ pub struct MediaMetrics {
     pub dropped: IntCounterVec,
     /// `sportello_media_peer_connections`: live peer connections.
     pub peer_connections: IntGauge,
+    /// `sportello_media_peer_sockets`: UDP sockets connected to one peer each (the fast path that
+    /// bypasses the shared socket's reader thread).
+    pub peer_sockets: IntGauge,
     /// `sportello_media_calls`: calls with media.
     pub calls: IntGauge,
     /// `sportello_media_loop_busy_ratio{loop}`: share of the last second a forwarding loop spent
@@ -64,6 +67,11 @@ impl MediaMetrics {
             IntGauge::new("sportello_media_peer_connections", "Live peer connections.")
                 .expect("valid metric");
         let calls = IntGauge::new("sportello_media_calls", "Calls with media.").expect("valid");
+        let peer_sockets = IntGauge::new(
+            "sportello_media_peer_sockets",
+            "UDP sockets connected to one media peer each.",
+        )
+        .expect("valid metric");
         let loop_busy = GaugeVec::new(
             Opts::new(
                 "sportello_media_loop_busy_ratio",
@@ -87,6 +95,7 @@ impl MediaMetrics {
                 Box::new(dropped.clone()),
                 Box::new(peer_connections.clone()),
                 Box::new(calls.clone()),
+                Box::new(peer_sockets.clone()),
                 Box::new(loop_busy.clone()),
                 Box::new(loop_wakeups.clone()),
             ] {
@@ -99,6 +108,7 @@ impl MediaMetrics {
             dropped,
             peer_connections,
             calls,
+            peer_sockets,
             loop_busy,
             loop_wakeups,
         }

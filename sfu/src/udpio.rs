@@ -4,7 +4,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 /// Datagrams taken per `recvmmsg` call.
 pub const BATCH: usize = 32;
@@ -48,6 +48,93 @@ pub fn set_buffers(sock: &UdpSocket, bytes: usize) -> usize {
         );
     }
     got.max(0) as usize
+}
+
+/// A UDP socket bound to `addr` with `SO_REUSEADDR`, so that [`connected`] sockets can share its
+/// port.
+pub fn bind_shared(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let sock = new_socket(addr)?;
+    bind(&sock, addr)?;
+    Ok(sock)
+}
+
+/// A non-blocking UDP socket on the same local address as a [`bind_shared`] socket, connected to
+/// `remote`, with `buffer` bytes of socket buffers: the kernel hands it every datagram from
+/// `remote` (a connected socket is the more specific match), so the loop that owns `remote` reads
+/// its packets directly.
+pub fn connected(local: SocketAddr, remote: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
+    let sock = new_socket(local)?;
+    set_buffers(&sock, buffer);
+    bind(&sock, local)?;
+    sock.connect(remote)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock)
+}
+
+fn new_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2); the descriptor is checked and then owned by the returned socket.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket nobody else owns.
+    let sock = unsafe { UdpSocket::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: fd is live; the value is a c_int of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+fn bind(sock: &UdpSocket, addr: SocketAddr) -> io::Result<()> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    // SAFETY: storage holds a valid address of `len` bytes.
+    let r = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            &storage as *const _ as *const libc::sockaddr,
+            len as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Buffers for one `recvmmsg` of up to [`BATCH`] datagrams.
@@ -171,6 +258,33 @@ mod tests {
             }
         }
         assert_eq!(got, (0..40).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn a_connected_socket_takes_its_peer_s_datagrams_from_the_shared_port() {
+        let shared = bind_shared("127.0.0.1:0".parse().unwrap()).unwrap();
+        shared
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let local = shared.local_addr().unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let only_a = connected(local, a.local_addr().unwrap(), 1 << 20).unwrap();
+        only_a.set_nonblocking(false).unwrap();
+        only_a
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        a.send_to(b"from a", local).unwrap();
+        b.send_to(b"from b", local).unwrap();
+        let mut buf = [0u8; 16];
+        let n = only_a.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"from a");
+        let (n, from) = shared.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"from b"[..], b.local_addr().unwrap()));
+        // Both send from the one port.
+        only_a.send(b"reply").unwrap();
+        let (_, from) = a.recv_from(&mut buf).unwrap();
+        assert_eq!(from, local);
     }
 
     #[test]

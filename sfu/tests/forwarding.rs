@@ -102,6 +102,8 @@ async fn kiosk_and_operator_exchange_audio_and_video() {
         .expect("kiosk → operator");
     assert!(k2o.packets > 0 && k2o.bytes > 0, "{call:?}");
     assert_eq!(call.connected.len(), 2, "{call:?}");
+    // Each peer's datagrams come in on a socket connected to it.
+    assert_eq!(sfu.metrics().peer_sockets.get(), 2);
     // Every datagram of an established call reaches its connection.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let dropped = sfu.metrics().dropped.with_label_values(&["unknown"]).get();
