@@ -89,6 +89,14 @@ const mediaTest = {
     if (!media) throw new Error('no media');
     await media.restartIce();
   },
+  /** Puts the call on hold (operator). */
+  hold: async () => {
+    await client.request('call.hold', { call_id: mediaTest.callId });
+  },
+  /** Takes the call off hold (operator). */
+  resume: async () => {
+    await client.request('call.resume', { call_id: mediaTest.callId });
+  },
   /** Ends the call: the kiosk cancels it; the operator ends it and closes the wrap-up. */
   hangUp: async () => {
     const callId = mediaTest.callId;

@@ -48,6 +48,9 @@ pub fn app(state: AppState) -> Router {
         .route("/media-test", get(crate::pages::media_test_root))
         .route("/media-test/", get(crate::pages::media_test))
         .route("/media-test/{*file}", get(crate::pages::media_test))
+        .route("/kiosk", get(crate::pages::kiosk_root))
+        .route("/kiosk/", get(crate::pages::kiosk))
+        .route("/kiosk/{*file}", get(crate::pages::kiosk))
         .route("/", get(index))
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(API_BODY_LIMIT));

@@ -24,6 +24,11 @@ struct LibAssets;
 #[folder = "../console-web/media-test/"]
 struct MediaTestAssets;
 
+/// `console-web/kiosk/`: the kiosk's touch screen.
+#[derive(RustEmbed)]
+#[folder = "../console-web/kiosk/"]
+struct KioskAssets;
+
 /// `GET /verify` → `/verify/`.
 pub async fn verify_root() -> Redirect {
     Redirect::permanent("/verify/")
@@ -47,6 +52,16 @@ pub async fn media_test_root() -> Redirect {
 /// `GET /media-test/` and `GET /media-test/{*file}`: the media diagnostics page.
 pub async fn media_test(file: Option<Path<String>>) -> Response {
     serve::<MediaTestAssets>(file)
+}
+
+/// `GET /kiosk` → `/kiosk/`.
+pub async fn kiosk_root() -> Redirect {
+    Redirect::permanent("/kiosk/")
+}
+
+/// `GET /kiosk/` and `GET /kiosk/{*file}`: the kiosk's touch screen.
+pub async fn kiosk(file: Option<Path<String>>) -> Response {
+    serve::<KioskAssets>(file)
 }
 
 /// Serves `file` of the embedded folder `A` (`index.html` for a folder).

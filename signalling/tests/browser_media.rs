@@ -7,116 +7,45 @@
 //! A missing Chromium or Node.js fails the test (it never skips); `cargo xtask test` installs both.
 //! `console-web/tests/node_modules` is installed with `npm ci` when missing.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+#[path = "common/browser.rs"]
+mod browser;
+
 use std::time::Duration;
 
+use browser::{ensure_node_modules, require_chromium, run_node, tests_dir, MediaServer, CHROMIUM};
 use serde_json::Value;
 use testkit::SportelloProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sportello");
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// One browser run at a time: two Chromiums encoding video at once on a 2-core machine would turn
-/// the timings into a measure of CPU contention.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn tests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console-web/tests")
-}
-
-/// Installs playwright-core from the lock file when `node_modules` is missing (offline-friendly:
-/// nothing runs when it is there), with npm's cache under `target/` so nothing lands outside the
-/// clone.
-async fn ensure_node_modules(dir: &Path) {
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        return;
-    }
-    let out = tokio::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .env("npm_config_cache", dir.join("../../target/npm-cache"))
-        .current_dir(dir)
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot run npm ({e}): install Node.js with `apt-get install -y nodejs npm`")
-        });
-    assert!(
-        out.status.success(),
-        "npm ci in {} failed: {}\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Starts a server with its media plane on loopback, runs `media.mjs` in `mode` against it and
 /// returns the script's JSON result.
 async fn run(mode: &str) -> Value {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: the browser media tests need Debian's Chromium. Install it with \
-         `apt-get install -y chromium` (cargo xtask test installs it)."
-    );
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let dir = tests_dir();
-    ensure_node_modules(&dir).await;
-
-    let data = tempfile::tempdir().unwrap();
-    let server = SportelloProcess::start(
-        BIN,
+    require_chromium();
+    let _turn = browser::ONE_AT_A_TIME.lock().await;
+    ensure_node_modules(&tests_dir(), &["playwright-core"]).await;
+    let s = MediaServer::start(BIN);
+    // The script gives up after 60 s of waiting; this bounds a browser that hangs on start or exit.
+    run_node(
+        "media.mjs",
         &[
-            "--data-dir".as_ref(),
-            data.path().as_os_str(),
-            "--media-udp".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--media-tcp".as_ref(),
-            "127.0.0.1:0".as_ref(),
+            "--base",
+            &s.server.base,
+            "--kiosk-token",
+            &s.kiosk_token,
+            "--username",
+            &s.username,
+            "--password",
+            &s.password,
+            "--mode",
+            mode,
+            "--chromium",
+            CHROMIUM,
         ],
         &[],
-    );
-    let creds: Value =
-        serde_json::from_slice(&std::fs::read(data.path().join("demo-credentials.json")).unwrap())
-            .unwrap();
-    let kiosk_token = creds["kiosks"][0]["token"].as_str().unwrap();
-    let username = creds["operators"][0]["username"].as_str().unwrap();
-    let password = creds["operators"][0]["password"].as_str().unwrap();
-
-    let child = tokio::process::Command::new("node")
-        .arg("media.mjs")
-        .args(["--base", &server.base, "--kiosk-token", kiosk_token])
-        .args(["--username", username, "--password", password])
-        .args(["--mode", mode, "--chromium", CHROMIUM])
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run node ({e}): install Node.js with `apt-get install -y nodejs`")
-        });
-    // The script gives up after 60 s of waiting; this bounds a browser that hangs on start or exit.
-    let out = tokio::time::timeout(Duration::from_secs(150), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("media.mjs ({mode}) did not finish within 150 s"))
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "media.mjs ({mode}) failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON result from media.mjs ({mode}):\n{stdout}\n{stderr}"));
-    eprintln!("media.mjs ({mode}): {line}");
-    serde_json::from_str(line).unwrap()
+        Duration::from_secs(150),
+    )
+    .await
 }
 
 /// Both sides decode more than 10 frames of the other's video, over a pair of `protocol`.

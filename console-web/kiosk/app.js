@@ -1,0 +1,453 @@
+// The kiosk's touch screen: a citizen picks a language and a service, calls an operator, waits in
+// the queue, talks on video, and is brought back to the start when the call ends. The device token
+// comes once from the URL fragment (`#token=…`), is kept in localStorage and never shown.
+// Optional fragment parameters: `services=anagrafe,stato_civile`, `languages=it,en`, `end_s=8`.
+// Tests read `window.kioskTest`.
+import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
+import { loadCatalogue, REFERENCE_LANGUAGE } from '../lib/i18n.js';
+
+const TOKEN_KEY = 'sportello.kiosk.token';
+const params = new URLSearchParams(location.hash.slice(1));
+if (params.has('token')) localStorage.setItem(TOKEN_KEY, params.get('token'));
+// Remove the token (and everything else) from the visible URL and the history.
+history.replaceState(null, '', location.pathname + location.search);
+const token = localStorage.getItem(TOKEN_KEY);
+const SERVICES = (params.get('services') ?? 'anagrafe,stato_civile').split(',').filter(Boolean);
+const LANGUAGES = (params.get('languages') ?? 'it,en').split(',').filter(Boolean);
+const END_S = Number(params.get('end_s') ?? 8);
+/** Back to the start (and Italian) after this long untouched on the welcome screen. */
+const IDLE_S = 90;
+
+const $ = (id) => document.getElementById(id);
+
+/** @type {import('../lib/i18n.js').Catalogue} */
+let cat;
+let lang = REFERENCE_LANGUAGE;
+let service = SERVICES[0];
+/** @type {import('../lib/sportello.js').SportelloClient | null} */
+let client = null;
+/** @type {CallMedia | null} */
+let media = null;
+/** @type {MediaStream | null} */
+let localStream = null;
+let endTimer = null;
+let idleTimer = null;
+
+const kioskTest = {
+  /** welcome · waiting · in_call · hold · ended · setup */
+  screen: 'welcome',
+  callId: null,
+  /** Every screen shown, in order. */
+  screens: [],
+  /** connecting · open · reconnecting · closed */
+  connection: 'connecting',
+  /** How many times the socket was lost, and re-opened. */
+  lost: 0,
+  opened: 0,
+  /** The camera problem shown, if any (`NotAllowedError`, …). */
+  cameraError: null,
+  log: [],
+  /** The media summary of CallMedia.stats(). */
+  stats: async () => (media ? media.stats() : { framesDecoded: 0, connectionState: 'new' }),
+  /** Cuts the WebSocket as a network drop would (the client reconnects with resume). */
+  dropConnection: () => client?.socket?.close(),
+};
+window.kioskTest = kioskTest;
+
+function note(text) {
+  kioskTest.log.push(`${new Date().toISOString()} ${text}`);
+  console.log(`kiosk: ${text}`);
+}
+
+// ---- Text ---------------------------------------------------------------------------------------
+
+/** Fills `el` with `key` in the chosen language, and the companion language small below. */
+function setText(el, key, vars = {}, single = false) {
+  el.dataset.i18n = key;
+  el.i18nVars = vars;
+  const main = document.createElement('span');
+  main.lang = lang;
+  main.textContent = cat.t(lang, key, vars);
+  const parts = [main];
+  const other = cat.companion(lang);
+  if (other && !single && !('i18nSingle' in el.dataset)) {
+    const sub = document.createElement('span');
+    sub.className = 'sub';
+    sub.lang = other;
+    // Screen readers read the chosen language only.
+    sub.setAttribute('aria-hidden', 'true');
+    sub.textContent = cat.t(other, key, vars);
+    parts.push(sub);
+  }
+  el.replaceChildren(...parts);
+}
+
+/** Re-renders every translated element in the chosen language. */
+function render() {
+  document.documentElement.lang = lang;
+  document.title = `${cat.t(lang, 'app.title')}`;
+  for (const el of document.querySelectorAll('[data-i18n]')) setText(el, el.dataset.i18n, el.i18nVars ?? {});
+  for (const el of document.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', cat.t(lang, el.dataset.i18nLabel));
+  for (const b of document.querySelectorAll('.lang')) b.setAttribute('aria-pressed', String(b.dataset.lang === lang));
+  for (const b of document.querySelectorAll('.service')) b.setAttribute('aria-checked', String(b.dataset.service === service));
+  announce();
+}
+
+function buildControls() {
+  for (const code of cat.languages.filter((l) => LANGUAGES.includes(l))) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'lang';
+    b.dataset.lang = code;
+    b.lang = code;
+    b.textContent = cat.name(code);
+    b.addEventListener('click', () => {
+      lang = code;
+      note(`language ${code}`);
+      render();
+    });
+    $('langs').append(b);
+  }
+  for (const id of SERVICES) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'service';
+    b.id = `service-${id}`;
+    b.dataset.service = id;
+    b.setAttribute('role', 'radio');
+    const check = document.createElement('span');
+    check.className = 'check';
+    check.setAttribute('aria-hidden', 'true');
+    check.textContent = '✓';
+    const text = document.createElement('span');
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.dataset.i18n = `service.${id}`;
+    const hint = document.createElement('span');
+    hint.className = 'hint';
+    hint.dataset.i18n = `service.${id}.hint`;
+    hint.dataset.i18nSingle = '';
+    text.append(name, hint);
+    b.append(check, text);
+    b.addEventListener('click', () => {
+      service = id;
+      render();
+    });
+    $('services').append(b);
+  }
+}
+
+// ---- Screens and messages -----------------------------------------------------------------------
+
+const SCREEN_SECTION = { welcome: 'welcome', waiting: 'waiting', in_call: 'call', hold: 'hold', ended: 'ended', setup: 'setup' };
+
+function show(screen) {
+  if (kioskTest.screen !== screen || kioskTest.screens.length === 0) kioskTest.screens.push(screen);
+  kioskTest.screen = screen;
+  for (const [name, section] of Object.entries(SCREEN_SECTION)) $(`screen-${section}`).hidden = name !== screen;
+  note(`screen ${screen}`);
+  announce();
+  // Move the focus to the screen's main action (not on the first screen after loading).
+  const focus = { welcome: 'call', waiting: 'cancel', ended: 'back' }[screen];
+  if (focus && kioskTest.screens.length > 1) $(focus).focus({ preventScroll: true });
+  armIdle();
+}
+
+/** Says the current screen in the live region. */
+function announce() {
+  if (cat) $('status').textContent = cat.t(lang, `status.${kioskTest.screen}`);
+}
+
+/** Shows (or with `null`, hides) the warning banner. */
+function banner(kind) {
+  kioskTest.banner = kind;
+  $('banner').hidden = !kind;
+  $('camera-retry').hidden = kind !== 'camera';
+  if (!kind) return;
+  setText($('banner-title'), `${kind === 'camera' ? 'camera.problem' : 'network.lost'}`);
+  setText($('banner-hint'), kind === 'camera' ? 'camera.hint' : 'network.hint');
+}
+
+function showWaiting({ position, estimated_wait_s: wait } = {}) {
+  if (position) setText($('waiting-position'), 'waiting.position', { position });
+  else setText($('waiting-position'), 'waiting.position_unknown');
+  if (wait === null || wait === undefined) setText($('waiting-estimate'), 'waiting.estimate_unknown');
+  else if (wait < 60) setText($('waiting-estimate'), 'waiting.estimate_soon');
+  else setText($('waiting-estimate'), 'waiting.estimate', { minutes: Math.round(wait / 60) });
+  $('waiting-hint').hidden = !(wait === null || wait === undefined);
+  if (kioskTest.screen !== 'waiting') show('waiting');
+}
+
+function showEnded(reason) {
+  stopMedia();
+  banner(null);
+  const cancelled = reason === 'abandoned';
+  setText($('ended-title'), cancelled ? 'ended.cancelled' : 'ended.title');
+  setText($('ended-text'), reason === 'kiosk_lost' ? 'ended.lost' : 'ended.thanks');
+  kioskTest.callId = null;
+  show('ended');
+  let left = cancelled ? Math.min(3, END_S) : END_S;
+  const tick = () => {
+    setText($('ended-countdown'), 'ended.countdown', { seconds: left });
+    if (left <= 0) reset();
+    left -= 1;
+  };
+  clearInterval(endTimer);
+  tick();
+  endTimer = setInterval(tick, 1000);
+}
+
+/** Back to the start: forgets the call, the choices and the language (privacy at a public place). */
+function reset() {
+  clearInterval(endTimer);
+  endTimer = null;
+  stopMedia();
+  kioskTest.callId = null;
+  lang = REFERENCE_LANGUAGE;
+  service = SERVICES[0];
+  $('call').disabled = false;
+  $('welcome-error').hidden = true;
+  $('waiting-requeued').hidden = true;
+  if (kioskTest.banner === 'camera') banner(null);
+  render();
+  show('welcome');
+}
+
+/** On the welcome screen, nobody touching it for IDLE_S brings back the defaults. */
+function armIdle() {
+  clearTimeout(idleTimer);
+  if (kioskTest.screen !== 'welcome') return;
+  idleTimer = setTimeout(() => {
+    if (kioskTest.screen === 'welcome' && (lang !== REFERENCE_LANGUAGE || service !== SERVICES[0])) reset();
+  }, IDLE_S * 1000);
+}
+document.addEventListener('pointerdown', armIdle);
+
+function welcomeError(key) {
+  setText($('welcome-error'), key);
+  $('welcome-error').hidden = false;
+}
+
+// ---- Calls --------------------------------------------------------------------------------------
+
+async function call() {
+  if (!client || kioskTest.callId) return;
+  $('call').disabled = true;
+  $('welcome-error').hidden = true;
+  try {
+    const reply = await client.request('call.request', { service, language: lang });
+    kioskTest.callId = reply.call_id;
+    note(`call ${reply.call_id} (${service}, ${lang})`);
+    // queue.update follows unless an operator got it at once (then call.assigned comes).
+    if (kioskTest.screen === 'welcome') showWaiting();
+  } catch (e) {
+    note(`call.request failed: ${e.code} ${e.message}`);
+    welcomeError(e.code === 'conflict' ? 'error.busy' : 'error.call_failed');
+  } finally {
+    $('call').disabled = false;
+  }
+}
+
+async function cancel() {
+  const callId = kioskTest.callId;
+  if (!callId) {
+    reset();
+    return;
+  }
+  try {
+    await client.request('call.cancel', { call_id: callId });
+  } catch (e) {
+    note(`call.cancel failed: ${e.code} ${e.message}`);
+    if (e.code === 'not_found') showEnded('abandoned');
+  }
+}
+
+/** The camera and microphone; on failure, the microphone alone; on failure, nothing. */
+async function openDevices() {
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+    kioskTest.cameraError = null;
+    if (kioskTest.banner === 'camera') banner(null);
+    return stream;
+  } catch (e) {
+    kioskTest.cameraError = e.name || String(e);
+    note(`camera unavailable: ${kioskTest.cameraError}`);
+    banner('camera');
+    try {
+      return await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** Starts the call's media with the SFU (once per call; kept across hold and requeue). */
+async function startMedia(callId) {
+  if (media && media.callId === callId) return;
+  stopMedia();
+  $('call-connecting').hidden = false;
+  localStream = await openDevices();
+  if (kioskTest.callId !== callId) return;
+  $('local').srcObject = localStream;
+  $('local').hidden = !localStream?.getVideoTracks().length;
+  media = new CallMedia(client, callId, { stream: localStream ?? undefined });
+  media.on('state', (s) => {
+    note(`peer connection ${s.connectionState}, ICE ${s.iceConnectionState}`);
+    if (s.connectionState === 'connected') $('call-connecting').hidden = true;
+    if (s.connectionState === 'failed') {
+      media.restartIce().catch((e) => note(`ICE restart failed: ${e.code ?? ''} ${e.message}`));
+    }
+  });
+  const remote = $('remote');
+  remote.srcObject = media.remoteStream;
+  remote.volume = Number($('volume').value);
+  // The citizen pressed "call", so sound may play; fall back to muted video if the browser refuses.
+  remote.play().catch(() => {
+    remote.muted = true;
+    remote.play().catch(() => {});
+  });
+  await media.start();
+  note('media answer applied');
+}
+
+/** A second chance for a camera that was missing or denied, without renegotiating. */
+async function retryCamera() {
+  const stream = await openDevices();
+  if (!stream || !media?.pc) return;
+  for (const t of media.pc.getTransceivers()) {
+    const track = stream.getTracks().find((x) => x.kind === t.receiver.track.kind);
+    if (track) await t.sender.replaceTrack(track);
+  }
+  localStream?.getTracks().forEach((x) => x.stop());
+  localStream = stream;
+  $('local').srcObject = stream;
+  $('local').hidden = !stream.getVideoTracks().length;
+}
+
+function stopMedia() {
+  media?.close();
+  media = null;
+  localStream?.getTracks().forEach((t) => t.stop());
+  localStream = null;
+  $('remote').srcObject = null;
+  $('local').srcObject = null;
+}
+
+function inCall(callId, operator) {
+  kioskTest.callId = callId;
+  $('waiting-requeued').hidden = true;
+  if (operator?.display_name) setText($('call-with'), 'call.with', { name: operator.display_name });
+  show('in_call');
+  startMedia(callId).catch((e) => note(`media failed: ${e.code ?? ''} ${e.message}`));
+}
+
+function onHold(callId, operator) {
+  kioskTest.callId = callId;
+  if (operator?.display_name) setText($('call-with'), 'call.with', { name: operator.display_name });
+  show('hold');
+  startMedia(callId).catch((e) => note(`media failed: ${e.code ?? ''} ${e.message}`));
+}
+
+function listen() {
+  const mine = (e) => e.call_id === kioskTest.callId;
+  client.on('*', (e) => note(`event ${JSON.stringify(e)}`));
+  client.on('queue.update', (e) => {
+    if (!kioskTest.callId && kioskTest.screen === 'welcome') return;
+    if (!kioskTest.callId) kioskTest.callId = e.call_id;
+    if (mine(e)) showWaiting(e);
+  });
+  client.on('call.assigned', (e) => {
+    if (mine(e) || !kioskTest.callId) inCall(e.call_id, e.operator);
+  });
+  client.on('call.held', (e) => mine(e) && show('hold'));
+  client.on('call.resumed', (e) => mine(e) && show('in_call'));
+  client.on('call.requeued', (e) => {
+    if (!mine(e)) return;
+    $('waiting-requeued').hidden = false;
+    $('call-with').replaceChildren();
+    showWaiting();
+  });
+  client.on('call.ended', (e) => mine(e) && showEnded(e.reason));
+  // After every (re)authentication: the call as the server knows it now.
+  client.on('state.sync', (e) => {
+    const c = e.calls?.[0];
+    if (!c) {
+      if (kioskTest.callId) showEnded('kiosk_lost');
+      return;
+    }
+    kioskTest.callId = c.call_id;
+    if (c.state === 'waiting') showWaiting(c);
+    else if (c.state === 'connected') {
+      if (kioskTest.screen !== 'in_call') inCall(c.call_id, c.operator);
+      else startMedia(c.call_id).catch((err) => note(`media failed: ${err.message}`));
+    } else if (c.state === 'on_hold') onHold(c.call_id, c.operator);
+  });
+  client.on('connection.lost', (e) => {
+    kioskTest.connection = 'reconnecting';
+    kioskTest.lost += 1;
+    note(`connection lost (${e.code})`);
+    banner('network');
+  });
+  client.on('connection.open', () => {
+    kioskTest.connection = 'open';
+    kioskTest.opened += 1;
+    if (kioskTest.banner === 'network') banner(null);
+  });
+  client.on('connection.closed', (e) => {
+    kioskTest.connection = 'closed';
+    note(`connection closed (${e.code})`);
+    if (e.code === 4409) {
+      welcomeError('error.taken_over');
+      return;
+    }
+    if (e.code === 4401) {
+      show('setup');
+      return;
+    }
+    banner('network');
+    setTimeout(start, 3000);
+  });
+}
+
+/** Connects (again, after a final close or a failed first attempt) and listens. */
+async function start() {
+  kioskTest.connection = 'connecting';
+  try {
+    client = await connect(defaultWsUrl(), { token });
+  } catch (e) {
+    note(`connect failed: ${e.code} ${e.message}`);
+    if (e.code === 'unauthorized') {
+      show('setup');
+      return;
+    }
+    banner('network');
+    setTimeout(start, 3000);
+    return;
+  }
+  kioskTest.connection = 'open';
+  kioskTest.opened += 1;
+  if (kioskTest.banner === 'network') banner(null);
+  listen();
+}
+
+async function main() {
+  cat = await loadCatalogue(LANGUAGES);
+  buildControls();
+  $('call').addEventListener('click', call);
+  $('cancel').addEventListener('click', cancel);
+  $('hang-up').addEventListener('click', cancel);
+  $('back').addEventListener('click', reset);
+  $('camera-retry').addEventListener('click', () => retryCamera().catch((e) => note(`camera retry failed: ${e.message}`)));
+  $('volume').addEventListener('input', (e) => {
+    $('remote').volume = Number(e.target.value);
+  });
+  render();
+  if (!token) {
+    show('setup');
+    return;
+  }
+  show('welcome');
+  await start();
+}
+
+main().catch((e) => note(`failed: ${e.stack ?? e}`));

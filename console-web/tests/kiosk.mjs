@@ -1,0 +1,273 @@
+// End-to-end check of the kiosk screen /kiosk/ in real headless Chromium (fake camera): the kiosk
+// picks a language and a service and calls; an operator on /media-test/ accepts; the kiosk shows the
+// in-call screen and decodes the operator's video; the operator holds and resumes; the kiosk's
+// socket is cut and it recovers with its call; the operator ends and the kiosk shows the end screen
+// and then the welcome screen. axe-core checks the welcome screen (serious or critical violations
+// fail the run).
+//
+// Usage:
+//   node kiosk.mjs --base http://127.0.0.1:PORT --kiosk-token TOKEN --username USER --password PASS
+//                  [--timeout-s 90] [--chromium PATH]
+// With SCREENSHOTS=1 it writes kiosk-welcome/waiting/in-call/hold/reconnecting.png (1280×800) into
+// SCREENSHOT_DIR (default ../../docs/screenshots).
+//
+// On success prints one JSON line {"ok":true,"screens",…} and exits 0; on failure prints the reason
+// and both pages' logs on standard error and exits 1.
+import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+const require = createRequire(import.meta.url);
+
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+function options() {
+  const args = process.argv.slice(2);
+  const flag = (name, env, fallback) => {
+    const i = args.indexOf(`--${name}`);
+    if (i >= 0 && i + 1 < args.length) return args[i + 1];
+    return process.env[env] ?? fallback;
+  };
+  const o = {
+    base: flag('base', 'SPORTELLO_BASE'),
+    kioskToken: flag('kiosk-token', 'KIOSK_TOKEN'),
+    username: flag('username', 'OPERATOR_USERNAME'),
+    password: flag('password', 'OPERATOR_PASSWORD'),
+    timeoutS: Number(flag('timeout-s', 'KIOSK_TIMEOUT_S', '90')),
+    chromium: flag('chromium', 'CHROMIUM', '/usr/bin/chromium'),
+    screenshots: process.env.SCREENSHOTS === '1',
+    shotDir: process.env.SCREENSHOT_DIR ?? new URL('../../docs/screenshots/', import.meta.url).pathname,
+  };
+  const missing = ['base', 'kioskToken', 'username', 'password'].filter((k) => !o[k]);
+  if (missing.length) {
+    console.error(`kiosk.mjs: missing options: ${missing.join(', ')}`);
+    process.exit(2);
+  }
+  o.base = o.base.replace(/\/$/, '');
+  return o;
+}
+
+class Failure extends Error {}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function login(base, username, password) {
+  const r = await fetch(`${base}/api/v1/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Failure(`login of ${username} failed: HTTP ${r.status} ${JSON.stringify(body)}`);
+  return body.token;
+}
+
+/** A page in its own browser context with camera and microphone allowed, recording its console. */
+async function openPage(browser, o, name, url) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.grantPermissions(['camera', 'microphone'], { origin: o.base });
+  const page = await context.newPage();
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
+  await page.goto(url);
+  return { name, page, consoleLines };
+}
+
+/** Polls `fn` in the page until it returns something truthy. */
+async function waitFor(side, o, what, fn, arg, timeoutMs = o.timeoutS * 1000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await side.page.evaluate(fn, arg).catch(() => null);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Failure(`timeout: ${side.name} ${what}`);
+    await sleep(100);
+  }
+}
+
+const kioskScreen = (kiosk, o, screen) => waitFor(kiosk, o, `did not show the ${screen} screen`,
+  (s) => window.kioskTest?.screen === s, screen);
+
+async function shot(side, o, name) {
+  if (!o.screenshots) return;
+  mkdirSync(o.shotDir, { recursive: true });
+  // Let transitions and the video settle.
+  await sleep(300);
+  await side.page.screenshot({ path: path.join(o.shotDir, `kiosk-${name}.png`) });
+}
+
+async function report(side) {
+  const out = [`--- ${side.name} ---`];
+  try {
+    const log = await side.page.evaluate(() => (window.kioskTest ?? window.mediaTest)?.log ?? []);
+    out.push('log:', ...log.map((l) => `  ${l}`));
+  } catch (e) {
+    out.push(`(page not readable: ${e.message})`);
+  }
+  out.push('console:', ...side.consoleLines.map((l) => `  ${l}`));
+  return out.join('\n');
+}
+
+/** axe-core on the current page: the serious and critical violations. */
+async function axe(side) {
+  await side.page.addScriptTag({ path: require.resolve('axe-core/axe.min.js') });
+  const results = await side.page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  return {
+    serious: bad.length,
+    violations: results.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5),
+    })),
+  };
+}
+
+/** Step 7: getUserMedia refuses video until the test allows it (a denied or missing camera). */
+async function cameraDenied(browser, o, operatorToken, sides) {
+  const operator = await openPage(browser, o, 'operator 2', `${o.base}/media-test/#role=operator&token=${encodeURIComponent(operatorToken)}`);
+  sides.push(operator);
+  await waitFor(operator, o, 'did not become available', () => window.mediaTest?.state === 'available');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.grantPermissions(['camera', 'microphone'], { origin: o.base });
+  await context.addInitScript(() => {
+    const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    navigator.mediaDevices.getUserMedia = (c) => (c?.video && !window.allowCamera
+      ? Promise.reject(new DOMException('Permission denied', 'NotAllowedError'))
+      : real(c));
+  });
+  const page = await context.newPage();
+  const kiosk = { name: 'kiosk 2', page, consoleLines: [] };
+  page.on('console', (m) => kiosk.consoleLines.push(`[${m.type()}] ${m.text()}`));
+  sides.push(kiosk);
+  // The token is in localStorage of the first context only: give it again.
+  await page.goto(`${o.base}/kiosk/#token=${encodeURIComponent(o.kioskToken)}`);
+  await waitFor(kiosk, o, 'did not connect', () => window.kioskTest?.connection === 'open');
+  await page.click('#call');
+  await kioskScreen(kiosk, o, 'in_call');
+  await waitFor(kiosk, o, 'showed no camera message', () => window.kioskTest.banner === 'camera' && !document.getElementById('camera-retry').hidden);
+  const message = await text(kiosk, 'banner');
+  if (!/Fotocamera o microfono non disponibili/.test(message)) throw new Failure(`camera message: ${message}`);
+  await waitFor(kiosk, o, 'did not decode the operator without a camera',
+    async () => (await window.kioskTest.stats()).framesDecoded > 10);
+  await shot(kiosk, o, 'camera');
+  const cameraError = await page.evaluate(() => window.kioskTest.cameraError);
+  await page.evaluate(() => { window.allowCamera = true; });
+  await page.click('#camera-retry');
+  await waitFor(kiosk, o, 'kept the camera message after the retry', () => window.kioskTest.banner === null);
+  await waitFor(operator, o, 'did not decode the kiosk after the camera retry',
+    async () => (await window.mediaTest.stats()).framesDecoded > 10);
+  await page.click('#hang-up');
+  await kioskScreen(kiosk, o, 'ended');
+  return { cameraError, message, retried: true };
+}
+
+const text = (side, id) => side.page.evaluate((i) => document.getElementById(i)?.innerText ?? '', id);
+
+async function main() {
+  const o = options();
+  const operatorToken = await login(o.base, o.username, o.password);
+  const browser = await chromium.launch({ executablePath: o.chromium, headless: true, args: FLAGS, timeout: o.timeoutS * 1000 });
+  const sides = [];
+  let operator = null;
+  const result = { ok: false };
+  try {
+    // 1. The welcome screen: token out of the URL, axe-core, screenshot.
+    const kiosk = await openPage(browser, o, 'kiosk', `${o.base}/kiosk/#token=${encodeURIComponent(o.kioskToken)}`);
+    sides.push(kiosk);
+    await kioskScreen(kiosk, o, 'welcome');
+    await waitFor(kiosk, o, 'did not connect', () => window.kioskTest.connection === 'open');
+    if (kiosk.page.url().includes('token')) throw new Failure(`the token is still in the URL: ${kiosk.page.url()}`);
+    if (!(await kiosk.page.evaluate(() => localStorage.getItem('sportello.kiosk.token')))) throw new Failure('the token was not stored');
+    await shot(kiosk, o, 'welcome');
+    result.axe = await axe(kiosk);
+    if (result.axe.serious > 0) throw new Failure(`axe-core: ${JSON.stringify(result.axe.violations)}`);
+    const small = await kiosk.page.evaluate(() => [...document.querySelectorAll('button')]
+      .filter((b) => b.offsetParent && b.getBoundingClientRect().height < 64).map((b) => b.id || b.textContent));
+    if (small.length) throw new Failure(`buttons lower than 64 px: ${small.join(', ')}`);
+
+    // 2. English, civil status, call: nobody is online, so the wait is unknown.
+    await kiosk.page.click('button.lang[data-lang="en"]');
+    await kiosk.page.click('#service-stato_civile');
+    await kiosk.page.click('#call');
+    await kioskScreen(kiosk, o, 'waiting');
+    const estimate = await waitFor(kiosk, o, 'showed no estimate', () => document.getElementById('waiting-estimate').innerText);
+    if (!/Wait unknown/.test(estimate) || !/Attesa non stimabile/.test(estimate)) throw new Failure(`waiting estimate: ${estimate}`);
+    result.waiting = { position: await text(kiosk, 'waiting-position'), estimate };
+    await shot(kiosk, o, 'waiting');
+
+    // 3. The operator comes online and accepts; the kiosk decodes the operator's video.
+    operator = await openPage(browser, o, 'operator', `${o.base}/media-test/#role=operator&token=${encodeURIComponent(operatorToken)}`);
+    sides.push(operator);
+    await kioskScreen(kiosk, o, 'in_call');
+    const frames = await waitFor(kiosk, o, 'did not decode more than 10 frames',
+      async () => { const s = await window.kioskTest.stats(); return s.framesDecoded > 10 && s.framesDecoded; });
+    result.callId = await kiosk.page.evaluate(() => window.kioskTest.callId);
+    await shot(kiosk, o, 'in-call');
+
+    // 4. Hold and resume.
+    await operator.page.evaluate(() => window.mediaTest.hold());
+    await kioskScreen(kiosk, o, 'hold');
+    const hold = await text(kiosk, 'screen-hold');
+    if (!/The operator will be back shortly/.test(hold) || !/L'operatore tornerà tra poco/.test(hold)) throw new Failure(`hold screen: ${hold}`);
+    await shot(kiosk, o, 'hold');
+    await operator.page.evaluate(() => window.mediaTest.resume());
+    await kioskScreen(kiosk, o, 'in_call');
+
+    // 5. The socket is cut: the kiosk says so, reconnects with resume and keeps its call and video.
+    await kiosk.page.evaluate(() => window.kioskTest.dropConnection());
+    await waitFor(kiosk, o, 'did not notice the lost connection', () => window.kioskTest.lost > 0);
+    await waitFor(kiosk, o, 'did not reconnect', () => window.kioskTest.connection === 'open' && window.kioskTest.banner !== 'network');
+    const after = await kiosk.page.evaluate(() => ({ screen: window.kioskTest.screen, callId: window.kioskTest.callId }));
+    if (after.screen !== 'in_call' || after.callId !== result.callId) throw new Failure(`after reconnecting: ${JSON.stringify(after)}`);
+    await waitFor(kiosk, o, 'stopped decoding after reconnecting',
+      async (n) => (await window.kioskTest.stats()).framesDecoded > n + 10, frames);
+    result.reconnected = true;
+    result.framesDecoded = (await kiosk.page.evaluate(() => window.kioskTest.stats())).framesDecoded;
+
+    // 6. The operator ends: end screen, then welcome, everything cleared.
+    await operator.page.evaluate(() => window.mediaTest.hangUp());
+    await kioskScreen(kiosk, o, 'ended');
+    await waitFor(kiosk, o, 'did not return to welcome', () => window.kioskTest.screen === 'welcome', null, 20000);
+    const cleared = await kiosk.page.evaluate(() => ({
+      callId: window.kioskTest.callId,
+      lang: document.documentElement.lang,
+      remote: document.getElementById('remote').srcObject,
+    }));
+    if (cleared.callId !== null || cleared.lang !== 'it' || cleared.remote !== null) throw new Failure(`not cleared: ${JSON.stringify(cleared)}`);
+    result.screens = await kiosk.page.evaluate(() => window.kioskTest.screens);
+    await kiosk.page.context().close();
+    await operator.page.context().close();
+    sides.length = 0;
+
+    // 7. A kiosk whose camera is denied: a clear message, the call goes on (the citizen still sees
+    //    and hears the operator), the retry brings the camera back; the citizen ends the call.
+    result.camera = await cameraDenied(browser, o, operatorToken, sides);
+    result.ok = true;
+    console.log(JSON.stringify(result));
+  } catch (e) {
+    console.error(`kiosk.mjs: FAILED: ${e.message}`);
+    for (const s of sides) console.error(await report(s));
+    if (operator) await operator.page.evaluate(() => window.mediaTest.hangUp()).catch(() => {});
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(`kiosk.mjs: FAILED: ${e instanceof Failure ? e.message : e.stack ?? e}`);
+  process.exit(1);
+});

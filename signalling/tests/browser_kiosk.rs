@@ -1,0 +1,105 @@
+//! The kiosk screen `/kiosk/` in real headless Chromium (fake camera), driven by
+//! `console-web/tests/kiosk.mjs` with playwright-core against the `sportello` binary: the kiosk
+//! picks a service and calls, an operator on `/media-test/` accepts, the kiosk shows the in-call
+//! screen and decodes the operator's video, follows hold and resume, survives a cut socket, and
+//! shows the end screen and then the welcome screen again when the operator ends the call. A
+//! second kiosk page whose camera is denied shows the camera message, still receives the
+//! operator, gets its camera back with the retry button and ends the call itself. The welcome
+//! screen is checked with axe-core (no serious or critical violations), and screenshots of the
+//! screens are taken (into `target/tmp/screenshots/`, or `docs/screenshots/kiosk-*.png` with
+//! `UPDATE_SCREENSHOTS=1`).
+//!
+//! A missing Chromium or Node.js fails the test (it never skips).
+
+#[path = "common/browser.rs"]
+mod browser;
+
+use std::time::Duration;
+
+use browser::{ensure_node_modules, require_chromium, run_node, tests_dir, MediaServer, CHROMIUM};
+use testkit::SportelloProcess;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sportello");
+
+#[tokio::test]
+async fn the_kiosk_page_and_its_catalogues_are_served() {
+    let data = tempfile::tempdir().unwrap();
+    let server =
+        SportelloProcess::start(BIN, &["--data-dir".as_ref(), data.path().as_os_str()], &[]);
+    for (path, mime) in [
+        ("/kiosk/", "text/html"),
+        ("/kiosk/app.js", "javascript"),
+        ("/kiosk/kiosk.css", "text/css"),
+        ("/lib/i18n.js", "javascript"),
+        ("/lib/messages/it.json", "json"),
+        ("/lib/messages/en.json", "json"),
+    ] {
+        let res = reqwest::get(format!("{}{path}", server.base))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.contains(mime), "{path}: {content_type}");
+    }
+    let res = reqwest::get(format!("{}/kiosk/../tests/kiosk.mjs", server.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_calls_from_the_kiosk_through_hold_reconnection_and_end() {
+    require_chromium();
+    let _turn = browser::ONE_AT_A_TIME.lock().await;
+    let dir = tests_dir();
+    ensure_node_modules(&dir, &["playwright-core", "axe-core"]).await;
+    let s = MediaServer::start(BIN);
+    // Screenshots are always taken; they replace the committed ones in docs/screenshots/ only when
+    // asked: `UPDATE_SCREENSHOTS=1 cargo test -p signalling --test browser_kiosk`.
+    let shots = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        dir.join("../../docs/screenshots")
+    } else {
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    std::fs::create_dir_all(&shots).unwrap();
+    let shots = shots.to_str().unwrap();
+    let result = run_node(
+        "kiosk.mjs",
+        &[
+            "--base",
+            &s.server.base,
+            "--kiosk-token",
+            &s.kiosk_token,
+            "--username",
+            &s.username,
+            "--password",
+            &s.password,
+            "--chromium",
+            CHROMIUM,
+        ],
+        &[("SCREENSHOTS", "1"), ("SCREENSHOT_DIR", shots)],
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    let screens: Vec<&str> = result["screens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for screen in [
+        "welcome", "waiting", "in_call", "hold", "in_call", "ended", "welcome",
+    ] {
+        assert!(screens.contains(&screen), "{screen} never shown: {result}");
+    }
+    let frames = result["framesDecoded"].as_u64().unwrap_or(0);
+    assert!(frames > 10, "the kiosk decoded {frames} frames: {result}");
+    assert_eq!(result["reconnected"], true, "{result}");
+    assert_eq!(result["axe"]["serious"], 0, "{result}");
+    assert_eq!(
+        result["camera"]["cameraError"], "NotAllowedError",
+        "{result}"
+    );
+    assert_eq!(result["camera"]["retried"], true, "{result}");
+}

@@ -1,0 +1,144 @@
+//! Helpers shared by the browser tests (`browser_media.rs`, `browser_kiosk.rs`): the checks for
+//! Chromium and Node.js, the `npm ci` of `console-web/tests/`, a `sportello` process with its media
+//! plane on loopback and the demo credentials, and running one Node.js script to its JSON result.
+//! Included with `#[path = "common/browser.rs"] mod browser;` so the other tests are unaffected.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::SportelloProcess;
+
+/// Debian's Chromium, which playwright-core drives.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// One browser run at a time: two Chromiums encoding video at once on a 2-core machine would turn
+/// the timings into a measure of CPU contention.
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `console-web/tests/`, where the scripts and their `node_modules/` live.
+pub fn tests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console-web/tests")
+}
+
+/// Fails (never skips) when Chromium is missing.
+pub fn require_chromium() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with \
+         `apt-get install -y chromium` (cargo xtask test installs it)."
+    );
+}
+
+/// Installs the packages of the lock file when one of `packages` is missing from `node_modules`
+/// (offline-friendly: nothing runs when they are there), with npm's cache under `target/` so
+/// nothing lands outside the clone.
+pub async fn ensure_node_modules(dir: &Path, packages: &[&str]) {
+    if packages.iter().all(|p| {
+        dir.join("node_modules")
+            .join(p)
+            .join("package.json")
+            .exists()
+    }) {
+        return;
+    }
+    let out = tokio::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .env("npm_config_cache", dir.join("../../target/npm-cache"))
+        .current_dir(dir)
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot run npm ({e}): install Node.js with `apt-get install -y nodejs npm`")
+        });
+    assert!(
+        out.status.success(),
+        "npm ci in {} failed: {}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A `sportello` process with its media plane on loopback, and the demo accounts it created.
+pub struct MediaServer {
+    pub server: SportelloProcess,
+    pub kiosk_token: String,
+    pub username: String,
+    pub password: String,
+    _data: tempfile::TempDir,
+}
+
+impl MediaServer {
+    /// Starts `bin` (the test's `CARGO_BIN_EXE_sportello`) with UDP and TCP media on loopback.
+    pub fn start(bin: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let server = SportelloProcess::start(
+            bin,
+            &[
+                "--data-dir".as_ref(),
+                data.path().as_os_str(),
+                "--media-udp".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--media-tcp".as_ref(),
+                "127.0.0.1:0".as_ref(),
+            ],
+            &[],
+        );
+        let creds: Value = serde_json::from_slice(
+            &std::fs::read(data.path().join("demo-credentials.json")).unwrap(),
+        )
+        .unwrap();
+        let text = |v: &Value| v.as_str().unwrap().to_owned();
+        MediaServer {
+            kiosk_token: text(&creds["kiosks"][0]["token"]),
+            username: text(&creds["operators"][0]["username"]),
+            password: text(&creds["operators"][0]["password"]),
+            server,
+            _data: data,
+        }
+    }
+}
+
+/// Runs `node script args…` in `console-web/tests/` with `envs`, within `limit`, asserts that it
+/// succeeded and returns the last JSON line of its standard output.
+pub async fn run_node(
+    script: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    limit: Duration,
+) -> Value {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(script)
+        .args(args)
+        .current_dir(tests_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap_or_else(|e| {
+        panic!("cannot run node ({e}): install Node.js with `apt-get install -y nodejs`")
+    });
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} {args:?} did not finish within {limit:?}"))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON result from {script}:\n{stdout}\n{stderr}"));
+    eprintln!("{script}: {line}");
+    serde_json::from_str(line).unwrap()
+}
