@@ -14,33 +14,16 @@
 // On success prints one JSON line {"ok":true,"screens",…} and exits 0; on failure prints the reason
 // and both pages' logs on standard error and exits 1.
 import { chromium } from 'playwright-core';
+import { FLAGS, Failure, login, optionReader, sleep } from './harness.mjs';
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 
 const require = createRequire(import.meta.url);
 
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
 function options() {
-  const args = process.argv.slice(2);
-  const flag = (name, env, fallback) => {
-    const i = args.indexOf(`--${name}`);
-    if (i >= 0 && i + 1 < args.length) return args[i + 1];
-    return process.env[env] ?? fallback;
-  };
+  const flag = optionReader();
   const o = {
     base: flag('base', 'SPORTELLO_BASE'),
     kioskToken: flag('kiosk-token', 'KIOSK_TOKEN'),
@@ -60,19 +43,7 @@ function options() {
   return o;
 }
 
-class Failure extends Error {}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function login(base, username, password) {
-  const r = await fetch(`${base}/api/v1/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username, password }),
-  });
-  const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Failure(`login of ${username} failed: HTTP ${r.status} ${JSON.stringify(body)}`);
-  return body.token;
-}
 
 /** A page in its own browser context with camera and microphone allowed, recording its console. */
 async function openPage(browser, o, name, url) {

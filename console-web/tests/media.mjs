@@ -28,27 +28,11 @@
 // pair and its protocol. On failure (a timeout, a page error) prints the reason, each page's log,
 // console and ICE candidates on standard error and exits 1.
 import { chromium } from 'playwright-core';
+import { FLAGS, Failure, login, optionReader, sleep } from './harness.mjs';
 
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-];
 
 function options() {
-  const args = process.argv.slice(2);
-  const flag = (name, env, fallback) => {
-    const i = args.indexOf(`--${name}`);
-    if (i >= 0 && i + 1 < args.length) return args[i + 1];
-    return process.env[env] ?? fallback;
-  };
+  const flag = optionReader();
   const o = {
     base: flag('base', 'SPORTELLO_BASE'),
     kioskToken: flag('kiosk-token', 'KIOSK_TOKEN'),
@@ -71,7 +55,6 @@ function options() {
   return o;
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** The server's CPU seconds (from /proc, when its pid is known) and forwarded media packets. */
 async function serverCounters(url, pid) {
@@ -91,18 +74,7 @@ async function serverCounters(url, pid) {
   };
 }
 
-class Failure extends Error {}
 
-async function login(base, username, password) {
-  const r = await fetch(`${base}/api/v1/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username, password }),
-  });
-  const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Failure(`login of ${username} failed: HTTP ${r.status} ${JSON.stringify(body)}`);
-  return body.token;
-}
 
 /** Opens /media-test/ for one role in its own browser context, recording its console. */
 async function openPage(browser, o, role, token) {

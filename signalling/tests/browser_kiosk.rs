@@ -17,34 +17,24 @@ mod browser;
 use std::time::Duration;
 
 use browser::{ensure_node_modules, require_chromium, run_node, tests_dir, MediaServer, CHROMIUM};
-use testkit::SportelloProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sportello");
 
 #[tokio::test]
 async fn the_kiosk_page_and_its_catalogues_are_served() {
-    let data = tempfile::tempdir().unwrap();
-    let server =
-        SportelloProcess::start(BIN, &["--data-dir".as_ref(), data.path().as_os_str()], &[]);
-    for (path, mime) in [
-        ("/kiosk/", "text/html"),
-        ("/kiosk/app.js", "javascript"),
-        ("/kiosk/kiosk.css", "text/css"),
-        ("/lib/i18n.js", "javascript"),
-        ("/lib/messages/it.json", "json"),
-        ("/lib/messages/en.json", "json"),
-    ] {
-        let res = reqwest::get(format!("{}{path}", server.base))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "{path}");
-        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(content_type.contains(mime), "{path}: {content_type}");
-    }
-    let res = reqwest::get(format!("{}/kiosk/../tests/kiosk.mjs", server.base))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
+    browser::assert_served(
+        BIN,
+        &[
+            ("/kiosk/", "text/html"),
+            ("/kiosk/app.js", "javascript"),
+            ("/kiosk/kiosk.css", "text/css"),
+            ("/lib/i18n.js", "javascript"),
+            ("/lib/messages/it.json", "json"),
+            ("/lib/messages/en.json", "json"),
+        ],
+        &["/kiosk/../tests/kiosk.mjs"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use browser::{ensure_node_modules, require_chromium, run_node, tests_dir, MediaServer, CHROMIUM};
 use serde_json::Value;
-use testkit::SportelloProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sportello");
 
@@ -75,31 +74,20 @@ fn assert_both_decode(result: &Value, protocol: &str) {
 
 #[tokio::test]
 async fn the_media_test_page_and_the_protocol_library_are_served() {
-    let data = tempfile::tempdir().unwrap();
-    let server =
-        SportelloProcess::start(BIN, &["--data-dir".as_ref(), data.path().as_os_str()], &[]);
-    for (path, mime) in [
-        ("/media-test/", "text/html"),
-        ("/media-test/app.js", "javascript"),
-        ("/lib/sportello.js", "javascript"),
-    ] {
-        let res = reqwest::get(format!("{}{path}", server.base))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "{path}");
-        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(content_type.contains(mime), "{path}: {content_type}");
-    }
-    for path in [
-        "/lib/nope.js",
-        "/lib/../Cargo.toml",
-        "/media-test/../tests/media.mjs",
-    ] {
-        let res = reqwest::get(format!("{}{path}", server.base))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 404, "{path}");
-    }
+    browser::assert_served(
+        BIN,
+        &[
+            ("/media-test/", "text/html"),
+            ("/media-test/app.js", "javascript"),
+            ("/lib/sportello.js", "javascript"),
+        ],
+        &[
+            "/lib/nope.js",
+            "/lib/../Cargo.toml",
+            "/media-test/../tests/media.mjs",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,3 +142,25 @@ pub async fn run_node(
     eprintln!("{script}: {line}");
     serde_json::from_str(line).unwrap()
 }
+
+/// Starts the binary on a fresh data directory and checks that each `(path, MIME fragment)` is
+/// served with that type, and that each of `missing` (traversals, unknown files) is a 404.
+pub async fn assert_served(bin: &str, served: &[(&str, &str)], missing: &[&str]) {
+    let data = tempfile::tempdir().unwrap();
+    let server =
+        SportelloProcess::start(bin, &["--data-dir".as_ref(), data.path().as_os_str()], &[]);
+    for (path, mime) in served {
+        let res = reqwest::get(format!("{}{path}", server.base))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.contains(mime), "{path}: {content_type}");
+    }
+    for path in missing {
+        let res = reqwest::get(format!("{}{path}", server.base))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
+}
