@@ -14,12 +14,10 @@
 // On success prints one JSON line {"ok":true,"screens",…} and exits 0; on failure prints the reason
 // and both pages' logs on standard error and exits 1.
 import { chromium } from 'playwright-core';
-import { FLAGS, Failure, login, optionReader, sleep } from './harness.mjs';
-import { createRequire } from 'node:module';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
+import {
+  FLAGS, Failure, axe, kioskScreen, login, openPage, optionReader, report, shot, sleep, waitFor,
+} from './harness.mjs';
 
-const require = createRequire(import.meta.url);
 
 
 function options() {
@@ -45,66 +43,6 @@ function options() {
 
 
 
-/** A page in its own browser context with camera and microphone allowed, recording its console. */
-async function openPage(browser, o, name, url) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.grantPermissions(['camera', 'microphone'], { origin: o.base });
-  const page = await context.newPage();
-  const consoleLines = [];
-  page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
-  page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
-  await page.goto(url);
-  return { name, page, consoleLines };
-}
-
-/** Polls `fn` in the page until it returns something truthy. */
-async function waitFor(side, o, what, fn, arg, timeoutMs = o.timeoutS * 1000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await side.page.evaluate(fn, arg).catch(() => null);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Failure(`timeout: ${side.name} ${what}`);
-    await sleep(100);
-  }
-}
-
-const kioskScreen = (kiosk, o, screen) => waitFor(kiosk, o, `did not show the ${screen} screen`,
-  (s) => window.kioskTest?.screen === s, screen);
-
-async function shot(side, o, name) {
-  if (!o.screenshots) return;
-  mkdirSync(o.shotDir, { recursive: true });
-  // Let transitions and the video settle.
-  await sleep(300);
-  await side.page.screenshot({ path: path.join(o.shotDir, `kiosk-${name}.png`) });
-}
-
-async function report(side) {
-  const out = [`--- ${side.name} ---`];
-  try {
-    const log = await side.page.evaluate(() => (window.kioskTest ?? window.mediaTest)?.log ?? []);
-    out.push('log:', ...log.map((l) => `  ${l}`));
-  } catch (e) {
-    out.push(`(page not readable: ${e.message})`);
-  }
-  out.push('console:', ...side.consoleLines.map((l) => `  ${l}`));
-  return out.join('\n');
-}
-
-/** axe-core on the current page: the serious and critical violations. */
-async function axe(side) {
-  await side.page.addScriptTag({ path: require.resolve('axe-core/axe.min.js') });
-  const results = await side.page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  const bad = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  return {
-    serious: bad.length,
-    violations: results.violations.map((v) => ({
-      id: v.id,
-      impact: v.impact,
-      nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5),
-    })),
-  };
-}
 
 /** Step 7: getUserMedia refuses video until the test allows it (a denied or missing camera). */
 async function cameraDenied(browser, o, operatorToken, sides) {
@@ -133,7 +71,7 @@ async function cameraDenied(browser, o, operatorToken, sides) {
   if (!/Fotocamera o microfono non disponibili/.test(message)) throw new Failure(`camera message: ${message}`);
   await waitFor(kiosk, o, 'did not decode the operator without a camera',
     async () => (await window.kioskTest.stats()).framesDecoded > 10);
-  await shot(kiosk, o, 'camera');
+  await shot(kiosk, o, 'kiosk-camera');
   const cameraError = await page.evaluate(() => window.kioskTest.cameraError);
   await page.evaluate(() => { window.allowCamera = true; });
   await page.click('#camera-retry');
@@ -162,7 +100,7 @@ async function main() {
     await waitFor(kiosk, o, 'did not connect', () => window.kioskTest.connection === 'open');
     if (kiosk.page.url().includes('token')) throw new Failure(`the token is still in the URL: ${kiosk.page.url()}`);
     if (!(await kiosk.page.evaluate(() => localStorage.getItem('sportello.kiosk.token')))) throw new Failure('the token was not stored');
-    await shot(kiosk, o, 'welcome');
+    await shot(kiosk, o, 'kiosk-welcome');
     result.axe = await axe(kiosk);
     if (result.axe.serious > 0) throw new Failure(`axe-core: ${JSON.stringify(result.axe.violations)}`);
     const small = await kiosk.page.evaluate(() => [...document.querySelectorAll('button')]
@@ -177,7 +115,7 @@ async function main() {
     const estimate = await waitFor(kiosk, o, 'showed no estimate', () => document.getElementById('waiting-estimate').innerText);
     if (!/Wait unknown/.test(estimate) || !/Attesa non stimabile/.test(estimate)) throw new Failure(`waiting estimate: ${estimate}`);
     result.waiting = { position: await text(kiosk, 'waiting-position'), estimate };
-    await shot(kiosk, o, 'waiting');
+    await shot(kiosk, o, 'kiosk-waiting');
 
     // 3. The operator comes online and accepts; the kiosk decodes the operator's video.
     operator = await openPage(browser, o, 'operator', `${o.base}/media-test/#role=operator&token=${encodeURIComponent(operatorToken)}`);
@@ -186,14 +124,14 @@ async function main() {
     const frames = await waitFor(kiosk, o, 'did not decode more than 10 frames',
       async () => { const s = await window.kioskTest.stats(); return s.framesDecoded > 10 && s.framesDecoded; });
     result.callId = await kiosk.page.evaluate(() => window.kioskTest.callId);
-    await shot(kiosk, o, 'in-call');
+    await shot(kiosk, o, 'kiosk-in-call');
 
     // 4. Hold and resume.
     await operator.page.evaluate(() => window.mediaTest.hold());
     await kioskScreen(kiosk, o, 'hold');
     const hold = await text(kiosk, 'screen-hold');
     if (!/The operator will be back shortly/.test(hold) || !/L'operatore tornerà tra poco/.test(hold)) throw new Failure(`hold screen: ${hold}`);
-    await shot(kiosk, o, 'hold');
+    await shot(kiosk, o, 'kiosk-hold');
     await operator.page.evaluate(() => window.mediaTest.resume());
     await kioskScreen(kiosk, o, 'in_call');
 

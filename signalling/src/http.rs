@@ -51,6 +51,9 @@ pub fn app(state: AppState) -> Router {
         .route("/kiosk", get(crate::pages::kiosk_root))
         .route("/kiosk/", get(crate::pages::kiosk))
         .route("/kiosk/{*file}", get(crate::pages::kiosk))
+        .route("/console", get(crate::pages::console_root))
+        .route("/console/", get(crate::pages::console))
+        .route("/console/{*file}", get(crate::pages::console))
         .route("/", get(index))
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(API_BODY_LIMIT));

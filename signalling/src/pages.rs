@@ -29,6 +29,11 @@ struct MediaTestAssets;
 #[folder = "../console-web/kiosk/"]
 struct KioskAssets;
 
+/// `console-web/console/`: the operator's console.
+#[derive(RustEmbed)]
+#[folder = "../console-web/console/"]
+struct ConsoleAssets;
+
 /// `GET /verify` → `/verify/`.
 pub async fn verify_root() -> Redirect {
     Redirect::permanent("/verify/")
@@ -62,6 +67,16 @@ pub async fn kiosk_root() -> Redirect {
 /// `GET /kiosk/` and `GET /kiosk/{*file}`: the kiosk's touch screen.
 pub async fn kiosk(file: Option<Path<String>>) -> Response {
     serve::<KioskAssets>(file)
+}
+
+/// `GET /console` → `/console/`.
+pub async fn console_root() -> Redirect {
+    Redirect::permanent("/console/")
+}
+
+/// `GET /console/` and `GET /console/{*file}`: the operator's console.
+pub async fn console(file: Option<Path<String>>) -> Response {
+    serve::<ConsoleAssets>(file)
 }
 
 /// Serves `file` of the embedded folder `A` (`index.html` for a folder).

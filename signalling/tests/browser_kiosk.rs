@@ -44,15 +44,9 @@ async fn a_citizen_calls_from_the_kiosk_through_hold_reconnection_and_end() {
     let dir = tests_dir();
     ensure_node_modules(&dir, &["playwright-core", "axe-core"]).await;
     let s = MediaServer::start(BIN);
-    // Screenshots are always taken; they replace the committed ones in docs/screenshots/ only when
-    // asked: `UPDATE_SCREENSHOTS=1 cargo test -p signalling --test browser_kiosk`.
-    let shots = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
-        dir.join("../../docs/screenshots")
-    } else {
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
-    };
-    std::fs::create_dir_all(&shots).unwrap();
-    let shots = shots.to_str().unwrap();
+    // Screenshots are always taken; `UPDATE_SCREENSHOTS=1` refreshes the committed ones.
+    let shots = browser::screenshot_dir();
+    let shots = shots.as_str();
     let result = run_node(
         "kiosk.mjs",
         &[

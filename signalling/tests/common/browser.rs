@@ -1,4 +1,4 @@
-//! Helpers shared by the browser tests (`browser_media.rs`, `browser_kiosk.rs`): the checks for
+//! Helpers shared by the browser tests (`browser_media.rs`, `browser_kiosk.rs`, `browser_console.rs`): the checks for
 //! Chromium and Node.js, the `npm ci` of `console-web/tests/`, a `sportello` process with its media
 //! plane on loopback and the demo credentials, and running one Node.js script to its JSON result.
 //! Included with `#[path = "common/browser.rs"] mod browser;` so the other tests are unaffected.
@@ -68,6 +68,7 @@ pub struct MediaServer {
     pub kiosk_token: String,
     pub username: String,
     pub password: String,
+    creds: Value,
     _data: tempfile::TempDir,
 }
 
@@ -96,10 +97,52 @@ impl MediaServer {
             kiosk_token: text(&creds["kiosks"][0]["token"]),
             username: text(&creds["operators"][0]["username"]),
             password: text(&creds["operators"][0]["password"]),
+            creds,
             server,
             _data: data,
         }
     }
+}
+
+impl MediaServer {
+    /// The user name and password of the demo operator `username`.
+    pub fn operator(&self, username: &str) -> (String, String) {
+        let op = self.creds["operators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["username"] == username)
+            .unwrap_or_else(|| panic!("no demo operator {username}: {}", self.creds));
+        (
+            op["username"].as_str().unwrap().to_owned(),
+            op["password"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The device token of the demo kiosk `id`.
+    pub fn kiosk_token_of(&self, id: &str) -> String {
+        self.creds["kiosks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .unwrap_or_else(|| panic!("no demo kiosk {id}: {}", self.creds))["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// Where a browser test writes its screenshots: `docs/screenshots/` when `UPDATE_SCREENSHOTS` is set
+/// (to refresh the committed ones), otherwise a folder under `target/tmp/`.
+pub fn screenshot_dir() -> String {
+    let dir = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        tests_dir().join("../../docs/screenshots")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.to_string_lossy().into_owned()
 }
 
 /// Runs `node script args…` in `console-web/tests/` with `envs`, within `limit`, asserts that it

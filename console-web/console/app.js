@@ -1,0 +1,749 @@
+// The operator's console: login, presence, incoming offers (ring, beep, countdown), one tile per
+// booth with the kiosk's video, timer, state and quality, and the call actions with keyboard
+// shortcuts. Sound (the kiosk's audio and the operator's microphone) goes only to and from the
+// selected booth. The login token is kept in sessionStorage (per tab, gone when the tab closes).
+// Italian first with English beside it. Tests read `window.consoleTest`.
+import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
+import { loadCatalogue } from '../lib/i18n.js';
+
+const TOKEN_KEY = 'sportello.console.token';
+/** The booths an operator may serve at once (the largest demo capacity). */
+const SLOTS = 3;
+/** Services a call can be transferred to. */
+const SERVICES = ['anagrafe', 'stato_civile'];
+/** The console's language and its companion. */
+const LANG = 'it';
+const OTHER = 'en';
+
+const $ = (id) => document.getElementById(id);
+
+/** @type {import('../lib/i18n.js').Catalogue} */
+let cat;
+/** @type {import('../lib/sportello.js').SportelloClient | null} */
+let client = null;
+/** @type {MediaStream | null} */
+let localStream = null;
+let audio = null;
+let beepTimer = null;
+
+const state = {
+  /** login · console */
+  screen: 'login',
+  /** connecting · open · reconnecting · closed */
+  connection: 'closed',
+  operatorId: null,
+  /** `{state, reason}` from operator.state / state.sync. */
+  operator: { state: null, reason: null },
+  /** Offers by call id: `{call_id, kiosk, service, language, waited_s, expiresAt, arrived}`. */
+  offers: new Map(),
+  /** Calls by call id: `{call_id, kiosk, service, state, since, slot, media, quality}`. */
+  calls: new Map(),
+  /** The call id in each booth slot (or null). */
+  slots: Array(SLOTS).fill(null),
+  /** The selected slot (0-based). */
+  selected: 0,
+  /** Offers seen, accepted, missed (for tests). */
+  offered: 0,
+  missed: 0,
+  log: [],
+};
+
+const consoleTest = {
+  state,
+  /** One entry per booth slot. */
+  tiles: () => state.slots.map((id, slot) => {
+    const c = id ? state.calls.get(id) : null;
+    return c
+      ? { slot: slot + 1, callId: c.call_id, kioskId: c.kiosk?.id, kioskName: c.kiosk?.name, state: c.state, quality: c.quality, selected: slot === state.selected }
+      : { slot: slot + 1, callId: null, state: 'free', selected: slot === state.selected };
+  }),
+  /** The CallMedia summary of one call (framesDecoded, …). */
+  stats: async (callId) => {
+    const m = state.calls.get(callId)?.media;
+    return m ? m.stats() : { framesDecoded: 0, connectionState: 'new' };
+  },
+  /** Offers in arrival order. */
+  offers: () => [...state.offers.values()].sort((a, b) => a.arrived - b.arrived).map((o) => ({ callId: o.call_id, kioskId: o.kiosk?.id })),
+  /** Cuts the WebSocket as a network drop would. */
+  dropConnection: () => client?.socket?.close(),
+  log: state.log,
+};
+window.consoleTest = consoleTest;
+
+function note(text) {
+  state.log.push(`${new Date().toISOString()} ${text}`);
+  console.log(`console: ${text}`);
+}
+
+// ---- Text ---------------------------------------------------------------------------------------
+
+/** Fills `el` with `key` in Italian, and English small beside it (hidden from screen readers). */
+function setText(el, key, vars = {}) {
+  el.dataset.i18n = key;
+  el.i18nVars = vars;
+  const main = document.createElement('span');
+  main.textContent = cat.t(LANG, key, vars);
+  const sub = document.createElement('span');
+  sub.className = 'sub';
+  sub.lang = OTHER;
+  sub.setAttribute('aria-hidden', 'true');
+  sub.textContent = cat.t(OTHER, key, vars);
+  el.replaceChildren(main, sub);
+  return el;
+}
+
+/** A new element with bilingual text. */
+function textEl(tag, key, vars, className) {
+  const el = document.createElement(tag);
+  if (className) el.className = className;
+  return setText(el, key, vars);
+}
+
+const t = (key, vars) => cat.t(LANG, key, vars);
+
+function serviceName(id) {
+  return cat.t(LANG, `service.${id}`) === `service.${id}` ? id : cat.t(LANG, `service.${id}`);
+}
+
+function duration(s) {
+  const m = Math.floor(s / 60);
+  const r = Math.floor(s % 60);
+  return `${m}:${String(r).padStart(2, '0')}`;
+}
+
+function say(text) {
+  $('status').textContent = text;
+}
+
+function showError(text) {
+  const el = $('error');
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+// ---- Sound ----------------------------------------------------------------------------------------
+
+/** A short two-tone beep through WebAudio (created on the first user gesture where required). */
+function beep() {
+  try {
+    audio ??= new AudioContext();
+    if (audio.state === 'suspended') audio.resume();
+    const now = audio.currentTime;
+    for (const [i, freq] of [880, 660].entries()) {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, now + i * 0.2);
+      gain.gain.exponentialRampToValueAtTime(0.3, now + i * 0.2 + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + i * 0.2 + 0.18);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(now + i * 0.2);
+      osc.stop(now + i * 0.2 + 0.2);
+    }
+    state.beeps = (state.beeps ?? 0) + 1;
+  } catch (e) {
+    note(`no sound: ${e.message}`);
+  }
+}
+
+/** Beeps now and every 3 s while an offer is pending. */
+function ring() {
+  if (state.offers.size === 0) {
+    clearInterval(beepTimer);
+    beepTimer = null;
+    return;
+  }
+  if (!beepTimer) {
+    beep();
+    beepTimer = setInterval(() => (state.offers.size ? beep() : ring()), 3000);
+  }
+}
+
+// ---- Login ----------------------------------------------------------------------------------------
+
+async function submitLogin(event) {
+  event.preventDefault();
+  // The gesture lets the beep play later.
+  try { audio ??= new AudioContext(); } catch { /* no audio */ }
+  const username = $('username').value.trim();
+  const password = $('password').value;
+  const err = $('login-error');
+  err.hidden = true;
+  $('login-submit').disabled = true;
+  try {
+    const res = await fetch('/api/v1/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username, password }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw Object.assign(new Error(body.message ?? res.status), { key: res.status === 401 ? 'console.login.failed' : 'console.login.error' });
+    if (body.role !== 'operator') throw Object.assign(new Error('not an operator'), { key: 'console.login.not_operator' });
+    sessionStorage.setItem(TOKEN_KEY, body.token);
+    $('password').value = '';
+    await start(body.token);
+  } catch (e) {
+    note(`login failed: ${e.message}`);
+    setText(err, e.key ?? 'console.login.error');
+    err.hidden = false;
+  } finally {
+    $('login-submit').disabled = false;
+  }
+}
+
+function showScreen(screen) {
+  state.screen = screen;
+  $('screen-login').hidden = screen !== 'login';
+  $('screen-console').hidden = screen !== 'console';
+  $('who').hidden = screen !== 'console';
+  note(`screen ${screen}`);
+}
+
+function logout() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  client?.close();
+  client = null;
+  for (const c of state.calls.values()) c.media?.close();
+  state.calls.clear();
+  state.offers.clear();
+  state.slots.fill(null);
+  localStream?.getTracks().forEach((tr) => tr.stop());
+  localStream = null;
+  renderAll();
+  showScreen('login');
+  $('username').focus();
+}
+
+// ---- Connection -----------------------------------------------------------------------------------
+
+async function start(token) {
+  state.connection = 'connecting';
+  renderConnection();
+  try {
+    client = await connect(defaultWsUrl(), token);
+  } catch (e) {
+    note(`connect failed: ${e.code} ${e.message}`);
+    if (e.code === 'unauthorized') {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showScreen('login');
+      const err = $('login-error');
+      setText(err, 'console.login.failed');
+      err.hidden = false;
+      return;
+    }
+    throw e;
+  }
+  state.operatorId = client.principalId;
+  state.connection = 'open';
+  $('operator-name').textContent = client.principalId;
+  showScreen('console');
+  wire(client);
+  renderAll();
+  $('main').querySelector('[data-presence="available"]').focus();
+}
+
+function wire(c) {
+  c.on('connection.open', () => { state.connection = 'open'; note('connection open'); renderConnection(); });
+  c.on('connection.lost', (e) => { state.connection = 'reconnecting'; note(`connection lost ${e.code}`); renderConnection(); });
+  c.on('connection.closed', (e) => {
+    state.connection = 'closed';
+    note(`connection closed ${e.code}`);
+    renderConnection();
+    if (e.code === 4401) logout();
+  });
+  c.on('state.sync', onSync);
+  c.on('operator.state', (e) => { state.operator = { state: e.state, reason: e.reason ?? null }; renderPresence(); });
+  c.on('call.offered', (e) => addOffer(e));
+  c.on('call.offer_revoked', (e) => {
+    const offer = state.offers.get(e.call_id);
+    state.offers.delete(e.call_id);
+    if (offer && e.reason === 'expired') missed(offer);
+    note(`offer ${e.call_id} revoked (${e.reason})`);
+    renderOffers();
+  });
+  c.on('call.connected', (e) => {
+    state.offers.delete(e.call_id);
+    upsertCall({ call_id: e.call_id, kiosk: e.kiosk, state: 'connected' });
+    renderOffers();
+  });
+  c.on('call.held', (e) => setCallState(e.call_id, 'on_hold'));
+  c.on('call.resumed', (e) => setCallState(e.call_id, 'connected'));
+  c.on('call.ended', (e) => {
+    note(`call ${e.call_id} ended (${e.reason})`);
+    if (e.reason === 'completed' || e.reason === 'kiosk_lost') setCallState(e.call_id, 'wrapup');
+    else removeCall(e.call_id);
+  });
+  c.on('wrapup.ended', (e) => removeCall(e.call_id));
+  c.on('media.stats', onStats);
+}
+
+/** `state.sync`: the calls and offers as they are now; anything else has ended. */
+function onSync(e) {
+  note(`state.sync: ${e.calls.length} call(s)`);
+  if (e.operator_state) state.operator = { state: e.operator_state.state, reason: e.operator_state.reason ?? null };
+  const seen = new Set();
+  for (const call of e.calls) {
+    seen.add(call.call_id);
+    if (call.state === 'offered') {
+      if (!state.offers.has(call.call_id)) addOffer(call, false);
+      else state.offers.get(call.call_id).expiresAt = Date.now() + call.expires_in_s * 1000;
+    } else {
+      state.offers.delete(call.call_id);
+      upsertCall(call);
+    }
+  }
+  for (const id of [...state.offers.keys()]) if (!seen.has(id)) state.offers.delete(id);
+  for (const id of [...state.calls.keys()]) if (!seen.has(id)) removeCall(id);
+  renderAll();
+}
+
+function addOffer(e, announce = true) {
+  state.offers.set(e.call_id, {
+    call_id: e.call_id,
+    kiosk: e.kiosk,
+    service: e.service,
+    language: e.language,
+    waited_s: e.waited_s ?? 0,
+    expiresAt: Date.now() + (e.expires_in_s ?? 15) * 1000,
+    arrived: Date.now() + state.offered * 0.001,
+  });
+  state.offered += 1;
+  note(`offer ${e.call_id} from ${e.kiosk?.id}`);
+  if (announce) say(t('console.status.offer', { name: e.kiosk?.name ?? '' }));
+  renderOffers();
+}
+
+function missed(offer) {
+  state.missed += 1;
+  const el = $('missed');
+  setText(el, 'console.offer.missed', { name: offer.kiosk?.name ?? offer.call_id });
+  el.hidden = false;
+  beep();
+}
+
+function upsertCall(info) {
+  let call = state.calls.get(info.call_id);
+  if (!call) {
+    let slot = state.slots.indexOf(null);
+    if (slot < 0) slot = state.slots.length;
+    state.slots[slot] = info.call_id;
+    call = { call_id: info.call_id, kiosk: info.kiosk, service: info.service, state: info.state, since: Date.now(), slot, media: null, quality: 'unknown' };
+    state.calls.set(info.call_id, call);
+    // A new booth becomes the selected one when the selected slot is free.
+    if (!state.slots[state.selected]) state.selected = slot;
+    note(`booth ${slot + 1}: call ${info.call_id} (${info.state})`);
+    say(t('console.status.connected', { name: info.kiosk?.name ?? '' }));
+  }
+  call.kiosk = info.kiosk ?? call.kiosk;
+  call.service = info.service ?? call.service;
+  call.state = info.state;
+  if ((call.state === 'connected' || call.state === 'on_hold') && !call.media && !call.mediaStarting) startMedia(call);
+  renderTile(call.slot);
+}
+
+function setCallState(callId, s) {
+  const call = state.calls.get(callId);
+  if (!call) return;
+  call.state = s;
+  note(`call ${callId} ${s}`);
+  if (s === 'wrapup') {
+    call.media?.close();
+    call.media = null;
+    call.mic?.stop();
+    call.mic = null;
+    call.since = Date.now();
+  }
+  renderTile(call.slot);
+}
+
+function removeCall(callId) {
+  const call = state.calls.get(callId);
+  if (!call) return;
+  call.media?.close();
+  call.mic?.stop();
+  state.calls.delete(callId);
+  state.slots[call.slot] = null;
+  note(`booth ${call.slot + 1} free`);
+  renderTile(call.slot);
+}
+
+// ---- Media ----------------------------------------------------------------------------------------
+
+async function camera() {
+  if (localStream) return localStream;
+  try {
+    localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+  } catch (e) {
+    note(`camera unavailable: ${e.name}`);
+    showError(t('console.error.camera'));
+    localStream = null;
+  }
+  return localStream;
+}
+
+async function startMedia(call) {
+  call.mediaStarting = true;
+  const cam = await camera();
+  // Each booth gets its own microphone track, live only while the booth is selected, so a citizen
+  // never hears the operator talking to another booth.
+  let stream = null;
+  if (cam) {
+    const mic = cam.getAudioTracks()[0]?.clone();
+    stream = new MediaStream([...cam.getVideoTracks(), ...(mic ? [mic] : [])]);
+    call.mic = mic ?? null;
+  }
+  const media = new CallMedia(client, call.call_id, { stream });
+  call.mediaStarting = false;
+  // The call may have ended while the camera opened.
+  if (state.calls.get(call.call_id) !== call || call.state === 'wrapup') return;
+  call.media = media;
+  try {
+    await media.start();
+    note(`media of ${call.call_id} negotiated`);
+  } catch (e) {
+    note(`media.offer of ${call.call_id} failed: ${e.code} ${e.message}`);
+  }
+  renderTile(call.slot);
+}
+
+/** `media.stats`: the quality of what reaches the operator, as a dot and a word. */
+function onStats(e) {
+  const call = state.calls.get(e.call_id);
+  if (!call) return;
+  const inbound = (e.directions ?? []).find((d) => d.to === 'operator');
+  let q = 'unknown';
+  if (e.held) q = call.quality;
+  else if (!(e.connected ?? []).includes('kiosk') || !(e.connected ?? []).includes('operator')) {
+    // Still connecting at the start of a call; a party missing later is a real problem.
+    q = Date.now() - call.since < 10000 ? 'unknown' : 'poor';
+  }
+  else if (inbound) {
+    const loss = Math.max(inbound.fraction_lost ?? 0, 0);
+    const rtt = inbound.rtt_ms ?? 0;
+    q = loss < 0.02 && rtt < 300 ? 'good' : loss < 0.1 && rtt < 800 ? 'fair' : 'poor';
+  }
+  if (q !== call.quality) {
+    call.quality = q;
+    renderTile(call.slot);
+  }
+}
+
+// ---- Actions --------------------------------------------------------------------------------------
+
+async function act(type, body) {
+  try {
+    showError('');
+    await client.request(type, body);
+    note(`${type} ok`);
+  } catch (e) {
+    note(`${type} failed: ${e.code} ${e.message}`);
+    showError(t('console.error.request', { message: e.message }));
+  }
+}
+
+const oldestOffer = () => [...state.offers.values()].sort((a, b) => a.arrived - b.arrived)[0];
+const selectedCall = () => state.calls.get(state.slots[state.selected]);
+
+function accept(callId) {
+  if (callId) act('call.accept', { call_id: callId });
+}
+function reject(callId) {
+  if (callId) act('call.reject', { call_id: callId });
+}
+function holdOrResume(call) {
+  if (call?.state === 'connected') act('call.hold', { call_id: call.call_id });
+  else if (call?.state === 'on_hold') act('call.resume', { call_id: call.call_id });
+}
+function end(call) {
+  if (call && call.state !== 'wrapup') act('call.end', { call_id: call.call_id });
+}
+function wrapupDone(call) {
+  if (call?.state === 'wrapup') act('wrapup.done', { call_id: call.call_id });
+}
+function transfer(call, service) {
+  if (call && call.state !== 'wrapup') act('call.transfer', { call_id: call.call_id, service });
+}
+function select(slot) {
+  state.selected = slot;
+  for (let i = 0; i < SLOTS; i += 1) renderTile(i);
+}
+
+const SHORTCUTS = [
+  ['A', 'console.shortcut.accept'],
+  ['R', 'console.shortcut.reject'],
+  ['H', 'console.shortcut.hold'],
+  ['E', 'console.shortcut.end'],
+  ['W', 'console.shortcut.wrapup'],
+  ['1–3', 'console.shortcut.select'],
+];
+
+function onKey(event) {
+  if (state.screen !== 'console' || event.ctrlKey || event.metaKey || event.altKey) return;
+  const tag = event.target?.tagName;
+  if (tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT') return;
+  const key = event.key.toLowerCase();
+  const handled = {
+    a: () => accept(oldestOffer()?.call_id),
+    r: () => reject(oldestOffer()?.call_id),
+    h: () => holdOrResume(selectedCall()),
+    e: () => end(selectedCall()),
+    w: () => wrapupDone(selectedCall()),
+    1: () => select(0),
+    2: () => select(1),
+    3: () => select(2),
+  }[key];
+  if (handled) {
+    event.preventDefault();
+    note(`key ${key}`);
+    handled();
+  }
+}
+
+// ---- Rendering ------------------------------------------------------------------------------------
+
+function renderConnection() {
+  if (!cat) return;
+  setText($('connection'), `console.connection.${state.connection}`);
+}
+
+function renderPresence() {
+  const s = state.operator.state;
+  for (const b of document.querySelectorAll('[data-presence]')) {
+    const on = s === b.dataset.presence || (s === 'wrapup' && b.dataset.presence === 'available');
+    b.setAttribute('aria-pressed', String(on));
+  }
+  const key = s ? `console.state.${s}` : 'console.state.unknown';
+  setText($('op-state'), key, { reason: state.operator.reason ?? '' });
+}
+
+function renderOffers() {
+  const list = $('offer-list');
+  const offers = [...state.offers.values()].sort((a, b) => a.arrived - b.arrived);
+  list.replaceChildren(...offers.map((o, i) => {
+    const li = document.createElement('li');
+    li.className = 'offer';
+    li.dataset.callId = o.call_id;
+    const icon = document.createElement('span');
+    icon.className = 'ring-icon';
+    icon.setAttribute('aria-hidden', 'true');
+    icon.textContent = '☎';
+    const text = document.createElement('div');
+    text.className = 'offer-text';
+    const name = o.kiosk?.name ?? o.kiosk?.id ?? '';
+    text.append(
+      Object.assign(textEl('p', 'console.offer.from', { name }, 'kiosk-name'), { id: `offer-${o.call_id}` }),
+      Object.assign(document.createElement('p'), { className: 'hint', textContent: o.kiosk?.location ?? '' }),
+      textEl('p', 'console.offer.details', { service: serviceName(o.service), language: o.language, waited: duration(o.waited_s) }),
+    );
+    const countdown = document.createElement('p');
+    countdown.className = 'countdown';
+    countdown.setAttribute('role', 'timer');
+    const acceptBtn = document.createElement('button');
+    acceptBtn.type = 'button';
+    acceptBtn.className = 'btn btn-ok offer-accept';
+    setText(acceptBtn, 'console.offer.accept');
+    acceptBtn.addEventListener('click', () => accept(o.call_id));
+    const rejectBtn = document.createElement('button');
+    rejectBtn.type = 'button';
+    rejectBtn.className = 'btn btn-danger offer-reject';
+    setText(rejectBtn, 'console.offer.reject');
+    rejectBtn.addEventListener('click', () => reject(o.call_id));
+    if (i === 0) {
+      acceptBtn.append(' ', Object.assign(document.createElement('kbd'), { textContent: 'A' }));
+      rejectBtn.append(' ', Object.assign(document.createElement('kbd'), { textContent: 'R' }));
+    }
+    // The buttons' names are their visible words; the offer's kiosk describes them.
+    for (const b of [acceptBtn, rejectBtn]) b.setAttribute('aria-describedby', `offer-${o.call_id}`);
+    li.append(icon, text, countdown, acceptBtn, rejectBtn);
+    return li;
+  }));
+  $('offers-empty').hidden = offers.length > 0;
+  $('offers').classList.toggle('ringing', offers.length > 0);
+  tickOffers();
+  ring();
+}
+
+/** Updates the countdowns (every second). */
+function tickOffers() {
+  for (const li of $('offer-list').children) {
+    const o = state.offers.get(li.dataset.callId);
+    if (!o) continue;
+    const left = Math.max(0, Math.ceil((o.expiresAt - Date.now()) / 1000));
+    const el = li.querySelector('.countdown');
+    el.textContent = t('console.offer.seconds', { seconds: left });
+    el.setAttribute('aria-label', t('console.offer.countdown_label', { seconds: left }));
+    el.classList.toggle('urgent', left <= 5);
+  }
+}
+
+/** Builds the booth tiles once; `renderTile` fills them. */
+function buildTiles() {
+  const tiles = $('tiles');
+  for (let slot = 0; slot < SLOTS; slot += 1) {
+    const tile = document.createElement('section');
+    tile.className = 'tile';
+    tile.id = `tile-${slot + 1}`;
+    tile.setAttribute('aria-labelledby', `tile-${slot + 1}-title`);
+    tile.innerHTML = `
+      <div class="tile-head">
+        <h3 id="tile-${slot + 1}-title"><button type="button" class="btn tile-select"></button></h3>
+        <span class="selected-label"></span>
+      </div>
+      <video class="remote" autoplay playsinline hidden></video>
+      <p class="empty"></p>
+      <div class="tile-info" hidden>
+        <p class="kiosk-name" id="tile-${slot + 1}-kiosk"></p>
+        <p class="location"></p>
+        <div class="tile-facts">
+          <span class="call-state"></span>
+          <span><span class="label timer-label"></span> <span class="timer" role="timer"></span></span>
+          <span class="quality"><span class="dot" aria-hidden="true"></span><span class="quality-text"></span></span>
+        </div>
+        <div class="tile-actions">
+          <button type="button" class="btn act-hold" aria-describedby="tile-${slot + 1}-kiosk"></button>
+          <button type="button" class="btn btn-danger act-end" aria-describedby="tile-${slot + 1}-kiosk"></button>
+          <label class="visually-hidden" for="transfer-${slot + 1}"></label>
+          <select id="transfer-${slot + 1}" class="transfer-service"></select>
+          <button type="button" class="btn act-transfer" aria-describedby="tile-${slot + 1}-kiosk"></button>
+          <button type="button" class="btn btn-primary act-wrapup" aria-describedby="tile-${slot + 1}-kiosk"></button>
+        </div>
+      </div>`;
+    const call = () => state.calls.get(state.slots[slot]);
+    tile.querySelector('.tile-select').addEventListener('click', () => select(slot));
+    tile.querySelector('.act-hold').addEventListener('click', () => { select(slot); holdOrResume(call()); });
+    tile.querySelector('.act-end').addEventListener('click', () => { select(slot); end(call()); });
+    tile.querySelector('.act-wrapup').addEventListener('click', () => { select(slot); wrapupDone(call()); });
+    tile.querySelector('.act-transfer').addEventListener('click', () => {
+      select(slot);
+      transfer(call(), tile.querySelector('.transfer-service').value);
+    });
+    for (const s of SERVICES) {
+      const opt = document.createElement('option');
+      opt.value = s;
+      opt.textContent = serviceName(s);
+      tile.querySelector('.transfer-service').append(opt);
+    }
+    tiles.append(tile);
+  }
+}
+
+function renderTile(slot) {
+  const tile = $(`tile-${slot + 1}`);
+  if (!tile) return;
+  const call = state.calls.get(state.slots[slot]);
+  const q = (sel) => tile.querySelector(sel);
+  const selected = slot === state.selected;
+  tile.classList.toggle('selected', selected);
+  tile.classList.toggle('attention', call?.state === 'on_hold' || call?.state === 'wrapup');
+  const selectBtn = q('.tile-select');
+  setText(selectBtn, 'console.booth', { n: slot + 1 });
+  selectBtn.setAttribute('aria-pressed', String(selected));
+  selectBtn.setAttribute('aria-keyshortcuts', String(slot + 1));
+  const selLabel = q('.selected-label');
+  if (selected) setText(selLabel, 'console.booth.selected');
+  else selLabel.replaceChildren();
+  const video = q('.remote');
+  q('.empty').hidden = Boolean(call);
+  q('.tile-info').hidden = !call;
+  if (!call) {
+    setText(q('.empty'), 'console.booth.free');
+    video.hidden = true;
+    video.srcObject = null;
+    return;
+  }
+  const name = call.kiosk?.name ?? call.kiosk?.id ?? '';
+  video.hidden = call.state === 'wrapup';
+  video.setAttribute('aria-label', t('console.booth.video', { name }));
+  const stream = call.media?.remoteStream ?? null;
+  if (video.srcObject !== stream) video.srcObject = stream;
+  // Sound in both directions only with the selected booth.
+  video.muted = !selected;
+  if (call.mic) call.mic.enabled = selected;
+  q('.kiosk-name').textContent = name;
+  q('.location').textContent = call.kiosk?.location ?? '';
+  const st = q('.call-state');
+  st.dataset.state = call.state;
+  setText(st, `console.call.${call.state}`);
+  setText(q('.timer-label'), 'console.call.timer');
+  const dot = q('.dot');
+  dot.dataset.q = call.quality;
+  setText(q('.quality-text'), `console.quality.${call.quality}`);
+  q('.quality').setAttribute('title', `${t('console.quality')}: ${t(`console.quality.${call.quality}`)}`);
+  const inCall = call.state === 'connected' || call.state === 'on_hold';
+  const holdBtn = q('.act-hold');
+  setText(holdBtn, call.state === 'on_hold' ? 'console.call.resume' : 'console.call.hold');
+  if (selected) holdBtn.append(' ', Object.assign(document.createElement('kbd'), { textContent: 'H' }));
+  holdBtn.hidden = !inCall;
+  const endBtn = q('.act-end');
+  setText(endBtn, 'console.call.end');
+  if (selected) endBtn.append(' ', Object.assign(document.createElement('kbd'), { textContent: 'E' }));
+  endBtn.hidden = !inCall;
+  q('label').textContent = t('console.call.transfer_to');
+  q('.transfer-service').hidden = !inCall;
+  const trBtn = q('.act-transfer');
+  setText(trBtn, 'console.call.transfer');
+  trBtn.hidden = !inCall;
+  const wrBtn = q('.act-wrapup');
+  setText(wrBtn, 'console.call.wrapup_done');
+  if (selected) wrBtn.append(' ', Object.assign(document.createElement('kbd'), { textContent: 'W' }));
+  wrBtn.hidden = call.state !== 'wrapup';
+  tickTile(slot);
+}
+
+/** Updates one tile's call timer. */
+function tickTile(slot) {
+  const call = state.calls.get(state.slots[slot]);
+  const el = $(`tile-${slot + 1}`)?.querySelector('.timer');
+  if (call && el) el.textContent = duration((Date.now() - call.since) / 1000);
+}
+
+function renderShortcuts() {
+  $('shortcut-list').replaceChildren(...SHORTCUTS.map(([key, label]) => {
+    const row = document.createElement('div');
+    const dt = document.createElement('dt');
+    dt.append(Object.assign(document.createElement('kbd'), { textContent: key }));
+    row.append(dt, textEl('dd', label));
+    return row;
+  }));
+}
+
+function renderAll() {
+  for (const el of document.querySelectorAll('[data-i18n]')) setText(el, el.dataset.i18n, el.i18nVars ?? {});
+  document.title = `${t('console.title')} — ${t('app.title')}`;
+  renderConnection();
+  renderPresence();
+  renderOffers();
+  for (let i = 0; i < SLOTS; i += 1) renderTile(i);
+}
+
+// ---- Start ----------------------------------------------------------------------------------------
+
+async function main() {
+  cat = await loadCatalogue([LANG, OTHER]);
+  buildTiles();
+  renderShortcuts();
+  for (const b of document.querySelectorAll('[data-presence]')) {
+    b.addEventListener('click', () => {
+      try { audio ??= new AudioContext(); } catch { /* no audio */ }
+      act('presence.set', { state: b.dataset.presence });
+    });
+  }
+  $('login-form').addEventListener('submit', submitLogin);
+  $('logout').addEventListener('click', logout);
+  document.addEventListener('keydown', onKey);
+  setInterval(() => {
+    tickOffers();
+    for (let i = 0; i < SLOTS; i += 1) tickTile(i);
+  }, 1000);
+  renderAll();
+  state.ready = true;
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) {
+    await start(token).catch((e) => note(`start failed: ${e.message}`));
+  } else {
+    showScreen('login');
+    $('username').focus();
+  }
+}
+
+main().catch((e) => note(`console failed: ${e.stack ?? e}`));
