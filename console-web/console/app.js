@@ -3,8 +3,8 @@
 // shortcuts. Sound (the kiosk's audio and the operator's microphone) goes only to and from the
 // selected booth. The login token is kept in sessionStorage (per tab, gone when the tab closes).
 // Italian first with English beside it. Tests read `window.consoleTest`.
-import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
-import { loadCatalogue } from '../lib/i18n.js';
+import { connect, defaultWsUrl, staffLogin, CallMedia } from '../lib/sportello.js';
+import { Bilingual, loadCatalogue } from '../lib/i18n.js';
 
 const TOKEN_KEY = 'sportello.console.token';
 /** The booths an operator may serve at once (the largest demo capacity). */
@@ -77,33 +77,12 @@ function note(text) {
 
 // ---- Text ---------------------------------------------------------------------------------------
 
-/** Fills `el` with `key` in Italian, and English small beside it (hidden from screen readers). */
-function setText(el, key, vars = {}) {
-  el.dataset.i18n = key;
-  el.i18nVars = vars;
-  const main = document.createElement('span');
-  main.textContent = cat.t(LANG, key, vars);
-  const sub = document.createElement('span');
-  sub.className = 'sub';
-  sub.lang = OTHER;
-  sub.setAttribute('aria-hidden', 'true');
-  sub.textContent = cat.t(OTHER, key, vars);
-  el.replaceChildren(main, sub);
-  return el;
-}
-
-/** A new element with bilingual text. */
-function textEl(tag, key, vars, className) {
-  const el = document.createElement(tag);
-  if (className) el.className = className;
-  return setText(el, key, vars);
-}
-
-const t = (key, vars) => cat.t(LANG, key, vars);
-
-function serviceName(id) {
-  return cat.t(LANG, `service.${id}`) === `service.${id}` ? id : cat.t(LANG, `service.${id}`);
-}
+/** Bilingual text (Italian large, English small beside it): set when the catalogues load. */
+let text;
+const setText = (el, key, vars) => text.set(el, key, vars);
+const textEl = (tag, key, vars, className) => text.el(tag, key, vars, className);
+const t = (key, vars) => text.t(key, vars);
+const serviceName = (id) => text.service(id);
 
 function duration(s) {
   const m = Math.floor(s / 60);
@@ -171,14 +150,10 @@ async function submitLogin(event) {
   err.hidden = true;
   $('login-submit').disabled = true;
   try {
-    const res = await fetch('/api/v1/login', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username, password }),
+    const body = await staffLogin(username, password, 'operator').catch((e) => {
+      const key = { unauthorized: 'console.login.failed', forbidden: 'console.login.not_operator' }[e.code];
+      throw Object.assign(e, { key: key ?? 'console.login.error' });
     });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) throw Object.assign(new Error(body.message ?? res.status), { key: res.status === 401 ? 'console.login.failed' : 'console.login.error' });
-    if (body.role !== 'operator') throw Object.assign(new Error('not an operator'), { key: 'console.login.not_operator' });
     sessionStorage.setItem(TOKEN_KEY, body.token);
     $('password').value = '';
     await start(body.token);
@@ -720,6 +695,7 @@ function renderAll() {
 
 async function main() {
   cat = await loadCatalogue([LANG, OTHER]);
+  text = new Bilingual(cat, LANG, OTHER);
   buildTiles();
   renderShortcuts();
   for (const b of document.querySelectorAll('[data-presence]')) {

@@ -67,3 +67,53 @@ export class Catalogue {
     return this.messages.en ? 'en' : null;
   }
 }
+
+/**
+ * Bilingual text for the staff pages: the main language large and the other small beside it (the
+ * second hidden from screen readers, which read the page's language only).
+ */
+export class Bilingual {
+  /**
+   * @param {Catalogue} cat the loaded catalogues
+   * @param {string} lang the main language
+   * @param {string} other the language shown small beside it
+   */
+  constructor(cat, lang, other) {
+    this.cat = cat;
+    this.lang = lang;
+    this.other = other;
+  }
+
+  /** `key` in the main language. */
+  t(key, vars) {
+    return this.cat.t(this.lang, key, vars);
+  }
+
+  /** Fills `el` with `key` in the main language and the other language small beside it. */
+  set(el, key, vars = {}) {
+    el.dataset.i18n = key;
+    el.i18nVars = vars;
+    const main = document.createElement('span');
+    main.textContent = this.cat.t(this.lang, key, vars);
+    const sub = document.createElement('span');
+    sub.className = 'sub';
+    sub.lang = this.other;
+    sub.setAttribute('aria-hidden', 'true');
+    sub.textContent = this.cat.t(this.other, key, vars);
+    el.replaceChildren(main, sub);
+    return el;
+  }
+
+  /** A new `tag` element with bilingual text. */
+  el(tag, key, vars, className) {
+    const el = document.createElement(tag);
+    if (className) el.className = className;
+    return this.set(el, key, vars);
+  }
+
+  /** A service's name in the main language, or its id when the catalogue has none. */
+  service(id) {
+    const name = this.t(`service.${id}`);
+    return name === `service.${id}` ? id : name;
+  }
+}

@@ -577,3 +577,27 @@ export class CallMedia extends Emitter {
     this.pc?.close();
   }
 }
+
+/**
+ * Logs a staff member in over HTTP (`POST /api/v1/login`) and checks their role.
+ * Resolves with the login body (`token`, `role`, …). Rejects with a {@link SportelloError} whose
+ * `code` is `unauthorized` (wrong name or password), `forbidden` (an account of another role) or
+ * the server's error code.
+ * @param {string} username
+ * @param {string} password
+ * @param {'operator'|'supervisor'} role the role the page is for
+ */
+export async function staffLogin(username, password, role) {
+  const res = await fetch('/api/v1/login', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const code = res.status === 401 ? 'unauthorized' : (body.code ?? 'internal');
+    throw new SportelloError(code, body.message ?? String(res.status));
+  }
+  if (body.role !== role) throw new SportelloError('forbidden', `not a ${role}`);
+  return body;
+}

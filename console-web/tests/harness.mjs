@@ -92,7 +92,7 @@ export async function report(side) {
   const out = [`--- ${side.name} ---`];
   try {
     const log = await side.page.evaluate(
-      () => (window.consoleTest ?? window.kioskTest ?? window.mediaTest)?.log ?? []);
+      () => (window.consoleTest ?? window.kioskTest ?? window.mediaTest ?? window.supervisorTest)?.log ?? []);
     out.push('log:', ...log.map((l) => `  ${l}`));
   } catch (e) {
     out.push(`(page not readable: ${e.message})`);

@@ -54,6 +54,9 @@ pub fn app(state: AppState) -> Router {
         .route("/console", get(crate::pages::console_root))
         .route("/console/", get(crate::pages::console))
         .route("/console/{*file}", get(crate::pages::console))
+        .route("/supervisor", get(crate::pages::supervisor_root))
+        .route("/supervisor/", get(crate::pages::supervisor))
+        .route("/supervisor/{*file}", get(crate::pages::supervisor))
         .route("/", get(index))
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(API_BODY_LIMIT));

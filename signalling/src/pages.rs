@@ -34,6 +34,11 @@ struct KioskAssets;
 #[folder = "../console-web/console/"]
 struct ConsoleAssets;
 
+/// `console-web/supervisor/`: the supervisor's wallboard.
+#[derive(RustEmbed)]
+#[folder = "../console-web/supervisor/"]
+struct SupervisorAssets;
+
 /// `GET /verify` → `/verify/`.
 pub async fn verify_root() -> Redirect {
     Redirect::permanent("/verify/")
@@ -77,6 +82,16 @@ pub async fn console_root() -> Redirect {
 /// `GET /console/` and `GET /console/{*file}`: the operator's console.
 pub async fn console(file: Option<Path<String>>) -> Response {
     serve::<ConsoleAssets>(file)
+}
+
+/// `GET /supervisor` → `/supervisor/`.
+pub async fn supervisor_root() -> Redirect {
+    Redirect::permanent("/supervisor/")
+}
+
+/// `GET /supervisor/` and `GET /supervisor/{*file}`: the supervisor's wallboard.
+pub async fn supervisor(file: Option<Path<String>>) -> Response {
+    serve::<SupervisorAssets>(file)
 }
 
 /// Serves `file` of the embedded folder `A` (`index.html` for a folder).

@@ -27,6 +27,7 @@ async fn the_console_page_is_served() {
             ("/console/", "text/html"),
             ("/console/app.js", "javascript"),
             ("/console/console.css", "text/css"),
+            ("/lib/staff.css", "text/css"),
             ("/lib/sportello.js", "javascript"),
             ("/lib/messages/it.json", "json"),
         ],

@@ -1,6 +1,7 @@
-//! Helpers shared by the browser tests (`browser_media.rs`, `browser_kiosk.rs`, `browser_console.rs`): the checks for
-//! Chromium and Node.js, the `npm ci` of `console-web/tests/`, a `sportello` process with its media
-//! plane on loopback and the demo credentials, and running one Node.js script to its JSON result.
+//! Helpers shared by the browser tests (`browser_media.rs`, `browser_kiosk.rs`,
+//! `browser_console.rs`, `browser_supervisor.rs`): the checks for Chromium and Node.js, the `npm ci`
+//! of `console-web/tests/`, a `sportello` process with its media plane on loopback and the demo
+//! credentials, and running one Node.js script to its JSON result.
 //! Included with `#[path = "common/browser.rs"] mod browser;` so the other tests are unaffected.
 #![allow(dead_code)]
 
@@ -116,6 +117,20 @@ impl MediaServer {
         (
             op["username"].as_str().unwrap().to_owned(),
             op["password"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The user name and password of the demo supervisor `username`.
+    pub fn supervisor(&self, username: &str) -> (String, String) {
+        let sup = self.creds["supervisors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["username"] == username)
+            .unwrap_or_else(|| panic!("no demo supervisor {username}: {}", self.creds));
+        (
+            sup["username"].as_str().unwrap().to_owned(),
+            sup["password"].as_str().unwrap().to_owned(),
         )
     }
 
