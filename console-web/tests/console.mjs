@@ -110,6 +110,12 @@ async function main() {
       result.frames[key] = await waitFor(op, o, `${key} decoded no video`,
         async (id) => { const s = await window.consoleTest.stats(id); return s.framesDecoded > 10 && s.framesDecoded; }, tile.callId);
     }
+    // …and each kiosk decodes the operator's video.
+    result.kioskFrames = {};
+    for (const [key, page] of [['kiosk1', kiosk1], ['kiosk2', kiosk2]]) {
+      result.kioskFrames[key] = await waitFor(page, o, `${key} decoded no video from the console`,
+        async () => { const s = await window.kioskTest.stats(); return s.framesDecoded > 10 && s.framesDecoded; });
+    }
     await shot(op, o, 'console-two-booths');
 
     // 6. Hold booth 1 from the keyboard: the kiosk shows its hold screen; resume.

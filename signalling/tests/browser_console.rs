@@ -78,6 +78,13 @@ async fn an_operator_serves_two_booths_from_the_console() {
         let frames = result["frames"][booth].as_u64().unwrap_or(0);
         assert!(frames > 10, "{booth} decoded {frames} frames: {result}");
     }
+    for kiosk in ["kiosk1", "kiosk2"] {
+        let frames = result["kioskFrames"][kiosk].as_u64().unwrap_or(0);
+        assert!(
+            frames > 10,
+            "{kiosk} decoded {frames} frames of the console: {result}"
+        );
+    }
     assert_eq!(result["kiosk1Held"], true, "{result}");
     assert_eq!(result["kiosk2Ended"], true, "{result}");
     assert_eq!(result["restoredAfterReload"], true, "{result}");
