@@ -3,7 +3,8 @@
 // shortcuts. Sound (the kiosk's audio and the operator's microphone) goes only to and from the
 // selected booth. The login token is kept in sessionStorage (per tab, gone when the tab closes).
 // Italian first with English beside it. Tests read `window.consoleTest`.
-import { connect, defaultWsUrl, staffLogin, CallMedia } from '../lib/sportello.js';
+import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
+import { submitStaffLogin } from '../lib/staff.js';
 import { Bilingual, loadCatalogue } from '../lib/i18n.js';
 
 const TOKEN_KEY = 'sportello.console.token';
@@ -140,30 +141,18 @@ function ring() {
 
 // ---- Login ----------------------------------------------------------------------------------------
 
-async function submitLogin(event) {
-  event.preventDefault();
+function submitLogin(event) {
   // The gesture lets the beep play later.
   try { audio ??= new AudioContext(); } catch { /* no audio */ }
-  const username = $('username').value.trim();
-  const password = $('password').value;
-  const err = $('login-error');
-  err.hidden = true;
-  $('login-submit').disabled = true;
-  try {
-    const body = await staffLogin(username, password, 'operator').catch((e) => {
-      const key = { unauthorized: 'console.login.failed', forbidden: 'console.login.not_operator' }[e.code];
-      throw Object.assign(e, { key: key ?? 'console.login.error' });
-    });
-    sessionStorage.setItem(TOKEN_KEY, body.token);
-    $('password').value = '';
-    await start(body.token);
-  } catch (e) {
-    note(`login failed: ${e.message}`);
-    setText(err, e.key ?? 'console.login.error');
-    err.hidden = false;
-  } finally {
-    $('login-submit').disabled = false;
-  }
+  return submitStaffLogin(event, {
+    role: 'operator',
+    prefix: 'console',
+    notRoleKey: 'console.login.not_operator',
+    tokenKey: TOKEN_KEY,
+    setText,
+    note,
+    onToken: start,
+  });
 }
 
 function showScreen(screen) {

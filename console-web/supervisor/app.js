@@ -5,7 +5,8 @@
 // monitor: the kiosk's and the operator's video, muted by default); forcing an operator's state.
 // The login token is kept in sessionStorage. Italian first with English beside it.
 // Tests read `window.supervisorTest`.
-import { connect, defaultWsUrl, staffLogin, CallMedia } from '../lib/sportello.js';
+import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
+import { submitStaffLogin } from '../lib/staff.js';
 import { Bilingual, loadCatalogue } from '../lib/i18n.js';
 
 const TOKEN_KEY = 'sportello.supervisor.token';
@@ -102,28 +103,16 @@ function showError(text) {
 
 // ---- Login ----------------------------------------------------------------------------------------
 
-async function submitLogin(event) {
-  event.preventDefault();
-  const username = $('username').value.trim();
-  const password = $('password').value;
-  const err = $('login-error');
-  err.hidden = true;
-  $('login-submit').disabled = true;
-  try {
-    const body = await staffLogin(username, password, 'supervisor').catch((e) => {
-      const key = { unauthorized: 'sup.login.failed', forbidden: 'sup.login.not_supervisor' }[e.code];
-      throw Object.assign(e, { key: key ?? 'sup.login.error' });
-    });
-    sessionStorage.setItem(TOKEN_KEY, body.token);
-    $('password').value = '';
-    await start(body.token);
-  } catch (e) {
-    note(`login failed: ${e.message}`);
-    setText(err, e.key ?? 'sup.login.error');
-    err.hidden = false;
-  } finally {
-    $('login-submit').disabled = false;
-  }
+function submitLogin(event) {
+  return submitStaffLogin(event, {
+    role: 'supervisor',
+    prefix: 'sup',
+    notRoleKey: 'sup.login.not_supervisor',
+    tokenKey: TOKEN_KEY,
+    setText,
+    note,
+    onToken: start,
+  });
 }
 
 function showScreen(screen) {

@@ -15,7 +15,7 @@ mod browser;
 
 use std::time::Duration;
 
-use browser::{ensure_node_modules, require_chromium, run_node, tests_dir, CHROMIUM};
+use browser::{run_node, CHROMIUM};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sportello");
 
@@ -38,11 +38,7 @@ async fn the_console_page_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_serves_two_booths_from_the_console() {
-    require_chromium();
-    let _turn = browser::ONE_AT_A_TIME.lock().await;
-    let dir = tests_dir();
-    ensure_node_modules(&dir, &["playwright-core", "axe-core"]).await;
-    let s = browser::MediaServer::start(BIN);
+    let (_turn, s) = browser::start_browser_run(BIN).await;
     let server = &s.server;
     // maria.rossi has capacity 3, so both calls are offered to her.
     let (username, password) = s.operator("maria.rossi");

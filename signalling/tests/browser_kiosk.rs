@@ -16,7 +16,7 @@ mod browser;
 
 use std::time::Duration;
 
-use browser::{ensure_node_modules, require_chromium, run_node, tests_dir, MediaServer, CHROMIUM};
+use browser::{run_node, CHROMIUM};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sportello");
 
@@ -39,11 +39,7 @@ async fn the_kiosk_page_and_its_catalogues_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_citizen_calls_from_the_kiosk_through_hold_reconnection_and_end() {
-    require_chromium();
-    let _turn = browser::ONE_AT_A_TIME.lock().await;
-    let dir = tests_dir();
-    ensure_node_modules(&dir, &["playwright-core", "axe-core"]).await;
-    let s = MediaServer::start(BIN);
+    let (_turn, s) = browser::start_browser_run(BIN).await;
     // Screenshots are always taken; `UPDATE_SCREENSHOTS=1` refreshes the committed ones.
     let shots = browser::screenshot_dir();
     let shots = shots.as_str();

@@ -12,7 +12,7 @@ mod browser;
 
 use std::time::Duration;
 
-use browser::{ensure_node_modules, require_chromium, run_node, tests_dir, MediaServer, CHROMIUM};
+use browser::{run_node, CHROMIUM};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sportello");
@@ -20,10 +20,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_sportello");
 /// Starts a server with its media plane on loopback, runs `media.mjs` in `mode` against it and
 /// returns the script's JSON result.
 async fn run(mode: &str) -> Value {
-    require_chromium();
-    let _turn = browser::ONE_AT_A_TIME.lock().await;
-    ensure_node_modules(&tests_dir(), &["playwright-core"]).await;
-    let s = MediaServer::start(BIN);
+    let (_turn, s) = browser::start_browser_run(BIN).await;
     // The script gives up after 60 s of waiting; this bounds a browser that hangs on start or exit.
     run_node(
         "media.mjs",

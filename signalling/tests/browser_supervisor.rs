@@ -16,7 +16,7 @@ mod browser;
 
 use std::time::Duration;
 
-use browser::{ensure_node_modules, require_chromium, run_node, tests_dir, CHROMIUM};
+use browser::{run_node, CHROMIUM};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sportello");
 
@@ -40,11 +40,7 @@ async fn the_wallboard_page_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_watches_monitors_and_pauses_an_operator() {
-    require_chromium();
-    let _turn = browser::ONE_AT_A_TIME.lock().await;
-    let dir = tests_dir();
-    ensure_node_modules(&dir, &["playwright-core", "axe-core"]).await;
-    let s = browser::MediaServer::start(BIN);
+    let (_turn, s) = browser::start_browser_run(BIN).await;
     let server = &s.server;
     let (supervisor, supervisor_password) = s.supervisor("anna.ferrari");
     let (username, password) = s.operator("maria.rossi");

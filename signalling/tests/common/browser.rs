@@ -148,6 +148,16 @@ impl MediaServer {
     }
 }
 
+/// What every browser run starts with: Chromium present (or a clear failure), its turn (one browser
+/// run at a time), the npm packages installed, and a server with its media plane on loopback. Hold
+/// the guard for the whole run.
+pub async fn start_browser_run(bin: &str) -> (tokio::sync::MutexGuard<'static, ()>, MediaServer) {
+    require_chromium();
+    let turn = ONE_AT_A_TIME.lock().await;
+    ensure_node_modules(&tests_dir(), &["playwright-core", "axe-core"]).await;
+    (turn, MediaServer::start(bin))
+}
+
 /// Where a browser test writes its screenshots: `docs/screenshots/` when `UPDATE_SCREENSHOTS` is set
 /// (to refresh the committed ones), otherwise a folder under `target/tmp/`.
 pub fn screenshot_dir() -> String {
