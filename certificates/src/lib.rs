@@ -37,6 +37,7 @@ pub mod exemptions;
 pub mod extract;
 pub mod fiscal_code;
 mod icc;
+pub mod identity;
 pub mod issuer;
 pub mod kinds;
 pub mod pdf;

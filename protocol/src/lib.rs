@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub mod calls;
+pub mod incall;
 pub mod media;
 
 pub use calls::{
@@ -205,7 +206,6 @@ pub struct AuthOk {
 
 /// Every request a client may send, tagged by `type`.
 ///
-/// Later protocol work adds the media, identity, certificate and print requests here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 #[non_exhaustive]
@@ -267,6 +267,39 @@ pub enum Request {
     /// `monitor.stop` (supervisor): closes the monitor's connection.
     #[serde(rename = "monitor.stop")]
     MonitorStop(CallRef),
+    /// `identity.request` (operator).
+    #[serde(rename = "identity.request")]
+    IdentityRequest(incall::IdentityRequest),
+    /// `identity.card` (kiosk agent).
+    #[serde(rename = "identity.card")]
+    IdentityCard(incall::IdentityCard),
+    /// `identity.card_error` (extension, kiosk agent).
+    #[serde(rename = "identity.card_error")]
+    IdentityCardError(incall::IdentityCardError),
+    /// `identity.pec_start` (kiosk).
+    #[serde(rename = "identity.pec_start")]
+    IdentityPecStart(incall::IdentityPecStart),
+    /// `identity.pec_code` (kiosk).
+    #[serde(rename = "identity.pec_code")]
+    IdentityPecCode(incall::IdentityPecCode),
+    /// `identity.scan` (kiosk).
+    #[serde(rename = "identity.scan")]
+    IdentityScan(incall::IdentityScan),
+    /// `identity.confirm` (operator).
+    #[serde(rename = "identity.confirm")]
+    IdentityConfirm(incall::IdentityConfirm),
+    /// `identity.reject` (extension, operator).
+    #[serde(rename = "identity.reject")]
+    IdentityReject(incall::IdentityReject),
+    /// `certificate.issue` (operator).
+    #[serde(rename = "certificate.issue")]
+    CertificateIssue(incall::CertificateIssue),
+    /// `print.request` (operator).
+    #[serde(rename = "print.request")]
+    PrintRequest(incall::PrintRequest),
+    /// `print.status` (kiosk agent).
+    #[serde(rename = "print.status")]
+    PrintStatus(incall::PrintStatus),
 }
 
 impl Request {
@@ -291,6 +324,17 @@ impl Request {
         "media.candidate",
         "monitor.start",
         "monitor.stop",
+        "identity.request",
+        "identity.card",
+        "identity.card_error",
+        "identity.pec_start",
+        "identity.pec_code",
+        "identity.scan",
+        "identity.confirm",
+        "identity.reject",
+        "certificate.issue",
+        "print.request",
+        "print.status",
     ];
 
     /// The request's wire `type`.
@@ -315,6 +359,17 @@ impl Request {
             Request::MediaCandidate(_) => "media.candidate",
             Request::MonitorStart(_) => "monitor.start",
             Request::MonitorStop(_) => "monitor.stop",
+            Request::IdentityRequest(_) => "identity.request",
+            Request::IdentityCard(_) => "identity.card",
+            Request::IdentityCardError(_) => "identity.card_error",
+            Request::IdentityPecStart(_) => "identity.pec_start",
+            Request::IdentityPecCode(_) => "identity.pec_code",
+            Request::IdentityScan(_) => "identity.scan",
+            Request::IdentityConfirm(_) => "identity.confirm",
+            Request::IdentityReject(_) => "identity.reject",
+            Request::CertificateIssue(_) => "certificate.issue",
+            Request::PrintRequest(_) => "print.request",
+            Request::PrintStatus(_) => "print.status",
         }
     }
 
@@ -459,6 +514,27 @@ pub enum Event {
     /// `media.stats`: a call's media figures, to its operator and monitoring supervisors.
     #[serde(rename = "media.stats")]
     MediaStats(media::MediaStats),
+    /// `identity.requested` (kiosk sessions with the device, or all of them).
+    #[serde(rename = "identity.requested")]
+    IdentityRequested(incall::IdentityRequested),
+    /// `identity.progress` (extension, kiosk and operator).
+    #[serde(rename = "identity.progress")]
+    IdentityProgress(incall::IdentityProgress),
+    /// `identity.verified` (kiosk and operator).
+    #[serde(rename = "identity.verified")]
+    IdentityVerified(incall::IdentityVerified),
+    /// `identity.failed` (kiosk and operator).
+    #[serde(rename = "identity.failed")]
+    IdentityFailed(incall::IdentityFailed),
+    /// `certificate.issued` (extension, kiosk).
+    #[serde(rename = "certificate.issued")]
+    CertificateIssued(incall::CertificateIssuedEvent),
+    /// `print.job` (the kiosk's printer sessions).
+    #[serde(rename = "print.job")]
+    PrintJob(incall::PrintJob),
+    /// `print.update` (operator, and the kiosk as an extension).
+    #[serde(rename = "print.update")]
+    PrintUpdate(incall::PrintUpdate),
 }
 
 impl Event {
@@ -481,6 +557,13 @@ impl Event {
             Event::MetricsSnapshot(_) => "metrics.snapshot",
             Event::MediaCandidate(_) => "media.candidate",
             Event::MediaStats(_) => "media.stats",
+            Event::IdentityRequested(_) => "identity.requested",
+            Event::IdentityProgress(_) => "identity.progress",
+            Event::IdentityVerified(_) => "identity.verified",
+            Event::IdentityFailed(_) => "identity.failed",
+            Event::CertificateIssued(_) => "certificate.issued",
+            Event::PrintJob(_) => "print.job",
+            Event::PrintUpdate(_) => "print.update",
         }
     }
 

@@ -47,6 +47,10 @@ pub struct Config {
     pub certificates: certificates::IssuerConfig,
     /// The media plane (SFU).
     pub media: MediaSettings,
+    /// Identifying citizens in a call: trusted card issuers, PEC code limits.
+    pub identity: IdentitySettings,
+    /// Outgoing mail (PEC one-time codes).
+    pub mail: MailSettings,
     /// Demo accounts for trying Sportello out.
     pub demo: DemoConfig,
     /// Operator accounts.
@@ -74,6 +78,8 @@ impl Default for Config {
             queue: QueueSettings::default(),
             certificates: certificates::IssuerConfig::default(),
             media: MediaSettings::default(),
+            identity: IdentitySettings::default(),
+            mail: MailSettings::default(),
             demo: DemoConfig::default(),
             operators: Vec::new(),
             supervisors: Vec::new(),
@@ -279,6 +285,55 @@ impl Default for QueueSettings {
             service_level_by_service: BTreeMap::new(),
             default_aht_s: 180,
             time_zone: "Europe/Rome".into(),
+        }
+    }
+}
+
+/// Identification of citizens during a call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentitySettings {
+    /// PEM bundle of the CAs that issue CIE and CNS cards (the CIE CA and the CNS issuers' CAs).
+    /// Absent: CIE/CNS identification is unavailable.
+    pub ca_bundle: Option<PathBuf>,
+    /// Seconds a PEC code stays valid.
+    pub pec_code_ttl_s: u64,
+    /// Tries per PEC code.
+    pub pec_attempts: u32,
+    /// Seconds between two PEC codes in one call.
+    pub pec_resend_s: u64,
+    /// PEC codes per fiscal code per hour.
+    pub pec_per_hour: usize,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        IdentitySettings {
+            ca_bundle: None,
+            pec_code_ttl_s: 300,
+            pec_attempts: 3,
+            pec_resend_s: 60,
+            pec_per_hour: 3,
+        }
+    }
+}
+
+/// Outgoing mail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    /// The SMTP server: `smtp://host:25`, `smtp://user:pass@host:587?tls=required` (STARTTLS) or
+    /// `smtps://host:465`. Absent: PEC identification is unavailable.
+    pub smtp_url: Option<String>,
+    /// The sender, e.g. `Comune di Parma <sportello@comune.parma.it>`.
+    pub from: String,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings {
+            smtp_url: None,
+            from: "Sportello virtuale <noreply-sportello@comune.example.it>".into(),
         }
     }
 }
@@ -595,6 +650,19 @@ impl Config {
         }
         if let Err(e) = self.media.sfu_config(self.listen) {
             problems.push(e);
+        }
+        if let Some(path) = &self.identity.ca_bundle {
+            if let Err(e) = certificates::identity::CardVerifier::from_file(path) {
+                problems.push(format!("identity.ca_bundle: {e}"));
+            }
+        }
+        if self.identity.pec_attempts == 0 || self.identity.pec_code_ttl_s == 0 {
+            problems.push("identity: pec_attempts and pec_code_ttl_s must be at least 1".into());
+        }
+        if let Some(url) = &self.mail.smtp_url {
+            if let Err(e) = crate::mail::Mailer::new(url, &self.mail.from, &self.municipality) {
+                problems.push(e);
+            }
         }
         if self.media.udp.trim() == "off" && self.media.tcp.trim() == "off" {
             problems.push("media: udp and tcp are both \"off\"; calls would have no media".into());

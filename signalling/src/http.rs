@@ -58,9 +58,29 @@ pub fn app(state: AppState) -> Router {
         .route("/supervisor/", get(crate::pages::supervisor))
         .route("/supervisor/{*file}", get(crate::pages::supervisor))
         .route("/", get(index))
+        .route(
+            "/api/v1/documents/{file}",
+            get(crate::documents::get_document),
+        )
+        .route(
+            "/api/v1/calls/{call_id}/scans/{scan_id}",
+            get(crate::documents::get_scan),
+        )
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(API_BODY_LIMIT));
-    with_common_layers(api, state)
+    // Scans are images: their route has its own, larger limit.
+    let scans = Router::new()
+        .route(
+            "/api/v1/calls/{call_id}/scans",
+            post(crate::documents::upload_scan),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::calls::incall::MAX_SCAN_BYTES + 1,
+        ))
+        .layer(RequestBodyLimitLayer::new(
+            crate::calls::incall::MAX_SCAN_BYTES + 1,
+        ));
+    with_common_layers(api.merge(scans), state)
 }
 
 /// The admin router: metrics and health, for the private admin listener.

@@ -118,7 +118,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let (sfu, media_events) = sfu::Sfu::start(media_config, Some(&metrics.registry))
         .await
         .context("cannot start the media plane (check media.udp / media.tcp)")?;
+    let incall = in_call(&config).await?;
     let state = AppState {
+        incall: Arc::new(incall),
         sessions: Arc::new(SessionHub::new(Graces {
             kiosk: Duration::from_secs(config.ws.kiosk_grace_s),
             operator: Duration::from_secs(config.ws.operator_grace_s),
@@ -145,6 +147,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .context("cannot subscribe to queue events")?;
     tokio::spawn(crate::calls::media::run_events(state.clone(), media_events));
+    tokio::spawn(crate::calls::incall::run_resends(state.clone()));
     let task = tokio::spawn(serve(state.clone(), public, admin, tls.clone(), effects));
     Ok(RunningServer {
         addr,
@@ -154,6 +157,49 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         state,
         task,
     })
+}
+
+/// The in-call actions' dependencies: card CAs, the mailer and the documents folder.
+async fn in_call(config: &Config) -> anyhow::Result<crate::calls::incall::InCall> {
+    let verifier = match &config.identity.ca_bundle {
+        Some(path) => {
+            let path = path.clone();
+            let v = tokio::task::spawn_blocking(move || {
+                certificates::identity::CardVerifier::from_file(&path)
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("identity.ca_bundle: {e}"))?;
+            tracing::info!(cas = v.len(), "CIE/CNS identification enabled");
+            Some(v)
+        }
+        None => {
+            tracing::info!("CIE/CNS identification disabled: no identity.ca_bundle");
+            None
+        }
+    };
+    let mailer = match &config.mail.smtp_url {
+        Some(url) => Some(
+            crate::mail::Mailer::new(url, &config.mail.from, &config.municipality)
+                .map_err(|e| anyhow::anyhow!(e))?,
+        ),
+        None => {
+            tracing::info!("PEC identification disabled: no mail.smtp_url");
+            None
+        }
+    };
+    let i = &config.identity;
+    let limits = crate::calls::actions::PecLimits {
+        ttl_s: i.pec_code_ttl_s as f64,
+        attempts: i.pec_attempts,
+        resend_s: i.pec_resend_s as f64,
+        per_hour: i.pec_per_hour,
+    };
+    Ok(crate::calls::incall::InCall::new(
+        limits,
+        verifier,
+        mailer,
+        config.data_dir.join("documents"),
+    ))
 }
 
 async fn serve(

@@ -40,6 +40,8 @@ pub struct AppState {
     pub events: Arc<crate::calls::hub::EventHub>,
     /// Certificates: registry, stamping, verification, audit.
     pub issuer: Arc<certificates::Issuer>,
+    /// Identification, issued documents and print jobs of this process's calls.
+    pub incall: Arc<crate::calls::incall::InCall>,
     /// The media plane and the monitors of each call.
     pub media: Arc<crate::calls::media::MediaPlane>,
     /// Failed-login throttle.
@@ -131,6 +133,15 @@ impl SessionHub {
     /// Expires sessions past their grace period.
     pub fn expire(&self, now: Instant) -> Vec<crate::sessions::Expired> {
         self.lock().registry.expire(now)
+    }
+
+    /// The device capabilities a session declared in its latest `auth`.
+    pub fn capabilities(&self, session_id: &str) -> Vec<protocol::Capability> {
+        self.lock()
+            .registry
+            .capabilities(session_id)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// Whether `principal` still has a session on this process (attached or within grace).

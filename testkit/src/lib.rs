@@ -4,6 +4,11 @@
 //! - [`RedisServer`]: a `redis-server` on a free port, without persistence.
 //! - [`SportelloProcess`]: a `sportello` binary on port 0, its base URL read from the banner.
 
+pub mod cups;
+pub mod pki;
+pub mod smtp;
+pub mod softhsm;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use protocol::Capability;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,7 @@ struct Conn {
     tx: mpsc::Sender<Arc<str>>,
     overflow: CancellationToken,
     metrics: bool,
+    capabilities: Vec<Capability>,
 }
 
 #[derive(Debug, Default)]
@@ -66,8 +68,17 @@ impl EventHub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers an authenticated socket.
+    /// Registers an authenticated socket with no device capabilities.
     pub fn register(&self, principal: &Principal) -> Registration {
+        self.register_with(principal, &[])
+    }
+
+    /// Registers an authenticated socket that declared `capabilities` (kiosk agents).
+    pub fn register_with(
+        &self,
+        principal: &Principal,
+        capabilities: &[Capability],
+    ) -> Registration {
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let overflow = CancellationToken::new();
         let mut inner = self.lock();
@@ -80,6 +91,7 @@ impl EventHub {
                 tx,
                 overflow: overflow.clone(),
                 metrics: false,
+                capabilities: capabilities.to_vec(),
             },
         );
         inner
@@ -122,6 +134,26 @@ impl EventHub {
             }
         }
         ids.len()
+    }
+
+    /// Sends a frame to the sockets of `to` that declared `capability`, or to all of its sockets
+    /// when none did (a single client that does everything). Returns how many sockets got it.
+    pub fn send_device(&self, to: &Recipient, capability: Capability, frame: &Arc<str>) -> usize {
+        let inner = self.lock();
+        let Some(ids) = inner.by_principal.get(to) else {
+            return 0;
+        };
+        let conns: Vec<&Conn> = ids.iter().filter_map(|id| inner.conns.get(id)).collect();
+        let capable: Vec<&Conn> = conns
+            .iter()
+            .copied()
+            .filter(|c| c.capabilities.contains(&capability))
+            .collect();
+        let targets = if capable.is_empty() { conns } else { capable };
+        for conn in &targets {
+            Self::push(conn, frame);
+        }
+        targets.len()
     }
 
     /// Sends a frame to one socket.
@@ -180,6 +212,25 @@ mod tests {
             role,
             id: id.into(),
         }
+    }
+
+    #[test]
+    fn device_frames_go_to_capable_sockets_or_to_all() {
+        let hub = EventHub::new();
+        let mut screen = hub.register(&p(Role::Kiosk, "k1"));
+        let mut agent = hub.register_with(&p(Role::Kiosk, "k1"), &[Capability::Printer]);
+        let frame: Arc<str> = Arc::from("job");
+        let to = Recipient {
+            role: Role::Kiosk,
+            id: "k1".into(),
+        };
+        assert_eq!(hub.send_device(&to, Capability::Printer, &frame), 1);
+        assert_eq!(&*agent.rx.try_recv().unwrap(), "job");
+        assert!(screen.rx.try_recv().is_err());
+        // Nobody declared a scanner: every session gets it.
+        assert_eq!(hub.send_device(&to, Capability::Scanner, &frame), 2);
+        assert!(screen.rx.try_recv().is_ok());
+        assert!(agent.rx.try_recv().is_ok());
     }
 
     #[test]

@@ -79,15 +79,20 @@ impl MediaPlane {
     }
 }
 
-/// The call as media negotiation needs it.
-struct CallView {
-    kiosk: String,
-    operator: Option<String>,
-    in_call: bool,
-    held: bool,
+/// The call as media negotiation and the in-call actions need it.
+pub(super) struct CallView {
+    /// The call's kiosk.
+    pub kiosk: String,
+    /// The operator it is offered or assigned to.
+    pub operator: Option<String>,
+    /// Connected or on hold.
+    pub in_call: bool,
+    /// On hold.
+    pub held: bool,
 }
 
-async fn view(state: &AppState, id: &CallId) -> Result<CallView, Refusal> {
+/// The call's parties and state, or `not_found`.
+pub(super) async fn view(state: &AppState, id: &CallId) -> Result<CallView, Refusal> {
     let r = &state.routing;
     let found = r
         .queue

@@ -13,8 +13,10 @@
 //!   passes its grace period.
 //! - [`push_metrics`] sends `metrics.snapshot` to subscribed supervisors every second.
 
+pub mod actions;
 pub mod events;
 pub mod hub;
+pub mod incall;
 pub mod media;
 
 use std::collections::BTreeMap;
@@ -58,7 +60,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Refusal {
             code,
             message: message.into(),
@@ -116,6 +118,14 @@ pub fn allowed(role: Role, kind: &str) -> bool {
         }
         "media.offer" | "media.candidate" => true,
         "monitor.start" | "monitor.stop" => role == Role::Supervisor,
+        "identity.request" | "identity.confirm" | "identity.reject" | "certificate.issue"
+        | "print.request" => role == Role::Operator,
+        "identity.card"
+        | "identity.card_error"
+        | "identity.pec_start"
+        | "identity.pec_code"
+        | "identity.scan"
+        | "print.status" => role == Role::Kiosk,
         _ => false,
     }
 }
@@ -296,6 +306,17 @@ async fn dispatch(state: &AppState, ctx: &SessionCtx, request: Request) -> Resul
         Request::MediaCandidate(c) => return media::candidate(state, ctx, c).await,
         Request::MonitorStart(c) => return media::monitor_start(state, ctx, &c.call_id).await,
         Request::MonitorStop(c) => return media::monitor_stop(state, ctx, &c.call_id).await,
+        Request::IdentityRequest(r) => return incall::request(state, ctx, r).await,
+        Request::IdentityCard(r) => return incall::card(state, ctx, r).await,
+        Request::IdentityCardError(r) => return incall::card_error(state, ctx, r).await,
+        Request::IdentityPecStart(r) => return incall::pec_start(state, ctx, r).await,
+        Request::IdentityPecCode(r) => return incall::pec_code(state, ctx, r).await,
+        Request::IdentityScan(r) => return incall::scan(state, ctx, r).await,
+        Request::IdentityConfirm(r) => return incall::confirm(state, ctx, r).await,
+        Request::IdentityReject(r) => return incall::reject(state, ctx, r).await,
+        Request::CertificateIssue(r) => return incall::issue(state, ctx, r).await,
+        Request::PrintRequest(r) => return incall::print(state, ctx, r).await,
+        Request::PrintStatus(r) => return incall::print_status(state, ctx, r).await,
         Request::MetricsUnsubscribe {} => {
             state.events.set_metrics(ctx.socket, false);
             return Ok(Value::Null);
@@ -508,6 +529,7 @@ pub async fn deliver(state: AppState, mut rx: EffectReceiver) {
                 let now = Time::now();
                 for effect in &applied.effects {
                     media::on_effect(&state, effect);
+                    incall::on_effect(&state, effect);
                     for (to, event) in events_for(effect, now, state.directory.as_ref()) {
                         let frame: Arc<str> = Arc::from(event.to_json());
                         state.events.send(&to, &frame);

@@ -138,11 +138,12 @@ async fn run(socket: WebSocket, state: AppState) {
                                     "session opened"
                                 );
                             }
+                            let capabilities = state.sessions.capabilities(&attached.session_id);
                             attachment = Some((attached.session_id, attached.attachment));
                             kicked = kick;
                             if let Some(opened) = conn.session() {
                                 let principal = opened.principal.clone();
-                                let registration = state.events.register(&principal);
+                                let registration = state.events.register_with(&principal, &capabilities);
                                 events = Some(registration.rx);
                                 overflow = registration.overflow;
                                 match calls::on_open(&state, &principal).await {
@@ -152,6 +153,7 @@ async fn run(socket: WebSocket, state: AppState) {
                                         conn.close_now(CLOSE_TRY_AGAIN, "session set-up failed; retry");
                                     }
                                 }
+                                calls::incall::on_socket(&state, &principal, registration.id, &capabilities);
                                 ctx = Some(SessionCtx { principal, socket: registration.id });
                             }
                         }
