@@ -194,12 +194,12 @@ async fn in_call(config: &Config) -> anyhow::Result<crate::calls::incall::InCall
         resend_s: i.pec_resend_s as f64,
         per_hour: i.pec_per_hour,
     };
-    Ok(crate::calls::incall::InCall::new(
-        limits,
-        verifier,
-        mailer,
-        config.data_dir.join("documents"),
-    ))
+    let data_dir = config.data_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::calls::incall::InCall::new(limits, verifier, mailer, &data_dir)
+    })
+    .await?
+    .context("cannot open the print jobs folder in the data directory")
 }
 
 async fn serve(

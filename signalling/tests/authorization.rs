@@ -10,6 +10,7 @@ mod common;
 
 use common::centre::{ok, on_call, Centre, Op};
 use kiosk_client::ClientError;
+use protocol::incall::*;
 use protocol::media::{MediaCandidate, MediaOffer};
 use protocol::{
     CallRef, CallRequest, CallTransfer, ErrorCode, OperatorSetState, PresenceSet, PresenceState,
@@ -46,9 +47,15 @@ fn needs(kind: &str) -> Needs {
         "call.hold" | "call.transfer" | "call.end" => Needs::Connected,
         "media.offer" | "media.candidate" | "monitor.start" | "monitor.stop" => Needs::Connected,
         "call.resume" => Needs::Held,
+        k if in_call(k) && k != "print.status" => Needs::Connected,
         "wrapup.done" => Needs::WrapUp,
         _ => Needs::Nothing,
     }
+}
+
+/// The in-call actions (identity, certificate, print).
+fn in_call(kind: &str) -> bool {
+    kind.starts_with("identity.") || kind.starts_with("certificate.") || kind.starts_with("print.")
 }
 
 /// Which objects a request type can name.
@@ -58,6 +65,8 @@ fn objects(kind: &str) -> &'static [Object] {
             &[Object::Own]
         }
         "operator.set_state" => &[Object::Own, Object::Other],
+        // A job id, not a call: the kiosk's own job or none.
+        "print.status" => &[Object::Own, Object::Missing],
         _ => &[Object::Own, Object::Other, Object::Missing],
     }
 }
@@ -74,10 +83,29 @@ fn expected(role: Role, kind: &str, object: Object) -> Result<(), ErrorCode> {
         // Every party of a call negotiates its own media; a supervisor only after monitor.start.
         "media.offer" | "media.candidate" => true,
         "monitor.start" | "monitor.stop" => role == Role::Supervisor,
+        // The operator drives identification, issue and print; the kiosk answers.
+        "identity.request" | "identity.confirm" | "identity.reject" | "certificate.issue"
+        | "print.request" => role == Role::Operator,
+        "identity.card"
+        | "identity.card_error"
+        | "identity.pec_start"
+        | "identity.pec_code"
+        | "identity.scan"
+        | "print.status" => role == Role::Kiosk,
         other => panic!("no rule for {other}"),
     };
     if !mine {
         return Err(ErrorCode::Forbidden);
+    }
+    if in_call(kind) && object == Object::Own {
+        // The rightful sender on its own call in conversation, with nothing else prepared: asking
+        // for identification works; every later step is out of order; there is no such document
+        // or job yet.
+        return match kind {
+            "identity.request" => Ok(()),
+            "print.request" | "print.status" => Err(ErrorCode::NotFound),
+            _ => Err(ErrorCode::Conflict),
+        };
     }
     if kind.starts_with("media.") && role == Role::Supervisor && object != Object::Missing {
         // Not monitoring this call.
@@ -95,6 +123,9 @@ fn expected(role: Role, kind: &str, object: Object) -> Result<(), ErrorCode> {
         Object::Missing => Err(ErrorCode::NotFound),
     }
 }
+
+/// A well-formed fiscal code (check character included).
+const FISCAL_CODE: &str = "RSSMRA80A01H501U";
 
 /// A well-formed candidate line for `media.candidate`.
 const CANDIDATE: &str = "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host";
@@ -145,6 +176,60 @@ fn request(kind: &str, call_id: &str, operator_id: &str, service: &str, sdp: &st
         }),
         "monitor.start" => Request::MonitorStart(call()),
         "monitor.stop" => Request::MonitorStop(call()),
+        "identity.request" => Request::IdentityRequest(IdentityRequest {
+            call_id: call_id.into(),
+            method: IdentityMethod::Document,
+        }),
+        "identity.card" => Request::IdentityCard(IdentityCard {
+            call_id: call_id.into(),
+            certificate_chain: vec!["MIIB".into()],
+            signature: "AAAA".into(),
+        }),
+        "identity.card_error" => Request::IdentityCardError(IdentityCardError {
+            call_id: call_id.into(),
+            reason: "no_card".into(),
+            tries_left: None,
+        }),
+        "identity.pec_start" => Request::IdentityPecStart(IdentityPecStart {
+            call_id: call_id.into(),
+            fiscal_code: FISCAL_CODE.into(),
+        }),
+        "identity.pec_code" => Request::IdentityPecCode(IdentityPecCode {
+            call_id: call_id.into(),
+            code: "123456".into(),
+        }),
+        "identity.scan" => Request::IdentityScan(IdentityScan {
+            call_id: call_id.into(),
+            scan_id: "scan-1".into(),
+        }),
+        "identity.confirm" => Request::IdentityConfirm(IdentityConfirm {
+            call_id: call_id.into(),
+            fiscal_code: FISCAL_CODE.into(),
+            document_type: "carta_identita".into(),
+            document_number: "CA00000AA".into(),
+        }),
+        "identity.reject" => Request::IdentityReject(IdentityReject {
+            call_id: call_id.into(),
+            reason: "matrix".into(),
+        }),
+        "certificate.issue" => Request::CertificateIssue(CertificateIssue {
+            call_id: call_id.into(),
+            kind: "residenza".into(),
+            fiscal_code: None,
+            as_of: None,
+            usage: Usage::Bollo { bollo: true },
+            reason: None,
+        }),
+        "print.request" => Request::PrintRequest(PrintRequest {
+            call_id: call_id.into(),
+            document_id: "034027-20260101-AAAAAAAA".into(),
+            copies: 1,
+        }),
+        "print.status" => Request::PrintStatus(PrintStatus {
+            job_id: call_id.into(),
+            state: PrintState::Received,
+            detail: None,
+        }),
         other => panic!("no request for {other}"),
     }
 }

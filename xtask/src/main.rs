@@ -33,6 +33,13 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("npm", "npm"),
     // The browser media tests (signalling/tests/browser_media.rs) drive Debian's Chromium.
     ("/usr/bin/chromium", "chromium"),
+    // In-call printing: CUPS with a PDF printer as the kiosk's printer (testkit::cups).
+    ("/usr/sbin/cupsd", "cups"),
+    ("lp", "cups-client"),
+    ("/usr/lib/cups/backend/cups-pdf", "printer-driver-cups-pdf"),
+    // CIE/CNS cards: SoftHSM2 as the PKCS#11 token, opensc's pkcs11-tool to load it (testkit::softhsm).
+    ("/usr/lib/softhsm/libsofthsm2.so", "softhsm2"),
+    ("pkcs11-tool", "opensc"),
 ];
 
 /// The browser tests' npm project (playwright-core), installed inside the clone.

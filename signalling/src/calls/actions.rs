@@ -103,8 +103,8 @@ struct CallActions {
     documents: Vec<String>,
 }
 
-/// A print job as the server tracks it.
-#[derive(Debug, Clone, PartialEq)]
+/// A print job as the server tracks it (also its file under `<data_dir>/print-jobs`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Job {
     /// The job id.
     pub job_id: String,
@@ -291,6 +291,7 @@ impl Actions {
 
     /// `identity.scan`: the scan the operator is to compare.
     pub fn scan_submitted(&mut self, call: &str, scan_id: &str) -> Result<(), Refused> {
+        self.pending_as(call, |m| m == IdentityMethod::Document, "document")?;
         if self.scan(call, scan_id).is_none() {
             return Err(Refused::NotFound(format!("no scan {scan_id} in this call")));
         }
@@ -423,10 +424,19 @@ impl Actions {
             .collect()
     }
 
-    /// Forgets printed jobs older than `keep_s` since they were sent (memory bound).
-    pub fn prune(&mut self, now: Secs, keep_s: Secs) {
-        self.jobs
-            .retain(|_, j| !(j.state == Some(PrintState::Printed) && now - j.sent_at > keep_s));
+    /// Forgets printed jobs older than `keep_s` since they were sent (memory bound); returns
+    /// their ids.
+    pub fn prune(&mut self, now: Secs, keep_s: Secs) -> Vec<String> {
+        let old: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == Some(PrintState::Printed) && now - j.sent_at > keep_s)
+            .map(|j| j.job_id.clone())
+            .collect();
+        for id in &old {
+            self.jobs.remove(id);
+        }
+        old
     }
 }
 
@@ -600,7 +610,7 @@ mod tests {
             assert!(a.job_status("k1", "j1", s, None).unwrap().is_none());
         }
         assert!(a.kiosk_prints("k1", "d"));
-        a.prune(1000.0, 600.0);
+        assert_eq!(a.prune(1000.0, 600.0), vec!["j1".to_owned()]);
         assert!(a.job("j1").is_none());
     }
 }

@@ -51,6 +51,7 @@ pub struct InCall {
     verifier: Option<CardVerifier>,
     mailer: Option<Mailer>,
     documents: PathBuf,
+    jobs: PathBuf,
 }
 
 impl std::fmt::Debug for InCall {
@@ -80,18 +81,45 @@ pub struct DocumentMeta {
 
 impl InCall {
     /// Builds the state: cards are accepted only with a CA bundle, PEC codes only with a mailer.
+    /// Issued PDFs live in `data_dir/documents`; print jobs in `data_dir/print-jobs`, one file
+    /// each, reloaded here so a restart loses no job (unacknowledged ones are sent again).
     pub fn new(
         limits: PecLimits,
         verifier: Option<CardVerifier>,
         mailer: Option<Mailer>,
-        documents: PathBuf,
-    ) -> Self {
-        InCall {
-            actions: Mutex::new(Actions::new(limits)),
+        data_dir: &std::path::Path,
+    ) -> std::io::Result<Self> {
+        let jobs = data_dir.join("print-jobs");
+        std::fs::create_dir_all(&jobs)?;
+        let mut actions = Actions::new(limits);
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&jobs)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Job>(&b).ok())
+            {
+                Some(mut job) => {
+                    job.sent_at = 0.0;
+                    actions.add_job(job);
+                    loaded += 1;
+                }
+                None => tracing::warn!(file = %path.display(), "unreadable print job file skipped"),
+            }
+        }
+        if loaded > 0 {
+            tracing::info!(jobs = loaded, "print jobs reloaded");
+        }
+        Ok(InCall {
+            actions: Mutex::new(actions),
             verifier,
             mailer,
-            documents,
-        }
+            documents: data_dir.join("documents"),
+            jobs,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Actions> {
@@ -1005,6 +1033,31 @@ pub async fn document_for(
     tokio::fs::read(path).await.map_err(|_| not_found())
 }
 
+/// Writes a job's file durably (temporary file, fsync, rename), so a restart keeps it.
+async fn save_job(state: &AppState, job: &Job) {
+    let Some(path) =
+        valid_id(&job.job_id).then(|| state.incall.jobs.join(format!("{}.json", job.job_id)))
+    else {
+        return;
+    };
+    let bytes = match serde_json::to_vec(job) {
+        Ok(b) => b,
+        Err(e) => return tracing::error!(error = %e, "print job not serialisable"),
+    };
+    let saved = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })
+    .await;
+    if !matches!(saved, Ok(Ok(()))) {
+        tracing::error!(job = %job.job_id, "print job file not written: {saved:?}");
+    }
+}
+
 fn print_job_event(job: &Job) -> Arc<str> {
     Arc::from(
         Event::PrintJob(PrintJob {
@@ -1049,6 +1102,7 @@ pub async fn print(
         detail: None,
         sent_at: now_s(),
     };
+    save_job(state, &job).await;
     state.incall.lock().add_job(job.clone());
     append_audit(state, print_audit(&job, "requested", None)).await;
     let sessions = state.events.send_device(
@@ -1111,6 +1165,7 @@ pub async fn print_status(
     let Some(job) = changed else {
         return Ok(Value::Null);
     };
+    save_job(state, &job).await;
     tracing::info!(
         job = %job.job_id,
         state = req.state.as_str(),
@@ -1180,11 +1235,13 @@ pub async fn run_resends(state: AppState) {
             _ = phase.wait_for(|p| *p == Phase::Stopping) => return,
         }
         let now = now_s();
-        let due = {
+        let (pruned, due) = {
             let mut a = state.incall.lock();
-            a.prune(now, 24.0 * 3600.0);
-            a.due_resends(now, RESEND_S)
+            (a.prune(now, 24.0 * 3600.0), a.due_resends(now, RESEND_S))
         };
+        for id in pruned {
+            let _ = tokio::fs::remove_file(state.incall.jobs.join(format!("{id}.json"))).await;
+        }
         for job in due {
             state.events.send_device(
                 &kiosk_of(&job.kiosk),
