@@ -376,7 +376,12 @@ mod tests {
         let (der, key) = card(&root, &format!("TINIT-{CF}"), (-1, 365));
         let sig = sign(&key, b"nonce-1");
         let holder = verifier
-            .verify(&[der.clone()], b"nonce-1", &sig, OffsetDateTime::now_utc())
+            .verify(
+                std::slice::from_ref(&der),
+                b"nonce-1",
+                &sig,
+                OffsetDateTime::now_utc(),
+            )
             .unwrap();
         assert_eq!(holder.fiscal_code.to_string(), CF);
         assert_eq!(holder.given_name.as_deref(), Some("MARIO"));

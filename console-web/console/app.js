@@ -1,11 +1,13 @@
 // The operator's console: login, presence, incoming offers (ring, beep, countdown), one tile per
 // booth with the kiosk's video, timer, state and quality, and the call actions with keyboard
 // shortcuts. Sound (the kiosk's audio and the operator's microphone) goes only to and from the
-// selected booth. The login token is kept in sessionStorage (per tab, gone when the tab closes).
-// Italian first with English beside it. Tests read `window.consoleTest`.
+// selected booth. Below the tiles, the selected booth's case (console/incall.js): identification,
+// certificates with their preview, printing. The login token is kept in sessionStorage (per tab,
+// gone when the tab closes). Italian first with English beside it. Tests read `window.consoleTest`.
 import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
 import { submitStaffLogin } from '../lib/staff.js';
 import { Bilingual, loadCatalogue } from '../lib/i18n.js';
+import { InCall } from './incall.js';
 
 const TOKEN_KEY = 'sportello.console.token';
 /** The booths an operator may serve at once (the largest demo capacity). */
@@ -26,6 +28,8 @@ let client = null;
 let localStream = null;
 let audio = null;
 let beepTimer = null;
+/** The in-call panels (identification, certificates, printing) of every call. */
+let incall = null;
 
 const state = {
   /** login · console */
@@ -63,6 +67,8 @@ const consoleTest = {
     const m = state.calls.get(callId)?.media;
     return m ? m.stats() : { framesDecoded: 0, connectionState: 'new' };
   },
+  /** The in-call state of one call: identity, scan, documents with their preview, print jobs. */
+  incall: (callId) => incall?.summary(callId) ?? null,
   /** Offers in arrival order. */
   offers: () => [...state.offers.values()].sort((a, b) => a.arrived - b.arrived).map((o) => ({ callId: o.call_id, kioskId: o.kiosk?.id })),
   /** Cuts the WebSocket as a network drop would. */
@@ -167,7 +173,10 @@ function logout() {
   sessionStorage.removeItem(TOKEN_KEY);
   client?.close();
   client = null;
-  for (const c of state.calls.values()) c.media?.close();
+  for (const c of state.calls.values()) {
+    c.media?.close();
+    incall.remove(c);
+  }
   state.calls.clear();
   state.offers.clear();
   state.slots.fill(null);
@@ -239,6 +248,7 @@ function wire(c) {
   });
   c.on('wrapup.ended', (e) => removeCall(e.call_id));
   c.on('media.stats', onStats);
+  incall.wire(c);
 }
 
 /** `state.sync`: the calls and offers as they are now; anything else has ended. */
@@ -293,6 +303,7 @@ function upsertCall(info) {
     state.slots[slot] = info.call_id;
     call = { call_id: info.call_id, kiosk: info.kiosk, service: info.service, state: info.state, since: Date.now(), slot, media: null, quality: 'unknown' };
     state.calls.set(info.call_id, call);
+    incall.add(call);
     // A new booth becomes the selected one when the selected slot is free.
     if (!state.slots[state.selected]) state.selected = slot;
     note(`booth ${slot + 1}: call ${info.call_id} (${info.state})`);
@@ -318,6 +329,7 @@ function setCallState(callId, s) {
     call.since = Date.now();
   }
   renderTile(call.slot);
+  incall.render(call);
 }
 
 function removeCall(callId) {
@@ -326,6 +338,7 @@ function removeCall(callId) {
   call.media?.close();
   call.mic?.stop();
   state.calls.delete(callId);
+  incall.remove(call);
   state.slots[call.slot] = null;
   note(`booth ${call.slot + 1} free`);
   renderTile(call.slot);
@@ -562,6 +575,7 @@ function buildTiles() {
           <span class="call-state"></span>
           <span><span class="label timer-label"></span> <span class="timer" role="timer"></span></span>
           <span class="quality"><span class="dot" aria-hidden="true"></span><span class="quality-text"></span></span>
+          <span class="id-badge"></span>
         </div>
         <div class="tile-actions">
           <button type="button" class="btn act-hold" aria-describedby="tile-${slot + 1}-kiosk"></button>
@@ -603,6 +617,7 @@ function renderTile(slot) {
   setText(selectBtn, 'console.booth', { n: slot + 1 });
   selectBtn.setAttribute('aria-pressed', String(selected));
   selectBtn.setAttribute('aria-keyshortcuts', String(slot + 1));
+  if (selected) incall.select(state.slots[slot]);
   const selLabel = q('.selected-label');
   if (selected) setText(selLabel, 'console.booth.selected');
   else selLabel.replaceChildren();
@@ -651,6 +666,10 @@ function renderTile(slot) {
   setText(wrBtn, 'console.call.wrapup_done');
   if (selected) wrBtn.append(' ', Object.assign(document.createElement('kbd'), { textContent: 'W' }));
   wrBtn.hidden = call.state !== 'wrapup';
+  const badge = q('.id-badge');
+  const identity = call.incall?.identity.status ?? 'none';
+  badge.dataset.status = identity;
+  setText(badge, `console.booth.identity.${identity}`);
   tickTile(slot);
 }
 
@@ -678,6 +697,7 @@ function renderAll() {
   renderPresence();
   renderOffers();
   for (let i = 0; i < SLOTS; i += 1) renderTile(i);
+  for (const call of state.calls.values()) incall.render(call);
 }
 
 // ---- Start ----------------------------------------------------------------------------------------
@@ -685,6 +705,15 @@ function renderAll() {
 async function main() {
   cat = await loadCatalogue([LANG, OTHER]);
   text = new Bilingual(cat, LANG, OTHER);
+  incall = new InCall({
+    container: $('incall-panels'),
+    empty: $('incall-empty'),
+    text,
+    client: () => client,
+    note,
+    say,
+    changed: (call) => renderTile(call.slot),
+  });
   buildTiles();
   renderShortcuts();
   for (const b of document.querySelectorAll('[data-presence]')) {

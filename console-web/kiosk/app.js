@@ -1,17 +1,24 @@
 // The kiosk's touch screen: a citizen picks a language and a service, calls an operator, waits in
 // the queue, talks on video, and is brought back to the start when the call ends. The device token
 // comes once from the URL fragment (`#token=…`), is kept in localStorage and never shown.
-// Optional fragment parameters: `services=anagrafe,stato_civile`, `languages=it,en`, `end_s=8`.
+// Optional fragment parameters: `services=anagrafe,stato_civile`, `languages=it,en`, `end_s=8`,
+// `agent=http://127.0.0.1:7480` (the local kiosk agent that gets the PIN and the "scan now", kept
+// in localStorage like the token). During a call the in-call prompts (kiosk/incall.js) ask for the
+// card and PIN, the PEC code or the document, and tell about the certificate and the printing.
 // Tests read `window.kioskTest`.
 import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
 import { loadCatalogue, REFERENCE_LANGUAGE } from '../lib/i18n.js';
+import { KioskInCall } from './incall.js';
 
 const TOKEN_KEY = 'sportello.kiosk.token';
+const AGENT_KEY = 'sportello.kiosk.agent';
 const params = new URLSearchParams(location.hash.slice(1));
 if (params.has('token')) localStorage.setItem(TOKEN_KEY, params.get('token'));
+if (/^https?:\/\/[^\s]+$/.test(params.get('agent') ?? '')) localStorage.setItem(AGENT_KEY, params.get('agent').replace(/\/+$/, ''));
 // Remove the token (and everything else) from the visible URL and the history.
 history.replaceState(null, '', location.pathname + location.search);
 const token = localStorage.getItem(TOKEN_KEY);
+const AGENT_URL = localStorage.getItem(AGENT_KEY) ?? 'http://127.0.0.1:7480';
 const SERVICES = (params.get('services') ?? 'anagrafe,stato_civile').split(',').filter(Boolean);
 const LANGUAGES = (params.get('languages') ?? 'it,en').split(',').filter(Boolean);
 const END_S = Number(params.get('end_s') ?? 8);
@@ -32,6 +39,8 @@ let media = null;
 let localStream = null;
 let endTimer = null;
 let idleTimer = null;
+/** @type {KioskInCall | null} */
+let incall = null;
 
 const kioskTest = {
   /** welcome · waiting · in_call · hold · ended · setup */
@@ -90,6 +99,7 @@ function render() {
   for (const el of document.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', cat.t(lang, el.dataset.i18nLabel));
   for (const b of document.querySelectorAll('.lang')) b.setAttribute('aria-pressed', String(b.dataset.lang === lang));
   for (const b of document.querySelectorAll('.service')) b.setAttribute('aria-checked', String(b.dataset.service === service));
+  incall?.render();
   announce();
 }
 
@@ -181,6 +191,7 @@ function showWaiting({ position, estimated_wait_s: wait } = {}) {
 function showEnded(reason) {
   stopMedia();
   banner(null);
+  incall?.clear();
   const cancelled = reason === 'abandoned';
   setText($('ended-title'), cancelled ? 'ended.cancelled' : 'ended.title');
   setText($('ended-text'), reason === 'kiosk_lost' ? 'ended.lost' : 'ended.thanks');
@@ -202,6 +213,7 @@ function reset() {
   clearInterval(endTimer);
   endTimer = null;
   stopMedia();
+  incall?.clear();
   kioskTest.callId = null;
   lang = REFERENCE_LANGUAGE;
   service = SERVICES[0];
@@ -350,7 +362,9 @@ function onHold(callId, operator) {
 
 function listen() {
   const mine = (e) => e.call_id === kioskTest.callId;
-  client.on('*', (e) => note(`event ${JSON.stringify(e)}`));
+  // The identified citizen's data stays out of the log.
+  client.on('*', (e) => note(`event ${e.type === 'identity.verified' ? `${e.type} ${e.call_id}` : JSON.stringify(e)}`));
+  incall.wire(client);
   client.on('queue.update', (e) => {
     if (!kioskTest.callId && kioskTest.screen === 'welcome') return;
     if (!kioskTest.callId) kioskTest.callId = e.call_id;
@@ -365,6 +379,7 @@ function listen() {
     if (!mine(e)) return;
     $('waiting-requeued').hidden = false;
     $('call-with').replaceChildren();
+    incall.clear();
     showWaiting();
   });
   client.on('call.ended', (e) => mine(e) && showEnded(e.reason));
@@ -433,6 +448,16 @@ async function start() {
 async function main() {
   cat = await loadCatalogue(LANGUAGES);
   buildControls();
+  incall = new KioskInCall({
+    client: () => client,
+    callId: () => kioskTest.callId,
+    agentUrl: AGENT_URL,
+    setText,
+    t: (key, vars) => cat.t(lang, key, vars),
+    note,
+    say: (text) => { $('status').textContent = text; },
+    test: kioskTest,
+  });
   $('call').addEventListener('click', call);
   $('cancel').addEventListener('click', cancel);
   $('hang-up').addEventListener('click', cancel);

@@ -267,6 +267,17 @@ export class SportelloClient extends Emitter {
     });
   }
 
+  /**
+   * Fetches a server resource that needs this session's bearer token (a scan, a document's PDF)
+   * and resolves with its body as a Blob (for `URL.createObjectURL`, since `<img src>` and
+   * `<iframe src>` cannot carry an Authorization header).
+   * @param {string} url absolute, or relative to the page's server
+   * @returns {Promise<Blob>}
+   */
+  fetchBlob(url) {
+    return fetchBlob(url, this.auth.token);
+  }
+
   /** Closes the connection for good (no reconnection). */
   close() {
     this.closedByUs = true;
@@ -277,6 +288,27 @@ export class SportelloClient extends Emitter {
     }
     this.socket?.close(1000, 'bye');
   }
+}
+
+/**
+ * `GET url` with `Authorization: Bearer <token>`; resolves with the body as a Blob. Rejects with a
+ * {@link SportelloError} carrying the server's error code (or `unavailable` when the network failed).
+ * @param {string} url
+ * @param {string} token
+ * @returns {Promise<Blob>}
+ */
+export async function fetchBlob(url, token) {
+  let res;
+  try {
+    res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
+  } catch (e) {
+    throw new SportelloError('unavailable', e.message);
+  }
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    throw new SportelloError(body.code ?? 'internal', body.message ?? `HTTP ${res.status}`);
+  }
+  return res.blob();
 }
 
 /** A server frame without its envelope fields. */

@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agent;
 mod bot;
 mod describe;
 mod kiosk;

@@ -43,7 +43,7 @@ fn residents() -> (
     (with, without)
 }
 
-fn of_call<'a>(e: &'a Event) -> Option<&'a str> {
+fn of_call(e: &Event) -> Option<&str> {
     Some(match e {
         Event::IdentityRequested(x) => &x.call_id,
         Event::IdentityProgress(x) => &x.call_id,
@@ -485,7 +485,12 @@ async fn card_identification() {
     );
     ok(
         agent.session(),
-        signed_card(&id, &[rogue.cert_der.clone()], &rogue.key_pkcs8_der, &nonce),
+        signed_card(
+            &id,
+            std::slice::from_ref(&rogue.cert_der),
+            &rogue.key_pkcs8_der,
+            &nonce,
+        ),
     )
     .await;
     let f = failed(on(s.k.session(), "identity.failed", &id).await);
@@ -499,7 +504,7 @@ async fn card_identification() {
                 .session()
                 .request(&signed_card(
                     &id,
-                    &[good.cert_der.clone()],
+                    std::slice::from_ref(&good.cert_der),
                     &good.key_pkcs8_der,
                     &nonce
                 ))
@@ -517,7 +522,12 @@ async fn card_identification() {
         s.ca.issue_card(&subject, now - Days::days(400), now - Days::days(1));
     ok(
         agent.session(),
-        signed_card(&id, &[old.cert_der.clone()], &old.key_pkcs8_der, &nonce),
+        signed_card(
+            &id,
+            std::slice::from_ref(&old.cert_der),
+            &old.key_pkcs8_der,
+            &nonce,
+        ),
     )
     .await;
     assert_eq!(
@@ -533,7 +543,7 @@ async fn card_identification() {
         agent.session(),
         signed_card(
             &id,
-            &[good.cert_der.clone()],
+            std::slice::from_ref(&good.cert_der),
             &good.key_pkcs8_der,
             "another nonce",
         ),
@@ -724,6 +734,17 @@ async fn document_identification_and_print_jobs() {
         unreachable!()
     };
     assert_eq!(v.method, IdentityMethod::Document);
+    // A console that reloads is told again who is identified in its calls.
+    let auth = protocol::Auth {
+        token: s.c.token(Role::Operator, "op1"),
+        resume: None,
+        capabilities: vec![],
+    };
+    let (mut reloaded, _) = Session::connect(&s.c.ws(), auth).await.unwrap();
+    let Event::IdentityVerified(again) = on(&mut reloaded, "identity.verified", &id).await else {
+        unreachable!()
+    };
+    assert_eq!(again.subject, v.subject);
 
     // Print jobs.
     let doc: CertificateIssued =

@@ -8,13 +8,13 @@
 //! The agent binary is built by `cargo test --workspace` (kiosk-client has integration tests, so
 //! its binaries are built); alone, run `cargo build -p kiosk-client` first.
 
+#[path = "common/agent.rs"]
+mod agent;
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use certificates::registry::demo::DemoRegistry;
+use agent::{resident, scan_image, Agent, RealSigner};
 use common::centre::{available, call, event, kiosk_token, ok, on_call, Centre, Op, T};
 use kiosk_client::{HeadlessKiosk, OperatorBot, Session};
 use protocol::incall::*;
@@ -28,173 +28,11 @@ use time::{Duration as Days, OffsetDateTime};
 const BIN: &str = env!("CARGO_BIN_EXE_sportello");
 const PIN: &str = "24681357";
 
-fn agent_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("sportello-kiosk-agent");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p kiosk-client` (cargo xtask test builds it)",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A resident with a registered PEC address.
-fn resident() -> certificates::registry::Person {
-    let reg = DemoRegistry::embedded().unwrap();
-    let today = OffsetDateTime::now_utc().date();
-    reg.data()
-        .people
-        .iter()
-        .find(|p| p.death.is_none() && p.residence_on(today).is_some() && p.pec.is_some())
-        .unwrap()
-        .clone()
-}
-
-/// The kiosk agent as a separate process.
-struct Agent {
-    child: Option<Child>,
-    config: PathBuf,
-    log: PathBuf,
-    local: String,
-    env: Vec<(String, PathBuf)>,
-}
-
-impl Agent {
-    fn new(
-        dir: &Path,
-        server: &str,
-        printer: &PdfPrinter,
-        card: Option<&Card>,
-        scan: &Path,
-    ) -> Agent {
-        let port = free_port();
-        let config = dir.join("agent.toml");
-        let mut toml = format!(
-            "server = {server:?}\ntoken = {:?}\nprinter = {:?}\nscan_file = {:?}\n\
-             journal_dir = {:?}\nlocal_listen = \"127.0.0.1:{port}\"\nscan_delay_s = 30\n\
-             pin_timeout_s = 30\n",
-            kiosk_token("k1"),
-            printer.name(),
-            scan,
-            dir.join("journal"),
-        );
-        let mut env = vec![];
-        if let Some(card) = card {
-            toml.push_str(&format!("pkcs11_module = {:?}\n", card.module()));
-            env.push(("SOFTHSM2_CONF".to_owned(), card.conf().to_path_buf()));
-        }
-        std::fs::write(&config, toml).unwrap();
-        Agent {
-            child: None,
-            config,
-            log: dir.join("agent.log"),
-            local: format!("http://127.0.0.1:{port}"),
-            env,
-        }
-    }
-
-    fn start(&mut self, fault: Option<&str>) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut cmd = Command::new(agent_bin());
-        cmd.arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        match fault {
-            Some(f) => cmd.env("SPORTELLO_AGENT_FAULT", f),
-            None => cmd.env_remove("SPORTELLO_AGENT_FAULT"),
-        };
-        self.child = Some(cmd.spawn().unwrap());
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Waits for the process to exit by itself (the fault hook), returning its code.
-    async fn exited(&mut self) -> Option<i32> {
-        let deadline = tokio::time::Instant::now() + T * 3;
-        loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    self.child = None;
-                    return status.code();
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent did not exit\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Hands the PIN to the agent as the kiosk screen would (loopback only), retrying until the
-    /// agent waits for it.
-    async fn pin(&self, call_id: &str, pin: &str) {
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + T;
-        loop {
-            let r = http
-                .post(format!("{}/v1/pin", self.local))
-                .json(&serde_json::json!({"call_id": call_id, "pin": pin}))
-                .send()
-                .await;
-            if let Ok(r) = r {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent never took the PIN\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("---- agent log ----\n{}", self.logs());
-        }
-    }
-}
-
 /// A centre with a real signer (so stamps verify), a trusted card CA, a mail sink, a printer.
 struct Rig {
     c: Centre,
     dir: tempfile::TempDir,
-    cli_config: PathBuf,
+    signer: RealSigner,
     printer: PdfPrinter,
     sink: SmtpSink,
     ca: TestCa,
@@ -202,43 +40,24 @@ struct Rig {
 
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let now = OffsetDateTime::now_utc();
-    let (key_pem, cert_pem) = certificates::signer::generate_signer_pem(
-        "Ufficiale d'anagrafe (prova)",
-        now - Days::days(1),
-        now + Days::days(365),
-    )
-    .unwrap();
-    let key = dir.path().join("signer-key.pem");
-    let cert = dir.path().join("signer-cert.pem");
-    std::fs::write(&key, key_pem).unwrap();
-    std::fs::write(&cert, cert_pem).unwrap();
+    let signer = RealSigner::create(dir.path());
     let ca = TestCa::new("CA di prova CIE");
     let bundle = dir.path().join("cards.pem");
     std::fs::write(&bundle, ca.cert_pem()).unwrap();
     let sink = SmtpSink::start().await;
     let port = sink.port();
-    let (k2, c2) = (key.clone(), cert.clone());
+    let (key, cert) = (signer.key.clone(), signer.cert.clone());
     let c = Centre::start_memory(&[Op::new("op1", &[("anagrafe", 5)], 2)], &["k1"], |cfg| {
-        cfg.certificates.signer.key = Some(k2);
-        cfg.certificates.signer.certificate = Some(c2);
+        cfg.certificates.signer.key = Some(key);
+        cfg.certificates.signer.certificate = Some(cert);
         cfg.identity.ca_bundle = Some(bundle);
         cfg.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
     })
     .await;
-    let cli_config = dir.path().join("verify.toml");
-    std::fs::write(
-        &cli_config,
-        format!(
-            "data_dir = {:?}\n[certificates.signer]\nkey = {key:?}\ncertificate = {cert:?}\n",
-            dir.path().join("cli-data")
-        ),
-    )
-    .unwrap();
     Rig {
         c,
         dir,
-        cli_config,
+        signer,
         printer: PdfPrinter::create().unwrap(),
         sink,
         ca,
@@ -246,34 +65,19 @@ async fn rig() -> Rig {
 }
 
 impl Rig {
-    /// The stamp of a printed PDF verifies with `sportello verify`.
-    fn verify(&self, pdf: &Path) -> String {
-        let out = Command::new(BIN)
-            .arg("verify")
-            .arg(pdf)
-            .arg("--config")
-            .arg(&self.cli_config)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.starts_with("VALIDO / VALID"), "{text}");
-        text
+    fn verify(&self, pdf: &std::path::Path) -> String {
+        self.signer.verify(BIN, pdf)
     }
 
-    fn scan_file(&self) -> PathBuf {
-        // Any real PNG will do as the "scanned" document.
-        let path = self.dir.path().join("documento.png");
-        let img = image::RgbImage::from_fn(320, 200, |x, y| {
-            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
-        });
-        img.save(&path).unwrap();
-        path
+    fn agent(&self, card: Option<&Card>) -> Agent {
+        Agent::new(
+            self.dir.path(),
+            &self.c.t.server.base_url(),
+            &kiosk_token("k1"),
+            &self.printer,
+            card,
+            &scan_image(self.dir.path()),
+        )
     }
 }
 
@@ -382,14 +186,9 @@ async fn cie_card_to_printed_certificate() {
         &[],
     )
     .unwrap();
-    let mut agent = Agent::new(
-        r.dir.path(),
-        &r.c.t.server.base_url(),
-        &r.printer,
-        Some(&card),
-        &r.scan_file(),
-    );
+    let mut agent = r.agent(Some(&card));
     agent.start(None);
+    agent.connected().await;
     let mut op = r.c.operator("op1").await;
     ok(op.session(), available()).await;
     let (_screen, id) = answered(&r.c, &mut op).await;
@@ -433,14 +232,9 @@ async fn pec_and_document_then_printer_failures() {
     let r = rig().await;
     let citizen = resident();
     let cf = citizen.fiscal_code.to_string();
-    let mut agent = Agent::new(
-        r.dir.path(),
-        &r.c.t.server.base_url(),
-        &r.printer,
-        None,
-        &r.scan_file(),
-    );
+    let mut agent = r.agent(None);
     agent.start(None);
+    agent.connected().await;
     let mut op = r.c.operator("op1").await;
     ok(op.session(), available()).await;
 
@@ -584,6 +378,7 @@ async fn pec_and_document_then_printer_failures() {
         4
     );
     agent.start(None);
+    agent.connected().await;
     until_printed(&mut op, &id, &job).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
@@ -610,6 +405,7 @@ async fn pec_and_document_then_printer_failures() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(r.printer.printed().len(), 4);
     agent.start(None);
+    agent.connected().await;
     until_printed(&mut op, &id, &job).await;
     assert_eq!(
         r.printer.wait_printed_async(5, T * 3).await.unwrap().len(),

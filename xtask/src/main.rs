@@ -36,6 +36,9 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // In-call printing: CUPS with a PDF printer as the kiosk's printer (testkit::cups).
     ("/usr/sbin/cupsd", "cups"),
     ("lp", "cups-client"),
+    // The kiosk agent's tests read CUPS job attributes over IPP and check RSA card signatures.
+    ("ipptool", "cups-ipp-utils"),
+    ("openssl", "openssl"),
     ("/usr/lib/cups/backend/cups-pdf", "printer-driver-cups-pdf"),
     // CIE/CNS cards: SoftHSM2 as the PKCS#11 token, opensc's pkcs11-tool to load it (testkit::softhsm).
     ("/usr/lib/softhsm/libsofthsm2.so", "softhsm2"),

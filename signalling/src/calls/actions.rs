@@ -79,6 +79,7 @@ struct PecChallenge {
 
 #[derive(Debug, Clone)]
 struct Pending {
+    kiosk: String,
     method: IdentityMethod,
     nonce: Option<String>,
     pec: Option<PecChallenge>,
@@ -153,15 +154,41 @@ impl Actions {
         self.limits
     }
 
-    /// `identity.request`: `method` is now pending for `call`, replacing any pending step.
-    pub fn request(&mut self, call: &str, method: IdentityMethod, nonce: Option<String>) {
+    /// `identity.request`: `method` is now pending for `call` (of `kiosk`), replacing any pending
+    /// step.
+    pub fn request(
+        &mut self,
+        call: &str,
+        kiosk: &str,
+        method: IdentityMethod,
+        nonce: Option<String>,
+    ) {
         let c = self.calls.entry(call.to_owned()).or_default();
         c.pending = Some(Pending {
+            kiosk: kiosk.to_owned(),
             method,
             nonce,
             pec: None,
             scan: None,
         });
+    }
+
+    /// Device steps of `kiosk`'s calls still waiting for the device (a card nonce not yet used, a
+    /// document not yet scanned): `(call, method, nonce)`, to send again when a device connects.
+    pub fn waiting_devices(&self, kiosk: &str) -> Vec<(String, IdentityMethod, String)> {
+        self.calls
+            .iter()
+            .filter_map(|(call, c)| {
+                let p = c.pending.as_ref()?;
+                let waiting = match p.method {
+                    IdentityMethod::Cie | IdentityMethod::Cns => p.nonce.is_some(),
+                    IdentityMethod::Document => p.scan.is_none(),
+                    IdentityMethod::Pec => false,
+                };
+                (p.kiosk == kiosk && waiting)
+                    .then(|| (call.clone(), p.method, p.nonce.clone().unwrap_or_default()))
+            })
+            .collect()
     }
 
     /// The pending method of a call.
@@ -457,15 +484,21 @@ mod tests {
     fn a_card_answer_needs_a_pending_card_request_and_spends_the_nonce() {
         let mut a = Actions::default();
         assert!(matches!(a.take_nonce("c"), Err(Refused::NotPending(_))));
-        a.request("c", IdentityMethod::Pec, None);
+        a.request("c", "k", IdentityMethod::Pec, None);
         assert!(matches!(a.take_nonce("c"), Err(Refused::NotPending(_))));
-        a.request("c", IdentityMethod::Cie, Some("n1".into()));
+        a.request("c", "k", IdentityMethod::Cie, Some("n1".into()));
+        assert_eq!(
+            a.waiting_devices("k"),
+            vec![("c".to_owned(), IdentityMethod::Cie, "n1".to_owned())]
+        );
+        assert!(a.waiting_devices("other").is_empty());
         assert_eq!(a.take_nonce("c"), Ok((IdentityMethod::Cie, "n1".into())));
         assert!(matches!(a.take_nonce("c"), Err(Refused::NotPending(_))));
         // A new request brings a new nonce.
-        a.request("c", IdentityMethod::Cns, Some("n2".into()));
+        a.request("c", "k", IdentityMethod::Cns, Some("n2".into()));
         assert_eq!(a.card_pending("c"), Ok(IdentityMethod::Cns));
         assert_eq!(a.take_nonce("c"), Ok((IdentityMethod::Cns, "n2".into())));
+        assert!(a.waiting_devices("k").is_empty(), "the nonce is spent");
     }
 
     #[test]
@@ -476,7 +509,7 @@ mod tests {
             a.pec_may_send("c", cf, 0.0),
             Err(Refused::NotPending(_))
         ));
-        a.request("c", IdentityMethod::Pec, None);
+        a.request("c", "k", IdentityMethod::Pec, None);
         assert!(matches!(
             a.pec_code("c", "1", 0.0),
             Err(Refused::NotPending(_))
@@ -511,7 +544,7 @@ mod tests {
             Ok(CodeOutcome::Verified(cf.into()))
         );
         // Three codes for this citizen within the hour: the fourth waits.
-        a.request("d", IdentityMethod::Pec, None);
+        a.request("d", "k", IdentityMethod::Pec, None);
         assert!(matches!(
             a.pec_may_send("d", cf, 500.0),
             Err(Refused::RateLimited(_))
@@ -532,13 +565,15 @@ mod tests {
             a.scan_submitted("c", "s1"),
             Err(Refused::NotPending(_))
         ));
-        a.request("c", IdentityMethod::Document, None);
+        a.request("c", "k", IdentityMethod::Document, None);
+        assert_eq!(a.waiting_devices("k").len(), 1);
         assert!(matches!(
             a.scan_submitted("c", "nope"),
             Err(Refused::NotFound(_))
         ));
         assert!(matches!(a.judged_scan("c"), Err(Refused::NotPending(_))));
         a.scan_submitted("c", "s1").unwrap();
+        assert!(a.waiting_devices("k").is_empty(), "scanned");
         assert_eq!(a.judged_scan("c"), Ok("s1".into()));
         a.verified("c", IdentityMethod::Document, subject());
         assert_eq!(a.identified("c").unwrap().1, subject());

@@ -410,7 +410,7 @@ pub async fn request(
     state
         .incall
         .lock()
-        .request(&req.call_id, method, nonce.clone());
+        .request(&req.call_id, &call.kiosk, method, nonce.clone());
     tracing::info!(call = %req.call_id, method = method.as_str(), "identification requested");
     let requested = Arc::from(
         Event::IdentityRequested(IdentityRequested {
@@ -1192,15 +1192,47 @@ pub async fn print_status(
     Ok(Value::Null)
 }
 
-/// A kiosk socket opened: its unacknowledged jobs go out again at once.
+/// A kiosk socket opened: its unacknowledged jobs go out again at once, and so does a card or
+/// scan request still waiting for a device the socket declares (an agent that connects, or comes
+/// back, after the operator asked).
 pub fn on_socket(
     state: &AppState,
     principal: &Principal,
     socket: u64,
     capabilities: &[Capability],
 ) {
+    if principal.role == Role::Operator {
+        // A console that reloads learns again who is identified in its calls.
+        let (state, operator) = (state.clone(), principal.id.clone());
+        tokio::spawn(async move { resend_identities(&state, &operator, socket).await });
+        return;
+    }
     if principal.role != Role::Kiosk {
         return;
+    }
+    let waiting = state.incall.lock().waiting_devices(&principal.id);
+    for (call_id, method, nonce) in waiting {
+        let device = if method.is_card() {
+            Capability::CardReader
+        } else {
+            Capability::Scanner
+        };
+        if capabilities.contains(&device) {
+            tracing::info!(
+                call = %call_id,
+                method = method.as_str(),
+                "identification request re-sent to a device that connected"
+            );
+            let frame = Arc::from(
+                Event::IdentityRequested(IdentityRequested {
+                    call_id,
+                    method,
+                    nonce,
+                })
+                .to_json(),
+            );
+            state.events.send_to_socket(socket, &frame);
+        }
     }
     let wants_jobs = capabilities.is_empty() || capabilities.contains(&Capability::Printer);
     if !wants_jobs {
@@ -1211,6 +1243,42 @@ pub fn on_socket(
     for job in jobs {
         tracing::info!(job = %job.job_id, kiosk = %principal.id, "print job re-sent after reconnect");
         state.events.send_to_socket(socket, &print_job_event(&job));
+    }
+}
+
+/// Sends `identity.verified` to an operator's new socket for each of their calls in conversation
+/// whose citizen is identified.
+async fn resend_identities(state: &AppState, operator: &str, socket: u64) {
+    let r = &state.routing;
+    let me = operator.to_owned();
+    let calls = r
+        .queue
+        .read(&r.tenant, move |st| {
+            st.calls
+                .values()
+                .filter(|c| match &c.state {
+                    queue::CallState::Connected { operator }
+                    | queue::CallState::Held { operator } => operator.as_str() == me,
+                    _ => false,
+                })
+                .map(|c| c.call_id.to_string())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    for call_id in calls {
+        let identified = state.incall.lock().identified(&call_id).cloned();
+        if let Some((method, subject)) = identified {
+            let frame = Arc::from(
+                Event::IdentityVerified(IdentityVerified {
+                    call_id,
+                    method,
+                    subject,
+                })
+                .to_json(),
+            );
+            state.events.send_to_socket(socket, &frame);
+        }
     }
 }
 

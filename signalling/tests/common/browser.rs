@@ -76,19 +76,22 @@ pub struct MediaServer {
 impl MediaServer {
     /// Starts `bin` (the test's `CARGO_BIN_EXE_sportello`) with UDP and TCP media on loopback.
     pub fn start(bin: &str) -> Self {
+        Self::start_with(bin, &[])
+    }
+
+    /// [`MediaServer::start`] with extra command-line arguments (e.g. `--config FILE`).
+    pub fn start_with(bin: &str, extra: &[&std::ffi::OsStr]) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let server = SportelloProcess::start(
-            bin,
-            &[
-                "--data-dir".as_ref(),
-                data.path().as_os_str(),
-                "--media-udp".as_ref(),
-                "127.0.0.1:0".as_ref(),
-                "--media-tcp".as_ref(),
-                "127.0.0.1:0".as_ref(),
-            ],
-            &[],
-        );
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "--data-dir".as_ref(),
+            data.path().as_os_str(),
+            "--media-udp".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--media-tcp".as_ref(),
+            "127.0.0.1:0".as_ref(),
+        ];
+        args.extend_from_slice(extra);
+        let server = SportelloProcess::start(bin, &args, &[]);
         let creds: Value = serde_json::from_slice(
             &std::fs::read(data.path().join("demo-credentials.json")).unwrap(),
         )

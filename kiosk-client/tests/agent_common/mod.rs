@@ -1,0 +1,841 @@
+//! Real parts and a scripted server for the kiosk agent's tests: a CUPS queue on the cups-pdf
+//! backend with its own output folder, a SoftHSM2 card with a test CA, a minimal PDF, a scripted
+//! server (WebSocket, documents, scans) and the agent binary as a child process.
+//!
+//! Every part is real except the server: the agent's own tests need to script exactly what the
+//! server sends (a `print.job` again, a connection cut); the end-to-end tests with the real server
+//! live in `signalling/tests/`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+/// The cups-pdf PPD.
+pub const PPD: &str = "/usr/share/ppd/cups-pdf/CUPS-PDF_opt.ppd";
+
+/// The SoftHSM2 PKCS#11 module.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// The test card's PIN.
+pub const PIN: &str = "12345678";
+
+/// The test card's SO PIN.
+pub const SO_PIN: &str = "87654321";
+
+const QUEUE_PREFIX: &str = "agent-test-";
+
+/// Runs a tool and returns its standard output; panics with its output when it fails.
+pub fn run(program: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); is it installed?"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed ({}): {stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn scheduler_running() -> bool {
+    Command::new("lpstat")
+        .arg("-r")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("is running"))
+        .unwrap_or(false)
+}
+
+/// Makes sure `cupsd` runs, starting it if needed. Starters in other test processes (this crate's
+/// and testkit's) take the same lock file, so only one daemon is started.
+pub fn ensure_cupsd() {
+    if scheduler_running() {
+        return;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("testkit-cupsd.lock"))
+        .expect("cupsd lock file");
+    // SAFETY: flock on a file descriptor this function owns for its whole duration.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    if !scheduler_running() {
+        let status = Command::new("cupsd")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("cannot run cupsd: apt-get install -y cups printer-driver-cups-pdf");
+        assert!(status.success(), "cupsd failed to start");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !scheduler_running() {
+            assert!(Instant::now() < deadline, "cupsd does not answer lpstat -r");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Removes queues of this helper left by test processes that died.
+fn remove_stale_queues() {
+    let Ok(output) = Command::new("lpstat").arg("-v").output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some(name) = line
+            .strip_prefix("device for ")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(name, _)| name.to_owned())
+        else {
+            continue;
+        };
+        let dead = name
+            .strip_prefix(QUEUE_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if dead {
+            let _ = Command::new("lpadmin").args(["-x", &name]).status();
+            let _ = std::fs::remove_file(format!("/etc/cups/cups-pdf-{name}.conf"));
+        }
+    }
+}
+
+/// A cups-pdf queue of its own, named `agent-test-<pid>-<n>`, printing into its own folder:
+/// cups-pdf reads `/etc/cups/cups-pdf-<name>.conf` for the device `cups-pdf:/<name>`, so the
+/// shared `/etc/cups/cups-pdf.conf` is left alone. Removed when dropped.
+pub struct TestPrinter {
+    name: String,
+    dir: tempfile::TempDir,
+    out: PathBuf,
+    conf: PathBuf,
+}
+
+impl TestPrinter {
+    /// Creates and enables the queue.
+    pub fn create() -> TestPrinter {
+        assert!(
+            Path::new(PPD).exists(),
+            "{PPD} is missing: apt-get install -y cups printer-driver-cups-pdf"
+        );
+        ensure_cupsd();
+        remove_stale_queues();
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "{QUEUE_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("agent-test-cups-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let conf = PathBuf::from(format!("/etc/cups/cups-pdf-{name}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "Out {out}\nAnonDirName {out}\nLog {log}\nUserUMask 0022\nAnonUMask 0022\nGrp lp\n",
+                out = out.display(),
+                log = dir.path().display(),
+            ),
+        )
+        .unwrap();
+        run(
+            "lpadmin",
+            &[
+                "-p",
+                &name,
+                "-E",
+                "-v",
+                &format!("cups-pdf:/{name}"),
+                "-P",
+                PPD,
+                "-o",
+                "TitlePref=1",
+                "-o",
+                "Label=2",
+                "-o",
+                "printer-is-shared=false",
+            ],
+            &[],
+        );
+        TestPrinter {
+            name,
+            dir,
+            out,
+            conf,
+        }
+    }
+
+    /// The queue name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The complete PDFs cups-pdf wrote (files ending with `%%EOF`).
+    pub fn printed(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.out)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
+                    .filter(|p| {
+                        std::fs::read(p)
+                            .map(|data| data.trim_ascii_end().ends_with(b"%%EOF"))
+                            .unwrap_or(false)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    /// Waits until at least `count` PDFs are written; returns them.
+    pub async fn wait_printed(&self, count: usize, timeout: Duration) -> Vec<PathBuf> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let files = self.printed();
+            if files.len() >= count {
+                return files;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} PDFs printed by {} in {timeout:?}",
+                files.len(),
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `cupsdisable -r <reason>`: the queue stops (jobs wait) with that state message.
+    pub fn stop(&self, reason: &str) {
+        run("cupsdisable", &["-r", reason, &self.name], &[]);
+    }
+
+    /// `cupsenable`.
+    pub fn start(&self) {
+        run("cupsenable", &[&self.name], &[]);
+    }
+}
+
+impl Drop for TestPrinter {
+    fn drop(&mut self) {
+        let _ = Command::new("lpadmin")
+            .args(["-x", &self.name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(&self.conf);
+    }
+}
+
+/// A small valid one-page PDF.
+pub fn minimal_pdf() -> Vec<u8> {
+    let content = "BT /F1 24 Tf 72 720 Td (Sportello kiosk agent test) Tj ET";
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R \
+         /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_owned(),
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        ),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for offset in offsets {
+        pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+/// A 1×1 PNG.
+pub fn tiny_png() -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+        .unwrap()
+}
+
+/// The key of a test card.
+pub enum CardKey {
+    /// P-256, generated by rcgen.
+    P256,
+    /// RSA 2048, generated by `openssl genpkey`.
+    Rsa,
+}
+
+/// A SoftHSM2 token in its own token folder, holding a card key and certificate (id 01, label
+/// `auth`) issued by a test CA whose certificate is also on the token (id 02, label `ca`). Point
+/// `SOFTHSM2_CONF` at [`SoftCard::conf`].
+pub struct SoftCard {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    /// The card certificate (DER).
+    pub card_der: Vec<u8>,
+    /// The CA certificate (DER).
+    pub ca_der: Vec<u8>,
+    /// The card's private key (PKCS#8 PEM), to check signatures.
+    pub key_pem: String,
+}
+
+impl SoftCard {
+    /// A token folder with no token at all: the reader is empty.
+    pub fn empty() -> SoftCard {
+        let dir = tempfile::Builder::new()
+            .prefix("agent-test-hsm-")
+            .tempdir()
+            .unwrap();
+        let conf = write_softhsm_conf(dir.path());
+        SoftCard {
+            dir,
+            conf,
+            card_der: Vec::new(),
+            ca_der: Vec::new(),
+            key_pem: String::new(),
+        }
+    }
+
+    /// A token labelled `label` with a CIE-like card certificate.
+    pub fn create(label: &str, key: CardKey) -> SoftCard {
+        let mut card = SoftCard::empty();
+        let dir = card.dir.path().to_owned();
+        let env = [("SOFTHSM2_CONF", card.conf.as_path())];
+        run(
+            "softhsm2-util",
+            &[
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                PIN,
+            ],
+            &env,
+        );
+
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Agent test card CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+
+        let card_key = match key {
+            CardKey::P256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+            CardKey::Rsa => {
+                let path = dir.join("rsa.pem");
+                run(
+                    "openssl",
+                    &[
+                        "genpkey",
+                        "-algorithm",
+                        "RSA",
+                        "-pkeyopt",
+                        "rsa_keygen_bits:2048",
+                        "-out",
+                        path.to_str().unwrap(),
+                    ],
+                    &[],
+                );
+                let pem = std::fs::read_to_string(&path).unwrap();
+                rcgen::KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).unwrap()
+            }
+        };
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ROSSI MARIO");
+        params.distinguished_name.push(
+            rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
+            "TINIT-RSSMRA80A01G337X",
+        );
+        let card_cert = params.signed_by(&card_key, &ca_cert, &ca_key).unwrap();
+
+        let key_path = dir.join("card.p8");
+        std::fs::write(&key_path, card_key.serialize_pem()).unwrap();
+        let card_path = dir.join("card.der");
+        std::fs::write(&card_path, card_cert.der()).unwrap();
+        let ca_path = dir.join("ca.der");
+        std::fs::write(&ca_path, ca_cert.der()).unwrap();
+        run(
+            "softhsm2-util",
+            &[
+                "--import",
+                key_path.to_str().unwrap(),
+                "--token",
+                label,
+                "--label",
+                "auth",
+                "--id",
+                "01",
+                "--pin",
+                PIN,
+            ],
+            &env,
+        );
+        for (path, id, object_label) in [(&card_path, "01", "auth"), (&ca_path, "02", "ca")] {
+            run(
+                "pkcs11-tool",
+                &[
+                    "--module",
+                    SOFTHSM_MODULE,
+                    "--token-label",
+                    label,
+                    "-l",
+                    "-p",
+                    PIN,
+                    "-w",
+                    path.to_str().unwrap(),
+                    "--type",
+                    "cert",
+                    "--id",
+                    id,
+                    "--label",
+                    object_label,
+                ],
+                &env,
+            );
+        }
+        card.card_der = card_cert.der().to_vec();
+        card.ca_der = ca_cert.der().to_vec();
+        card.key_pem = card_key.serialize_pem();
+        card
+    }
+
+    /// The `SOFTHSM2_CONF` file.
+    pub fn conf(&self) -> &Path {
+        &self.conf
+    }
+
+    /// A scratch folder that lives as long as the card.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn write_softhsm_conf(dir: &Path) -> PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What the scripted server shares between its handlers and the test.
+struct FakeState {
+    token: String,
+    to_kiosk: broadcast::Sender<String>,
+    frames: Mutex<Vec<Value>>,
+    auths: Mutex<Vec<Value>>,
+    pdfs: Mutex<HashMap<String, Vec<u8>>>,
+    scans: Mutex<Vec<(String, String, Vec<u8>)>>,
+    open: AtomicUsize,
+}
+
+/// A scripted Sportello server: accepts the agent's `auth`, answers `ok` to every request and
+/// records it, sends the events a test asks for, serves registered PDFs and accepts scans.
+pub struct FakeServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<FakeState>,
+    /// How many recorded frames the test already took.
+    taken: Mutex<Vec<bool>>,
+}
+
+impl FakeServer {
+    /// Starts the server; the agent must authenticate with `token`.
+    pub async fn start(token: &str) -> FakeServer {
+        let state = Arc::new(FakeState {
+            token: token.to_owned(),
+            to_kiosk: broadcast::channel(64).0,
+            frames: Mutex::new(Vec::new()),
+            auths: Mutex::new(Vec::new()),
+            pdfs: Mutex::new(HashMap::new()),
+            scans: Mutex::new(Vec::new()),
+            open: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .route("/api/v1/ws", get(ws_endpoint))
+            .route("/api/v1/documents/{file}", get(document))
+            .route("/api/v1/calls/{call_id}/scans", post(scan))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeServer {
+            addr,
+            state,
+            taken: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves `pdf` at `/api/v1/documents/{document_id}.pdf`.
+    pub fn add_pdf(&self, document_id: &str, pdf: Vec<u8>) {
+        self.state
+            .pdfs
+            .lock()
+            .unwrap()
+            .insert(format!("{document_id}.pdf"), pdf);
+    }
+
+    /// The `auth` frames received so far.
+    pub fn auths(&self) -> Vec<Value> {
+        self.state.auths.lock().unwrap().clone()
+    }
+
+    /// The scans uploaded so far: (call id, content type, body).
+    pub fn scans(&self) -> Vec<(String, String, Vec<u8>)> {
+        self.state.scans.lock().unwrap().clone()
+    }
+
+    /// Waits until `count` `auth` frames were accepted (connections and reconnections).
+    pub async fn wait_auths(&self, count: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let auths = self.auths();
+            if auths.len() >= count {
+                return auths;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} connections in {timeout:?}",
+                auths.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until an agent connection is open.
+    pub async fn wait_connected(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.state.open.load(Ordering::SeqCst) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not connect in {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends an event to every open connection.
+    pub fn send(&self, event: Value) {
+        let _ = self.state.to_kiosk.send(event.to_string());
+    }
+
+    /// Closes every open connection without a close frame (a network cut).
+    pub fn cut(&self) {
+        let _ = self.state.to_kiosk.send("__cut__".into());
+    }
+
+    /// The first recorded request not yet taken for which `pred` holds, waiting up to `timeout`.
+    pub async fn take(&self, timeout: Duration, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let frames = self.state.frames.lock().unwrap();
+                let mut taken = self.taken.lock().unwrap();
+                taken.resize(frames.len(), false);
+                for (i, frame) in frames.iter().enumerate() {
+                    if !taken[i] && pred(frame) {
+                        taken[i] = true;
+                        return frame.clone();
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching request in {timeout:?}; received: {:#?}",
+                self.frames()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every request received so far, in order.
+    pub fn frames(&self) -> Vec<Value> {
+        self.state.frames.lock().unwrap().clone()
+    }
+
+    /// The `print.status` states received for `job_id`, in order (with details).
+    pub fn print_statuses(&self, job_id: &str) -> Vec<(String, Option<String>)> {
+        self.frames()
+            .iter()
+            .filter(|f| f["type"] == "print.status" && f["job_id"] == job_id)
+            .map(|f| {
+                (
+                    f["state"].as_str().unwrap_or_default().to_owned(),
+                    f["detail"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits for a `print.status` of `job_id` in `state`.
+    pub async fn wait_status(&self, job_id: &str, state: &str, timeout: Duration) -> Value {
+        self.take(timeout, |f| {
+            f["type"] == "print.status" && f["job_id"] == job_id && f["state"] == state
+        })
+        .await
+    }
+}
+
+fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {token}"))
+}
+
+async fn ws_endpoint(State(state): State<Arc<FakeState>>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| serve_socket(socket, state))
+}
+
+async fn serve_socket(mut socket: WebSocket, state: Arc<FakeState>) {
+    let Some(Ok(Message::Text(text))) = socket.recv().await else {
+        return;
+    };
+    let auth: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if auth["type"] != "auth" || auth["token"] != state.token.as_str() {
+        let _ = socket
+            .send(Message::Text(
+                json!({"type":"error","id":auth["id"],"code":"unauthorized","message":"bad token"})
+                    .to_string()
+                    .into(),
+            ))
+            .await;
+        return;
+    }
+    state.auths.lock().unwrap().push(auth.clone());
+    let reply = json!({
+        "type": "ok", "id": auth["id"], "session_id": "session-1", "role": "kiosk",
+        "principal_id": "kiosk-test", "heartbeat_s": 30, "resumed": auth["resume"].is_string(),
+    });
+    if socket
+        .send(Message::Text(reply.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut events = state.to_kiosk.subscribe();
+    state.open.fetch_add(1, Ordering::SeqCst);
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    state.frames.lock().unwrap().push(frame.clone());
+                    let reply = json!({"type": "ok", "id": frame["id"]});
+                    if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            event = events.recv() => match event {
+                Ok(text) if text == "__cut__" => break,
+                Ok(text) => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            },
+        }
+    }
+    state.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+async fn document(
+    State(state): State<Arc<FakeState>>,
+    UrlPath(file): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !bearer_ok(&headers, &state.token) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match state.pdfs.lock().unwrap().get(&file) {
+        Some(pdf) => ([("content-type", "application/pdf")], pdf.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn scan(
+    State(state): State<Arc<FakeState>>,
+    UrlPath(call_id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !bearer_ok(&headers, &state.token) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut scans = state.scans.lock().unwrap();
+    scans.push((call_id, content_type, body.to_vec()));
+    let scan_id = format!("scan-{}", scans.len());
+    (StatusCode::CREATED, Json(json!({ "scan_id": scan_id }))).into_response()
+}
+
+/// The agent binary as a child process, its standard error kept in a file.
+pub struct AgentProcess {
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts `sportello-kiosk-agent --config <config>` with extra environment variables; its
+    /// log goes to `log`.
+    pub fn spawn(config: &Path, env: &[(&str, &str)], log: &Path) -> AgentProcess {
+        let file = std::fs::File::create(log).unwrap();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sportello-kiosk-agent"));
+        command
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info,kiosk_client=debug")
+            .env_remove("SPORTELLO_AGENT_FAULT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        AgentProcess {
+            child: command.spawn().expect("the agent binary starts"),
+            log: log.to_owned(),
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let status = tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the agent did not exit in {timeout:?}; log:\n{}",
+                    self.log()
+                )
+            })
+            .unwrap();
+        status.code()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub async fn stop(mut self) -> String {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: signalling our own child process by its id.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        let code = self.wait_exit(Duration::from_secs(15)).await;
+        assert_eq!(
+            code,
+            Some(0),
+            "the agent did not stop cleanly; log:\n{}",
+            self.log()
+        );
+        if std::env::var_os("AGENT_TEST_SHOW_LOG").is_some() {
+            eprintln!("---- agent log {} ----\n{}", self.log.display(), self.log());
+        }
+        self.log()
+    }
+}
+
+/// Writes an agent configuration for `server` with the extra TOML lines `extra` into `dir`.
+pub fn write_config(dir: &Path, server: &str, token: &str, extra: &str) -> PathBuf {
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!("server = \"{server}\"\ntoken = \"{token}\"\n{extra}\n"),
+    )
+    .unwrap();
+    path
+}

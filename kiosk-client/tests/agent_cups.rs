@@ -1,0 +1,109 @@
+//! The agent's CUPS module against a real CUPS with a cups-pdf queue of the test's own: print a
+//! PDF and see it completed, find it by title, and read the reason of a stopped printer.
+
+mod agent_common;
+
+use std::time::{Duration, Instant};
+
+use agent_common::{minimal_pdf, TestPrinter};
+use kiosk_client::agent::cups::{Cups, CupsError};
+use kiosk_client::agent::journal::CupsJobState;
+
+async fn wait_state(cups: &Cups, id: u32, want: CupsJobState, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let job = cups.job(id).await.unwrap();
+        if job.as_ref().map(|j| j.state) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "CUPS job {id} is {job:?}, not {want:?}, after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn print_find_by_title_and_see_the_stopped_printer() {
+    let printer = TestPrinter::create();
+    let cups = Cups::new(printer.name(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let pdf = dir.path().join("doc.pdf");
+    std::fs::write(&pdf, minimal_pdf()).unwrap();
+
+    let status = cups.printer_status().await.unwrap();
+    assert_eq!(status.problem(), None, "{status:?}");
+    assert!(status.accepting);
+
+    // Print, see it completed, find it by its title.
+    let title = format!("agent-cups-{}", std::process::id());
+    let id = cups.submit(&pdf, 1, &title).await.unwrap();
+    wait_state(&cups, id, CupsJobState::Completed, Duration::from_secs(60)).await;
+    let found = cups
+        .find_by_title(&title)
+        .await
+        .unwrap()
+        .expect("found by title");
+    assert_eq!(found.id, id);
+    assert_eq!(found.state, CupsJobState::Completed);
+    assert_eq!(found.title, title);
+    assert!(cups.find_by_title("no-such-title").await.unwrap().is_none());
+    assert!(cups.jobs().await.unwrap().iter().any(|j| j.id == id));
+    assert_eq!(
+        printer.wait_printed(1, Duration::from_secs(30)).await.len(),
+        1
+    );
+    // A job CUPS does not know is None, not an error.
+    assert_eq!(cups.job(999_999).await.unwrap(), None);
+
+    // Out of paper (simulated): the printer's reason is the problem; a job waits.
+    printer.stop("media-empty");
+    let status = cups.printer_status().await.unwrap();
+    assert_eq!(status.state, "stopped");
+    assert_eq!(
+        status.problem().as_deref(),
+        Some("media-empty"),
+        "{status:?}"
+    );
+    let waiting = cups.submit(&pdf, 2, &format!("{title}-2")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let job = cups.job(waiting).await.unwrap().unwrap();
+    assert!(
+        matches!(
+            job.state,
+            CupsJobState::Pending | CupsJobState::ProcessingStopped
+        ),
+        "{job:?}"
+    );
+    printer.start();
+    assert_eq!(cups.printer_status().await.unwrap().problem(), None);
+    wait_state(
+        &cups,
+        waiting,
+        CupsJobState::Completed,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        printer.wait_printed(2, Duration::from_secs(30)).await.len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_missing_queue_or_scheduler_is_an_error() {
+    agent_common::ensure_cupsd();
+    let cups = Cups::new("agent-test-no-such-queue", None);
+    assert!(matches!(
+        cups.printer_status().await,
+        Err(CupsError::Failed { .. })
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let pdf = dir.path().join("doc.pdf");
+    std::fs::write(&pdf, minimal_pdf()).unwrap();
+    assert!(cups.submit(&pdf, 1, "x").await.is_err());
+
+    let nowhere = Cups::new("Kiosk", Some("/nonexistent/cups.sock"));
+    assert!(nowhere.printer_status().await.is_err());
+}
