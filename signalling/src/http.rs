@@ -93,8 +93,24 @@ pub fn admin(state: AppState) -> Router {
     with_common_layers(admin, state)
 }
 
+/// A body over a route's limit is refused by the limit layers with a bare 413; clients get the
+/// protocol's JSON error instead (`invalid`, keeping the 413 status).
+async fn json_too_large(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    let mut json = AppError::invalid("the request body is too large").into_response();
+    *json.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    json
+}
+
 fn with_common_layers(router: Router<AppState>, state: AppState) -> Router {
     router
+        .layer(axum::middleware::map_response(json_too_large))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::track_http,

@@ -689,6 +689,12 @@ async fn document_identification_and_print_jobs() {
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "invalid");
+    let mut huge = png();
+    huge.resize(10 * 1024 * 1024 + 10, 0);
+    let r = upload(k1.clone(), huge, "image/png").await.unwrap();
+    assert_eq!(r.status(), 413, "over 10 MiB");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "invalid");
     let r = upload(k1.clone(), png(), "image/png").await.unwrap();
     assert_eq!(r.status(), 201);
     let scan_id = r.json::<Value>().await.unwrap()["scan_id"]
