@@ -36,19 +36,23 @@ async fn print_find_by_title_and_see_the_stopped_printer() {
     assert_eq!(status.problem(), None, "{status:?}");
     assert!(status.accepting);
 
-    // Print, see it completed, find it by its title.
+    // Submitted held: nothing prints, and the job is found by its title (the crash window between
+    // `lp` and journaling its id); released, it completes.
     let title = format!("agent-cups-{}", std::process::id());
     let id = cups.submit(&pdf, 1, &title).await.unwrap();
-    wait_state(&cups, id, CupsJobState::Completed, Duration::from_secs(60)).await;
     let found = cups
         .find_by_title(&title)
         .await
         .unwrap()
         .expect("found by title");
     assert_eq!(found.id, id);
-    assert_eq!(found.state, CupsJobState::Completed);
+    assert_eq!(found.state, CupsJobState::PendingHeld);
     assert_eq!(found.title, title);
     assert!(cups.find_by_title("no-such-title").await.unwrap().is_none());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(printer.printed().is_empty(), "a held job does not print");
+    cups.release(id).await.unwrap();
+    wait_state(&cups, id, CupsJobState::Completed, Duration::from_secs(60)).await;
     assert!(cups.jobs().await.unwrap().iter().any(|j| j.id == id));
     assert_eq!(
         printer.wait_printed(1, Duration::from_secs(30)).await.len(),
@@ -67,6 +71,7 @@ async fn print_find_by_title_and_see_the_stopped_printer() {
         "{status:?}"
     );
     let waiting = cups.submit(&pdf, 2, &format!("{title}-2")).await.unwrap();
+    cups.release(waiting).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let job = cups.job(waiting).await.unwrap().unwrap();
     assert!(

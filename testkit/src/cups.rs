@@ -356,7 +356,7 @@ fn cupsd_pids() -> Vec<u32> {
 /// Starts `cupsd` unless it runs, and waits until it answers. Starters in other test processes
 /// are serialised with a lock file; a `cupsd` that exists but does not answer yet is waited for,
 /// never doubled.
-fn ensure_cupsd() -> anyhow::Result<()> {
+pub fn ensure_cupsd() -> anyhow::Result<()> {
     if !scheduler_running() {
         let _lock = FileLock::acquire(&std::env::temp_dir().join("testkit-cupsd.lock"))?;
         if !scheduler_running() {

@@ -306,7 +306,10 @@ impl Cups {
         })
     }
 
-    /// Submits `file` with `lp -d <printer> -n <copies> -t <title>`; returns the CUPS job id.
+    /// Submits `file` **held** with `lp -d <printer> -n <copies> -t <title> -H hold`; returns the
+    /// CUPS job id. Nothing prints until [`Cups::release`]: the caller journals the id first, so a
+    /// crash can never leave a printed job whose id the journal lacks (CUPS drops the titles of
+    /// finished jobs from its job list within a second, so a finished job cannot be found by title).
     pub async fn submit(&self, file: &Path, copies: u32, title: &str) -> Result<u32, CupsError> {
         const PROGRAM: &str = "lp";
         let mut command = self.command(PROGRAM);
@@ -317,6 +320,8 @@ impl Cups {
             .arg(copies.to_string())
             .arg("-t")
             .arg(title)
+            .arg("-H")
+            .arg("hold")
             .arg(file);
         let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
             .await
@@ -340,6 +345,35 @@ impl Cups {
             program: PROGRAM,
             output: stdout.trim().to_owned(),
         })
+    }
+
+    /// Releases a held job (`lp -i <id> -H resume`) so it prints.
+    pub async fn release(&self, id: u32) -> Result<(), CupsError> {
+        const PROGRAM: &str = "lp";
+        let mut command = self.command(PROGRAM);
+        command
+            .arg("-i")
+            .arg(id.to_string())
+            .arg("-H")
+            .arg("resume");
+        let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
+            .await
+            .map_err(|_| CupsError::Spawn {
+                program: PROGRAM,
+                message: "timed out".into(),
+            })?
+            .map_err(|e| CupsError::Spawn {
+                program: PROGRAM,
+                message: e.to_string(),
+            })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(CupsError::Failed {
+                program: PROGRAM,
+                message: first_line(&stderr).unwrap_or_else(|| output.status.to_string()),
+            });
+        }
+        Ok(())
     }
 
     /// CUPS job `id`, or `None` when CUPS does not know it (never existed, or purged from its

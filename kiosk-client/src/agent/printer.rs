@@ -7,7 +7,9 @@
 //!   `failed` with the printer's reason while it has a problem), journal `submitting`, run `lp` with
 //!   the job id as title, journal the CUPS id (`printing`), poll CUPS until the job completes,
 //!   journal `printed`. At start-up the same workers resume every unfinished job, so a job in
-//!   `submitting` is looked up by title before anything is submitted again.
+//!   `submitting` is looked up by title before anything is submitted again. Jobs are submitted held
+//!   and released only once their CUPS id is journaled, so the one found by title is still held
+//!   (CUPS forgets the titles of finished jobs in its job list).
 //! - The reporter sends every record's outbox, in order, whenever a connection is up, and removes
 //!   each status once the server acknowledged it. So every (re)connection re-reports whatever the
 //!   server may not have seen.
@@ -490,6 +492,8 @@ impl PrintService {
                     record.mark_submitted(cups_job, now)
                 })
                 .await;
+                // Journaled: now it may print.
+                self.release(job_id, cups_job).await;
             }
             Err(e) => {
                 tracing::warn!(job_id, error = %e, "print job: lp failed; looking for the job in CUPS before trying again");
@@ -499,6 +503,17 @@ impl PrintService {
                 })
                 .await;
                 tokio::time::sleep(PRINTER_POLL).await;
+            }
+        }
+    }
+
+    /// Releases the held CUPS job of a journaled job; a failure is retried by [`Self::track`],
+    /// which releases any job of ours it finds held.
+    async fn release(&self, job_id: &str, cups_job: u32) {
+        match self.cups.release(cups_job).await {
+            Ok(()) => tracing::info!(job_id, cups_job, "print job: released to the printer"),
+            Err(e) => {
+                tracing::warn!(job_id, cups_job, error = %e, "print job: cannot release the held job; retrying")
             }
         }
     }
@@ -514,6 +529,12 @@ impl PrintService {
             }
         };
         let state = job.map(|job| job.state);
+        if state == Some(CupsJobState::PendingHeld) {
+            // Submitted held and journaled, but not released before a restart.
+            self.release(job_id, cups_job).await;
+            tokio::time::sleep(JOB_POLL).await;
+            return;
+        }
         if state == Some(CupsJobState::Completed) && self.fault == Some(Fault::ExitAfterPrint) {
             tracing::error!(
                 job_id,

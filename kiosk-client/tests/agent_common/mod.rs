@@ -10,8 +10,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,9 +27,6 @@ use base64::Engine;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-/// The cups-pdf PPD.
-pub const PPD: &str = "/usr/share/ppd/cups-pdf/CUPS-PDF_opt.ppd";
-
 /// The SoftHSM2 PKCS#11 module.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
@@ -40,8 +35,6 @@ pub const PIN: &str = "12345678";
 
 /// The test card's SO PIN.
 pub const SO_PIN: &str = "87654321";
-
-const QUEUE_PREFIX: &str = "agent-test-";
 
 /// Runs a tool and returns its standard output; panics with its output when it fails.
 pub fn run(program: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
@@ -63,204 +56,47 @@ pub fn run(program: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
     stdout
 }
 
-fn scheduler_running() -> bool {
-    Command::new("lpstat")
-        .arg("-r")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("is running"))
-        .unwrap_or(false)
-}
-
-/// Makes sure `cupsd` runs, starting it if needed. Starters in other test processes (this crate's
-/// and testkit's) take the same lock file, so only one daemon is started.
+/// Makes sure `cupsd` runs (`testkit::cups`).
 pub fn ensure_cupsd() {
-    if scheduler_running() {
-        return;
-    }
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join("testkit-cupsd.lock"))
-        .expect("cupsd lock file");
-    // SAFETY: flock on a file descriptor this function owns for its whole duration.
-    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    if !scheduler_running() {
-        let status = Command::new("cupsd")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("cannot run cupsd: apt-get install -y cups printer-driver-cups-pdf");
-        assert!(status.success(), "cupsd failed to start");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !scheduler_running() {
-            assert!(Instant::now() < deadline, "cupsd does not answer lpstat -r");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    testkit::cups::ensure_cupsd().expect("cupsd");
 }
 
-/// Removes queues of this helper left by test processes that died.
-fn remove_stale_queues() {
-    let Ok(output) = Command::new("lpstat").arg("-v").output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Some(name) = line
-            .strip_prefix("device for ")
-            .and_then(|rest| rest.split_once(':'))
-            .map(|(name, _)| name.to_owned())
-        else {
-            continue;
-        };
-        let dead = name
-            .strip_prefix(QUEUE_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
-        if dead {
-            let _ = Command::new("lpadmin").args(["-x", &name]).status();
-            let _ = std::fs::remove_file(format!("/etc/cups/cups-pdf-{name}.conf"));
-        }
-    }
-}
-
-/// A cups-pdf queue of its own, named `agent-test-<pid>-<n>`, printing into its own folder:
-/// cups-pdf reads `/etc/cups/cups-pdf-<name>.conf` for the device `cups-pdf:/<name>`, so the
-/// shared `/etc/cups/cups-pdf.conf` is left alone. Removed when dropped.
-pub struct TestPrinter {
-    name: String,
-    dir: tempfile::TempDir,
-    out: PathBuf,
-    conf: PathBuf,
-}
+/// A cups-pdf queue of its own printing into its own folder (`testkit::cups::PdfPrinter`), with
+/// the panicking API these tests use. Removed when dropped.
+pub struct TestPrinter(testkit::cups::PdfPrinter);
 
 impl TestPrinter {
     /// Creates and enables the queue.
     pub fn create() -> TestPrinter {
-        assert!(
-            Path::new(PPD).exists(),
-            "{PPD} is missing: apt-get install -y cups printer-driver-cups-pdf"
-        );
-        ensure_cupsd();
-        remove_stale_queues();
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "{QUEUE_PREFIX}{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("agent-test-cups-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = dir.path().join("out");
-        std::fs::create_dir(&out).unwrap();
-        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let conf = PathBuf::from(format!("/etc/cups/cups-pdf-{name}.conf"));
-        std::fs::write(
-            &conf,
-            format!(
-                "Out {out}\nAnonDirName {out}\nLog {log}\nUserUMask 0022\nAnonUMask 0022\nGrp lp\n",
-                out = out.display(),
-                log = dir.path().display(),
-            ),
-        )
-        .unwrap();
-        run(
-            "lpadmin",
-            &[
-                "-p",
-                &name,
-                "-E",
-                "-v",
-                &format!("cups-pdf:/{name}"),
-                "-P",
-                PPD,
-                "-o",
-                "TitlePref=1",
-                "-o",
-                "Label=2",
-                "-o",
-                "printer-is-shared=false",
-            ],
-            &[],
-        );
-        TestPrinter {
-            name,
-            dir,
-            out,
-            conf,
-        }
+        TestPrinter(testkit::cups::PdfPrinter::create().expect("a cups-pdf queue"))
     }
 
     /// The queue name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
-    /// The complete PDFs cups-pdf wrote (files ending with `%%EOF`).
+    /// The complete PDFs cups-pdf wrote.
     pub fn printed(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.out)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
-                    .filter(|p| {
-                        std::fs::read(p)
-                            .map(|data| data.trim_ascii_end().ends_with(b"%%EOF"))
-                            .unwrap_or(false)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files
+        self.0.printed()
     }
 
     /// Waits until at least `count` PDFs are written; returns them.
     pub async fn wait_printed(&self, count: usize, timeout: Duration) -> Vec<PathBuf> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let files = self.printed();
-            if files.len() >= count {
-                return files;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {count} PDFs printed by {} in {timeout:?}",
-                files.len(),
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.0
+            .wait_printed_async(count, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `cupsdisable -r <reason>`: the queue stops (jobs wait) with that state message.
     pub fn stop(&self, reason: &str) {
-        run("cupsdisable", &["-r", reason, &self.name], &[]);
+        self.0.stop(reason).expect("cupsdisable");
     }
 
     /// `cupsenable`.
     pub fn start(&self) {
-        run("cupsenable", &[&self.name], &[]);
-    }
-}
-
-impl Drop for TestPrinter {
-    fn drop(&mut self) {
-        let _ = Command::new("lpadmin")
-            .args(["-x", &self.name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_file(&self.conf);
+        self.0.start().expect("cupsenable");
     }
 }
 

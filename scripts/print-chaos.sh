@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Printing exactly once under kiosk-agent kills (BENCHMARKS.md, "Printing exactly once under agent
+# kills"): an in-process server, a cups-pdf queue and the release `sportello-kiosk-agent`, which is
+# SIGKILLed and restarted at random (some restarts with SPORTELLO_AGENT_FAULT=exit_after_print)
+# while an operator prints --jobs copies of one certificate. Counts the PDFs: a job printed twice
+# or lost fails the run (exit 1). See signalling/examples/print_chaos.rs for every option.
+#
+# Must run as root: it adds and removes a CUPS queue (lpadmin) and its cups-pdf configuration in
+# /etc/cups, and starts cupsd if it is not running. Needs
+#   apt-get install -y cups printer-driver-cups-pdf cups-client cups-ipp-utils
+#
+#   sudo scripts/print-chaos.sh                      # 1,000 jobs, default chaos
+#   sudo scripts/print-chaos.sh --jobs 50 --seed 7   # a short run
+#   sudo scripts/print-chaos.sh --calibrate 30       # the printer alone through lp
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "print-chaos.sh: run as root (CUPS administration: lpadmin, /etc/cups/cups-pdf-*.conf)" >&2
+  exit 2
+fi
+cargo build --release --locked -p kiosk-client --bin sportello-kiosk-agent >&2
+cargo build --release --locked -p signalling --example print_chaos >&2
+exec ./target/release/examples/print_chaos --agent-bin ./target/release/sportello-kiosk-agent "$@"
