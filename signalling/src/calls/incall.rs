@@ -332,6 +332,33 @@ struct Failure<'a> {
     subject: Option<String>,
 }
 
+impl<'a> Failure<'a> {
+    /// A failure that ends the pending step.
+    fn new(method: IdentityMethod, code: &'a str, reason: impl Into<String>) -> Self {
+        Failure {
+            method,
+            code,
+            reason: reason.into(),
+            attempts_left: None,
+            ends: true,
+            subject: None,
+        }
+    }
+
+    /// The citizen may try again within the same step.
+    fn retry(mut self, attempts_left: Option<u32>) -> Self {
+        self.ends = false;
+        self.attempts_left = attempts_left;
+        self
+    }
+
+    /// The fiscal code the attempt was about (audited).
+    fn about(mut self, cf: &FiscalCode) -> Self {
+        self.subject = Some(cf.to_string());
+        self
+    }
+}
+
 async fn failed(state: &AppState, call_id: &str, call: &CallView, f: Failure<'_>) {
     if f.ends {
         state.incall.lock().failed(call_id);
@@ -369,19 +396,43 @@ async fn failed(state: &AppState, call_id: &str, call: &CallView, f: Failure<'_>
     );
 }
 
-/// The subject as the registry knows them (names and birth date), or `not_in_registry`.
-async fn registry_subject(state: &AppState, cf: &FiscalCode) -> Result<Subject, CertError> {
+/// The registry's person with this fiscal code.
+async fn registry_person(
+    state: &AppState,
+    cf: &FiscalCode,
+) -> Result<certificates::registry::Person, CertError> {
     let issuer = state.issuer.clone();
     let cf = cf.clone();
-    let person = tokio::task::spawn_blocking(move || issuer.registry().person(&cf))
+    tokio::task::spawn_blocking(move || issuer.registry().person(&cf))
         .await
-        .map_err(|e| CertError::Registry(e.to_string()))??;
-    Ok(Subject {
+        .map_err(|e| CertError::Registry(e.to_string()))?
+}
+
+/// The identified subject as the registry knows them.
+fn subject_of(person: &certificates::registry::Person) -> Subject {
+    Subject {
         fiscal_code: person.fiscal_code.to_string(),
         given_name: person.given_names.clone(),
         family_name: person.surname.clone(),
         birth_date: Some(certificates::dates::iso(person.birth.date)),
-    })
+    }
+}
+
+/// The subject as the registry knows them (names and birth date).
+async fn registry_subject(state: &AppState, cf: &FiscalCode) -> Result<Subject, CertError> {
+    registry_person(state, cf).await.map(|p| subject_of(&p))
+}
+
+/// `identity.progress` for both sides.
+fn progress(call_id: &str, method: IdentityMethod, step: &str) -> IdentityProgress {
+    IdentityProgress {
+        call_id: call_id.to_owned(),
+        method,
+        step: step.into(),
+        sent_to: None,
+        scan_id: None,
+        scan_url: None,
+    }
 }
 
 /// `identity.request` (operator).
@@ -439,14 +490,7 @@ pub async fn request(
     to_both(
         state,
         &call,
-        Event::IdentityProgress(IdentityProgress {
-            call_id: req.call_id,
-            method,
-            step: "requested".into(),
-            sent_to: None,
-            scan_id: None,
-            scan_url: None,
-        }),
+        Event::IdentityProgress(progress(&req.call_id, method, "requested")),
     );
     Ok(Value::Null)
 }
@@ -497,14 +541,7 @@ pub async fn card(state: &AppState, ctx: &SessionCtx, req: IdentityCard) -> Resu
                 state,
                 &req.call_id,
                 &call,
-                Failure {
-                    method,
-                    code: e.code(),
-                    reason: e.to_string(),
-                    attempts_left: None,
-                    ends: true,
-                    subject: None,
-                },
+                Failure::new(method, e.code(), e.to_string()),
             )
             .await;
         }
@@ -520,8 +557,9 @@ pub async fn card_error(
 ) -> Result<Value, Refusal> {
     let call = own_call(state, ctx, &req.call_id, Role::Kiosk).await?;
     let method = state.incall.lock().card_pending(&req.call_id)?;
-    let (code, reason, ends) = match req.reason.as_str() {
-        "pin_incorrect" => (
+    let failure = match req.reason.as_str() {
+        "pin_incorrect" => Failure::new(
+            method,
             "pin_incorrect",
             match req.tries_left {
                 Some(n) => {
@@ -529,20 +567,16 @@ pub async fn card_error(
                 }
                 None => "PIN errato".to_owned(),
             },
-            false,
-        ),
-        "pin_locked" => (
+        )
+        .retry(req.tries_left),
+        "pin_locked" => Failure::new(
+            method,
             "pin_locked",
-            "La carta è bloccata: il PIN è stato sbagliato troppe volte (serve il PUK)".into(),
-            true,
+            "La carta è bloccata: il PIN è stato sbagliato troppe volte (serve il PUK)",
         ),
-        "no_card" => ("no_card", "Nessuna carta nel lettore".into(), false),
-        "timeout" => (
-            "timeout",
-            "Tempo scaduto per l'inserimento del PIN".into(),
-            true,
-        ),
-        "card_error" => ("card_error", "La carta non può essere letta".into(), true),
+        "no_card" => Failure::new(method, "no_card", "Nessuna carta nel lettore").retry(None),
+        "timeout" => Failure::new(method, "timeout", "Tempo scaduto per l'inserimento del PIN"),
+        "card_error" => Failure::new(method, "card_error", "La carta non può essere letta"),
         other => {
             return Err(Refusal::new(
                 ErrorCode::Invalid,
@@ -550,20 +584,7 @@ pub async fn card_error(
             ))
         }
     };
-    failed(
-        state,
-        &req.call_id,
-        &call,
-        Failure {
-            method,
-            code,
-            reason,
-            attempts_left: req.tries_left,
-            ends,
-            subject: None,
-        },
-    )
-    .await;
+    failed(state, &req.call_id, &call, failure).await;
     Ok(Value::Null)
 }
 
@@ -595,30 +616,15 @@ pub async fn pec_start(
     let Some(mailer) = state.incall.mailer.as_ref() else {
         return Err(Refusal::new(ErrorCode::Unavailable, "no mail server"));
     };
-    let person = match registry_subject(state, &cf).await {
-        Ok(_) => {
-            let issuer = state.issuer.clone();
-            let c = cf.clone();
-            tokio::task::spawn_blocking(move || issuer.registry().person(&c))
-                .await
-                .map_err(|e| internal(&e))?
-                .map_err(cert_refusal)?
-        }
+    let person = match registry_person(state, &cf).await {
+        Ok(person) => person,
         Err(CertError::PersonNotFound(_)) => {
-            failed(
-                state,
-                &req.call_id,
-                &call,
-                Failure {
-                    method: IdentityMethod::Pec,
-                    code: "not_in_registry",
-                    reason: "Il codice fiscale non risulta nell'anagrafe del comune".into(),
-                    attempts_left: None,
-                    ends: false,
-                    subject: Some(cf.to_string()),
-                },
-            )
-            .await;
+            let f = Failure::new(
+                IdentityMethod::Pec,
+                "not_in_registry",
+                "Il codice fiscale non risulta nell'anagrafe del comune",
+            );
+            failed(state, &req.call_id, &call, f.retry(None).about(&cf)).await;
             return Err(Refusal::new(
                 ErrorCode::NotFound,
                 "no person with this fiscal code in the registry",
@@ -627,20 +633,12 @@ pub async fn pec_start(
         Err(e) => return Err(cert_refusal(e)),
     };
     let Some(address) = person.pec.clone() else {
-        failed(
-            state,
-            &req.call_id,
-            &call,
-            Failure {
-                method: IdentityMethod::Pec,
-                code: "no_pec",
-                reason: "Nessun domicilio digitale (PEC) registrato per questo cittadino".into(),
-                attempts_left: None,
-                ends: false,
-                subject: Some(cf.to_string()),
-            },
-        )
-        .await;
+        let f = Failure::new(
+            IdentityMethod::Pec,
+            "no_pec",
+            "Nessun domicilio digitale (PEC) registrato per questo cittadino",
+        );
+        failed(state, &req.call_id, &call, f.retry(None).about(&cf)).await;
         return Err(Refusal::new(
             ErrorCode::Conflict,
             "the citizen has no registered PEC address",
@@ -675,12 +673,8 @@ pub async fn pec_start(
         state,
         &call,
         Event::IdentityProgress(IdentityProgress {
-            call_id: req.call_id.clone(),
-            method: IdentityMethod::Pec,
-            step: "pec_sent".into(),
             sent_to: Some(sent_to.clone()),
-            scan_id: None,
-            scan_url: None,
+            ..progress(&req.call_id, IdentityMethod::Pec, "pec_sent")
         }),
     );
     let ttl = state.incall.lock().limits().ttl_s as u64;
@@ -705,59 +699,35 @@ pub async fn pec_code(
     let now = now_s();
     let outcome = state.incall.lock().pec_code(&req.call_id, code, now)?;
     let method = IdentityMethod::Pec;
-    let failure = |code: &'static str, reason: &str, left: Option<u32>, ends: bool| Failure {
-        method,
-        code,
-        reason: reason.to_owned(),
-        attempts_left: left,
-        ends,
-        subject: None,
-    };
-    match outcome {
+    let failure = match outcome {
         CodeOutcome::Verified(cf) => {
             let cf = FiscalCode::parse(&cf).map_err(|e| internal(&e))?;
             let subject = registry_subject(state, &cf).await.map_err(cert_refusal)?;
             verified(state, &req.call_id, &call, method, subject, vec![]).await;
+            return Ok(Value::Null);
         }
-        CodeOutcome::Wrong(left) => {
-            let reason = format!("Codice errato: restano {left} tentativi");
-            failed(
-                state,
-                &req.call_id,
-                &call,
-                failure("wrong_code", &reason, Some(left), false),
-            )
-            .await;
-        }
+        CodeOutcome::Wrong(left) => Failure::new(
+            method,
+            "wrong_code",
+            format!("Codice errato: restano {left} tentativi"),
+        )
+        .retry(Some(left)),
         CodeOutcome::TooManyAttempts => {
-            failed(
-                state,
-                &req.call_id,
-                &call,
-                failure(
-                    "too_many_attempts",
-                    "Codice errato per troppe volte: chieda un nuovo codice all'operatore",
-                    Some(0),
-                    true,
-                ),
-            )
-            .await;
+            let mut f = Failure::new(
+                method,
+                "too_many_attempts",
+                "Codice errato per troppe volte: chieda un nuovo codice all'operatore",
+            );
+            f.attempts_left = Some(0);
+            f
         }
-        CodeOutcome::Expired => {
-            failed(
-                state,
-                &req.call_id,
-                &call,
-                failure(
-                    "code_expired",
-                    "Il codice è scaduto: chieda un nuovo codice all'operatore",
-                    None,
-                    true,
-                ),
-            )
-            .await;
-        }
-    }
+        CodeOutcome::Expired => Failure::new(
+            method,
+            "code_expired",
+            "Il codice è scaduto: chieda un nuovo codice all'operatore",
+        ),
+    };
+    failed(state, &req.call_id, &call, failure).await;
     Ok(Value::Null)
 }
 
@@ -773,15 +743,12 @@ pub async fn scan(state: &AppState, ctx: &SessionCtx, req: IdentityScan) -> Resu
         state,
         &call,
         Event::IdentityProgress(IdentityProgress {
-            call_id: req.call_id.clone(),
-            method: IdentityMethod::Document,
-            step: "scan_received".into(),
-            sent_to: None,
             scan_url: Some(format!(
                 "/api/v1/calls/{}/scans/{}",
                 req.call_id, req.scan_id
             )),
-            scan_id: Some(req.scan_id),
+            scan_id: Some(req.scan_id.clone()),
+            ..progress(&req.call_id, IdentityMethod::Document, "scan_received")
         }),
     );
     Ok(Value::Null)
@@ -845,14 +812,7 @@ pub async fn reject(
         state,
         &req.call_id,
         &call,
-        Failure {
-            method,
-            code: "rejected",
-            reason,
-            attempts_left: None,
-            ends: true,
-            subject: None,
-        },
+        Failure::new(method, "rejected", reason),
     )
     .await;
     Ok(Value::Null)
