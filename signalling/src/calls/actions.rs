@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use protocol::incall::{IdentityMethod, PrintState, Subject};
 use sha2::{Digest, Sha256};
 
+/// Scans one call may hold (they stay in memory until the call ends).
+pub const MAX_SCANS_PER_CALL: usize = 8;
+
 /// Seconds, as the queue counts them.
 pub type Secs = f64;
 
@@ -303,12 +306,15 @@ impl Actions {
     }
 
     /// Stores an uploaded scan of `call`.
-    pub fn add_scan(&mut self, call: &str, scan_id: &str, scan: Scan) {
-        self.calls
-            .entry(call.to_owned())
-            .or_default()
-            .scans
-            .insert(scan_id.to_owned(), scan);
+    pub fn add_scan(&mut self, call: &str, scan_id: &str, scan: Scan) -> Result<(), Refused> {
+        let scans = &mut self.calls.entry(call.to_owned()).or_default().scans;
+        if scans.len() >= MAX_SCANS_PER_CALL {
+            return Err(Refused::NotPending(format!(
+                "this call already holds {MAX_SCANS_PER_CALL} scans"
+            )));
+        }
+        scans.insert(scan_id.to_owned(), scan);
+        Ok(())
     }
 
     /// A stored scan.
@@ -560,7 +566,7 @@ mod tests {
             content_type: "image/png".into(),
             bytes: vec![1, 2, 3],
         };
-        a.add_scan("c", "s1", scan.clone());
+        a.add_scan("c", "s1", scan.clone()).unwrap();
         assert!(matches!(
             a.scan_submitted("c", "s1"),
             Err(Refused::NotPending(_))
@@ -578,7 +584,14 @@ mod tests {
         a.verified("c", IdentityMethod::Document, subject());
         assert_eq!(a.identified("c").unwrap().1, subject());
         assert_eq!(a.scan("c", "s1"), Some(&scan));
-        assert_eq!(a.call_ended("c"), 1);
+        for i in 1..MAX_SCANS_PER_CALL {
+            a.add_scan("c", &format!("x{i}"), scan.clone()).unwrap();
+        }
+        assert!(matches!(
+            a.add_scan("c", "one-too-many", scan.clone()),
+            Err(Refused::NotPending(_))
+        ));
+        assert_eq!(a.call_ended("c"), MAX_SCANS_PER_CALL);
         assert!(a.scan("c", "s1").is_none());
         assert!(a.identified("c").is_none());
     }

@@ -1332,7 +1332,7 @@ pub async fn upload_scan(
             content_type: sniffed.into(),
             bytes: body.to_vec(),
         },
-    );
+    )?;
     tracing::info!(call = raw_call, scan = %scan_id, bytes = body.len(), "scan uploaded");
     Ok(scan_id)
 }
