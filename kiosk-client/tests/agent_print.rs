@@ -146,6 +146,28 @@ async fn prints_once_in_order_and_never_reprints_a_re_sent_job() {
     assert!(!log.contains(TOKEN), "the token is never logged");
 }
 
+/// A status the server cannot take now (`rate_limited`) is kept and sent again, never dropped.
+#[tokio::test]
+async fn a_rate_limited_status_is_sent_again() {
+    let setup = Setup::new().await;
+    let _agent = setup.spawn("agent", &[]);
+    setup.server.wait_auths(1, LONG).await;
+    setup.server.refuse_statuses(2);
+    setup.server.send(print_job("job-limited"));
+    setup
+        .server
+        .wait_status("job-limited", "printed", LONG)
+        .await;
+    let states = setup.states("job-limited");
+    assert_eq!(
+        &states[..3],
+        ["received", "received", "received"],
+        "refused twice, then taken: {states:?}"
+    );
+    assert_eq!(states.last().map(String::as_str), Some("printed"));
+    assert_eq!(setup.printer.wait_printed(1, LONG).await.len(), 1);
+}
+
 #[tokio::test]
 async fn a_crash_after_cups_printed_neither_reprints_nor_forgets() {
     let setup = Setup::new().await;

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol::incall::{PrintJob, PrintState};
-use protocol::Request;
+use protocol::{ErrorCode, Request};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -35,6 +35,10 @@ use crate::ClientError;
 
 /// How often a waiting job checks the printer again.
 pub const PRINTER_POLL: Duration = Duration::from_secs(2);
+
+/// How long to wait before re-sending a status the server could not take (rate limited,
+/// unavailable).
+const RETRY_REFUSED: Duration = Duration::from_secs(1);
 
 /// How often a submitted job's CUPS state is polled.
 pub const JOB_POLL: Duration = Duration::from_secs(1);
@@ -583,6 +587,18 @@ impl PrintService {
                 match link.request(&request, REPORT_PATIENCE).await {
                     Ok(_) => {
                         tracing::info!(job_id = %record.job_id, state = %report, "print job: reported to the server");
+                    }
+                    Err(ClientError::Refused { code, message })
+                        if matches!(
+                            code,
+                            ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Internal
+                        ) =>
+                    {
+                        // Not a verdict on the status: keep it and try again shortly.
+                        tracing::info!(job_id = %record.job_id, state = %report, %code, %message, "print job: the server cannot take the status now; will retry");
+                        tokio::time::sleep(RETRY_REFUSED).await;
+                        self.outbox_changed.notify_one();
+                        return;
                     }
                     Err(ClientError::Refused { code, message }) => {
                         tracing::warn!(job_id = %record.job_id, state = %report, %code, %message, "print job: the server refused the status; dropping it");

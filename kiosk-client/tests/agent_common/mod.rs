@@ -338,6 +338,8 @@ struct FakeState {
     pdfs: Mutex<HashMap<String, Vec<u8>>>,
     scans: Mutex<Vec<(String, String, Vec<u8>)>>,
     open: AtomicUsize,
+    /// `print.status` requests still to refuse with `rate_limited`.
+    refuse_statuses: AtomicUsize,
 }
 
 /// A scripted Sportello server: accepts the agent's `auth`, answers `ok` to every request and
@@ -361,6 +363,7 @@ impl FakeServer {
             pdfs: Mutex::new(HashMap::new()),
             scans: Mutex::new(Vec::new()),
             open: AtomicUsize::new(0),
+            refuse_statuses: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/api/v1/ws", get(ws_endpoint))
@@ -391,6 +394,11 @@ impl FakeServer {
             .lock()
             .unwrap()
             .insert(format!("{document_id}.pdf"), pdf);
+    }
+
+    /// Refuses the next `count` `print.status` requests with `rate_limited`.
+    pub fn refuse_statuses(&self, count: usize) {
+        self.state.refuse_statuses.store(count, Ordering::SeqCst);
     }
 
     /// The `auth` frames received so far.
@@ -540,7 +548,16 @@ async fn serve_socket(mut socket: WebSocket, state: Arc<FakeState>) {
                 Some(Ok(Message::Text(text))) => {
                     let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     state.frames.lock().unwrap().push(frame.clone());
-                    let reply = json!({"type": "ok", "id": frame["id"]});
+                    let refuse = frame["type"] == "print.status"
+                        && state
+                            .refuse_statuses
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                    let reply = if refuse {
+                        json!({"type": "error", "id": frame["id"], "code": "rate_limited", "message": "slow down"})
+                    } else {
+                        json!({"type": "ok", "id": frame["id"]})
+                    };
                     if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
                         break;
                     }
