@@ -5,13 +5,15 @@
 //! download; print jobs re-sent until acknowledged, never reported backwards; scans deleted at call
 //! end. The real kiosk agent with CUPS and SoftHSM2 is driven in `incall_devices.rs`.
 
+#[path = "common/agent.rs"]
+mod agent;
 mod common;
 
 use std::time::Duration;
 
+use agent::{pec_code_in, residents};
 use base64::Engine as _;
-use certificates::registry::demo::DemoRegistry;
-use common::centre::{available, call, event, ok, on_call, refused, request_call, Centre, Op, T};
+use common::centre::{available, call, ok, on_call, refused, request_call, Centre, Op, T};
 use kiosk_client::{HeadlessKiosk, OperatorBot, Session};
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::DecodePrivateKey as _;
@@ -23,42 +25,6 @@ use testkit::smtp::SmtpSink;
 use time::{Duration as Days, OffsetDateTime};
 
 const ANAGRAFE: &[(&str, u8)] = &[("anagrafe", 5)];
-
-/// Two residents of the demo registry: one with a registered PEC address, one without.
-fn residents() -> (
-    certificates::registry::Person,
-    certificates::registry::Person,
-) {
-    let reg = DemoRegistry::embedded().unwrap();
-    let today = OffsetDateTime::now_utc().date();
-    let alive: Vec<_> = reg
-        .data()
-        .people
-        .iter()
-        .filter(|p| p.death.is_none() && p.residence_on(today).is_some())
-        .cloned()
-        .collect();
-    let with = alive.iter().find(|p| p.pec.is_some()).unwrap().clone();
-    let without = alive.iter().find(|p| p.pec.is_none()).unwrap().clone();
-    (with, without)
-}
-
-fn of_call(e: &Event) -> Option<&str> {
-    Some(match e {
-        Event::IdentityRequested(x) => &x.call_id,
-        Event::IdentityProgress(x) => &x.call_id,
-        Event::IdentityVerified(x) => &x.call_id,
-        Event::IdentityFailed(x) => &x.call_id,
-        Event::CertificateIssued(x) => &x.call_id,
-        Event::PrintJob(x) => &x.call_id,
-        Event::PrintUpdate(x) => &x.call_id,
-        _ => return None,
-    })
-}
-
-async fn on(s: &mut Session, kind: &str, call: &str) -> Event {
-    event(s, |e| e.kind() == kind && of_call(e) == Some(call)).await
-}
 
 struct Scene {
     c: Centre,
@@ -128,12 +94,7 @@ async fn code_for(sink: &SmtpSink, to: &str, nth: usize) -> String {
             .filter(|m| m.to.iter().any(|t| t.contains(to)))
             .collect();
         if mails.len() > nth {
-            let body = mails[nth].body_text();
-            let code: String = body
-                .split(|c: char| !c.is_ascii_digit())
-                .find(|w| w.len() == 6)
-                .unwrap_or_else(|| panic!("no code in {body}"))
-                .to_owned();
+            let code = pec_code_in(&mails[nth].body_text());
             return code;
         }
         assert!(tokio::time::Instant::now() < deadline, "no mail for {to}");
@@ -197,7 +158,7 @@ async fn pec_identification_then_certificate() {
     );
 
     ok(s.op.session(), identity_request(&id, IdentityMethod::Pec)).await;
-    let Event::IdentityProgress(p) = on(s.k.session(), "identity.progress", &id).await else {
+    let Event::IdentityProgress(p) = on_call(s.k.session(), "identity.progress", &id).await else {
         unreachable!()
     };
     assert_eq!(
@@ -214,7 +175,7 @@ async fn pec_identification_then_certificate() {
         ),
         ErrorCode::Conflict
     );
-    let f = failed(on(s.op.session(), "identity.failed", &id).await);
+    let f = failed(on_call(s.op.session(), "identity.failed", &id).await);
     assert_eq!(f.code.as_deref(), Some("no_pec"));
     assert_eq!(
         refused(s.k.session().request(&start("RSSMRA80A01H501X")).await),
@@ -233,11 +194,11 @@ async fn pec_identification_then_certificate() {
         "{}",
         mail.body_text()
     );
-    let Event::IdentityProgress(p) = on(s.op.session(), "identity.progress", &id).await else {
+    let Event::IdentityProgress(p) = on_call(s.op.session(), "identity.progress", &id).await else {
         unreachable!()
     };
     assert_eq!(p.step, "requested");
-    let Event::IdentityProgress(p) = on(s.op.session(), "identity.progress", &id).await else {
+    let Event::IdentityProgress(p) = on_call(s.op.session(), "identity.progress", &id).await else {
         unreachable!()
     };
     assert_eq!(p.step, "pec_sent");
@@ -250,16 +211,16 @@ async fn pec_identification_then_certificate() {
     let wrong = if code == "000000" { "000001" } else { "000000" };
     let wrong2 = if code == "999999" { "999998" } else { "999999" };
     ok(s.k.session(), pec_code(&id, wrong)).await;
-    let f = failed(on(s.k.session(), "identity.failed", &id).await);
+    let f = failed(on_call(s.k.session(), "identity.failed", &id).await);
     assert_eq!(
         (f.code.as_deref(), f.attempts_left),
         (Some("wrong_code"), Some(2))
     );
     ok(s.k.session(), pec_code(&id, wrong2)).await;
     ok(s.k.session(), pec_code(&id, wrong)).await;
-    let f = failed(on(s.k.session(), "identity.failed", &id).await);
+    let f = failed(on_call(s.k.session(), "identity.failed", &id).await);
     assert_eq!(f.attempts_left, Some(1));
-    let f = failed(on(s.k.session(), "identity.failed", &id).await);
+    let f = failed(on_call(s.k.session(), "identity.failed", &id).await);
     assert_eq!(f.code.as_deref(), Some("too_many_attempts"));
     // The spent code no longer works, and the step is over.
     assert_eq!(
@@ -273,12 +234,12 @@ async fn pec_identification_then_certificate() {
     ok(s.k.session(), start(&cf)).await;
     let code = code_for(&sink, &address, 1).await;
     ok(s.k.session(), pec_code(&id, &code)).await;
-    let Event::IdentityVerified(v) = on(s.k.session(), "identity.verified", &id).await else {
+    let Event::IdentityVerified(v) = on_call(s.k.session(), "identity.verified", &id).await else {
         unreachable!()
     };
     assert_eq!(v.subject.fiscal_code, cf);
     assert_eq!(v.subject.family_name, citizen.surname);
-    on(s.op.session(), "identity.verified", &id).await;
+    on_call(s.op.session(), "identity.verified", &id).await;
 
     // Issue: the reply, the kiosk's notice, the PDF for the operator only.
     let issued = ok(s.op.session(), issue(&id, "residenza")).await;
@@ -286,7 +247,8 @@ async fn pec_identification_then_certificate() {
     assert_eq!(doc.fiscal_code, cf);
     assert!(doc.bollo_due);
     assert!(doc.stamp.starts_with("IT1:"));
-    let Event::CertificateIssued(n) = on(s.k.session(), "certificate.issued", &id).await else {
+    let Event::CertificateIssued(n) = on_call(s.k.session(), "certificate.issued", &id).await
+    else {
         unreachable!()
     };
     assert_eq!(
@@ -391,7 +353,7 @@ async fn pec_expiry_rate_limits_and_mail_failures() {
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ok(s.k.session(), pec_code(&id, &code)).await;
-    let f = failed(on(s.k.session(), "identity.failed", &id).await);
+    let f = failed(on_call(s.k.session(), "identity.failed", &id).await);
     assert_eq!(f.code.as_deref(), Some("code_expired"));
 
     // Another kiosk's call for the same citizen: two codes an hour at most.
@@ -448,10 +410,10 @@ async fn card_identification() {
         other => panic!("{other:?}"),
     };
     ok(s.op.session(), identity_request(&id, IdentityMethod::Cie)).await;
-    let nonce = nonce_for(on(agent.session(), "identity.requested", &id).await);
+    let nonce = nonce_for(on_call(agent.session(), "identity.requested", &id).await);
     assert!(nonce.len() >= 43, "32 random bytes");
     // The screen gets the prompt, not the nonce.
-    on(s.k.session(), "identity.progress", &id).await;
+    on_call(s.k.session(), "identity.progress", &id).await;
     assert!(s
         .k
         .session()
@@ -469,7 +431,7 @@ async fn card_identification() {
         }),
     )
     .await;
-    let f = failed(on(s.op.session(), "identity.failed", &id).await);
+    let f = failed(on_call(s.op.session(), "identity.failed", &id).await);
     assert_eq!(
         (f.code.as_deref(), f.attempts_left),
         (Some("pin_incorrect"), Some(2))
@@ -493,7 +455,7 @@ async fn card_identification() {
         ),
     )
     .await;
-    let f = failed(on(s.k.session(), "identity.failed", &id).await);
+    let f = failed(on_call(s.k.session(), "identity.failed", &id).await);
     assert_eq!(f.code.as_deref(), Some("untrusted_card"));
     // The nonce was spent with that attempt.
     let good =
@@ -517,7 +479,7 @@ async fn card_identification() {
     s.op.session().drain_events();
     s.k.session().drain_events();
     ok(s.op.session(), identity_request(&id, IdentityMethod::Cie)).await;
-    let nonce = nonce_for(on(agent.session(), "identity.requested", &id).await);
+    let nonce = nonce_for(on_call(agent.session(), "identity.requested", &id).await);
     let old =
         s.ca.issue_card(&subject, now - Days::days(400), now - Days::days(1));
     ok(
@@ -531,14 +493,14 @@ async fn card_identification() {
     )
     .await;
     assert_eq!(
-        failed(on(s.op.session(), "identity.failed", &id).await)
+        failed(on_call(s.op.session(), "identity.failed", &id).await)
             .code
             .as_deref(),
         Some("card_expired")
     );
     s.op.session().drain_events();
     ok(s.op.session(), identity_request(&id, IdentityMethod::Cie)).await;
-    let _nonce = nonce_for(on(agent.session(), "identity.requested", &id).await);
+    let _nonce = nonce_for(on_call(agent.session(), "identity.requested", &id).await);
     ok(
         agent.session(),
         signed_card(
@@ -550,7 +512,7 @@ async fn card_identification() {
     )
     .await;
     assert_eq!(
-        failed(on(s.op.session(), "identity.failed", &id).await)
+        failed(on_call(s.op.session(), "identity.failed", &id).await)
             .code
             .as_deref(),
         Some("bad_signature")
@@ -566,7 +528,7 @@ async fn card_identification() {
         now + Days::days(300),
     );
     ok(s.op.session(), identity_request(&id, IdentityMethod::Cns)).await;
-    let nonce = nonce_for(on(agent.session(), "identity.requested", &id).await);
+    let nonce = nonce_for(on_call(agent.session(), "identity.requested", &id).await);
     let chain = vec![cns.cert_der.clone(), inter.cert_der()];
     assert_eq!(
         refused(
@@ -586,7 +548,7 @@ async fn card_identification() {
         signed_card(&id, &chain, &cns.key_pkcs8_der, &nonce),
     )
     .await;
-    let Event::IdentityVerified(v) = on(s.op.session(), "identity.verified", &id).await else {
+    let Event::IdentityVerified(v) = on_call(s.op.session(), "identity.verified", &id).await else {
         unreachable!()
     };
     assert_eq!(
@@ -609,50 +571,13 @@ async fn card_identification() {
     );
 }
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = 0xffff_ffffu32;
-    for b in bytes {
-        c ^= u32::from(*b);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
-fn png_chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32(&body).to_be_bytes());
-}
-
-/// A valid 1×1 black PNG: signature, IHDR, one IDAT with a stored zlib block, IEND.
+/// A valid 1×1 PNG.
 fn png() -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = 1u32.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&1u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    png_chunk(&mut out, b"IHDR", &ihdr);
-    let raw = [0u8, 0, 0, 0];
-    let mut z = vec![0x78, 0x01, 0x01];
-    z.extend_from_slice(&(raw.len() as u16).to_le_bytes());
-    z.extend_from_slice(&(!(raw.len() as u16)).to_le_bytes());
-    z.extend_from_slice(&raw);
-    let (mut a, mut b) = (1u32, 0u32);
-    for x in raw {
-        a = (a + u32::from(x)) % 65521;
-        b = (b + a) % 65521;
-    }
-    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
-    png_chunk(&mut out, b"IDAT", &z);
-    png_chunk(&mut out, b"IEND", &[]);
-    out
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::new(1, 1)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
 }
 
 /// Document: only the call's kiosk uploads, only its operator sees the scan, the confirmation is
@@ -722,7 +647,8 @@ async fn document_identification_and_print_jobs() {
     )
     .await;
     let scan_url = loop {
-        if let Event::IdentityProgress(p) = on(s.op.session(), "identity.progress", &id).await {
+        if let Event::IdentityProgress(p) = on_call(s.op.session(), "identity.progress", &id).await
+        {
             if p.step == "scan_received" {
                 break p.scan_url.unwrap();
             }
@@ -736,7 +662,7 @@ async fn document_identification_and_print_jobs() {
     assert_eq!(get_scan(k1.clone()).await.unwrap().status(), 403);
 
     ok(s.op.session(), confirm).await;
-    let Event::IdentityVerified(v) = on(s.k.session(), "identity.verified", &id).await else {
+    let Event::IdentityVerified(v) = on_call(s.k.session(), "identity.verified", &id).await else {
         unreachable!()
     };
     assert_eq!(v.method, IdentityMethod::Document);
@@ -747,7 +673,8 @@ async fn document_identification_and_print_jobs() {
         capabilities: vec![],
     };
     let (mut reloaded, _) = Session::connect(&s.c.ws(), auth).await.unwrap();
-    let Event::IdentityVerified(again) = on(&mut reloaded, "identity.verified", &id).await else {
+    let Event::IdentityVerified(again) = on_call(&mut reloaded, "identity.verified", &id).await
+    else {
         unreachable!()
     };
     assert_eq!(again.subject, v.subject);
@@ -785,19 +712,19 @@ async fn document_identification_and_print_jobs() {
         .unwrap()
         .to_owned();
     // No printer session yet: the screen session gets it (nobody declared the capability)…
-    let Event::PrintJob(j) = on(s.k.session(), "print.job", &id).await else {
+    let Event::PrintJob(j) = on_call(s.k.session(), "print.job", &id).await else {
         unreachable!()
     };
     assert_eq!((j.job_id.as_str(), j.copies), (job.as_str(), 1));
     // …and again after 5 s while unacknowledged.
     let t0 = tokio::time::Instant::now();
-    on(s.k.session(), "print.job", &id).await;
+    on_call(s.k.session(), "print.job", &id).await;
     assert!(t0.elapsed() >= Duration::from_secs(3), "{:?}", t0.elapsed());
     // A printer session that connects gets it at once, and the kiosk may now read the PDF.
     let mut agent = HeadlessKiosk::connect(&s.c.ws(), &k1, vec![Capability::Printer])
         .await
         .unwrap();
-    on(agent.session(), "print.job", &id).await;
+    on_call(agent.session(), "print.job", &id).await;
     let r = http
         .get(s.c.t.url(&doc.pdf_url))
         .bearer_auth(k1.clone())
@@ -849,7 +776,7 @@ async fn document_identification_and_print_jobs() {
     }
     let mut seen = vec![];
     while seen.last() != Some(&PrintState::Printed) {
-        let Event::PrintUpdate(u) = on(s.op.session(), "print.update", &id).await else {
+        let Event::PrintUpdate(u) = on_call(s.op.session(), "print.update", &id).await else {
             unreachable!()
         };
         if u.state == PrintState::Failed {
@@ -867,7 +794,7 @@ async fn document_identification_and_print_jobs() {
         ]
     );
     // The screen is told too; the late `printing` was dropped.
-    on(s.k.session(), "print.update", &id).await;
+    on_call(s.k.session(), "print.update", &id).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(s
         .op

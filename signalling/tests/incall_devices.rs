@@ -14,9 +14,9 @@ mod common;
 
 use std::time::Duration;
 
-use agent::{resident, scan_image, Agent, RealSigner};
+use agent::{pec_code_in, resident, scan_image, Agent, RealSigner};
 use common::centre::{available, call, event, kiosk_token, ok, on_call, Centre, Op, T};
-use kiosk_client::{HeadlessKiosk, OperatorBot, Session};
+use kiosk_client::{HeadlessKiosk, OperatorBot};
 use protocol::incall::*;
 use protocol::{Event, Request};
 use testkit::cups::PdfPrinter;
@@ -79,20 +79,6 @@ impl Rig {
             &scan_image(self.dir.path()),
         )
     }
-}
-
-fn of_call(e: &Event) -> Option<&str> {
-    Some(match e {
-        Event::IdentityProgress(x) => &x.call_id,
-        Event::IdentityVerified(x) => &x.call_id,
-        Event::IdentityFailed(x) => &x.call_id,
-        Event::PrintUpdate(x) => &x.call_id,
-        _ => return None,
-    })
-}
-
-async fn on(s: &mut Session, kind: &str, call: &str) -> Event {
-    event(s, |e| e.kind() == kind && of_call(e) == Some(call)).await
 }
 
 /// A call from the kiosk screen, answered by the operator.
@@ -195,14 +181,14 @@ async fn cie_card_to_printed_certificate() {
 
     ok(op.session(), identify(&id, IdentityMethod::Cie)).await;
     agent.pin(&id, "11112222").await;
-    let Event::IdentityFailed(f) = on(op.session(), "identity.failed", &id).await else {
+    let Event::IdentityFailed(f) = on_call(op.session(), "identity.failed", &id).await else {
         unreachable!()
     };
     assert_eq!(f.code.as_deref(), Some("pin_incorrect"), "{f:?}");
 
     // The step stays open: the citizen types the PIN again.
     agent.pin(&id, PIN).await;
-    let Event::IdentityVerified(v) = on(op.session(), "identity.verified", &id).await else {
+    let Event::IdentityVerified(v) = on_call(op.session(), "identity.verified", &id).await else {
         unreachable!()
     };
     assert_eq!(
@@ -254,12 +240,7 @@ async fn pec_and_document_then_printer_failures() {
         .wait_for_mail(citizen.pec.as_deref().unwrap(), T)
         .await
         .unwrap();
-    let body = mail.body_text();
-    let code = body
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .unwrap()
-        .to_owned();
+    let code = pec_code_in(&mail.body_text());
     ok(
         screen.session(),
         Request::IdentityPecCode(IdentityPecCode {
@@ -268,7 +249,7 @@ async fn pec_and_document_then_printer_failures() {
         }),
     )
     .await;
-    on(op.session(), "identity.verified", &id).await;
+    on_call(op.session(), "identity.verified", &id).await;
     let (_, job) = issue_and_print(&mut op, &id).await;
     until_printed(&mut op, &id, &job).await;
     let pdfs = r.printer.wait_printed_async(1, T * 3).await.unwrap();
@@ -289,7 +270,8 @@ async fn pec_and_document_then_printer_failures() {
         .unwrap();
     assert!(scanned.status().is_success(), "{}", agent.logs());
     let scan_url = loop {
-        let Event::IdentityProgress(p) = on(op.session(), "identity.progress", &id).await else {
+        let Event::IdentityProgress(p) = on_call(op.session(), "identity.progress", &id).await
+        else {
             unreachable!()
         };
         if p.step == "scan_received" {
@@ -314,7 +296,7 @@ async fn pec_and_document_then_printer_failures() {
         }),
     )
     .await;
-    on(op.session(), "identity.verified", &id).await;
+    on_call(op.session(), "identity.verified", &id).await;
     let (_, job) = issue_and_print(&mut op, &id).await;
     until_printed(&mut op, &id, &job).await;
     assert_eq!(

@@ -264,25 +264,7 @@ impl Cups {
                     message: format!("writing the request: {e}"),
                 })?;
         }
-        let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
-            .await
-            .map_err(|_| CupsError::Spawn {
-                program: PROGRAM,
-                message: "timed out".into(),
-            })?
-            .map_err(|e| CupsError::Spawn {
-                program: PROGRAM,
-                message: e.to_string(),
-            })?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let message = first_line(&stderr).unwrap_or_else(|| output.status.to_string());
-            return Err(CupsError::Failed {
-                program: PROGRAM,
-                message,
-            });
-        }
+        let stdout = finished(PROGRAM, child.wait_with_output()).await?;
         Ok(parse_csv_table(&stdout))
     }
 
@@ -323,24 +305,7 @@ impl Cups {
             .arg("-H")
             .arg("hold")
             .arg(file);
-        let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
-            .await
-            .map_err(|_| CupsError::Spawn {
-                program: PROGRAM,
-                message: "timed out".into(),
-            })?
-            .map_err(|e| CupsError::Spawn {
-                program: PROGRAM,
-                message: e.to_string(),
-            })?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(CupsError::Failed {
-                program: PROGRAM,
-                message: first_line(&stderr).unwrap_or_else(|| output.status.to_string()),
-            });
-        }
+        let stdout = finished(PROGRAM, command.output()).await?;
         parse_lp_output(&stdout).ok_or_else(|| CupsError::Output {
             program: PROGRAM,
             output: stdout.trim().to_owned(),
@@ -356,24 +321,7 @@ impl Cups {
             .arg(id.to_string())
             .arg("-H")
             .arg("resume");
-        let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
-            .await
-            .map_err(|_| CupsError::Spawn {
-                program: PROGRAM,
-                message: "timed out".into(),
-            })?
-            .map_err(|e| CupsError::Spawn {
-                program: PROGRAM,
-                message: e.to_string(),
-            })?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(CupsError::Failed {
-                program: PROGRAM,
-                message: first_line(&stderr).unwrap_or_else(|| output.status.to_string()),
-            });
-        }
-        Ok(())
+        finished(PROGRAM, command.output()).await.map(|_| ())
     }
 
     /// CUPS job `id`, or `None` when CUPS does not know it (never existed, or purged from its
@@ -397,6 +345,32 @@ impl Cups {
         let jobs = self.jobs().await?;
         Ok(pick_titled(&jobs, title).cloned())
     }
+}
+
+/// Waits (at most [`COMMAND_TIMEOUT`]) for a CUPS tool to end; its standard output when it
+/// succeeded, else the first line of its standard error.
+async fn finished(
+    program: &'static str,
+    run: impl std::future::Future<Output = std::io::Result<std::process::Output>>,
+) -> Result<String, CupsError> {
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, run)
+        .await
+        .map_err(|_| CupsError::Spawn {
+            program,
+            message: "timed out".into(),
+        })?
+        .map_err(|e| CupsError::Spawn {
+            program,
+            message: e.to_string(),
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(CupsError::Failed {
+            program,
+            message: first_line(&stderr).unwrap_or_else(|| output.status.to_string()),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn first_line(text: &str) -> Option<String> {

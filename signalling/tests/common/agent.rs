@@ -36,16 +36,36 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A resident with a registered PEC address.
-pub fn resident() -> certificates::registry::Person {
+/// Two residents of the demo registry, alive: one with a registered PEC address, one without.
+pub fn residents() -> (
+    certificates::registry::Person,
+    certificates::registry::Person,
+) {
     let reg = DemoRegistry::embedded().unwrap();
     let today = OffsetDateTime::now_utc().date();
-    reg.data()
+    let alive: Vec<_> = reg
+        .data()
         .people
         .iter()
-        .find(|p| p.death.is_none() && p.residence_on(today).is_some() && p.pec.is_some())
-        .unwrap()
-        .clone()
+        .filter(|p| p.death.is_none() && p.residence_on(today).is_some())
+        .cloned()
+        .collect();
+    let with = alive.iter().find(|p| p.pec.is_some()).unwrap().clone();
+    let without = alive.iter().find(|p| p.pec.is_none()).unwrap().clone();
+    (with, without)
+}
+
+/// A resident with a registered PEC address.
+pub fn resident() -> certificates::registry::Person {
+    residents().0
+}
+
+/// The six-digit code in a PEC mail's text.
+pub fn pec_code_in(body: &str) -> String {
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {body}"))
+        .to_owned()
 }
 
 /// The kiosk agent as a separate process.

@@ -187,6 +187,13 @@ pub fn call_of(e: &Event) -> Option<&str> {
         Event::CallOffered(x) => &x.call_id,
         Event::CallOfferRevoked(x) => &x.call_id,
         Event::CallConnected(x) => &x.call_id,
+        Event::IdentityRequested(x) => &x.call_id,
+        Event::IdentityProgress(x) => &x.call_id,
+        Event::IdentityVerified(x) => &x.call_id,
+        Event::IdentityFailed(x) => &x.call_id,
+        Event::CertificateIssued(x) => &x.call_id,
+        Event::PrintJob(x) => &x.call_id,
+        Event::PrintUpdate(x) => &x.call_id,
         _ => return None,
     })
 }
