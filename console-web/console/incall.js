@@ -25,7 +25,7 @@ export const EXEMPTIONS = [
 /** Identity document types for a paper identification (sent as `document_type`). */
 const DOCUMENT_TYPES = ['carta_identita', 'passaporto', 'patente', 'altro'];
 /** Printer reasons with words in the catalogue (others are shown as the printer says them). */
-const PRINT_DETAILS = new Set(['media-empty', 'media-jam', 'offline', 'toner-empty', 'door-open', 'paused', 'timeout']);
+const PRINT_DETAILS = new Set(['media-empty', 'media-jam', 'offline', 'toner-empty', 'door-open', 'paused', 'timeout', 'cups-unavailable']);
 /** A fiscal code: 16 letters and digits (omocodia letters included). */
 const FISCAL_CODE = /^[A-Z0-9]{16}$/;
 

@@ -1,5 +1,6 @@
-//! The agent's CUPS module against a real CUPS with a cups-pdf queue of the test's own: print a
-//! PDF and see it completed, find it by title, and read the reason of a stopped printer.
+//! The agent's CUPS module against a real CUPS (the test process's private `cupsd`) with a PDF
+//! queue of the test's own: print a PDF and see it completed, find it by title, and read the
+//! reason of a stopped printer.
 
 mod agent_common;
 
@@ -27,7 +28,7 @@ async fn wait_state(cups: &Cups, id: u32, want: CupsJobState, timeout: Duration)
 #[tokio::test]
 async fn print_find_by_title_and_see_the_stopped_printer() {
     let printer = TestPrinter::create();
-    let cups = Cups::new(printer.name(), None);
+    let cups = printer.cups();
     let dir = tempfile::tempdir().unwrap();
     let pdf = dir.path().join("doc.pdf");
     std::fs::write(&pdf, minimal_pdf()).unwrap();
@@ -98,8 +99,9 @@ async fn print_find_by_title_and_see_the_stopped_printer() {
 
 #[tokio::test]
 async fn a_missing_queue_or_scheduler_is_an_error() {
-    agent_common::ensure_cupsd();
-    let cups = Cups::new("agent-test-no-such-queue", None);
+    let cupsd = agent_common::cupsd();
+    let server = cupsd.server().display().to_string();
+    let cups = Cups::new("agent-test-no-such-queue", Some(&server));
     assert!(matches!(
         cups.printer_status().await,
         Err(CupsError::Failed { .. })
@@ -111,4 +113,63 @@ async fn a_missing_queue_or_scheduler_is_an_error() {
 
     let nowhere = Cups::new("Kiosk", Some("/nonexistent/cups.sock"));
     assert!(nowhere.printer_status().await.is_err());
+}
+
+/// `deploy/kiosk-agent/cups-kiosk-setup.sh` on Debian's stock `cupsd.conf`: loopback listeners
+/// only, no browsing or web interface, `DirtyCleanInterval 0`, a configuration `cupsd -t` accepts,
+/// the original kept, and the same result when run again.
+#[test]
+fn the_kiosk_cups_setup_script_makes_a_loopback_only_crash_safe_configuration() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kiosk-agent/cups-kiosk-setup.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("cupsd.conf");
+    let stock = std::fs::read_to_string("/usr/share/cups/cupsd.conf.default")
+        .expect("Debian's stock cupsd.conf (apt-get install cups)");
+    assert!(stock.contains("Listen localhost:631"));
+    std::fs::write(&conf, &stock).unwrap();
+    let run = || {
+        let out = std::process::Command::new("sh")
+            .arg(script)
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        std::fs::read_to_string(&conf).unwrap()
+    };
+    let once = run();
+    let directives: Vec<&str> = once
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let listen: Vec<&&str> = directives
+        .iter()
+        .filter(|l| l.starts_with("Listen") || l.starts_with("Port"))
+        .collect();
+    assert_eq!(
+        listen,
+        [&"Listen 127.0.0.1:631", &"Listen /run/cups/cups.sock"]
+    );
+    for wanted in [
+        "Browsing No",
+        "BrowseLocalProtocols none",
+        "WebInterface No",
+        "DirtyCleanInterval 0",
+    ] {
+        assert_eq!(
+            directives.iter().filter(|l| **l == wanted).count(),
+            1,
+            "{wanted}"
+        );
+    }
+    // The policies are Debian's own, untouched.
+    assert!(once.contains("<Policy default>"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cupsd.conf.before-sportello")).unwrap(),
+        stock
+    );
+    assert_eq!(run(), once, "running it again changes nothing");
 }

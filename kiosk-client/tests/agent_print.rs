@@ -1,4 +1,4 @@
-//! The agent binary printing on a real CUPS queue (cups-pdf) for a scripted server: statuses in
+//! The agent binary printing on a real CUPS queue (a private cupsd, PDF printer) for a scripted server: statuses in
 //! order, a re-sent job never printed again, a stopped printer reported with its reason, and the
 //! crash windows of the print path (the `exit_after_print` fault, and a job `lp` had submitted
 //! before a crash) printing exactly once.
@@ -37,9 +37,12 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Setup {
+        Setup::with_printer(TestPrinter::create()).await
+    }
+
+    async fn with_printer(printer: TestPrinter) -> Setup {
         let server = FakeServer::start(TOKEN).await;
         server.add_pdf("doc-1", minimal_pdf());
-        let printer = TestPrinter::create();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = write_config(
@@ -47,8 +50,10 @@ impl Setup {
             &server.url(),
             TOKEN,
             &format!(
-                "printer = \"{}\"\njournal_dir = \"{}\"\nlocal_listen = \"127.0.0.1:{port}\"",
+                "printer = \"{}\"\ncups_server = \"{}\"\njournal_dir = \"{}\"\n\
+                 local_listen = \"127.0.0.1:{port}\"",
                 printer.name(),
+                printer.server(),
                 dir.path().join("journal").display()
             ),
         );
@@ -75,8 +80,18 @@ impl Setup {
 
     /// How many CUPS jobs of the queue carry `title`.
     async fn cups_jobs_titled(&self, title: &str) -> usize {
-        let jobs = Cups::new(self.printer.name(), None).jobs().await.unwrap();
+        let jobs = self.printer.cups().jobs().await.unwrap();
         jobs.iter().filter(|job| job.title == title).count()
+    }
+
+    /// The agent's `GET /v1/status`.
+    async fn status(&self) -> Value {
+        reqwest::get(format!("{}/v1/status", self.local))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     fn states(&self, job_id: &str) -> Vec<String> {
@@ -129,12 +144,7 @@ async fn prints_once_in_order_and_never_reprints_a_re_sent_job() {
     let auths = setup.server.wait_auths(2, LONG).await;
     assert_eq!(auths[1]["resume"], "session-1");
 
-    let status: Value = reqwest::get(format!("{}/v1/status", setup.local))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = setup.status().await;
     assert_eq!(status["connected"], true, "{status}");
     assert_eq!(status["printer"]["name"], setup.printer.name());
     assert_eq!(status["printer"]["printer"]["problem"], Value::Null);
@@ -219,12 +229,7 @@ async fn a_stopped_printer_reports_its_reason_and_prints_when_back() {
         "not submitted while stopped"
     );
 
-    let status: Value = reqwest::get(format!("{}/v1/status", setup.local))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = setup.status().await;
     assert_eq!(status["printer"]["printer"]["problem"], "media-empty");
     assert_eq!(status["printer"]["pending_jobs"][0]["state"], "failed");
 
@@ -246,6 +251,7 @@ async fn a_stopped_printer_reports_its_reason_and_prints_when_back() {
 /// A network printer that takes a job and holds the connection (the job stays `processing` in CUPS)
 /// until released: a raw CUPS queue on `socket://127.0.0.1:<port>`.
 struct HeldPrinter {
+    cupsd: Arc<testkit::cups::Cupsd>,
     name: String,
     release: Arc<tokio::sync::Notify>,
     received: Arc<AtomicUsize>,
@@ -253,7 +259,7 @@ struct HeldPrinter {
 
 impl HeldPrinter {
     async fn create() -> HeldPrinter {
-        agent_common::ensure_cupsd();
+        let cupsd = agent_common::cupsd();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let release = Arc::new(tokio::sync::Notify::new());
@@ -274,20 +280,22 @@ impl HeldPrinter {
             }
         });
         let name = format!("agent-test-{}-held-{port}", std::process::id());
-        agent_common::run(
-            "lpadmin",
-            &[
-                "-p",
-                &name,
-                "-E",
-                "-v",
-                &format!("socket://127.0.0.1:{port}"),
-                "-m",
-                "raw",
-            ],
-            &[],
-        );
+        cupsd
+            .tool(
+                "lpadmin",
+                &[
+                    "-p",
+                    &name,
+                    "-E",
+                    "-v",
+                    &format!("socket://127.0.0.1:{port}"),
+                    "-m",
+                    "raw",
+                ],
+            )
+            .unwrap();
         HeldPrinter {
+            cupsd,
             name,
             release,
             received,
@@ -297,9 +305,7 @@ impl HeldPrinter {
 
 impl Drop for HeldPrinter {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("lpadmin")
-            .args(["-x", &self.name])
-            .status();
+        let _ = self.cupsd.tool("lpadmin", &["-x", &self.name]);
     }
 }
 
@@ -314,8 +320,10 @@ async fn a_submitted_job_that_stalls_on_a_stopped_printer_is_failed_then_printed
         &server.url(),
         TOKEN,
         &format!(
-            "printer = \"{}\"\njournal_dir = \"{}\"\nlocal_listen = \"127.0.0.1:{}\"",
+            "printer = \"{}\"\ncups_server = \"{}\"\njournal_dir = \"{}\"\n\
+             local_listen = \"127.0.0.1:{}\"",
             printer.name,
+            printer.cupsd.server().display(),
             dir.path().join("journal").display(),
             free_port()
         ),
@@ -333,14 +341,17 @@ async fn a_submitted_job_that_stalls_on_a_stopped_printer_is_failed_then_printed
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    agent_common::run("cupsdisable", &["-r", "media-empty", &printer.name], &[]);
+    printer
+        .cupsd
+        .tool("cupsdisable", &["-r", "media-empty", &printer.name])
+        .unwrap();
     // Stopping a queue with an active job clears its state message (`lpstat`: "reason unknown"),
     // so what CUPS tells is only that the printer is stopped.
     let failed = server.wait_status("job-stall", "failed", LONG).await;
     assert_eq!(failed["detail"], "stopped");
 
     // Paper loaded: CUPS sends the job again and the printer finishes it.
-    agent_common::run("cupsenable", &[&printer.name], &[]);
+    printer.cupsd.tool("cupsenable", &[&printer.name]).unwrap();
     let deadline = std::time::Instant::now() + LONG;
     loop {
         printer.release.notify_waiters();
@@ -367,7 +378,11 @@ async fn a_submitted_job_that_stalls_on_a_stopped_printer_is_failed_then_printed
         states,
         ["received", "printing", "failed", "printing", "printed"]
     );
-    let jobs = Cups::new(&printer.name, None).jobs().await.unwrap();
+    let server = printer.cupsd.server().display().to_string();
+    let jobs = Cups::new(&printer.name, Some(&server))
+        .jobs()
+        .await
+        .unwrap();
     assert_eq!(jobs.iter().filter(|j| j.title == "job-stall").count(), 1);
     agent.stop().await;
 }
@@ -392,7 +407,7 @@ async fn a_job_caught_between_journal_and_lp_prints_exactly_once() {
         journal.save(&record).unwrap();
     }
     let pdf = journal.pdf_path("job-ran");
-    agent_common::run(
+    setup.printer.tool(
         "lp",
         &[
             "-d",
@@ -401,7 +416,6 @@ async fn a_job_caught_between_journal_and_lp_prints_exactly_once() {
             "job-ran",
             pdf.to_str().unwrap(),
         ],
-        &[],
     );
 
     let agent = setup.spawn("recover", &[]);
@@ -459,4 +473,73 @@ async fn check_validates_the_configuration() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("printerr"));
+}
+
+/// The kiosk's cupsd crashes in the middle of a print (as Debian's 2.4.2-3+deb12u10 does on some
+/// jobs): the operator sees the print service down for every pending job, the jobs stay in the
+/// journal, and once cupsd is back each one prints exactly once: the interrupted one is finished
+/// by CUPS (never submitted again by the agent), the one that arrived meanwhile is submitted then.
+#[tokio::test]
+async fn a_cupsd_crash_mid_print_loses_nothing_and_prints_nothing_twice() {
+    // A daemon of this test's own: the crash must not hit the other tests' printers.
+    let cupsd = testkit::cups::Cupsd::start().unwrap();
+    let setup = Setup::with_printer(TestPrinter::create_on(&cupsd)).await;
+    let printer = setup.printer.inner();
+    printer.stall(true).unwrap();
+    let agent = setup.spawn("agent", &[]);
+    setup.server.wait_auths(1, LONG).await;
+    setup.server.send(print_job("job-mid"));
+    setup.server.wait_status("job-mid", "printing", LONG).await;
+    let deadline = std::time::Instant::now() + LONG;
+    while printer.in_progress().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never reached the printer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    cupsd.crash().unwrap();
+    setup.server.send(print_job("job-during"));
+    for job_id in ["job-mid", "job-during"] {
+        let failed = setup.server.wait_status(job_id, "failed", LONG).await;
+        assert_eq!(failed["detail"], "cups-unavailable", "{job_id}");
+    }
+    let status = setup.status().await;
+    assert_eq!(status["printer"]["printer"]["state"], "unknown", "{status}");
+    assert_eq!(
+        status["printer"]["pending_jobs"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    // Kept in the journal while cupsd is down.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let records = setup.journal().load_all().unwrap();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(records.iter().all(|r| !r.is_finished()), "{records:?}");
+    assert!(printer.printed().is_empty());
+
+    printer.stall(false).unwrap();
+    cupsd.restart().unwrap();
+    for job_id in ["job-mid", "job-during"] {
+        setup.server.wait_status(job_id, "printed", LONG).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Exactly once: one complete run of the printer per job, one CUPS job per job, two PDFs.
+    let mut titles: Vec<String> = printer
+        .completions()
+        .into_iter()
+        .map(|(_, title)| title)
+        .collect();
+    titles.sort();
+    assert_eq!(titles, ["job-during", "job-mid"]);
+    assert_eq!(printer.printed().len(), 2);
+    assert_eq!(setup.cups_jobs_titled("job-mid").await, 1);
+    assert_eq!(setup.cups_jobs_titled("job-during").await, 1);
+    assert_eq!(
+        setup.states("job-mid"),
+        ["received", "printing", "failed", "printing", "printed"]
+    );
+    let log = agent.stop().await;
+    assert!(log.contains("cups-unavailable"), "{log}");
 }

@@ -3,7 +3,7 @@
 //! "Printing exactly once under agent kills").
 //!
 //! Everything is real except the people: an in-process `sportello` server (memory store) with one
-//! operator (skill `anagrafe`, capacity 1) and one kiosk, a CUPS cups-pdf queue
+//! operator (skill `anagrafe`, capacity 1) and one kiosk, a PDF queue on a private CUPS (testkit::cups)
 //! ([`testkit::cups::PdfPrinter`]) and the `sportello-kiosk-agent` binary as a separate process
 //! printing on it. A headless kiosk places a call, the operator bot accepts it, the citizen is
 //! identified by paper document (this program uploads a PNG scan with the kiosk's token and sends
@@ -22,7 +22,7 @@
 //! The operator's session collects `print.update`. Once every job is reported printed (or after
 //! `--drain-timeout-s`), the chaos stops, a clean agent is started one last time, and the program
 //! waits for every job to be reported printed, for CUPS to hold no pending job and for the agent
-//! to have nothing unreported. Then it counts the PDFs in the printer's folder: cups-pdf names each
+//! to have nothing unreported. Then it counts the PDFs in the printer's folder: testkit's PDF backend names each
 //! `<title>-job_<cups id>.pdf`, and the agent's title is the job id (`lp -t <job_id>`). A job id in
 //! two files was printed twice; a job id in no file, or never reported printed, was lost.
 //!
@@ -30,9 +30,9 @@
 //! printed twice (2 on a set-up error). The work folder (server data, agent journal, agent and
 //! server logs) is kept on failure or with `--keep`.
 //!
-//! Needs root (CUPS administration for the queue, like the agent tests) and `cups
-//! printer-driver-cups-pdf cups-client cups-ipp-utils`. Run it with `scripts/print-chaos.sh`, which
-//! builds the release agent and this example first.
+//! Needs root (the private `cupsd` of `testkit::cups` runs its backend as `lp`, like the agent
+//! tests) and `cups printer-driver-cups-pdf cups-client cups-ipp-utils`. Run it with
+//! `scripts/print-chaos.sh`, which builds the release agent and this example first.
 //!
 //! `--calibrate N` measures the printer alone instead: the issued PDF printed N times straight
 //! through `lp` on a fresh queue, back to back (the throughput the agent cannot beat).
@@ -593,7 +593,7 @@ fn resident() -> anyhow::Result<String> {
     Ok(person.fiscal_code.to_string())
 }
 
-/// One file cups-pdf wrote: `<title>-job_<cups id>.pdf`.
+/// One file the PDF printer wrote: `<title>-job_<cups id>.pdf`.
 struct PdfFile {
     name: String,
     title: String,
@@ -920,10 +920,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let journal = work.join("journal");
     let config_path = work.join("agent.toml");
     let toml = format!(
-        "server = {:?}\ntoken = {KIOSK_TOKEN:?}\nprinter = {:?}\njournal_dir = {:?}\n\
-         local_listen = \"127.0.0.1:{}\"\n",
+        "server = {:?}\ntoken = {KIOSK_TOKEN:?}\nprinter = {:?}\ncups_server = {:?}\n\
+         journal_dir = {:?}\nlocal_listen = \"127.0.0.1:{}\"\n",
         running.base_url(),
         printer.name(),
+        printer.server(),
         journal,
         free_port()?,
     );

@@ -1,7 +1,7 @@
 //! The in-call service through the browser: the kiosk screen `/kiosk/` and the operator console
 //! `/console/` in real headless Chromium (driven by `console-web/tests/incall.mjs`), the
-//! `sportello-kiosk-agent` process with a scanner image and a cups-pdf printer, and the `sportello`
-//! binary with a real signer. The operator identifies the citizen by paper document (the scan shown
+//! `sportello-kiosk-agent` process with a scanner image and a PDF printer on a private CUPS, and
+//! the `sportello` binary with a real signer. The operator identifies the citizen by paper document (the scan shown
 //! beside the video, confirmed with type and number), issues a residenza with bollo (preview in the
 //! console, bollo notice on the kiosk), prints it (the console follows the job to "stampato", the
 //! kiosk tells the citizen to collect it); the printed PDF's stamp verifies with `sportello verify`.

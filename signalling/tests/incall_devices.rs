@@ -1,5 +1,5 @@
 //! The whole in-call service with real parts: the `sportello-kiosk-agent` process with a SoftHSM2
-//! card (PKCS#11), CUPS with a cups-pdf printer, and an SMTP sink. For each identification method,
+//! card (PKCS#11), a private CUPS with a PDF printer, and an SMTP sink. For each identification method,
 //! from `call.request` to a printed PDF on disk whose stamp `sportello verify` accepts; and the
 //! failures: a wrong PIN, the printer out of paper (reported, then printed once it is back), the
 //! agent killed between printing and acknowledging (no second print), the agent away while a job

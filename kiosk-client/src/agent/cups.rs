@@ -8,6 +8,11 @@
 //!
 //! Job titles (`job-name`) are private to their owner in the default CUPS policy; the agent asks
 //! with `requesting-user-name` set to its own user, which is the owner of the jobs it submitted.
+//! Jobs are submitted under that user by name ([`local_user`], `lp -U`): a job from a user the
+//! system does not know crashes Debian's cupsd 2.4.2-3+deb12u10, so the agent never sends one.
+//!
+//! Whether the scheduler is up at all is asked by connecting to it ([`Cups::reachable`]), not by
+//! reading tool messages: while it is down, the printer's problem is [`UNAVAILABLE`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -72,6 +77,31 @@ const GET_JOBS: &str = r#"{
 	DISPLAY job-name
 }
 "#;
+
+/// The printer problem reported while the CUPS scheduler cannot be reached (it crashed, or is
+/// restarting): the operator sees the kiosk's print service down; jobs stay journaled.
+pub const UNAVAILABLE: &str = "cups-unavailable";
+
+/// The name of the user this process runs as, from the user database; an error when the uid has
+/// no entry (CUPS must not receive jobs from unknown users).
+pub fn local_user() -> Result<String, String> {
+    // SAFETY: geteuid never fails; getpwuid_r writes only into the buffers given.
+    let uid = unsafe { libc::geteuid() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return Err(format!(
+            "this process's uid {uid} has no entry in the user database: CUPS must get print jobs \
+             from a known local user (Debian's cupsd crashes on unknown ones); run the agent as a \
+             system user, e.g. the unit in deploy/kiosk-agent/"
+        ));
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_name points to a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Ok(name.to_string_lossy().into_owned())
+}
 
 /// A CUPS command failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,6 +224,8 @@ pub fn valid_printer_name(name: &str) -> bool {
 pub struct Cups {
     printer: String,
     server: String,
+    /// The local user jobs are submitted as (`None`: unknown; `lp` then uses its own default).
+    user: Option<String>,
 }
 
 impl Cups {
@@ -203,7 +235,31 @@ impl Cups {
         Cups {
             printer: printer.to_owned(),
             server: server.map(str::to_owned).unwrap_or_else(default_server),
+            user: local_user().ok(),
         }
+    }
+
+    /// Whether the scheduler accepts a connection now (its domain socket, or `host[:port]`, port
+    /// 631 by default), within 2 s.
+    pub async fn reachable(&self) -> bool {
+        let attempt = async {
+            if self.server.starts_with('/') {
+                tokio::net::UnixStream::connect(&self.server).await.is_ok()
+            } else {
+                let target =
+                    if self.server.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.ends_with(':') && port.parse::<u16>().is_ok()
+                    }) {
+                        self.server.clone()
+                    } else {
+                        format!("{}:631", self.server)
+                    };
+                tokio::net::TcpStream::connect(target).await.is_ok()
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(2), attempt)
+            .await
+            .unwrap_or(false)
     }
 
     /// The queue name.
@@ -303,8 +359,11 @@ impl Cups {
             .arg("-t")
             .arg(title)
             .arg("-H")
-            .arg("hold")
-            .arg(file);
+            .arg("hold");
+        if let Some(user) = &self.user {
+            command.arg("-U").arg(user);
+        }
+        command.arg(file);
         let stdout = finished(PROGRAM, command.output()).await?;
         parse_lp_output(&stdout).ok_or_else(|| CupsError::Output {
             program: PROGRAM,

@@ -288,5 +288,8 @@ pub async fn run(
 pub fn check_config(path: &std::path::Path) -> Result<AgentConfig, String> {
     let config = AgentConfig::load(path)?;
     config.resolve_token()?;
+    if config.printer.is_some() {
+        cups::local_user().map_err(|e| format!("printer: {e}"))?;
+    }
     Ok(config)
 }

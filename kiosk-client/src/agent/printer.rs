@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::api::ServerApi;
-use super::cups::Cups;
+use super::cups::{Cups, UNAVAILABLE};
 use super::journal::{
     on_print_job, CupsJobState, JobRecord, OnPrintJob, Phase, StatusReport, Step,
 };
@@ -403,11 +403,22 @@ impl PrintService {
         }
     }
 
-    /// The printer's problem now (`None`: ready), with CUPS being unreachable counted as one.
+    /// The printer's problem now (`None`: ready), with CUPS being unreachable counted as one
+    /// ([`UNAVAILABLE`]).
     async fn printer_problem(&self) -> Option<String> {
         match self.cups.printer_status().await {
             Ok(status) => status.problem(),
-            Err(e) => Some(short(&e.to_string())),
+            Err(e) => Some(self.cups_error_problem(&e.to_string()).await),
+        }
+    }
+
+    /// The problem to report for a failed CUPS command: [`UNAVAILABLE`] when the scheduler does
+    /// not even take a connection (crashed or restarting), else the error's first line.
+    async fn cups_error_problem(&self, error: &str) -> String {
+        if self.cups.reachable().await {
+            short(error)
+        } else {
+            UNAVAILABLE.to_owned()
         }
     }
 
@@ -441,7 +452,7 @@ impl PrintService {
                     }
                     Err(e) => {
                         tracing::warn!(job_id, error = %e, "print job: cannot list the CUPS jobs; retrying");
-                        let problem = Some(short(&e.to_string()));
+                        let problem = Some(self.cups_error_problem(&e.to_string()).await);
                         self.update_durably(job_id, move |record, now| {
                             record.set_problem(problem.clone(), now)
                         })
@@ -501,7 +512,7 @@ impl PrintService {
             }
             Err(e) => {
                 tracing::warn!(job_id, error = %e, "print job: lp failed; looking for the job in CUPS before trying again");
-                let problem = Some(short(&e.to_string()));
+                let problem = Some(self.cups_error_problem(&e.to_string()).await);
                 self.update_durably(job_id, move |record, now| {
                     record.set_problem(problem.clone(), now)
                 })
@@ -527,10 +538,32 @@ impl PrintService {
         let job = match self.cups.job(cups_job).await {
             Ok(job) => job,
             Err(e) => {
-                tracing::warn!(job_id, cups_job, error = %e, "print job: cannot ask CUPS about the job; retrying");
+                // The scheduler is down (a crash, a restart) or failing: the job stays journaled
+                // and followed; the operator sees why it does not progress.
+                let problem = self.cups_error_problem(&e.to_string()).await;
+                tracing::warn!(job_id, cups_job, error = %e, problem, "print job: cannot ask CUPS about the job; retrying");
+                self.update_durably(job_id, move |record, now| {
+                    record.set_problem(Some(problem.clone()), now)
+                })
+                .await;
                 tokio::time::sleep(PRINTER_POLL).await;
                 return;
             }
+        };
+        // A scheduler that lost its state in a crash reuses job ids: a job with this id and
+        // another title is not ours, so ours is unknown to CUPS.
+        let job = match job {
+            Some(job) if !job.title.is_empty() && job.title != job_id => {
+                tracing::error!(
+                    job_id,
+                    cups_job,
+                    title = %job.title,
+                    "print job: CUPS now has another job under this id (it lost ours, e.g. in a \
+                     crash without DirtyCleanInterval 0); not printing it again"
+                );
+                None
+            }
+            other => other,
         };
         let state = job.map(|job| job.state);
         if state == Some(CupsJobState::PendingHeld) {

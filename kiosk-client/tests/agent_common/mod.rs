@@ -1,5 +1,5 @@
-//! Real parts and a scripted server for the kiosk agent's tests: a CUPS queue on the cups-pdf
-//! backend with its own output folder, a SoftHSM2 card with a test CA, a minimal PDF, a scripted
+//! Real parts and a scripted server for the kiosk agent's tests: a PDF queue on a private cupsd
+//! with its own output folder, a SoftHSM2 card with a test CA, a minimal PDF, a scripted
 //! server (WebSocket, documents, scans) and the agent binary as a child process.
 //!
 //! Every part is real except the server: the agent's own tests need to script exactly what the
@@ -56,19 +56,24 @@ pub fn run(program: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
     stdout
 }
 
-/// Makes sure `cupsd` runs (`testkit::cups`).
-pub fn ensure_cupsd() {
-    testkit::cups::ensure_cupsd().expect("cupsd");
+/// The test process's private `cupsd` (`testkit::cups`), never the system's.
+pub fn cupsd() -> Arc<testkit::cups::Cupsd> {
+    testkit::cups::Cupsd::shared().expect("a private cupsd")
 }
 
-/// A cups-pdf queue of its own printing into its own folder (`testkit::cups::PdfPrinter`), with
-/// the panicking API these tests use. Removed when dropped.
+/// A PDF queue of its own on the private `cupsd`, printing into its own folder
+/// (`testkit::cups::PdfPrinter`), with the panicking API these tests use. Removed when dropped.
 pub struct TestPrinter(testkit::cups::PdfPrinter);
 
 impl TestPrinter {
-    /// Creates and enables the queue.
+    /// Creates and enables the queue on the shared private daemon.
     pub fn create() -> TestPrinter {
-        TestPrinter(testkit::cups::PdfPrinter::create().expect("a cups-pdf queue"))
+        TestPrinter(testkit::cups::PdfPrinter::create().expect("a PDF queue"))
+    }
+
+    /// Creates and enables the queue on `cupsd`.
+    pub fn create_on(cupsd: &Arc<testkit::cups::Cupsd>) -> TestPrinter {
+        TestPrinter(testkit::cups::PdfPrinter::create_on(cupsd).expect("a PDF queue"))
     }
 
     /// The queue name.
@@ -76,7 +81,30 @@ impl TestPrinter {
         self.0.name()
     }
 
-    /// The complete PDFs cups-pdf wrote.
+    /// The scheduler (the private daemon's socket), for the agent's `cups_server`.
+    pub fn server(&self) -> String {
+        self.0.server().display().to_string()
+    }
+
+    /// The agent's view of this queue.
+    pub fn cups(&self) -> kiosk_client::agent::cups::Cups {
+        kiosk_client::agent::cups::Cups::new(self.name(), Some(&self.server()))
+    }
+
+    /// The testkit printer itself.
+    pub fn inner(&self) -> &testkit::cups::PdfPrinter {
+        &self.0
+    }
+
+    /// Runs a CUPS tool against the printer's daemon; panics when it fails.
+    pub fn tool(&self, tool: &str, args: &[&str]) -> String {
+        self.0
+            .cupsd()
+            .tool(tool, args)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The complete PDFs the queue printed.
     pub fn printed(&self) -> Vec<PathBuf> {
         self.0.printed()
     }

@@ -89,11 +89,12 @@ impl Agent {
         let port = free_port();
         let config = dir.join("agent.toml");
         let mut toml = format!(
-            "server = {server:?}\ntoken = {:?}\nprinter = {:?}\nscan_file = {:?}\n\
+            "server = {server:?}\ntoken = {:?}\nprinter = {:?}\ncups_server = {:?}\nscan_file = {:?}\n\
              journal_dir = {:?}\nlocal_listen = \"127.0.0.1:{port}\"\nscan_delay_s = 30\n\
              pin_timeout_s = 30\n",
             token,
             printer.name(),
+            printer.server(),
             scan,
             dir.join("journal"),
         );
