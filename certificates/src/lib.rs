@@ -1,7 +1,7 @@
 //! # Sportello certificates
 //!
 //! Everything needed to issue an Italian registry (anagrafe) or civil-status (stato civile) certificate that
-//! anyone can verify from the paper, as specified in `shared/design/certificates.md`:
+//! anyone can verify from the paper, as specified in `docs/design/certificates.md`:
 //!
 //! - [`registry`]: the registry data model with history, the [`Registry`] adapter trait, the shipped demo
 //!   registry and the HTTP adapter to a front-office system;

@@ -4,8 +4,11 @@
 //!   rules, `cargo fmt --check`, `cargo clippy -D warnings`, install the browser tests' npm packages
 //!   into `console-web/tests/node_modules` (`npm ci`, only when missing), and `cargo test
 //!   --workspace`. This is exactly what `.ci/run` calls.
-//! - `tidy`: only the tidy rules (module docs, no stray `todo!`, `unimplemented!` or ignored tests).
+//! - `tidy`: only the tidy rules (module docs, no stray `todo!`, `unimplemented!` or ignored tests,
+//!   only the dependency arrows between crates that `ARCHITECTURE.md` allows: [`arrows`]).
 //! - `deps`: only the system packages.
+
+mod arrows;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,13 +36,18 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("npm", "npm"),
     // The browser media tests (signalling/tests/browser_media.rs) drive Debian's Chromium.
     ("/usr/bin/chromium", "chromium"),
-    // In-call printing: CUPS with a PDF printer as the kiosk's printer (testkit::cups).
+    // In-call printing: a private cupsd (its filters, Debian's stock cupsd.conf) with a PDF printer
+    // as the kiosk's printer (testkit::cups): cups-pdf's PPD, Ghostscript for the PDF.
     ("/usr/sbin/cupsd", "cups"),
+    ("gs", "ghostscript"),
     ("lp", "cups-client"),
     // The kiosk agent's tests read CUPS job attributes over IPP and check RSA card signatures.
     ("ipptool", "cups-ipp-utils"),
     ("openssl", "openssl"),
-    ("/usr/lib/cups/backend/cups-pdf", "printer-driver-cups-pdf"),
+    (
+        "/usr/share/ppd/cups-pdf/CUPS-PDF_opt.ppd",
+        "printer-driver-cups-pdf",
+    ),
     // CIE/CNS cards: SoftHSM2 as the PKCS#11 token, opensc's pkcs11-tool to load it (testkit::softhsm).
     ("/usr/lib/softhsm/libsofthsm2.so", "softhsm2"),
     ("pkcs11-tool", "opensc"),
@@ -198,7 +206,8 @@ fn ensure_system_packages() -> Result<()> {
 }
 
 /// The tidy rules: every Rust file starts with module docs (`//!`), and no source adds a stray
-/// `todo!`, `unimplemented!` or an ignored test.
+/// `todo!`, `unimplemented!` or an ignored test; and the dependency arrows are those of
+/// `ARCHITECTURE.md` ([`arrows`]).
 fn tidy(root: &Path) -> Result<()> {
     // Built from parts so this file does not trip its own check.
     let forbidden = [
@@ -228,6 +237,7 @@ fn tidy(root: &Path) -> Result<()> {
             }
         }
     }
+    problems.extend(arrows::tidy(root)?);
     if problems.is_empty() {
         eprintln!("xtask: tidy checked {} files", files.len());
         Ok(())
