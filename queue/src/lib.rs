@@ -4,7 +4,7 @@
 //! The decisions live in a pure core ([`core::TenantState::apply`]): it takes a [`Command`], the
 //! [`QueueConfig`] and `now`, and returns [`Effect`]s — offers to send, offers closed, queue position
 //! updates, calls ended, operator state changes and metric events. It owns no socket, thread or clock, so
-//! tests drive whole scenarios with a fake clock in microseconds.
+//! tests drive whole scenarios with a fake clock in milliseconds ([`Time`]).
 //!
 //! A [`Store`] applies commands atomically to a tenant's state. Two stores share the core and therefore
 //! the behaviour: [`MemoryStore`] for one process (the embedded default) and [`RedisStore`] for several

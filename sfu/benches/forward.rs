@@ -3,8 +3,10 @@
 //! 1. **plain UDP relay ceiling**: a relay thread moves 1200-byte datagrams between loopback
 //!    sockets with `recvmmsg`/`sendmmsg` (batches of 32, no crypto) while a blaster thread feeds
 //!    it; the figure is packets relayed per CPU second of the relay thread
-//!    (`CLOCK_THREAD_CPUTIME_ID`). The same with one `recv_from` + one `send_to` per packet (what
-//!    the SFU driver does today) for reference.
+//!    (`CLOCK_THREAD_CPUTIME_ID`). The same with one `recv_from` + one `send_to` per packet for
+//!    reference: close to the syscalls the SFU pays per packet of an established peer (one `recv`
+//!    on the socket connected to that peer, one `send_to` on the shared media socket per datagram
+//!    out), though the SFU's receive goes through tokio's readiness and the relay's does not.
 //! 2. **memory per call**: resident set and malloc heap of this process before and after N
 //!    kiosk–operator calls at the default kiosk rates ([`ClientOptions::default`]). The clients run
 //!    in a child process (this binary re-executed), so every byte and every CPU second measured here
@@ -13,10 +15,16 @@
 //! 3. **SFU forwarding with SRTP**: [`Sfu`] with one loop; kiosks send 1200-byte VP8 packets to
 //!    receive-only operators; packets forwarded per CPU second of the SFU's own threads
 //!    (`sfu-loop-0` + `sfu-udp-reader`, from `/proc/self/task/*/schedstat`), SRTP decrypt and
-//!    encrypt included, and as a fraction of the relay ceiling.
+//!    encrypt included, and as a fraction of the relay ceiling. In the driver measured, the
+//!    reader thread takes `recvmmsg` batches of up to 32 from the shared media socket, which after
+//!    ICE carries only first checks and the packets of peers without a connected socket; once
+//!    ICE validates a peer, the loop opens a UDP socket on the media port connected to it and
+//!    reads it on its own runtime, so an established peer's packets never cross threads. The loop
+//!    sends each packet's output (`send_to` on the shared socket) as soon as that packet is
+//!    processed, not after its batch.
 //! 4. **latency added at 50% load**: offered load is half of figure 3 (so the SFU's threads use
 //!    about half a core), in 5-packet frames at 200 fps per kiosk. One call runs through a tap in
-//!    this process: it stamps each video packet just before handing it to the SFU's socket and
+//!    this process: it stamps each video packet just before handing it to the SFU's media port and
 //!    reads the kernel's receive timestamp (`SO_TIMESTAMPNS`) of the same packet (same sequence
 //!    number and timestamp: the SFU does not rewrite them for a call's first source) on the way
 //!    out. The plain relay is measured the same way at the same packet rate. The clients'
@@ -30,9 +38,13 @@
 //! subset of `relay`, `memory`, `forward`, `latency`). The figures are measurements, not
 //! assertions: run it on a quiet machine.
 //!
-//! Work-arounds for what the SFU does not expose: its UDP socket and the clients' are found
-//! through `/proc/self/fd` and their receive buffers raised to 8 MiB (the driver leaves the kernel
-//! default, ~208 KiB, which a burst of about a hundred 1200-byte packets overflows).
+//! Work-arounds for what the SFU does not expose: right after the SFU starts, its shared UDP
+//! socket is found through `/proc/self/fd` and its receive buffer raised to 8 MiB, and so are the
+//! clients' sockets (in their process). The driver itself asks for 4 MiB of receive and send buffer on the shared
+//! socket and on every connected peer socket (`SO_RCVBUFFORCE`, so a process without
+//! `CAP_NET_ADMIN` gets at most `net.core.rmem_max`, by default ~208 KiB: a burst of about a
+//! hundred 1200-byte packets); the connected peer sockets, opened later, keep the driver's size.
+//! The kernel's drop counter reported is the sum over every socket on the media port.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
@@ -54,7 +66,8 @@ const CHILD_ENV: &str = "SFU_BENCH_CLIENTS";
 const PKT: usize = 1200;
 /// `recvmmsg`/`sendmmsg` batch of the relay.
 const BATCH: usize = 32;
-/// Socket receive buffers raised to this (the SFU leaves the kernel default, ~208 KiB).
+/// Receive buffer the bench gives the SFU's shared socket and the clients' sockets (the driver
+/// asks for 4 MiB).
 const RCVBUF: i32 = 8 << 20;
 /// VP8's payload type in the clients' offers and the SFU's answers.
 const VIDEO_PT: u8 = 96;
@@ -359,14 +372,21 @@ mod sys {
         n
     }
 
-    /// The kernel's drop counter of the IPv4 UDP socket bound to `port` (`/proc/net/udp`).
+    /// The kernel's drop counters of every IPv4 UDP socket bound to `port` (`/proc/net/udp`),
+    /// summed: the SFU's shared socket and the sockets it connects to validated peers.
     pub fn udp_drops(port: u16) -> Option<u64> {
         let table = std::fs::read_to_string("/proc/net/udp").ok()?;
         let want = format!(":{port:04X}");
-        table.lines().skip(1).find_map(|l| {
+        let mut total = None;
+        for l in table.lines().skip(1) {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(1)?.ends_with(&want)).then(|| f.last()?.parse().ok())?
-        })
+            if f.get(1).is_some_and(|a| a.ends_with(&want)) {
+                if let Some(n) = f.last().and_then(|n| n.parse::<u64>().ok()) {
+                    *total.get_or_insert(0) += n;
+                }
+            }
+        }
+        total
     }
 
     pub fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {

@@ -1,9 +1,12 @@
 //! The thin driver around [`Engine`]: sockets, threads, timers.
 //!
-//! - One UDP socket. One reader thread receives every datagram and hands it to the loop that owns
-//!   its source address (published by the loops once ICE validated it) or, for a first STUN check,
-//!   to the loop named by the ufrag. Loops send on the same socket (`sendto` on one fd is safe
-//!   from several threads).
+//! - One shared UDP media port. A reader thread takes `recvmmsg` batches from the shared socket
+//!   and hands each datagram to the loop that owns its source address or, for a first STUN check,
+//!   to the loop named by the ufrag. Once ICE validated a peer, its loop opens a socket on the same
+//!   port connected to that peer (`SO_REUSEADDR`, [`udpio::connected`]) and reads it itself: the
+//!   kernel then delivers that peer's datagrams there, with no reader thread and no hand-off.
+//!   Loops send each packet's output as soon as it is processed, with `sendto` on the shared
+//!   socket (safe from several threads).
 //! - N loop threads, each a current-thread tokio runtime owning one [`Engine`]: packets through a
 //!   bounded channel (dropped and counted when full), commands through an unbounded one, and one
 //!   timer — the engine's earliest deadline — rather than one per connection.

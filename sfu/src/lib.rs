@@ -8,8 +8,9 @@
 //! Shape (see `ARCHITECTURE.md`):
 //! - [`engine::Engine`] is one forwarding loop's state. It does no I/O: datagrams, commands and
 //!   timeouts in, datagrams, validated addresses and events out.
-//! - [`Sfu`] is the driver: one UDP socket read by one thread that demultiplexes to N loop threads
-//!   (one per core by default; a call is pinned to one loop by its id), one ICE-TCP listener
+//! - [`Sfu`] is the driver: one UDP media port whose shared socket a reader thread demultiplexes
+//!   (`recvmmsg`) to N loop threads (one per core by default; a call is pinned to one loop by its
+//!   id), each loop then reading its validated peers on sockets connected to them, one ICE-TCP listener
 //!   (RFC 4571 framing), and a handle signalling uses to negotiate, hold, and close.
 //! - [`rewrite`] and [`demux`] are the pure parts, tested exactly.
 

@@ -1,6 +1,6 @@
 //! **Core** of the in-call actions: identification steps, PEC codes, scans, issued documents and
 //! print jobs of the calls this process serves. No I/O and no clock: every method takes `now`
-//! (seconds, [`queue::Time`]) and returns what happened; the driver in `incall.rs` does the mail,
+//! (whole seconds, counted by this core itself; not [`queue::Time`], which is milliseconds) and returns what happened; the driver in `incall.rs` does the mail,
 //! the registry, the audit log and the events.
 //!
 //! Rules (see `docs/protocol.md`, "In-call actions"):

@@ -5,7 +5,7 @@
 //! which call (through the queue's view of the call), verifies cards, mails PEC codes, issues
 //! certificates (in `spawn_blocking`), stores the PDFs under the data directory, writes every
 //! attempt to the audit log and delivers the events. Its state is per process, like the media
-//! plane's (see `ARCHITECTURE.md`, known limits).
+//! plane's (`docs/protocol.md`, "Several servers").
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};

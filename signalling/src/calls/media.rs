@@ -9,7 +9,7 @@
 //!   supervisors; a connection failed past the grace period ends the call.
 //!
 //! Each process runs its own SFU: in a deployment of several processes both parties of a call must
-//! negotiate on the same process (see `ARCHITECTURE.md`, known limits).
+//! negotiate on the same process (`docs/protocol.md`, "Several servers").
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
