@@ -474,10 +474,32 @@ pub fn verify_text(
     })
 }
 
+/// `text` safe to print on a terminal: control characters (C0, DEL, C1) and the Unicode
+/// direction controls that could reorder or hide what a reader sees (U+061C, U+200E, U+200F,
+/// U+202A–U+202E, U+2066–U+2069) are written as `\u{…}`. Signed text is data from the paper, not
+/// a command to the terminal.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let code = u32::from(c);
+        let hidden = c.is_control()
+            || matches!(code, 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069);
+        if hidden {
+            out.push_str(&format!("\\u{{{code:04x}}}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl VerifiedStamp {
-    /// A human-readable Italian report of the signed data, for `sportello verify`.
+    /// A human-readable Italian report of the signed data, for `sportello verify`. Every signed
+    /// value goes through [`printable`]. A stamp of a development key is never called valid: its
+    /// signature checks, but the document is not.
     pub fn report(&self) -> String {
         let c = &self.stamp.claims.certificate;
+        let p = |s: &str| printable(s);
         let date = |t: i64| {
             OffsetDateTime::from_unix_timestamp(t)
                 .map(|t| crate::dates::italian(t.date()))
@@ -486,16 +508,26 @@ impl VerifiedStamp {
         let mut out = String::new();
         if self.development {
             out.push_str("ATTENZIONE: firmato con una chiave di sviluppo, documento NON VALIDO\n");
+            out.push_str(&format!(
+                "Contrassegno NON VALIDO (firma corretta di una chiave di sviluppo) - firmatario: {}\n",
+                p(&self.signer_subject)
+            ));
+        } else {
+            out.push_str(&format!(
+                "Contrassegno VALIDO - firmatario: {}\n",
+                p(&self.signer_subject)
+            ));
         }
         out.push_str(&format!(
-            "Contrassegno VALIDO - firmatario: {}\n",
-            self.signer_subject
+            "Emittente: {} (ISTAT {})\n",
+            p(&self.issuer_name),
+            p(&self.stamp.claims.issuer)
         ));
         out.push_str(&format!(
-            "Emittente: {} (ISTAT {})\n",
-            self.issuer_name, self.stamp.claims.issuer
+            "Documento: {}  tipo: {}\n",
+            p(&c.document_id),
+            p(&c.kind)
         ));
-        out.push_str(&format!("Documento: {}  tipo: {}\n", c.document_id, c.kind));
         out.push_str(&format!(
             "Rilasciato il {}{}\n",
             date(self.stamp.claims.issued_at),
@@ -507,18 +539,25 @@ impl VerifiedStamp {
         ));
         out.push_str(&format!(
             "Intestatario: {} {} - {} - nato/a il {} a {}\n",
-            c.surname, c.given_names, c.fiscal_code, c.birth_date, c.birth_place
+            p(&c.surname),
+            p(&c.given_names),
+            p(&c.fiscal_code),
+            p(&c.birth_date),
+            p(&c.birth_place)
         ));
         if let Some(d) = &c.as_of {
-            out.push_str(&format!("Alla data: {d}\n"));
+            out.push_str(&format!("Alla data: {}\n", p(d)));
         }
         for (k, v) in &c.fields {
-            out.push_str(&format!("  {k}: {v}\n"));
+            out.push_str(&format!("  {}: {}\n", p(k), p(v)));
         }
         for m in &c.members {
             out.push_str(&format!(
                 "  - {} {} ({}), {}\n",
-                m.surname, m.given_names, m.birth_date, m.relationship
+                p(&m.surname),
+                p(&m.given_names),
+                p(&m.birth_date),
+                p(&m.relationship)
             ));
         }
         if c.reduced {
@@ -531,10 +570,13 @@ impl VerifiedStamp {
             "Bollo: {}\n",
             c.exemption
                 .as_deref()
-                .map(|e| format!("esente ({e})"))
+                .map(|e| format!("esente ({})", p(e)))
                 .unwrap_or_else(|| "dovuto".into())
         ));
-        out.push_str(&format!("Impronta SHA-256 del testo: {}\n", c.text_sha256));
+        out.push_str(&format!(
+            "Impronta SHA-256 del testo: {}\n",
+            p(&c.text_sha256)
+        ));
         out
     }
 }

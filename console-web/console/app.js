@@ -3,11 +3,13 @@
 // shortcuts. Sound (the kiosk's audio and the operator's microphone) goes only to and from the
 // selected booth. Below the tiles, the selected booth's case (console/incall.js): identification,
 // certificates with their preview, printing. The login token is kept in sessionStorage (per tab,
-// gone when the tab closes). Italian first with English beside it. Tests read `window.consoleTest`.
+// gone when the tab closes). Italian first with English beside it. Where the page stands is mirrored
+// on <body data-…> (lib/reflect.js), each booth on its tile's data attributes.
 import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
-import { submitStaffLogin } from '../lib/staff.js';
+import { endStaffSession, keepFresh, storedToken, submitStaffLogin } from '../lib/staff.js';
 import { Bilingual, loadCatalogue } from '../lib/i18n.js';
 import { InCall } from './incall.js';
+import { reflect } from '../lib/reflect.js';
 
 const TOKEN_KEY = 'sportello.console.token';
 /** The booths an operator may serve at once (the largest demo capacity). */
@@ -31,7 +33,7 @@ let beepTimer = null;
 /** The in-call panels (identification, certificates, printing) of every call. */
 let incall = null;
 
-const state = {
+const state = reflect({
   /** login · console */
   screen: 'login',
   /** connecting · open · reconnecting · closed */
@@ -50,35 +52,13 @@ const state = {
   /** Offers seen, accepted, missed (for tests). */
   offered: 0,
   missed: 0,
-  log: [],
-};
-
-const consoleTest = {
-  state,
-  /** One entry per booth slot. */
-  tiles: () => state.slots.map((id, slot) => {
-    const c = id ? state.calls.get(id) : null;
-    return c
-      ? { slot: slot + 1, callId: c.call_id, kioskId: c.kiosk?.id, kioskName: c.kiosk?.name, state: c.state, quality: c.quality, selected: slot === state.selected }
-      : { slot: slot + 1, callId: null, state: 'free', selected: slot === state.selected };
-  }),
-  /** The CallMedia summary of one call (framesDecoded, …). */
-  stats: async (callId) => {
-    const m = state.calls.get(callId)?.media;
-    return m ? m.stats() : { framesDecoded: 0, connectionState: 'new' };
-  },
-  /** The in-call state of one call: identity, scan, documents with their preview, print jobs. */
-  incall: (callId) => incall?.summary(callId) ?? null,
-  /** Offers in arrival order. */
-  offers: () => [...state.offers.values()].sort((a, b) => a.arrived - b.arrived).map((o) => ({ callId: o.call_id, kioskId: o.kiosk?.id })),
-  /** Cuts the WebSocket as a network drop would. */
-  dropConnection: () => client?.socket?.close(),
-  log: state.log,
-};
-window.consoleTest = consoleTest;
+  beeps: 0,
+  ready: false,
+}, {
+  screen: true, connection: true, ready: true, operator: true, offered: true, missed: true, beeps: true,
+});
 
 function note(text) {
-  state.log.push(`${new Date().toISOString()} ${text}`);
   console.log(`console: ${text}`);
 }
 
@@ -126,7 +106,7 @@ function beep() {
       osc.start(now + i * 0.2);
       osc.stop(now + i * 0.2 + 0.2);
     }
-    state.beeps = (state.beeps ?? 0) + 1;
+    state.beeps += 1;
   } catch (e) {
     note(`no sound: ${e.message}`);
   }
@@ -170,7 +150,7 @@ function showScreen(screen) {
 }
 
 function logout() {
-  sessionStorage.removeItem(TOKEN_KEY);
+  endStaffSession(TOKEN_KEY);
   client?.close();
   client = null;
   for (const c of state.calls.values()) {
@@ -194,6 +174,7 @@ async function start(token) {
   renderConnection();
   try {
     client = await connect(defaultWsUrl(), token);
+    keepFresh(TOKEN_KEY, (fresh) => { if (client) client.auth.token = fresh; });
   } catch (e) {
     note(`connect failed: ${e.code} ${e.message}`);
     if (e.code === 'unauthorized') {
@@ -500,6 +481,7 @@ function renderOffers() {
     const li = document.createElement('li');
     li.className = 'offer';
     li.dataset.callId = o.call_id;
+    li.dataset.kioskId = o.kiosk?.id ?? '';
     const icon = document.createElement('span');
     icon.className = 'ring-icon';
     icon.setAttribute('aria-hidden', 'true');
@@ -622,6 +604,9 @@ function renderTile(slot) {
   if (selected) setText(selLabel, 'console.booth.selected');
   else selLabel.replaceChildren();
   const video = q('.remote');
+  tile.dataset.state = call?.state ?? 'free';
+  if (call) Object.assign(tile.dataset, { callId: call.call_id, kioskId: call.kiosk?.id ?? '' });
+  else for (const k of ['callId', 'kioskId']) delete tile.dataset[k];
   q('.empty').hidden = Boolean(call);
   q('.tile-info').hidden = !call;
   if (!call) {
@@ -731,7 +716,7 @@ async function main() {
   }, 1000);
   renderAll();
   state.ready = true;
-  const token = sessionStorage.getItem(TOKEN_KEY);
+  const token = await storedToken(TOKEN_KEY);
   if (token) {
     await start(token).catch((e) => note(`start failed: ${e.message}`));
   } else {

@@ -135,13 +135,18 @@ export class InCall {
     return call.state === 'connected' || call.state === 'on_hold';
   }
 
-  /** A summary for the tests. */
+  /**
+   * Where a call's case stands, mirrored on its panel's `data-summary`: the identification's
+   * status (not the citizen's data, which the panel shows), the scan, the documents with their
+   * preview, the print jobs.
+   */
   summary(callId) {
     const c = this.calls.get(callId);
     if (!c?.incall) return null;
     const s = c.incall;
+    const { subject: _subject, ...identity } = s.identity;
     return {
-      identity: { ...s.identity },
+      identity,
       scan: s.scan && { scan_id: s.scan.scan_id, loaded: Boolean(s.scan.blobUrl), error: s.scan.error ?? null },
       docs: s.docs.map((d) => ({
         document_id: d.document_id, kind: d.kind, pages: d.pages, bollo_due: d.bollo_due, valid_until: d.valid_until ?? null,
@@ -627,6 +632,7 @@ export class InCall {
     this.renderIdentity(call, live);
     this.renderCertForm(call);
     this.renderDocs(call, live);
+    call.panel.dataset.summary = JSON.stringify(this.summary(call.call_id));
   }
 
   renderIdentity(call, live) {

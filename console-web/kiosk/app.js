@@ -3,22 +3,29 @@
 // comes once from the URL fragment (`#token=…`), is kept in localStorage and never shown.
 // Optional fragment parameters: `services=anagrafe,stato_civile`, `languages=it,en`, `end_s=8`,
 // `agent=http://127.0.0.1:7480` (the local kiosk agent that gets the PIN and the "scan now", kept
-// in localStorage like the token). During a call the in-call prompts (kiosk/incall.js) ask for the
-// card and PIN, the PEC code or the document, and tell about the certificate and the printing.
-// Tests read `window.kioskTest`.
+// in localStorage like the token; only a loopback address is taken). During a call the in-call
+// prompts (kiosk/incall.js) ask for the card and PIN, the PEC code or the document, and tell about
+// the certificate and the printing. Where the page stands (screen, connection, call, prompts) is
+// mirrored on <body data-…> (lib/reflect.js).
 import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
 import { loadCatalogue, REFERENCE_LANGUAGE } from '../lib/i18n.js';
 import { KioskInCall } from './incall.js';
+import { reflect } from '../lib/reflect.js';
 
 const TOKEN_KEY = 'sportello.kiosk.token';
 const AGENT_KEY = 'sportello.kiosk.agent';
 const params = new URLSearchParams(location.hash.slice(1));
 if (params.has('token')) localStorage.setItem(TOKEN_KEY, params.get('token'));
-if (/^https?:\/\/[^\s]+$/.test(params.get('agent') ?? '')) localStorage.setItem(AGENT_KEY, params.get('agent').replace(/\/+$/, ''));
+if (params.has('agent')) {
+  const agent = loopbackAgent(params.get('agent'));
+  if (agent) localStorage.setItem(AGENT_KEY, agent);
+  else console.warn('kiosk: #agent= ignored: the kiosk agent must be on loopback (127.0.0.0/8, [::1], localhost)');
+}
 // Remove the token (and everything else) from the visible URL and the history.
 history.replaceState(null, '', location.pathname + location.search);
 const token = localStorage.getItem(TOKEN_KEY);
-const AGENT_URL = localStorage.getItem(AGENT_KEY) ?? 'http://127.0.0.1:7480';
+// A stored address is checked again: one kept by an older page may point anywhere.
+const AGENT_URL = loopbackAgent(localStorage.getItem(AGENT_KEY)) ?? 'http://127.0.0.1:7480';
 const SERVICES = (params.get('services') ?? 'anagrafe,stato_civile').split(',').filter(Boolean);
 const LANGUAGES = (params.get('languages') ?? 'it,en').split(',').filter(Boolean);
 const END_S = Number(params.get('end_s') ?? 8);
@@ -26,6 +33,25 @@ const END_S = Number(params.get('end_s') ?? 8);
 const IDLE_S = 90;
 
 const $ = (id) => document.getElementById(id);
+
+/**
+ * The kiosk agent's base URL if `text` is an http(s) URL on this machine's loopback (127.0.0.0/8,
+ * [::1] or localhost) with no path, user or query; else null. The PIN goes there, so no other
+ * address is ever taken from the fragment.
+ * @param {string | null} text
+ */
+function loopbackAgent(text) {
+  let url;
+  try {
+    url = new URL(text ?? '');
+  } catch {
+    return null;
+  }
+  const loopback = url.hostname === 'localhost' || url.hostname === '[::1]'
+    || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(url.hostname);
+  const bare = !url.username && !url.password && !url.search && !url.hash && (url.pathname === '/' || url.pathname === '');
+  return (url.protocol === 'http:' || url.protocol === 'https:') && loopback && bare ? url.origin : null;
+}
 
 /** @type {import('../lib/i18n.js').Catalogue} */
 let cat;
@@ -42,7 +68,8 @@ let idleTimer = null;
 /** @type {KioskInCall | null} */
 let incall = null;
 
-const kioskTest = {
+/** What the page shows, mirrored on <body data-…>. */
+const ui = reflect({
   /** welcome · waiting · in_call · hold · ended · setup */
   screen: 'welcome',
   callId: null,
@@ -53,18 +80,16 @@ const kioskTest = {
   /** How many times the socket was lost, and re-opened. */
   lost: 0,
   opened: 0,
+  /** The warning banner shown: camera · network, or null. */
+  banner: null,
   /** The camera problem shown, if any (`NotAllowedError`, …). */
   cameraError: null,
-  log: [],
-  /** The media summary of CallMedia.stats(). */
-  stats: async () => (media ? media.stats() : { framesDecoded: 0, connectionState: 'new' }),
-  /** Cuts the WebSocket as a network drop would (the client reconnects with resume). */
-  dropConnection: () => client?.socket?.close(),
-};
-window.kioskTest = kioskTest;
+}, {
+  screen: true, callId: true, screens: true, connection: true, lost: true, opened: true, banner: true, cameraError: true,
+  prompt: true, prompts: true, identity: true, notices: true, agent: true,
+});
 
 function note(text) {
-  kioskTest.log.push(`${new Date().toISOString()} ${text}`);
   console.log(`kiosk: ${text}`);
 }
 
@@ -152,25 +177,25 @@ function buildControls() {
 const SCREEN_SECTION = { welcome: 'welcome', waiting: 'waiting', in_call: 'call', hold: 'hold', ended: 'ended', setup: 'setup' };
 
 function show(screen) {
-  if (kioskTest.screen !== screen || kioskTest.screens.length === 0) kioskTest.screens.push(screen);
-  kioskTest.screen = screen;
+  if (ui.screen !== screen || ui.screens.length === 0) ui.screens = [...ui.screens, screen].slice(-32);
+  ui.screen = screen;
   for (const [name, section] of Object.entries(SCREEN_SECTION)) $(`screen-${section}`).hidden = name !== screen;
   note(`screen ${screen}`);
   announce();
   // Move the focus to the screen's main action (not on the first screen after loading).
   const focus = { welcome: 'call', waiting: 'cancel', ended: 'back' }[screen];
-  if (focus && kioskTest.screens.length > 1) $(focus).focus({ preventScroll: true });
+  if (focus && ui.screens.length > 1) $(focus).focus({ preventScroll: true });
   armIdle();
 }
 
 /** Says the current screen in the live region. */
 function announce() {
-  if (cat) $('status').textContent = cat.t(lang, `status.${kioskTest.screen}`);
+  if (cat) $('status').textContent = cat.t(lang, `status.${ui.screen}`);
 }
 
 /** Shows (or with `null`, hides) the warning banner. */
 function banner(kind) {
-  kioskTest.banner = kind;
+  ui.banner = kind;
   $('banner').hidden = !kind;
   $('camera-retry').hidden = kind !== 'camera';
   if (!kind) return;
@@ -185,7 +210,7 @@ function showWaiting({ position, estimated_wait_s: wait } = {}) {
   else if (wait < 60) setText($('waiting-estimate'), 'waiting.estimate_soon');
   else setText($('waiting-estimate'), 'waiting.estimate', { minutes: Math.round(wait / 60) });
   $('waiting-hint').hidden = !(wait === null || wait === undefined);
-  if (kioskTest.screen !== 'waiting') show('waiting');
+  if (ui.screen !== 'waiting') show('waiting');
 }
 
 function showEnded(reason) {
@@ -195,7 +220,7 @@ function showEnded(reason) {
   const cancelled = reason === 'abandoned';
   setText($('ended-title'), cancelled ? 'ended.cancelled' : 'ended.title');
   setText($('ended-text'), reason === 'kiosk_lost' ? 'ended.lost' : 'ended.thanks');
-  kioskTest.callId = null;
+  ui.callId = null;
   show('ended');
   let left = cancelled ? Math.min(3, END_S) : END_S;
   const tick = () => {
@@ -214,13 +239,13 @@ function reset() {
   endTimer = null;
   stopMedia();
   incall?.clear();
-  kioskTest.callId = null;
+  ui.callId = null;
   lang = REFERENCE_LANGUAGE;
   service = SERVICES[0];
   $('call').disabled = false;
   $('welcome-error').hidden = true;
   $('waiting-requeued').hidden = true;
-  if (kioskTest.banner === 'camera') banner(null);
+  if (ui.banner === 'camera') banner(null);
   render();
   show('welcome');
 }
@@ -228,9 +253,9 @@ function reset() {
 /** On the welcome screen, nobody touching it for IDLE_S brings back the defaults. */
 function armIdle() {
   clearTimeout(idleTimer);
-  if (kioskTest.screen !== 'welcome') return;
+  if (ui.screen !== 'welcome') return;
   idleTimer = setTimeout(() => {
-    if (kioskTest.screen === 'welcome' && (lang !== REFERENCE_LANGUAGE || service !== SERVICES[0])) reset();
+    if (ui.screen === 'welcome' && (lang !== REFERENCE_LANGUAGE || service !== SERVICES[0])) reset();
   }, IDLE_S * 1000);
 }
 document.addEventListener('pointerdown', armIdle);
@@ -243,15 +268,15 @@ function welcomeError(key) {
 // ---- Calls --------------------------------------------------------------------------------------
 
 async function call() {
-  if (!client || kioskTest.callId) return;
+  if (!client || ui.callId) return;
   $('call').disabled = true;
   $('welcome-error').hidden = true;
   try {
     const reply = await client.request('call.request', { service, language: lang });
-    kioskTest.callId = reply.call_id;
+    ui.callId = reply.call_id;
     note(`call ${reply.call_id} (${service}, ${lang})`);
     // queue.update follows unless an operator got it at once (then call.assigned comes).
-    if (kioskTest.screen === 'welcome') showWaiting();
+    if (ui.screen === 'welcome') showWaiting();
   } catch (e) {
     note(`call.request failed: ${e.code} ${e.message}`);
     welcomeError(e.code === 'conflict' ? 'error.busy' : 'error.call_failed');
@@ -261,7 +286,7 @@ async function call() {
 }
 
 async function cancel() {
-  const callId = kioskTest.callId;
+  const callId = ui.callId;
   if (!callId) {
     reset();
     return;
@@ -278,12 +303,12 @@ async function cancel() {
 async function openDevices() {
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
-    kioskTest.cameraError = null;
-    if (kioskTest.banner === 'camera') banner(null);
+    ui.cameraError = null;
+    if (ui.banner === 'camera') banner(null);
     return stream;
   } catch (e) {
-    kioskTest.cameraError = e.name || String(e);
-    note(`camera unavailable: ${kioskTest.cameraError}`);
+    ui.cameraError = e.name || String(e);
+    note(`camera unavailable: ${ui.cameraError}`);
     banner('camera');
     try {
       return await navigator.mediaDevices.getUserMedia({ audio: true });
@@ -299,7 +324,7 @@ async function startMedia(callId) {
   stopMedia();
   $('call-connecting').hidden = false;
   localStream = await openDevices();
-  if (kioskTest.callId !== callId) return;
+  if (ui.callId !== callId) return;
   $('local').srcObject = localStream;
   $('local').hidden = !localStream?.getVideoTracks().length;
   media = new CallMedia(client, callId, { stream: localStream ?? undefined });
@@ -346,7 +371,7 @@ function stopMedia() {
 }
 
 function inCall(callId, operator) {
-  kioskTest.callId = callId;
+  ui.callId = callId;
   $('waiting-requeued').hidden = true;
   if (operator?.display_name) setText($('call-with'), 'call.with', { name: operator.display_name });
   show('in_call');
@@ -354,24 +379,24 @@ function inCall(callId, operator) {
 }
 
 function onHold(callId, operator) {
-  kioskTest.callId = callId;
+  ui.callId = callId;
   if (operator?.display_name) setText($('call-with'), 'call.with', { name: operator.display_name });
   show('hold');
   startMedia(callId).catch((e) => note(`media failed: ${e.code ?? ''} ${e.message}`));
 }
 
 function listen() {
-  const mine = (e) => e.call_id === kioskTest.callId;
+  const mine = (e) => e.call_id === ui.callId;
   // The identified citizen's data stays out of the log.
   client.on('*', (e) => note(`event ${e.type === 'identity.verified' ? `${e.type} ${e.call_id}` : JSON.stringify(e)}`));
   incall.wire(client);
   client.on('queue.update', (e) => {
-    if (!kioskTest.callId && kioskTest.screen === 'welcome') return;
-    if (!kioskTest.callId) kioskTest.callId = e.call_id;
+    if (!ui.callId && ui.screen === 'welcome') return;
+    if (!ui.callId) ui.callId = e.call_id;
     if (mine(e)) showWaiting(e);
   });
   client.on('call.assigned', (e) => {
-    if (mine(e) || !kioskTest.callId) inCall(e.call_id, e.operator);
+    if (mine(e) || !ui.callId) inCall(e.call_id, e.operator);
   });
   client.on('call.held', (e) => mine(e) && show('hold'));
   client.on('call.resumed', (e) => mine(e) && show('in_call'));
@@ -387,29 +412,29 @@ function listen() {
   client.on('state.sync', (e) => {
     const c = e.calls?.[0];
     if (!c) {
-      if (kioskTest.callId) showEnded('kiosk_lost');
+      if (ui.callId) showEnded('kiosk_lost');
       return;
     }
-    kioskTest.callId = c.call_id;
+    ui.callId = c.call_id;
     if (c.state === 'waiting') showWaiting(c);
     else if (c.state === 'connected') {
-      if (kioskTest.screen !== 'in_call') inCall(c.call_id, c.operator);
+      if (ui.screen !== 'in_call') inCall(c.call_id, c.operator);
       else startMedia(c.call_id).catch((err) => note(`media failed: ${err.message}`));
     } else if (c.state === 'on_hold') onHold(c.call_id, c.operator);
   });
   client.on('connection.lost', (e) => {
-    kioskTest.connection = 'reconnecting';
-    kioskTest.lost += 1;
+    ui.connection = 'reconnecting';
+    ui.lost += 1;
     note(`connection lost (${e.code})`);
     banner('network');
   });
   client.on('connection.open', () => {
-    kioskTest.connection = 'open';
-    kioskTest.opened += 1;
-    if (kioskTest.banner === 'network') banner(null);
+    ui.connection = 'open';
+    ui.opened += 1;
+    if (ui.banner === 'network') banner(null);
   });
   client.on('connection.closed', (e) => {
-    kioskTest.connection = 'closed';
+    ui.connection = 'closed';
     note(`connection closed (${e.code})`);
     if (e.code === 4409) {
       welcomeError('error.taken_over');
@@ -426,7 +451,7 @@ function listen() {
 
 /** Connects (again, after a final close or a failed first attempt) and listens. */
 async function start() {
-  kioskTest.connection = 'connecting';
+  ui.connection = 'connecting';
   try {
     client = await connect(defaultWsUrl(), { token });
   } catch (e) {
@@ -439,9 +464,9 @@ async function start() {
     setTimeout(start, 3000);
     return;
   }
-  kioskTest.connection = 'open';
-  kioskTest.opened += 1;
-  if (kioskTest.banner === 'network') banner(null);
+  ui.connection = 'open';
+  ui.opened += 1;
+  if (ui.banner === 'network') banner(null);
   listen();
 }
 
@@ -450,13 +475,13 @@ async function main() {
   buildControls();
   incall = new KioskInCall({
     client: () => client,
-    callId: () => kioskTest.callId,
+    callId: () => ui.callId,
     agentUrl: AGENT_URL,
     setText,
     t: (key, vars) => cat.t(lang, key, vars),
     note,
     say: (text) => { $('status').textContent = text; },
-    test: kioskTest,
+    ui,
   });
   $('call').addEventListener('click', call);
   $('cancel').addEventListener('click', cancel);

@@ -41,7 +41,7 @@ export class KioskInCall {
    * @param {(key: string, vars?: object) => string} o.t the chosen language's text
    * @param {(text: string) => void} o.note the page's log (never given a PIN, a code or a fiscal code)
    * @param {(text: string) => void} o.say the page's live region
-   * @param {object} o.test the page's test hook (`kioskTest`), where the state is mirrored
+   * @param {object} o.ui the page's state mirrored on the DOM (lib/reflect.js): assign, never mutate
    */
   constructor(o) {
     this.o = o;
@@ -52,14 +52,14 @@ export class KioskInCall {
     this.busy = false;
     this.hideTimer = null;
     this.$ = (id) => document.getElementById(id);
-    this.test = o.test;
-    this.test.prompt = null;
+    this.ui = o.ui;
+    this.ui.prompt = null;
     /** Every prompt shown, in order. */
-    this.test.prompts = [];
-    this.test.identity = null;
-    this.test.notices = { certificate: null, print: null };
+    this.ui.prompts = [];
+    this.ui.identity = null;
+    this.ui.notices = { certificate: null, print: null };
     /** What the agent calls returned (for the tests: "ok" or the error's name). */
-    this.test.agent = [];
+    this.ui.agent = [];
     this.build();
   }
 
@@ -132,12 +132,12 @@ export class KioskInCall {
     client.on('identity.verified', (e) => mine(e) && this.onVerified(e));
     client.on('identity.failed', (e) => mine(e) && this.onFailed(e));
     client.on('certificate.issued', (e) => mine(e) && this.onIssued(e));
-    client.on('print.update', (e) => (mine(e) || e.document_id === this.test.notices.certificate?.document_id) && this.onPrint(e));
+    client.on('print.update', (e) => (mine(e) || e.document_id === this.ui.notices.certificate?.document_id) && this.onPrint(e));
   }
 
   onProgress(e) {
     if (e.step === 'requested') {
-      this.test.identity = 'pending';
+      this.ui.identity = 'pending';
       const kind = { cie: 'pin', cns: 'pin', pec: 'pec_cf', document: 'scan' }[e.method];
       if (!kind) return;
       this.$('prompt-cf').value = '';
@@ -156,14 +156,14 @@ export class KioskInCall {
   }
 
   onVerified(e) {
-    this.test.identity = 'verified';
+    this.ui.identity = 'verified';
     this.setPrompt({ kind: 'verified', method: e.method });
     this.o.say(this.o.t('incall.verified.title'));
     this.hideLater(VERIFIED_S);
   }
 
   onFailed(e) {
-    this.test.identity = 'failed';
+    this.ui.identity = 'failed';
     const code = e.code ?? null;
     const error = this.failure(e);
     const retry = RETRY[code];
@@ -192,14 +192,13 @@ export class KioskInCall {
   }
 
   onIssued(e) {
-    this.test.notices.certificate = { document_id: e.document_id, kind: e.kind, bollo_due: Boolean(e.bollo_due), pages: e.pages };
-    this.test.notices.print = null;
+    this.ui.notices = { certificate: { document_id: e.document_id, kind: e.kind, bollo_due: Boolean(e.bollo_due), pages: e.pages }, print: null };
     this.renderNotices();
     this.o.say(`${this.o.t('incall.cert.ready')}: ${this.o.t(`cert.kind.${e.kind}`)}. ${e.bollo_due ? this.o.t('incall.cert.bollo') : ''}`.trim());
   }
 
   onPrint(e) {
-    this.test.notices.print = { state: e.state, job_id: e.job_id, document_id: e.document_id };
+    this.ui.notices = { ...this.ui.notices, print: { state: e.state, job_id: e.job_id, document_id: e.document_id } };
     this.renderNotices();
     this.o.say(this.o.t(`incall.print.${e.state}`));
   }
@@ -319,12 +318,12 @@ export class KioskInCall {
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(10000),
       });
-      this.test.agent.push(`${path} ${res.status}`);
+      this.ui.agent = [...this.ui.agent, `${path} ${res.status}`].slice(-32);
       this.o.note(`agent ${path}: HTTP ${res.status}`);
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
     } catch (e) {
       if (!/^HTTP/.test(e.message)) {
-        this.test.agent.push(`${path} ${e.name}`);
+        this.ui.agent = [...this.ui.agent, `${path} ${e.name}`].slice(-32);
         this.o.note(`agent ${path} unreachable: ${e.name}`);
       }
       throw e;
@@ -339,9 +338,9 @@ export class KioskInCall {
     if (!p || p.kind !== this.prompt?.kind) this.entry = '';
     this.busy = false;
     this.prompt = p ? { error: null, ...p } : null;
-    this.test.prompt = p?.kind ?? null;
+    this.ui.prompt = p?.kind ?? null;
     if (p) {
-      this.test.prompts.push(p.kind);
+      this.ui.prompts = [...this.ui.prompts, p.kind].slice(-32);
       this.o.note(`prompt ${p.kind}`);
     }
     this.render();
@@ -366,9 +365,9 @@ export class KioskInCall {
     this.busy = false;
     this.prompt = null;
     this.$('prompt-cf').value = '';
-    this.test.prompt = null;
-    this.test.identity = null;
-    this.test.notices = { certificate: null, print: null };
+    this.ui.prompt = null;
+    this.ui.identity = null;
+    this.ui.notices = { certificate: null, print: null };
     this.render();
   }
 
@@ -450,8 +449,8 @@ export class KioskInCall {
 
   renderNotices() {
     const $ = this.$;
-    const cert = this.test.notices.certificate;
-    const print = this.test.notices.print;
+    const cert = this.ui.notices.certificate;
+    const print = this.ui.notices.print;
     $('notice-cert').hidden = !cert;
     if (cert) {
       this.o.setText($('notice-cert-title'), 'incall.cert.ready');

@@ -619,6 +619,31 @@ export class CallMedia extends Emitter {
  * @param {string} password
  * @param {'operator'|'supervisor'} role the role the page is for
  */
+/**
+ * `POST /api/v1/refresh`: a new access token of the same login. Rejects with a
+ * {@link SportelloError} (`unauthorized` once the login is over or logged out).
+ * @param {string} refreshToken
+ */
+export async function refreshLogin(refreshToken) {
+  const res = await fetch('/api/v1/refresh', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ refresh_token: refreshToken }),
+  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new SportelloError(body.code ?? 'internal', body.message ?? String(res.status));
+  return body;
+}
+
+/**
+ * `POST /api/v1/logout`: ends the login of `token` on every server (its refresh token too).
+ * @param {string} token
+ */
+export async function staffLogout(token) {
+  const res = await fetch('/api/v1/logout', { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+  if (!res.ok && res.status !== 401) throw new SportelloError('internal', String(res.status));
+}
+
 export async function staffLogin(username, password, role) {
   const res = await fetch('/api/v1/login', {
     method: 'POST',

@@ -4,10 +4,12 @@
 // their state, load and calls; silent monitoring of a connected call (monitor.start + a CallMedia
 // monitor: the kiosk's and the operator's video, muted by default); forcing an operator's state.
 // The login token is kept in sessionStorage. Italian first with English beside it.
-// Tests read `window.supervisorTest`.
+// Where the page stands (screen, connection, last snapshot, monitored call) is mirrored on
+// <body data-…> (lib/reflect.js).
 import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
-import { submitStaffLogin } from '../lib/staff.js';
+import { endStaffSession, keepFresh, storedToken, submitStaffLogin } from '../lib/staff.js';
 import { Bilingual, loadCatalogue } from '../lib/i18n.js';
+import { reflect } from '../lib/reflect.js';
 
 const TOKEN_KEY = 'sportello.supervisor.token';
 const LANG = 'it';
@@ -28,7 +30,7 @@ let cat;
 /** @type {import('../lib/sportello.js').SportelloClient | null} */
 let client = null;
 
-const state = {
+const state = reflect({
   /** login · board */
   screen: 'login',
   connection: 'closed',
@@ -43,34 +45,12 @@ const state = {
   monitor: null,
   /** The last media.stats of the monitored call. */
   monitorStats: null,
-  log: [],
-};
-
-window.supervisorTest = {
-  state,
-  get snapshot() { return state.snapshot; },
-  /** Frames decoded from the kiosk's and the operator's video of the monitor. */
-  monitorStats: async () => {
-    const out = { kioskFramesDecoded: 0, operatorFramesDecoded: 0, connectionState: 'new' };
-    const pc = state.monitor?.media?.pc;
-    if (!pc) return out;
-    out.connectionState = pc.connectionState;
-    // Transceivers in offer order: kiosk audio, kiosk video, operator audio, operator video.
-    const ts = pc.getTransceivers();
-    for (const [key, t] of [['kioskFramesDecoded', ts[1]], ['operatorFramesDecoded', ts[3]]]) {
-      if (!t) continue;
-      const report = await t.receiver.getStats();
-      for (const s of report.values()) {
-        if (s.type === 'inbound-rtp' && s.kind === 'video') out[key] += s.framesDecoded ?? 0;
-      }
-    }
-    return out;
-  },
-  log: state.log,
-};
+  ready: false,
+}, {
+  screen: true, connection: true, snapshot: true, snapshots: true, ready: true, monitor: (m) => m?.callId ?? null,
+});
 
 function note(text) {
-  state.log.push(`${new Date().toISOString()} ${text}`);
   console.log(`supervisor: ${text}`);
 }
 
@@ -125,7 +105,7 @@ function showScreen(screen) {
 
 async function logout() {
   await stopMonitor();
-  sessionStorage.removeItem(TOKEN_KEY);
+  endStaffSession(TOKEN_KEY);
   client?.close();
   client = null;
   state.snapshot = null;
@@ -140,6 +120,7 @@ async function start(token) {
   renderConnection();
   try {
     client = await connect(defaultWsUrl(), token);
+    keepFresh(TOKEN_KEY, (fresh) => { if (client) client.auth.token = fresh; });
   } catch (e) {
     note(`connect failed: ${e.code} ${e.message}`);
     if (e.code === 'unauthorized') {
@@ -551,7 +532,7 @@ async function main() {
   // Call timers and the trend note move between snapshots too.
   setInterval(() => { if (state.snapshot) renderTrendNote(); }, 10000);
   state.ready = true;
-  const token = sessionStorage.getItem(TOKEN_KEY);
+  const token = await storedToken(TOKEN_KEY);
   if (token) {
     await start(token).catch((e) => note(`start failed: ${e.message}`));
   } else {

@@ -15,7 +15,7 @@
 // page's logs on standard error and exits 1.
 import { chromium } from 'playwright-core';
 import {
-  FLAGS, Failure, axe, kioskScreen, login, openPage, optionReader, report, shot, sleep, waitFor,
+  FLAGS, Failure, assertNoCsp, axe, kioskScreen, login, openPage, optionReader, report, shot, sleep, waitFor,
 } from './harness.mjs';
 
 
@@ -44,15 +44,15 @@ function options() {
 
 /** The console's tile of `kioskId`, once it is in `state`. */
 const tileOf = (op, o, kioskId, callState) => waitFor(op, o, `has no ${callState} tile for ${kioskId}`,
-  ([k, s]) => window.consoleTest.tiles().find((t) => t.kioskId === k && t.state === s), [kioskId, callState]);
+  ([k, s]) => window.__probe.tiles().find((t) => t.kioskId === k && t.state === s), [kioskId, callState]);
 
 /** A kiosk page that calls; resolves once the console shows its offer. */
 async function kioskCalls(browser, o, op, name, token, kioskId) {
   const kiosk = await openPage(browser, o, name, `${o.base}/kiosk/#token=${encodeURIComponent(token)}`);
-  await waitFor(kiosk, o, 'did not connect', () => window.kioskTest?.connection === 'open');
+  await waitFor(kiosk, o, 'did not connect', () => document.body.dataset.connection === 'open');
   await kiosk.page.click('#call');
   await waitFor(op, o, `showed no offer from ${kioskId}`,
-    (k) => window.consoleTest.offers().some((x) => x.kioskId === k) && document.querySelector('.offer'), kioskId);
+    (k) => window.__probe.offers().some((x) => x.kioskId === k) && document.querySelector('.offer'), kioskId);
   return kiosk;
 }
 
@@ -65,18 +65,20 @@ async function main() {
     // 1. Login: axe-core on the form, then log in; the token goes to sessionStorage.
     const op = await openPage(browser, o, 'console', `${o.base}/console/`, { width: 1280, height: 900 });
     sides.push(op);
-    await waitFor(op, o, 'did not show the login form', () => window.consoleTest?.state.ready && window.consoleTest.state.screen === 'login');
+    await waitFor(op, o, 'did not show the login form', () => document.body.dataset.ready === 'true' && document.body.dataset.screen === 'login');
     const loginAxe = await axe(op);
     await op.page.fill('#username', o.username);
     await op.page.fill('#password', o.password);
     await shot(op, o, 'console-login');
     await op.page.click('#login-submit');
-    await waitFor(op, o, 'did not open the console', () => window.consoleTest.state.screen === 'console' && window.consoleTest.state.connection === 'open');
-    if (!(await op.page.evaluate(() => sessionStorage.getItem('sportello.console.token')))) throw new Failure('the token was not stored');
+    await waitFor(op, o, 'did not open the console', () => document.body.dataset.screen === 'console' && document.body.dataset.connection === 'open');
+    const firstToken = await op.page.evaluate(() => sessionStorage.getItem('sportello.console.token'));
+    if (!firstToken) throw new Failure('the token was not stored');
+    if (!(await op.page.evaluate(() => sessionStorage.getItem('sportello.console.token.refresh')))) throw new Failure('the refresh token was not stored');
 
     // 2. Available.
     await op.page.click('[data-presence="available"]');
-    await waitFor(op, o, 'did not become available', () => window.consoleTest.state.operator.state === 'available');
+    await waitFor(op, o, 'did not become available', () => JSON.parse(document.body.dataset.operator).state === 'available');
 
     // 3. Kiosk 1 calls; the console rings; the A key accepts.
     const kiosk1 = await kioskCalls(browser, o, op, 'kiosk 1', o.kioskToken, 'municipio');
@@ -84,7 +86,7 @@ async function main() {
     const ringing = await op.page.evaluate(() => ({
       ring: document.getElementById('offers').classList.contains('ringing'),
       countdown: document.querySelector('.offer .countdown')?.textContent,
-      beeps: window.consoleTest.state.beeps ?? 0,
+      beeps: Number(document.body.dataset.beeps),
     }));
     if (!ringing.ring || !/\d+ s/.test(ringing.countdown ?? '')) throw new Failure(`the offer does not ring: ${JSON.stringify(ringing)}`);
     result.ringing = ringing;
@@ -99,7 +101,7 @@ async function main() {
     // 4. Kiosk 2 calls; accepted with the button.
     const kiosk2 = await kioskCalls(browser, o, op, 'kiosk 2', o.kiosk2Token, 'centro-torri');
     sides.push(kiosk2);
-    result.offersSeen = await op.page.evaluate(() => window.consoleTest.state.offered);
+    result.offersSeen = await op.page.evaluate(() => Number(document.body.dataset.offered));
     await op.page.click('.offer .offer-accept');
     let booth2 = await tileOf(op, o, 'centro-torri', 'connected');
     await kioskScreen(kiosk2, o, 'in_call');
@@ -108,13 +110,13 @@ async function main() {
     // 5. Both tiles decode their kiosk's video.
     for (const [key, tile] of [['booth1', booth1], ['booth2', booth2]]) {
       result.frames[key] = await waitFor(op, o, `${key} decoded no video`,
-        async (id) => { const s = await window.consoleTest.stats(id); return s.framesDecoded > 10 && s.framesDecoded; }, tile.callId);
+        async (id) => { const n = await window.__probe.framesDecoded(document.querySelector(`.tile[data-call-id="${id}"] video.remote`)); return n > 10 && n; }, tile.callId);
     }
     // …and each kiosk decodes the operator's video.
     result.kioskFrames = {};
     for (const [key, page] of [['kiosk1', kiosk1], ['kiosk2', kiosk2]]) {
       result.kioskFrames[key] = await waitFor(page, o, `${key} decoded no video from the console`,
-        async () => { const s = await window.kioskTest.stats(); return s.framesDecoded > 10 && s.framesDecoded; });
+        async () => { const n = await window.__probe.framesDecoded(); return n > 10 && n; });
     }
     await shot(op, o, 'console-two-booths');
 
@@ -131,23 +133,27 @@ async function main() {
     // 7. The console reloads: the token is still in sessionStorage, state.sync restores both tiles
     //    and their video comes back.
     await op.page.reload();
-    await waitFor(op, o, 'did not reopen the console', () => window.consoleTest?.state.screen === 'console' && window.consoleTest.state.connection === 'open');
+    await waitFor(op, o, 'did not reopen the console', () => document.body.dataset.screen === 'console' && document.body.dataset.connection === 'open');
     booth1 = await tileOf(op, o, 'municipio', 'connected');
     booth2 = await tileOf(op, o, 'centro-torri', 'connected');
     for (const [key, tile] of [['booth1', booth1], ['booth2', booth2]]) {
       await waitFor(op, o, `${key} decoded no video after the reload`,
-        async (id) => (await window.consoleTest.stats(id)).framesDecoded > 10, tile.callId);
+        async (id) => (await window.__probe.framesDecoded(document.querySelector(`.tile[data-call-id="${id}"] video.remote`))) > 10, tile.callId);
     }
     result.restoredAfterReload = true;
+    // The access tokens last a minute in this run: the page has refreshed its token by now, and
+    // the call went on through it.
+    await waitFor(op, o, 'never refreshed its token', () => Number(document.body.dataset.tokenRefreshes ?? 0) >= 1);
+    result.tokenRefreshed = (await op.page.evaluate(() => sessionStorage.getItem('sportello.console.token'))) !== firstToken;
 
     // 8. End booth 2 and close its wrap-up: the kiosk shows its end screen; the booth is free.
     await op.page.keyboard.press(String(booth2.slot));
     await op.page.keyboard.press('e');
     await tileOf(op, o, 'centro-torri', 'wrapup');
-    await waitFor(kiosk2, o, 'did not show the end screen', () => window.kioskTest.screens.includes('ended'));
+    await waitFor(kiosk2, o, 'did not show the end screen', () => JSON.parse(document.body.dataset.screens).includes('ended'));
     result.kiosk2Ended = true;
     await op.page.keyboard.press('w');
-    await waitFor(op, o, 'kept booth 2 after wrap-up', (slot) => window.consoleTest.tiles()[slot - 1].state === 'free', booth2.slot);
+    await waitFor(op, o, 'kept booth 2 after wrap-up', (slot) => window.__probe.tiles()[slot - 1].state === 'free', booth2.slot);
 
     // 9. axe-core on the console with a call in progress.
     const consoleAxe = await axe(op);
@@ -160,7 +166,16 @@ async function main() {
     // 10. Clean up: end booth 1 with its button.
     await op.page.click(`#tile-${booth1.slot} .act-end`);
     await kioskScreen(kiosk1, o, 'ended');
-    result.tiles = await op.page.evaluate(() => window.consoleTest.tiles());
+    result.tiles = await op.page.evaluate(() => window.__probe.tiles());
+    // 11. Log out: the login is revoked on the server, not only forgotten by the page.
+    const lastToken = await op.page.evaluate(() => sessionStorage.getItem('sportello.console.token'));
+    await op.page.click('#logout');
+    await waitFor(op, o, 'did not show the login form after logout', () => document.body.dataset.screen === 'login');
+    const session = (token) => fetch(`${o.base}/api/v1/session`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status);
+    for (let i = 0; i < 50 && (await session(lastToken)) !== 401; i += 1) await new Promise((r) => setTimeout(r, 100));
+    result.logoutRevoked = (await session(lastToken)) === 401 && (await session(firstToken)) === 401;
+    result.storageCleared = await op.page.evaluate(() => Object.keys(sessionStorage).filter((k) => k.startsWith('sportello.console.token')).length === 0);
+    result.cspViolations = assertNoCsp();
     result.ok = true;
     console.log(JSON.stringify(result));
   } catch (e) {

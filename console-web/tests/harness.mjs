@@ -1,9 +1,13 @@
 // What the browser test scripts share: Chromium's flags, option parsing, login, pages with their
-// console, polling, screenshots, failure reports, axe-core, and the error type for an expected
-// failure (a timeout, a page error) as opposed to a bug in the script.
+// console, the probe the tests inject (peer connections, sockets, CSP violations), polling,
+// screenshots, failure reports, axe-core, and the error type for an expected failure (a timeout, a
+// page error) as opposed to a bug in the script.
+//
+// The pages carry no test hook: the tests read the DOM (the pages mirror their state on
+// `<body data-…>`, see lib/reflect.js) and what the probe below, injected by the tests only, sees.
 
 import { createRequire } from 'node:module';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 const require = createRequire(import.meta.url);
@@ -52,16 +56,103 @@ export async function login(base, username, password) {
   return body.token;
 }
 
-/** A page in its own browser context with camera and microphone allowed, recording its console. */
-export async function openPage(browser, o, name, url, viewport = { width: 1280, height: 800 }) {
+/**
+ * Injected by the tests into every page before its scripts run (never served): records the peer
+ * connections and WebSockets the page opens and every Content-Security-Policy violation.
+ * `window.__probe.framesDecoded(video?)` sums the video frames decoded, of the tracks shown by
+ * `video` or of every open peer connection; `window.__probe.dropConnection()` cuts the page's
+ * WebSocket as a network drop would.
+ */
+function probe() {
+  const pcs = [];
+  const sockets = [];
+  const csp = [];
+  const RealPc = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends RealPc {
+    constructor(...args) { super(...args); pcs.push(this); }
+  };
+  const RealWs = window.WebSocket;
+  window.WebSocket = class extends RealWs {
+    constructor(...args) { super(...args); sockets.push(this); }
+  };
+  document.addEventListener('securitypolicyviolation', (e) => {
+    const line = `${e.effectiveDirective} blocked ${e.blockedURI || '(inline)'} at ${e.sourceFile}:${e.lineNumber}`;
+    csp.push(line);
+    console.error(`CSP violation: ${line}`);
+  });
+  window.__probe = {
+    csp,
+    async framesDecoded(video) {
+      const tracks = video ? video.srcObject?.getVideoTracks() ?? [] : null;
+      let frames = 0;
+      for (const pc of pcs) {
+        if (pc.signalingState === 'closed') continue;
+        for (const r of pc.getReceivers()) {
+          if (r.track?.kind !== 'video' || (tracks && !tracks.includes(r.track))) continue;
+          for (const s of (await r.getStats()).values()) {
+            if (s.type === 'inbound-rtp' && s.kind === 'video') frames += s.framesDecoded ?? 0;
+          }
+        }
+      }
+      return frames;
+    },
+    dropConnection() {
+      sockets.filter((w) => w.readyState === RealWs.OPEN).forEach((w) => w.close());
+    },
+    /** The console's booth tiles, from their data attributes. */
+    tiles: () => [...document.querySelectorAll('#tiles > .tile')].map((t, i) => ({
+      slot: i + 1,
+      callId: t.dataset.callId ?? null,
+      kioskId: t.dataset.kioskId,
+      state: t.dataset.state ?? 'free',
+      selected: t.classList.contains('selected'),
+    })),
+    /** The console's ringing offers, in the order shown. */
+    offers: () => [...document.querySelectorAll('#offer-list .offer')]
+      .map((li) => ({ callId: li.dataset.callId, kioskId: li.dataset.kioskId })),
+    /** The console's case of a call (its panel's `data-summary`). */
+    incall: (callId) => {
+      const summary = document.querySelector(`.casefile[data-call-id="${callId}"]`)?.dataset.summary;
+      return summary ? JSON.parse(summary) : null;
+    },
+  };
+}
+
+/** CSP violations seen on every page of this run (console lines of the browser and the probe). */
+export const cspViolations = [];
+
+/** Throws if any page reported a Content-Security-Policy violation. */
+export function assertNoCsp() {
+  if (cspViolations.length) throw new Failure(`CSP violations: ${JSON.stringify(cspViolations)}`);
+  return [];
+}
+
+/** A browser context with camera and microphone allowed and the probe injected. */
+export async function newContext(browser, o, viewport = { width: 1280, height: 800 }, init = null) {
   const context = await browser.newContext({ viewport });
   await context.grantPermissions(['camera', 'microphone'], { origin: o.base });
-  const page = await context.newPage();
+  await context.addInitScript(probe);
+  if (init) await context.addInitScript(init);
+  return context;
+}
+
+/** A side (a page and its console lines); CSP complaints also go to `cspViolations`. */
+export function watch(name, page) {
   const consoleLines = [];
-  page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+  page.on('console', (m) => {
+    consoleLines.push(`[${m.type()}] ${m.text()}`);
+    if (/Content Security Policy|CSP violation/.test(m.text())) cspViolations.push(`${name}: ${m.text()}`);
+  });
   page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
-  await page.goto(url);
   return { name, page, consoleLines };
+}
+
+/** A page in its own browser context with camera and microphone allowed, recording its console. */
+export async function openPage(browser, o, name, url, viewport = { width: 1280, height: 800 }) {
+  const context = await newContext(browser, o, viewport);
+  const side = watch(name, await context.newPage());
+  await side.page.goto(url);
+  return side;
 }
 
 /** Polls `fn` in the page until it returns something truthy. */
@@ -77,7 +168,7 @@ export async function waitFor(side, o, what, fn, arg, timeoutMs = o.timeoutS * 1
 
 /** Waits until a kiosk page shows `screen`. */
 export const kioskScreen = (kiosk, o, screen) => waitFor(kiosk, o, `did not show the ${screen} screen`,
-  (s) => window.kioskTest?.screen === s, screen);
+  (s) => document.body.dataset.screen === s, screen);
 
 /** With `o.screenshots`, saves the page as `o.shotDir/<file>.png` once transitions have settled. */
 export async function shot(side, o, file) {
@@ -87,13 +178,13 @@ export async function shot(side, o, file) {
   await side.page.screenshot({ path: path.join(o.shotDir, `${file}.png`) });
 }
 
-/** A page's own log (from its test hook) and its browser console, for a failure report. */
+/** A page's log (its console, where the pages write what they do), for a failure report. */
 export async function report(side) {
   const out = [`--- ${side.name} ---`];
   try {
-    const log = await side.page.evaluate(
-      () => (window.consoleTest ?? window.kioskTest ?? window.mediaTest ?? window.supervisorTest)?.log ?? []);
-    out.push('log:', ...log.map((l) => `  ${l}`));
+    const log = await side.page.evaluate(() => window.mediaTest?.log ?? []);
+    if (log.length) out.push('log:', ...log.map((l) => `  ${l}`));
+    out.push(`state: ${JSON.stringify(await side.page.evaluate(() => ({ ...document.body.dataset })))}`);
   } catch (e) {
     out.push(`(page not readable: ${e.message})`);
   }
@@ -101,9 +192,13 @@ export async function report(side) {
   return out.join('\n');
 }
 
+let axeSource = null;
+
 /** axe-core on the current page: the serious and critical violations. */
 export async function axe(side) {
-  await side.page.addScriptTag({ path: require.resolve('axe-core/axe.min.js') });
+  // Evaluated, not added as an inline <script>: the pages' CSP refuses inline scripts.
+  axeSource ??= readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+  await side.page.evaluate(axeSource);
   const results = await side.page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
   const bad = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   return {

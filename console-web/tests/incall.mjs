@@ -33,7 +33,7 @@
 // On failure prints the reason and both pages' logs on standard error and exits 1.
 import { chromium } from 'playwright-core';
 import {
-  FLAGS, Failure, axe, kioskScreen, openPage, optionReader, report, shot, waitFor,
+  FLAGS, Failure, assertNoCsp, axe, kioskScreen, openPage, optionReader, report, shot, sleep, waitFor,
 } from './harness.mjs';
 
 function options() {
@@ -68,12 +68,16 @@ function options() {
 const CASE = '#incall-panels .casefile:not([hidden])';
 
 /** The console's in-call summary of `callId` once `test(summary)` holds. */
-const incallState = (op, o, what, callId, test) => waitFor(op, o, what,
-  ([id, src]) => {
-    const s = window.consoleTest.incall(id);
-    // The condition travels as source text: page.evaluate takes one function and plain data.
-    return s && new Function('s', `return (${src})(s)`)(s) && s;
-  }, [callId, test.toString()]);
+async function incallState(op, o, what, callId, test) {
+  // The condition is checked here, in Node: the page's CSP refuses `new Function`.
+  const deadline = Date.now() + o.timeoutS * 1000;
+  for (;;) {
+    const s = await op.page.evaluate((id) => window.__probe.incall(id), callId).catch(() => null);
+    if (s && test(s)) return s;
+    if (Date.now() > deadline) throw new Failure(`timeout: ${op.name} ${what}: ${JSON.stringify(s)}`);
+    await sleep(100);
+  }
+}
 
 const text = (side, selector) => side.page.evaluate((sel) => document.querySelector(sel)?.innerText ?? '', selector);
 
@@ -100,23 +104,23 @@ async function main() {
     // 1. The operator logs in and goes available.
     const op = await openPage(browser, o, 'console', `${o.base}/console/`, { width: 1280, height: 900 });
     sides.push(op);
-    await waitFor(op, o, 'did not show the login form', () => window.consoleTest?.state.ready && window.consoleTest.state.screen === 'login');
+    await waitFor(op, o, 'did not show the login form', () => document.body.dataset.ready === 'true' && document.body.dataset.screen === 'login');
     await op.page.fill('#username', o.username);
     await op.page.fill('#password', o.password);
     await op.page.click('#login-submit');
-    await waitFor(op, o, 'did not open the console', () => window.consoleTest.state.screen === 'console' && window.consoleTest.state.connection === 'open');
+    await waitFor(op, o, 'did not open the console', () => document.body.dataset.screen === 'console' && document.body.dataset.connection === 'open');
     await op.page.click('[data-presence="available"]');
-    await waitFor(op, o, 'did not become available', () => window.consoleTest.state.operator.state === 'available');
+    await waitFor(op, o, 'did not become available', () => JSON.parse(document.body.dataset.operator).state === 'available');
 
     // 2. The kiosk calls (the agent's URL in the fragment); the operator accepts.
     const kioskUrl = `${o.base}/kiosk/#token=${encodeURIComponent(o.kioskToken)}&agent=${encodeURIComponent(o.agentUrl)}`;
     const kiosk = await openPage(browser, o, 'kiosk', kioskUrl);
     sides.push(kiosk);
-    await waitFor(kiosk, o, 'did not connect', () => window.kioskTest?.connection === 'open');
+    await waitFor(kiosk, o, 'did not connect', () => document.body.dataset.connection === 'open');
     await kiosk.page.click('#call');
     await waitFor(op, o, 'showed no offer', () => document.querySelector('.offer .offer-accept'));
     await op.page.click('.offer .offer-accept');
-    const tile = await waitFor(op, o, 'has no connected booth', () => window.consoleTest.tiles().find((t) => t.state === 'connected'));
+    const tile = await waitFor(op, o, 'has no connected booth', () => window.__probe.tiles().find((t) => t.state === 'connected'));
     result.call_id = tile.callId;
     await kioskScreen(kiosk, o, 'in_call');
     await waitFor(op, o, 'showed no case panel', (sel) => document.querySelector(sel), CASE);
@@ -124,7 +128,7 @@ async function main() {
     // 3. Paper document: the kiosk prompts for the scanner; the citizen touches "Fatto".
     await op.page.click(`${CASE} .act-method[data-method="document"]`);
     await incallState(op, o, 'did not show the identification as pending', result.call_id, (s) => s.identity.status === 'pending');
-    await waitFor(kiosk, o, 'did not prompt for the scanner', () => window.kioskTest.prompt === 'scan' && !document.getElementById('scan-done').hidden);
+    await waitFor(kiosk, o, 'did not prompt for the scanner', () => document.body.dataset.prompt === 'scan' && !document.getElementById('scan-done').hidden);
     const scanPrompt = await text(kiosk, '#prompt');
     if (!/Appoggia il documento sul vetro dello scanner/.test(scanPrompt)) throw new Failure(`scanner prompt: ${scanPrompt}`);
     await shot(kiosk, o, 'incall-kiosk-scan');
@@ -145,11 +149,13 @@ async function main() {
     await op.page.fill(`${CASE} .confirm-number`, o.documentNumber);
     await op.page.click(`${CASE} .act-confirm`);
     const verified = await incallState(op, o, 'did not show the citizen as identified', result.call_id, (s) => s.identity.status === 'verified');
-    if (verified.identity.subject?.fiscal_code !== o.fiscalCode) throw new Failure(`identified as ${JSON.stringify(verified.identity.subject)}`);
+    // The citizen's data is on the panel (not in its data-summary).
+    const subject = { fiscal_code: await text(op, `${CASE} .subject-cf`), name: await text(op, `${CASE} .subject-name`) };
+    if (subject.fiscal_code !== o.fiscalCode) throw new Failure(`identified as ${JSON.stringify(subject)} (${verified.identity.method})`);
     const idStatus = await text(op, `${CASE} .id-status`);
     if (!/Identificato/.test(idStatus)) throw new Failure(`console identity status: ${idStatus}`);
-    result.subject = verified.identity.subject;
-    await waitFor(kiosk, o, 'did not show the identity as verified', () => window.kioskTest.identity === 'verified' && window.kioskTest.prompt === 'verified');
+    result.subject = subject;
+    await waitFor(kiosk, o, 'did not show the identity as verified', () => document.body.dataset.identity === 'verified' && document.body.dataset.prompt === 'verified');
     const kioskVerified = await text(kiosk, '#prompt');
     if (!/Identità verificata/.test(kioskVerified)) throw new Failure(`kiosk verified prompt: ${kioskVerified}`);
     await shot(kiosk, o, 'incall-kiosk-verified');
@@ -175,7 +181,7 @@ async function main() {
     }, CASE);
     if (!frame.visible || !frame.src.startsWith('blob:') || frame.open !== frame.src) throw new Failure(`PDF preview: ${JSON.stringify(frame)}`);
     await waitFor(kiosk, o, 'did not show the bollo notice',
-      (id) => window.kioskTest.notices.certificate?.document_id === id && window.kioskTest.notices.certificate.bollo_due
+      (id) => JSON.parse(document.body.dataset.notices).certificate?.document_id === id && JSON.parse(document.body.dataset.notices).certificate.bollo_due
         && !document.getElementById('notice-bollo').hidden, doc.document_id);
     const bollo = await text(kiosk, '#notice-bollo');
     if (!/marca da bollo da 16 €/.test(bollo)) throw new Failure(`kiosk bollo notice: ${bollo}`);
@@ -194,7 +200,7 @@ async function main() {
     const jobText = await text(op, `${CASE} .doc .job`);
     if (!/stampato/.test(jobText)) throw new Failure(`console job state: ${jobText}`);
     await waitFor(kiosk, o, 'did not tell the citizen to collect the certificate',
-      () => window.kioskTest.notices.print?.state === 'printed' && !document.getElementById('notice-print').hidden);
+      () => JSON.parse(document.body.dataset.notices).print?.state === 'printed' && !document.getElementById('notice-print').hidden);
     const collect = await text(kiosk, '#notice-print');
     if (!/Ritira il certificato dalla stampante/.test(collect)) throw new Failure(`kiosk print notice: ${collect}`);
     result.kiosk.collect_notice = true;
@@ -204,16 +210,17 @@ async function main() {
     // 8. axe-core on the console with the panels open.
     result.axe.console = await axeAll(op, 'the console with the in-call panels');
     result.axe.violations = result.axe.console.length + result.axe.kiosk.length;
-    result.kiosk.prompts = await kiosk.page.evaluate(() => window.kioskTest.prompts);
-    result.kiosk.identity = await kiosk.page.evaluate(() => window.kioskTest.identity);
-    result.kiosk.agent = await kiosk.page.evaluate(() => window.kioskTest.agent);
+    result.kiosk.prompts = await kiosk.page.evaluate(() => JSON.parse(document.body.dataset.prompts));
+    result.kiosk.identity = await kiosk.page.evaluate(() => document.body.dataset.identity);
+    result.kiosk.agent = await kiosk.page.evaluate(() => JSON.parse(document.body.dataset.agent));
 
     // 9. The operator ends the call: the kiosk clears the prompts and notices.
     await op.page.click(`#tile-${tile.slot} .act-end`);
     await kioskScreen(kiosk, o, 'ended');
-    const cleared = await kiosk.page.evaluate(() => ({ prompt: window.kioskTest.prompt, notices: window.kioskTest.notices, side: document.getElementById('side').hidden }));
+    const cleared = await kiosk.page.evaluate(() => ({ prompt: document.body.dataset.prompt ?? null, notices: JSON.parse(document.body.dataset.notices), side: document.getElementById('side').hidden }));
     if (cleared.prompt !== null || cleared.notices.certificate !== null || !cleared.side) throw new Failure(`kiosk not cleared: ${JSON.stringify(cleared)}`);
     result.ended = true;
+    result.cspViolations = assertNoCsp();
     result.ok = true;
     console.log(JSON.stringify(result));
   } catch (e) {

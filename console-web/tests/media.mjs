@@ -226,6 +226,9 @@ async function main() {
     // Hang up, so the accounts are free for the next run: both sides see the call end.
     await hangUp(operator);
     await waitUntil(kiosk, Date.now() + 5000, 'did not see the call end', (s) => s.state === 'ended');
+    // The page ran under its Content-Security-Policy without a violation.
+    const csp = sides.flatMap((x) => x.consoleLines.filter((l) => /Content Security Policy/.test(l)));
+    if (csp.length) throw new Failure(`CSP violations: ${JSON.stringify(csp)}`);
     console.log(JSON.stringify(result));
   } catch (e) {
     console.error(`media.mjs (${o.mode}): FAILED: ${e.message}`);

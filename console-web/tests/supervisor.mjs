@@ -17,7 +17,7 @@
 // page's logs on standard error and exits 1.
 import { chromium } from 'playwright-core';
 import {
-  FLAGS, Failure, axe, kioskScreen, openPage, optionReader, report, shot, sleep, waitFor,
+  FLAGS, Failure, assertNoCsp, axe, kioskScreen, openPage, optionReader, report, shot, sleep, waitFor,
 } from './harness.mjs';
 
 function options() {
@@ -47,7 +47,7 @@ function options() {
 async function board(sup, o, what, fn, arg) {
   const deadline = Date.now() + o.timeoutS * 1000;
   for (;;) {
-    const snap = await sup.page.evaluate(() => window.supervisorTest?.snapshot ?? null).catch(() => null);
+    const snap = await sup.page.evaluate(() => (document.body.dataset.snapshot ? JSON.parse(document.body.dataset.snapshot) : null)).catch(() => null);
     const v = snap && fn(snap, arg);
     if (v) return v;
     if (Date.now() > deadline) throw new Failure(`timeout: the wallboard ${what}: ${JSON.stringify(snap)}`);
@@ -71,23 +71,23 @@ async function main() {
     // 1. The supervisor logs in; snapshots arrive.
     const sup = await openPage(browser, o, 'supervisor', `${o.base}/supervisor/`, { width: 1280, height: 1000 });
     sides.push(sup);
-    await waitFor(sup, o, 'did not show the login form', () => window.supervisorTest?.state.ready && window.supervisorTest.state.screen === 'login');
+    await waitFor(sup, o, 'did not show the login form', () => document.body.dataset.ready === 'true' && document.body.dataset.screen === 'login');
     const loginAxe = await axe(sup);
     await formLogin(sup, o.supervisor, o.supervisorPassword);
-    await waitFor(sup, o, 'received no snapshot', () => window.supervisorTest.state.screen === 'board' && window.supervisorTest.state.snapshots > 0);
+    await waitFor(sup, o, 'received no snapshot', () => document.body.dataset.screen === 'board' && Number(document.body.dataset.snapshots) > 0);
 
     // 2. The operator logs in on the console (paused: "login").
     const op = await openPage(browser, o, 'console', `${o.base}/console/`, { width: 1280, height: 900 });
     sides.push(op);
-    await waitFor(op, o, 'did not show the login form', () => window.consoleTest?.state.ready && window.consoleTest.state.screen === 'login');
+    await waitFor(op, o, 'did not show the login form', () => document.body.dataset.ready === 'true' && document.body.dataset.screen === 'login');
     await formLogin(op, o.username, o.password);
-    await waitFor(op, o, 'did not open the console', () => window.consoleTest.state.screen === 'console' && window.consoleTest.state.connection === 'open');
+    await waitFor(op, o, 'did not open the console', () => document.body.dataset.screen === 'console' && document.body.dataset.connection === 'open');
     await board(sup, o, 'does not show the operator', (s, id) => s.operators.some((x) => x.id === id), o.username);
 
     // 3. The kiosk calls: the board shows 1 waiting on anagrafe.
     const kiosk = await openPage(browser, o, 'kiosk', `${o.base}/kiosk/#token=${encodeURIComponent(o.kioskToken)}`);
     sides.push(kiosk);
-    await waitFor(kiosk, o, 'did not connect', () => window.kioskTest?.connection === 'open');
+    await waitFor(kiosk, o, 'did not connect', () => document.body.dataset.connection === 'open');
     await kiosk.page.click('#call');
     await kioskScreen(kiosk, o, 'waiting');
     await board(sup, o, 'does not show 1 waiting on anagrafe',
@@ -103,7 +103,7 @@ async function main() {
     await op.page.evaluate(() => document.activeElement?.blur());
     await op.page.keyboard.press('a');
     const tile = await waitFor(op, o, 'has no connected tile',
-      () => window.consoleTest.tiles().find((x) => x.kioskId === 'municipio' && x.state === 'connected'));
+      () => window.__probe.tiles().find((x) => x.kioskId === 'municipio' && x.state === 'connected'));
     await kioskScreen(kiosk, o, 'in_call');
     const connected = await board(sup, o, 'does not show the call connected with load 1 and nobody waiting',
       (s, id) => {
@@ -116,7 +116,10 @@ async function main() {
     // 5. Monitor the call: both monitor videos decode.
     await sup.page.click(`[data-operator="${o.username}"] [data-call="${tile.callId}"] .monitor-start`);
     const frames = await waitFor(sup, o, 'monitor videos decoded no frames', async () => {
-      const s = await window.supervisorTest.monitorStats();
+      const s = {
+        kioskFramesDecoded: await window.__probe.framesDecoded(document.getElementById('monitor-kiosk')),
+        operatorFramesDecoded: await window.__probe.framesDecoded(document.getElementById('monitor-operator')),
+      };
       return s.kioskFramesDecoded > 10 && s.operatorFramesDecoded > 10 && s;
     });
     result.monitor = frames;
@@ -126,7 +129,7 @@ async function main() {
 
     // 6. Stop monitoring.
     await sup.page.click('#monitor-stop');
-    await waitFor(sup, o, 'did not stop monitoring', () => !window.supervisorTest.state.monitor && document.getElementById('monitor').hidden);
+    await waitFor(sup, o, 'did not stop monitoring', () => document.body.dataset.monitor === undefined && document.getElementById('monitor').hidden);
     result.monitorStopped = true;
 
     // 7. Force the operator to paused with a reason.
@@ -137,7 +140,7 @@ async function main() {
     await board(sup, o, 'does not show the operator paused',
       (s, id) => { const m = s.operators.find((x) => x.id === id); return m?.state === 'paused' && m.reason === 'riunione'; }, o.username);
     await waitFor(sup, o, 'does not render the pause', (id) => /riunione/.test(document.querySelector(`[data-operator="${id}"] .op-state`)?.textContent ?? ''), o.username);
-    await waitFor(op, o, 'console not paused', () => window.consoleTest.state.operator.state === 'paused');
+    await waitFor(op, o, 'console not paused', () => JSON.parse(document.body.dataset.operator).state === 'paused');
     result.forcedPaused = true;
 
     // 8. The console ends the call: the kiosk shows its end screen, the board the wrap-up.
@@ -152,6 +155,7 @@ async function main() {
       violations: [...loginAxe.violations, ...waitingAxe.violations, ...monitorAxe.violations],
     };
     if (result.axe.serious > 0) throw new Failure(`axe-core: ${JSON.stringify(result.axe.violations)}`);
+    result.cspViolations = assertNoCsp();
     result.ok = true;
     console.log(JSON.stringify(result));
   } catch (e) {

@@ -40,10 +40,16 @@ function show(result, error) {
     box.append(el('p', error.it ? `${error.it} — ${error.en}` : String(error)));
     return;
   }
-  box.className = 'ok';
-  box.append(el('p', 'Contrassegno valido', { className: 'verdict' }), el('p', 'Valid stamp: compare these data with the paper.', { className: 'en' }));
   if (result.development) {
-    box.append(el('p', 'Firmato con una chiave di sviluppo: documento NON VALIDO. / Signed with a development key: NOT a valid document.', { className: 'dev' }));
+    // The signature checks, but a development key never makes a document valid.
+    box.className = 'bad';
+    box.append(
+      el('p', 'Contrassegno NON valido: firmato con una chiave di sviluppo', { className: 'verdict' }),
+      el('p', 'Stamp NOT valid: signed with a development key, not a valid document.', { className: 'en' }),
+    );
+  } else {
+    box.className = 'ok';
+    box.append(el('p', 'Contrassegno valido', { className: 'verdict' }), el('p', 'Valid stamp: compare these data with the paper.', { className: 'en' }));
   }
   const c = result.certificate;
   const dl = el('dl');

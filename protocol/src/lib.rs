@@ -50,6 +50,10 @@ pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4408;
 /// The WebSocket close code used when the same session was resumed on another socket.
 pub const CLOSE_SUPERSEDED: u16 = 4409;
 
+/// The WebSocket close code used when `auth` is refused because its principal already holds as
+/// many sessions as the server allows (the reply is `rate_limited`). Retry later, or resume.
+pub const CLOSE_TOO_MANY_SESSIONS: u16 = 4429;
+
 /// Seconds a client has to send its `auth` frame after the socket opens.
 pub const AUTH_TIMEOUT_S: u64 = 5;
 
@@ -161,6 +165,20 @@ pub struct LoginResponse {
     pub role: Role,
     /// When the token expires, RFC 3339 in UTC.
     pub expires_at: String,
+    /// Extension: a refresh token for `POST /api/v1/refresh`, which gives a new `token` without the
+    /// password until `refresh_expires_at` (the length of a shift), or until `POST /api/v1/logout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Extension: when the refresh token expires, RFC 3339 in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<String>,
+}
+
+/// `POST /api/v1/refresh` (extension): a refresh token from [`LoginResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRequest {
+    /// The `refresh_token` of the login.
+    pub refresh_token: String,
 }
 
 /// A device capability a kiosk session may declare in `auth`.
@@ -416,6 +434,45 @@ pub enum FrameError {
         /// What serde said was wrong.
         detail: String,
     },
+    /// A text field holds a control character (NUL, ESC, CR, LF…; CR and LF only in an `sdp`) or
+    /// a Unicode direction control (U+202E…), which other clients, logs and terminals would act on.
+    #[error("text field {field:?} of {kind:?} holds a control character (U+{code:04X})")]
+    ControlCharacter {
+        /// The request type.
+        kind: String,
+        /// The field's name.
+        field: String,
+        /// The character's code point.
+        code: u32,
+    },
+}
+
+/// Whether `c` may not appear in a client's text: a control character (C0, DEL, C1) or one of
+/// the Unicode controls that reorder or hide text (U+061C, U+200E, U+200F, U+202A–U+202E,
+/// U+2066–U+2069).
+pub fn is_hidden_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            u32::from(c),
+            0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069
+        )
+}
+
+/// The first forbidden character in the strings of `value` (see [`is_hidden_control`]), with the
+/// name of the field holding it. CR and LF are allowed in `sdp` fields only (SDP lines end in
+/// CRLF).
+fn first_control(field: &str, value: &Value) -> Option<(String, char)> {
+    match value {
+        Value::String(text) => {
+            let multiline = field == "sdp";
+            text.chars()
+                .find(|&c| is_hidden_control(c) && !(multiline && matches!(c, '\r' | '\n')))
+                .map(|c| (field.to_owned(), c))
+        }
+        Value::Array(items) => items.iter().find_map(|v| first_control(field, v)),
+        Value::Object(map) => map.iter().find_map(|(k, v)| first_control(k, v)),
+        _ => None,
+    }
 }
 
 impl FrameError {
@@ -444,6 +501,16 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (Option<String>, Fr
     let Some(id) = id else {
         return Err((None, FrameError::MissingId));
     };
+    if let Some((field, c)) = map.iter().find_map(|(k, v)| first_control(k, v)) {
+        return Err((
+            Some(id),
+            FrameError::ControlCharacter {
+                kind,
+                field,
+                code: u32::from(c),
+            },
+        ));
+    }
     let request: Request = serde_json::from_value(Value::Object(map)).map_err(|e| {
         (
             Some(id.clone()),
@@ -746,6 +813,46 @@ mod tests {
         assert!(matches!(
             parse_client_frame(r#"{"type":"auth","id":"2","token":5}"#),
             Err((Some(id), FrameError::BadFields { .. })) if id == "2"
+        ));
+    }
+
+    #[test]
+    fn text_fields_refuse_control_and_direction_characters() {
+        for bad in [
+            "a\\u0000b",
+            "\\u001b[2J",
+            "line\\r\\nforged",
+            "\\u202eevil",
+            "x\\u009by",
+            "\\u2066",
+        ] {
+            let frame =
+                format!(r#"{{"type":"presence.set","id":"3","state":"paused","reason":"{bad}"}}"#);
+            assert!(
+                matches!(
+                    parse_client_frame(&frame),
+                    Err((Some(ref id), FrameError::ControlCharacter { ref field, .. }))
+                        if id == "3" && field == "reason"
+                ),
+                "{frame}: {:?}",
+                parse_client_frame(&frame)
+            );
+        }
+        // Ordinary text, accents and emoji pass; an SDP keeps its CRLF line ends, but not NUL.
+        parse_client_frame(
+            r#"{"type":"presence.set","id":"3","state":"paused","reason":"pausa caffè ☕"}"#,
+        )
+        .unwrap();
+        let sdp = r#"{"type":"media.offer","id":"4","call_id":"c","sdp":"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"}"#;
+        parse_client_frame(sdp).unwrap();
+        assert!(matches!(
+            parse_client_frame(&sdp.replace("v=0", "v=0\\u0000")),
+            Err((_, FrameError::ControlCharacter { .. }))
+        ));
+        // Nested values are checked too, under their own key.
+        assert!(matches!(
+            parse_client_frame(r#"{"type":"auth","id":"1","token":"t","capabilities":["printer\u0007"]}"#),
+            Err((_, FrameError::ControlCharacter { ref field, .. })) if field == "capabilities"
         ));
     }
 

@@ -26,6 +26,8 @@ struct Entry {
 pub struct MemoryStore {
     cfg: Arc<QueueConfig>,
     tenants: Arc<Mutex<HashMap<Tenant, Arc<Mutex<Entry>>>>>,
+    /// Revoked keys per tenant, with the time they stop mattering.
+    revoked: Arc<Mutex<HashMap<Tenant, HashMap<String, Time>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -41,6 +43,7 @@ impl MemoryStore {
         Ok(MemoryStore {
             cfg: Arc::new(cfg),
             tenants: Arc::default(),
+            revoked: Arc::default(),
         })
     }
 
@@ -112,6 +115,25 @@ impl Store for MemoryStore {
         let entry = self.entry(tenant);
         let e = lock(&entry);
         Ok(e.tx.subscribe())
+    }
+
+    async fn revoke(&self, tenant: &Tenant, key: &str, until: Time) -> Result<(), Error> {
+        let mut all = lock(&self.revoked);
+        let keys = all.entry(tenant.clone()).or_default();
+        let at = keys.entry(key.to_owned()).or_insert(until);
+        *at = (*at).max(until);
+        Ok(())
+    }
+
+    async fn revoked(&self, tenant: &Tenant, now: Time) -> Result<Vec<String>, Error> {
+        let mut all = lock(&self.revoked);
+        let Some(keys) = all.get_mut(tenant) else {
+            return Ok(Vec::new());
+        };
+        keys.retain(|_, until| *until > now);
+        let mut list: Vec<String> = keys.keys().cloned().collect();
+        list.sort();
+        Ok(list)
     }
 
     async fn ping(&self) -> Result<(), Error> {

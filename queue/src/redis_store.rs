@@ -475,6 +475,42 @@ impl Store for RedisStore {
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }
+
+    async fn revoke(&self, tenant: &Tenant, key: &str, until: Time) -> Result<(), Error> {
+        // A sorted set scored by the time each entry stops mattering; `GT` keeps the later time.
+        let mut conn = self.inner.conn.clone();
+        let _: i64 = redis::cmd("ZADD")
+            .arg(revoked_key(tenant))
+            .arg("GT")
+            .arg(until.0)
+            .arg(key)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoked(&self, tenant: &Tenant, now: Time) -> Result<Vec<String>, Error> {
+        let mut conn = self.inner.conn.clone();
+        let set = revoked_key(tenant);
+        let (_, keys): (i64, Vec<String>) = redis::pipe()
+            .atomic()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&set)
+            .arg("-inf")
+            .arg(now.0)
+            .cmd("ZRANGE")
+            .arg(&set)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(keys)
+    }
+}
+
+/// The tenant's sorted set of revoked login sessions (same hash tag as its other keys).
+fn revoked_key(tenant: &Tenant) -> String {
+    format!("{{{tenant}}}:revoked")
 }
 
 /// Opens a connection for the event-stream reader. Its response timeout lets a blocking `XREAD` run

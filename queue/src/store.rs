@@ -65,6 +65,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store is reachable (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Records that `key` (the server's login-session id) is revoked until `until`; every node
+    /// sees it through [`Store::revoked`]. Entries past their time are dropped.
+    fn revoke(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        until: Time,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The keys revoked and still in force at `now`.
+    fn revoked(
+        &self,
+        tenant: &Tenant,
+        now: Time,
+    ) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
 }
 
 /// Either store, chosen at start-up (`--redis URL` or the embedded default).
@@ -127,6 +143,20 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(s) => s.ping().await,
             AnyStore::Redis(s) => s.ping().await,
+        }
+    }
+
+    async fn revoke(&self, tenant: &Tenant, key: &str, until: Time) -> Result<(), Error> {
+        match self {
+            AnyStore::Memory(s) => s.revoke(tenant, key, until).await,
+            AnyStore::Redis(s) => s.revoke(tenant, key, until).await,
+        }
+    }
+
+    async fn revoked(&self, tenant: &Tenant, now: Time) -> Result<Vec<String>, Error> {
+        match self {
+            AnyStore::Memory(s) => s.revoked(tenant, now).await,
+            AnyStore::Redis(s) => s.revoked(tenant, now).await,
         }
     }
 }
@@ -427,6 +457,16 @@ impl<S: Store> Queue<S> {
     ) -> Result<Applied, Error> {
         self.apply(tenant, now, Command::Heartbeat { node: node.clone() })
             .await
+    }
+
+    /// Revokes a login session (`key`) until `until`, for every node ([`Store::revoke`]).
+    pub async fn revoke(&self, tenant: &Tenant, key: &str, until: Time) -> Result<(), Error> {
+        self.store.revoke(tenant, key, until).await
+    }
+
+    /// The login sessions revoked and still in force at `now` ([`Store::revoked`]).
+    pub async fn revoked(&self, tenant: &Tenant, now: Time) -> Result<Vec<String>, Error> {
+        self.store.revoked(tenant, now).await
     }
 
     /// Expires leases, ends wrap-ups, cleans up dead nodes and routes.

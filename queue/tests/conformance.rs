@@ -1088,6 +1088,25 @@ async fn late_notices_hold_effects_and_unpinning(kind: Kind) {
     h.check().await;
 }
 
+/// Revoked login sessions: seen by every client of the store, kept until their time, then gone;
+/// revoking again never shortens the time; tenants do not see each other's.
+async fn revocations(kind: Kind) {
+    let h = Harness::with_clients(kind, cfg(), 1).await;
+    let other = &h.clients[0];
+    assert!(h.q.revoked(&h.tenant, at(0)).await.unwrap().is_empty());
+    h.q.revoke(&h.tenant, "sid-a", at(100)).await.unwrap();
+    h.q.revoke(&h.tenant, "sid-b", at(50)).await.unwrap();
+    h.q.revoke(&h.tenant, "sid-a", at(10)).await.unwrap();
+    let mut seen = other.revoked(&h.tenant, at(20)).await.unwrap();
+    seen.sort();
+    assert_eq!(seen, ["sid-a", "sid-b"]);
+    assert_eq!(other.revoked(&h.tenant, at(60)).await.unwrap(), ["sid-a"]);
+    assert!(other.revoked(&h.tenant, at(100)).await.unwrap().is_empty());
+    let elsewhere = queue::Tenant::new("altro").unwrap();
+    h.q.revoke(&elsewhere, "sid-c", at(500)).await.unwrap();
+    assert!(h.q.revoked(&h.tenant, at(100)).await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -1115,4 +1134,5 @@ conformance!(
     metrics,
     bad_input_is_an_error,
     late_notices_hold_effects_and_unpinning,
+    revocations,
 );

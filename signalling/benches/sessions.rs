@@ -65,6 +65,10 @@ fn spawn(data: tempfile::TempDir, extra: &[&str]) -> (Server, Duration) {
         .arg(data.path())
         .args(extra)
         .env("RUST_LOG", "warn")
+        // Ten thousand sessions of one kiosk token from one address: a load test, not a client.
+        .env("SPORTELLO_LIMITS__CONNECTIONS_PER_ADDRESS", "0")
+        .env("SPORTELLO_LIMITS__WS_PER_ADDRESS", "0")
+        .env("SPORTELLO_LIMITS__SESSIONS_PER_PRINCIPAL", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -1,5 +1,5 @@
 //! The certificate commands of the `sportello` binary: `verify`, `registry list`,
-//! `certificate issue` and `audit verify`. They use the same configuration and data directory as
+//! `certificate issue`, `audit verify` and `purge`. They use the same configuration and data directory as
 //! `sportello serve`, so they sign with the same key and trust the same list the server publishes.
 
 use std::io::Write;
@@ -117,4 +117,90 @@ pub fn audit_verify(
         .unwrap_or_else(|| config.data_dir.join("audit.log"));
     certificates::audit_verify(&path)
         .with_context(|| format!("audit log {} does not verify", path.display()))
+}
+
+/// `sportello purge --documents-older-than-days N`: deletes the issued documents in `dir` (each
+/// `<id>.pdf` with its `<id>.json`) last written more than `older_than` before `now`; returns their
+/// ids, sorted. With `dry_run` nothing is deleted. Other files are left alone.
+pub fn purge_documents(
+    dir: &Path,
+    older_than: std::time::Duration,
+    now: std::time::SystemTime,
+    dry_run: bool,
+) -> anyhow::Result<Vec<String>> {
+    let mut purged = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(purged),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("pdf") {
+            continue;
+        }
+        let Some(id) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let written = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("cannot read the time of {}", path.display()))?;
+        if now.duration_since(written).unwrap_or_default() <= older_than {
+            continue;
+        }
+        if !dry_run {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot delete {}", path.display()))?;
+            let meta: PathBuf = path.with_extension("json");
+            match std::fs::remove_file(&meta) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot delete {}", meta.display()))
+                }
+            }
+        }
+        purged.push(id);
+    }
+    purged.sort();
+    Ok(purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn purge_deletes_only_documents_past_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        for (id, age) in [("old", 40), ("edge", 29), ("new", 1)] {
+            for ext in ["pdf", "json"] {
+                let path = dir.path().join(format!("{id}.{ext}"));
+                std::fs::write(&path, b"x").unwrap();
+                let file = std::fs::File::options().write(true).open(&path).unwrap();
+                file.set_modified(now - day * age).unwrap();
+            }
+        }
+        std::fs::write(dir.path().join("notes.txt"), b"kept").unwrap();
+        let listed = purge_documents(dir.path(), day * 30, now, true).unwrap();
+        assert_eq!(listed, ["old"]);
+        assert!(
+            dir.path().join("old.pdf").exists(),
+            "a dry run deletes nothing"
+        );
+        assert_eq!(
+            purge_documents(dir.path(), day * 30, now, false).unwrap(),
+            ["old"]
+        );
+        assert!(!dir.path().join("old.pdf").exists() && !dir.path().join("old.json").exists());
+        for kept in ["edge.pdf", "edge.json", "new.pdf", "new.json", "notes.txt"] {
+            assert!(dir.path().join(kept).exists(), "{kept}");
+        }
+        assert!(purge_documents(&dir.path().join("none"), day, now, false)
+            .unwrap()
+            .is_empty());
+    }
 }

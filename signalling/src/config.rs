@@ -39,6 +39,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// WebSocket session settings.
     pub ws: WsConfig,
+    /// Connection limits: timeouts, caps per address and per principal, descriptors in reserve.
+    pub limits: LimitsConfig,
     /// Shutdown behaviour.
     pub shutdown: ShutdownConfig,
     /// Call routing.
@@ -74,6 +76,7 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             ws: WsConfig::default(),
+            limits: LimitsConfig::default(),
             shutdown: ShutdownConfig::default(),
             queue: QueueSettings::default(),
             certificates: certificates::IssuerConfig::default(),
@@ -132,19 +135,88 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Lifetime of a login token, in seconds (a shift plus a margin by default).
+    /// Lifetime of a login session, in seconds (a shift plus a margin by default): its refresh
+    /// token lasts this long.
     pub token_ttl_s: u64,
+    /// Lifetime of an access token, in seconds (at most `token_ttl_s`); pages refresh it with the
+    /// login's refresh token before it ends.
+    pub access_ttl_s: u64,
     /// File with the token signing secret. Processes that share it accept each other's tokens.
     /// Absent means `DATA_DIR/token-secret`, created on first start.
     pub token_secret_file: Option<PathBuf>,
+    /// Password checks (argon2, 19 MiB each) run at once at most; 0 means the number of cores.
+    pub login_concurrency: usize,
+    /// Logins that may wait for a password check; past it a login is answered `503 unavailable`.
+    pub login_queue: usize,
+    /// Logins from one address that may be checked or waiting at once; past it, `429`.
+    pub login_per_address: usize,
+    /// The window failed logins are counted in, in seconds; a lock lasts until it ends.
+    pub login_failure_window_s: u64,
+    /// Failures of one user name from one address that lock that name, for that address only.
+    pub login_failures_per_user_address: u32,
+    /// Failures from one address over all user names that lock the address (password spraying).
+    pub login_failures_per_address: u32,
+    /// Log lines about failed or refused logins per minute; the rest are counted in a summary.
+    pub login_log_lines_per_minute: u32,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             token_ttl_s: 10 * 3600,
+            access_ttl_s: 15 * 60,
             token_secret_file: None,
+            login_concurrency: 0,
+            login_queue: 32,
+            login_per_address: 4,
+            login_failure_window_s: 300,
+            login_failures_per_user_address: 10,
+            login_failures_per_address: 50,
+            login_log_lines_per_minute: 30,
         }
+    }
+}
+
+impl AuthConfig {
+    /// The problems of the login limits (empty when valid).
+    fn login_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (what, value, max) in [
+            ("login_concurrency", self.login_concurrency as u64, 1024),
+            ("login_queue", self.login_queue as u64, 100_000),
+        ] {
+            if value > max {
+                problems.push(format!("auth.{what}: {value} must be at most {max}"));
+            }
+        }
+        for (what, value, max) in [
+            ("login_per_address", self.login_per_address as u64, 100_000),
+            (
+                "login_failure_window_s",
+                self.login_failure_window_s,
+                86_400,
+            ),
+            (
+                "login_failures_per_user_address",
+                u64::from(self.login_failures_per_user_address),
+                1_000_000,
+            ),
+            (
+                "login_failures_per_address",
+                u64::from(self.login_failures_per_address),
+                1_000_000,
+            ),
+            (
+                "login_log_lines_per_minute",
+                u64::from(self.login_log_lines_per_minute),
+                100_000,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                problems.push(format!("auth.{what}: {value} must be between 1 and {max}"));
+            }
+        }
+        problems
     }
 }
 
@@ -176,6 +248,82 @@ impl Default for WsConfig {
             rate_per_s: 20,
             rate_burst: 40,
         }
+    }
+}
+
+/// Connection limits (see `docs/security.md`). Every cap counts an IPv4 address, or an IPv6 /64.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Seconds a connection has to send a whole request head: from accept (TLS handshake
+    /// included), and again after each response on a kept-alive connection. Idle or half-sent
+    /// requests are closed after it.
+    pub header_timeout_s: u64,
+    /// Seconds a request body may go without sending any data before the request fails and the
+    /// connection closes.
+    pub body_timeout_s: u64,
+    /// Open connections (HTTP and WebSocket) from one address on the public listener; further
+    /// ones are closed at once. 0: no cap.
+    pub connections_per_address: u32,
+    /// WebSocket sockets from one address; further upgrades get `429 rate_limited`. 0: no cap.
+    pub ws_per_address: u32,
+    /// Sessions one kiosk, operator or supervisor may hold at once on this process; a further
+    /// `auth` gets `rate_limited` and close code 4429. 0: no cap.
+    pub sessions_per_principal: u32,
+    /// Open connections on the public listener in all. 0: what the file-descriptor limit leaves
+    /// after `fd_reserve`.
+    pub max_connections: u32,
+    /// File descriptors kept from the public listener for the admin listener, media, Redis, mail
+    /// and files (at most a quarter of the limit is reserved).
+    pub fd_reserve: u32,
+    /// Open connections on the admin listener in all (they come out of the reserve).
+    pub admin_connections: u32,
+    /// Addresses not capped per address (a reverse proxy that all clients come through). They
+    /// still count in the totals, and their principals in `sessions_per_principal`.
+    pub exempt_addresses: Vec<std::net::IpAddr>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_timeout_s: 20,
+            body_timeout_s: 20,
+            connections_per_address: 256,
+            ws_per_address: 128,
+            sessions_per_principal: 8,
+            max_connections: 0,
+            fd_reserve: 512,
+            admin_connections: 64,
+            exempt_addresses: Vec::new(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The problems of the limits (empty when valid).
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (what, value) in [
+            ("header_timeout_s", self.header_timeout_s),
+            ("body_timeout_s", self.body_timeout_s),
+        ] {
+            if !(1..=600).contains(&value) {
+                problems.push(format!("limits.{what}: {value} must be between 1 and 600"));
+            }
+        }
+        if !(1..=10_000).contains(&self.admin_connections) {
+            problems.push(format!(
+                "limits.admin_connections: {} must be between 1 and 10000",
+                self.admin_connections
+            ));
+        }
+        if self.fd_reserve < 64 {
+            problems.push(format!(
+                "limits.fd_reserve: {} must be at least 64",
+                self.fd_reserve
+            ));
+        }
+        problems
     }
 }
 
@@ -586,6 +734,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "auth",
     "ws",
+    "limits",
     "shutdown",
     "queue",
     "certificates",
@@ -692,6 +841,13 @@ impl Config {
                 self.auth.token_ttl_s
             ));
         }
+        if !(60..=self.auth.token_ttl_s.max(60)).contains(&self.auth.access_ttl_s) {
+            problems.push(format!(
+                "auth.access_ttl_s: {} must be between 60 and auth.token_ttl_s ({})",
+                self.auth.access_ttl_s, self.auth.token_ttl_s
+            ));
+        }
+        problems.extend(self.auth.login_problems());
         if !(1..=300).contains(&self.ws.heartbeat_s) {
             problems.push(format!(
                 "ws.heartbeat_s: {} must be between 1 and 300",
@@ -719,6 +875,7 @@ impl Config {
                 self.ws.rate_burst
             ));
         }
+        problems.extend(self.limits.problems());
         if self.shutdown.drain_s > 3600 {
             problems.push(format!(
                 "shutdown.drain_s: {} must be at most 3600",

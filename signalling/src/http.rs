@@ -1,15 +1,13 @@
 //! The HTTP surface: `fn app(state) -> Router` for the public listener and `fn admin(state)` for
 //! the admin listener. Tests drive both with `oneshot` without binding a port.
 
-use std::time::Instant;
-
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use protocol::{ErrorCode, LoginRequest, LoginResponse};
+use protocol::{LoginRequest, LoginResponse};
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -20,7 +18,6 @@ use crate::accounts::Principal;
 use crate::error::{ApiJson, AppError};
 use crate::shutdown::Phase;
 use crate::state::AppState;
-use crate::tokens::{rfc3339, unix_now};
 
 /// The request-id header, set on every request that lacks one and echoed on every response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -32,6 +29,8 @@ const API_BODY_LIMIT: usize = 64 * 1024;
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(crate::revocation::logout))
+        .route("/api/v1/refresh", post(crate::revocation::refresh))
         .route("/api/v1/session", get(session))
         .route("/api/v1/ws", get(crate::ws::endpoint))
         .route("/healthz", get(healthz))
@@ -75,10 +74,10 @@ pub fn app(state: AppState) -> Router {
             post(crate::documents::upload_scan),
         )
         .layer(axum::extract::DefaultBodyLimit::max(
-            crate::calls::incall::MAX_SCAN_BYTES + 1,
+            crate::calls::incall::MAX_SCAN_BYTES,
         ))
         .layer(RequestBodyLimitLayer::new(
-            crate::calls::incall::MAX_SCAN_BYTES + 1,
+            crate::calls::incall::MAX_SCAN_BYTES,
         ));
     with_common_layers(api.merge(scans), state)
 }
@@ -106,6 +105,30 @@ async fn json_too_large(response: Response) -> Response {
     let mut json = AppError::invalid("the request body is too large").into_response();
     *json.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
     json
+}
+
+/// Whether a client's `x-request-id` may be kept (logged and echoed): 1–64 characters of
+/// `A-Z a-z 0-9 . _ : -`.
+pub fn valid_request_id(value: &[u8]) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Removes an `x-request-id` that is not [`valid_request_id`] (too long, spaces, quotes…), so
+/// that a fresh one replaces it rather than landing in the logs as sent.
+async fn drop_bad_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    if request
+        .headers()
+        .get_all(REQUEST_ID)
+        .iter()
+        .any(|v| !valid_request_id(v.as_bytes()))
+        || request.headers().get_all(REQUEST_ID).iter().count() > 1
+    {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
 }
 
 fn with_common_layers(router: Router<AppState>, state: AppState) -> Router {
@@ -137,59 +160,21 @@ fn with_common_layers(router: Router<AppState>, state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_bad_request_id))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.tls.is_some(),
+            crate::headers::security_headers,
+        ))
         .with_state(state)
 }
 
+/// `POST /api/v1/login`; the limits and throttling are in [`crate::login`].
 async fn login(
     State(state): State<AppState>,
+    crate::login::ClientIp(client): crate::login::ClientIp,
     ApiJson(body): ApiJson<LoginRequest>,
-) -> Result<Json<LoginResponse>, AppError> {
-    let key = body.username.to_ascii_lowercase();
-    {
-        let throttle = state
-            .login_throttle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if !throttle.allowed(Instant::now(), &key) {
-            state.metrics.logins.with_label_values(&["throttled"]).inc();
-            return Err(AppError::new(
-                ErrorCode::RateLimited,
-                "too many failed logins for this user; wait a few minutes",
-            ));
-        }
-    }
-    if body.username.len() > 128 || body.password.len() > 1024 {
-        return Err(AppError::invalid("username or password too long"));
-    }
-    let directory = state.directory.clone();
-    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let principal = tokio::task::spawn_blocking(move || {
-        directory.verify_password(&body.username, &body.password)
-    })
-    .await
-    .map_err(AppError::internal)?;
-    let Some(principal) = principal else {
-        state
-            .login_throttle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failed(Instant::now(), &key);
-        state.metrics.logins.with_label_values(&["failed"]).inc();
-        return Err(AppError::unauthorized("wrong username or password"));
-    };
-    state
-        .login_throttle
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .succeeded(&key);
-    state.metrics.logins.with_label_values(&["ok"]).inc();
-    let (token, exp) = state.tokens.issue(&principal, unix_now());
-    tracing::info!(principal = %principal.id, role = principal.role.as_str(), "login");
-    Ok(Json(LoginResponse {
-        token,
-        role: principal.role,
-        expires_at: rfc3339(exp),
-    }))
+) -> Result<Json<LoginResponse>, crate::login::LoginError> {
+    crate::login::login(&state, client, body).await
 }
 
 /// The authenticated principal of an HTTP request (`Authorization: Bearer <token>`); kiosks use

@@ -64,6 +64,19 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Delete issued certificates (PDF and metadata in DATA_DIR/documents) older than the
+    /// retention; the audit log keeps the record that they were issued. Run it from cron or a
+    /// systemd timer.
+    Purge {
+        /// Keep documents issued within this many days (at least 1).
+        #[arg(long, value_name = "DAYS")]
+        documents_older_than_days: u64,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        common: ServeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +245,31 @@ fn main() -> ExitCode {
                     ""
                 }
             );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Some(Command::Purge {
+            documents_older_than_days,
+            dry_run,
+            common,
+        }) => with_config(&common, |config| {
+            anyhow::ensure!(
+                documents_older_than_days >= 1,
+                "--documents-older-than-days must be at least 1"
+            );
+            let purged = commands::purge_documents(
+                &config.data_dir.join("documents"),
+                std::time::Duration::from_secs(documents_older_than_days * 86_400),
+                std::time::SystemTime::now(),
+                dry_run,
+            )?;
+            println!(
+                "{} {} document(s) older than {documents_older_than_days} day(s)",
+                if dry_run { "would delete" } else { "deleted" },
+                purged.len()
+            );
+            for id in purged {
+                println!("  {id}");
+            }
             Ok(ExitCode::SUCCESS)
         }),
         Some(Command::Audit {

@@ -28,7 +28,8 @@ pub struct Metrics {
     /// `sportello_ws_requests_total{type,outcome}`: WebSocket requests by type and reply (`ok` or
     /// the error code).
     pub ws_requests: IntCounterVec,
-    /// `sportello_logins_total{outcome}`.
+    /// `sportello_logins_total{outcome}`: `ok`, `failed` (wrong user name or password),
+    /// `throttled` (too many failures: `429`), `busy` (too many logins at once: `429` or `503`).
     pub logins: IntCounterVec,
 }
 
@@ -147,9 +148,28 @@ impl Default for Metrics {
 
 /// Middleware that counts and times every request by method, matched route and status. The route
 /// label is the route pattern, never the raw path, so label cardinality stays bounded.
+/// The `method` label: one of the standard methods, else `other`, so that made-up methods cannot
+/// create metric series (the route is the matched route or `unmatched`, the status one the server
+/// itself produced).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -159,11 +179,11 @@ pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: 
     let status = response.status().as_u16().to_string();
     metrics
         .http_requests
-        .with_label_values(&[&method, &route, &status])
+        .with_label_values(&[method, &route, &status])
         .inc();
     metrics
         .http_duration
-        .with_label_values(&[&method, &route])
+        .with_label_values(&[method, &route])
         .observe(started.elapsed().as_secs_f64());
     response
 }

@@ -2,22 +2,23 @@
 //! runs the background tasks, and shuts down gracefully on request.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::accounts::{directory_for, DemoCredentials};
 use crate::config::Config;
+use crate::limits::{HeadDeadline, LimitAcceptor};
 use crate::metrics::Metrics;
 use crate::routing::Routing;
 use crate::sessions::Graces;
 use crate::shutdown::{left_running, Phase, Shutdown};
 use crate::state::{AppState, SessionHub};
-use crate::throttle::LoginThrottle;
 use crate::tokens::{TokenIssuer, TOKEN_SECRET_FILE};
 
 /// A started server.
@@ -65,7 +66,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .clone()
         .unwrap_or_else(|| config.data_dir.join(TOKEN_SECRET_FILE));
     let tokens =
-        TokenIssuer::load_or_create(&secret_file, config.auth.token_ttl_s, &config.tenant)?;
+        TokenIssuer::load_or_create(&secret_file, config.auth.token_ttl_s, &config.tenant)?
+            .with_access_ttl(config.auth.access_ttl_s);
     let directory_config = config.clone();
     let (directory, demo) = tokio::task::spawn_blocking(move || directory_for(&directory_config))
         .await
@@ -85,9 +87,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let public = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     public.set_nonblocking(true)?;
-    let admin = tokio::net::TcpListener::bind(config.admin_listen)
-        .await
+    let admin = std::net::TcpListener::bind(config.admin_listen)
         .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
+    admin.set_nonblocking(true)?;
     let addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
 
@@ -110,6 +112,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         );
     }
     let metrics = Metrics::new();
+    let nofile = crate::limits::raise_nofile();
+    let limits = Arc::new(crate::limits::Limits::new(
+        &config.limits,
+        nofile,
+        &metrics.registry,
+    ));
+    tracing::info!(
+        nofile = ?nofile,
+        public_connections = limits.public.open_cap(),
+        "file-descriptor limit"
+    );
     let routing = Routing::open(&config, &metrics.registry).await?;
     let media_config = config
         .media
@@ -119,13 +132,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .context("cannot start the media plane (check media.udp / media.tcp)")?;
     let incall = in_call(&config).await?;
+    let login = crate::login::LoginGuard::new(&config.auth);
     let state = AppState {
         incall: Arc::new(incall),
-        sessions: Arc::new(SessionHub::new(Graces {
-            kiosk: Duration::from_secs(config.ws.kiosk_grace_s),
-            operator: Duration::from_secs(config.ws.operator_grace_s),
-            supervisor: Duration::from_secs(config.ws.supervisor_grace_s),
-        })),
+        sessions: Arc::new(SessionHub::with_per_principal(
+            Graces {
+                kiosk: Duration::from_secs(config.ws.kiosk_grace_s),
+                operator: Duration::from_secs(config.ws.operator_grace_s),
+                supervisor: Duration::from_secs(config.ws.supervisor_grace_s),
+            },
+            config.limits.sessions_per_principal as usize,
+        )),
         config: Arc::new(config),
         directory: Arc::new(directory),
         tokens: Arc::new(tokens),
@@ -136,7 +153,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         events: Arc::new(crate::calls::hub::EventHub::new()),
         issuer: Arc::new(issuer),
         media: Arc::new(crate::calls::media::MediaPlane::new(sfu)),
-        login_throttle: Arc::new(Mutex::new(LoginThrottle::new(Duration::from_secs(300), 10))),
+        login: Arc::new(login),
+        limits,
+        revocations: Arc::default(),
     };
 
     // Subscribe before serving, so no batch committed by a request can be missed.
@@ -148,6 +167,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .context("cannot subscribe to queue events")?;
     tokio::spawn(crate::calls::media::run_events(state.clone(), media_events));
     tokio::spawn(crate::calls::incall::run_resends(state.clone()));
+    tokio::spawn(crate::revocation::run(state.clone()));
     let task = tokio::spawn(serve(state.clone(), public, admin, tls.clone(), effects));
     Ok(RunningServer {
         addr,
@@ -205,38 +225,55 @@ async fn in_call(config: &Config) -> anyhow::Result<crate::calls::incall::InCall
 async fn serve(
     state: AppState,
     public: std::net::TcpListener,
-    admin: tokio::net::TcpListener,
+    admin: std::net::TcpListener,
     tls: Option<RustlsConfig>,
     effects: queue::EffectReceiver,
 ) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
-    let app = crate::http::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // Small frames must leave at once: without TCP_NODELAY, an event written right after another
-    // waits for the client's delayed ACK (about 40 ms on Linux).
+    let limits = state.limits.clone();
+    let app = crate::http::app(state.clone())
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    // Every connection is counted per address and in all (refused past the caps), and must send a
+    // whole request head within the header timeout; see `limits`.
+    let counted = LimitAcceptor::new(limits.public.clone(), tls.is_none());
     let public_task = match tls {
-        Some(tls) => tokio::spawn(
-            axum_server::from_tcp_rustls(public, tls)
-                .map(|a| a.acceptor(axum_server::accept::NoDelayAcceptor::new()))
-                .handle(handle.clone())
-                .serve(app),
-        ),
-        None => tokio::spawn(
-            axum_server::from_tcp(public)
-                .acceptor(axum_server::accept::NoDelayAcceptor::new())
-                .handle(handle.clone())
-                .serve(app),
-        ),
+        Some(tls) => {
+            let tls = RustlsAcceptor::new(tls)
+                .handshake_timeout(limits.header_timeout)
+                .acceptor(counted);
+            let mut server = axum_server::from_tcp(public)
+                .acceptor(HeadDeadline::new(tls, limits.header_timeout))
+                .handle(handle.clone());
+            configure_http(server.http_builder(), limits.header_timeout);
+            tokio::spawn(server.serve(app))
+        }
+        None => {
+            let mut server = axum_server::from_tcp(public)
+                .acceptor(HeadDeadline::new(counted, limits.header_timeout))
+                .handle(handle.clone());
+            configure_http(server.http_builder(), limits.header_timeout);
+            tokio::spawn(server.serve(app))
+        }
     };
 
     let mut admin_phase = state.shutdown.subscribe();
-    let admin_app = crate::http::admin(state.clone());
-    let admin_task = tokio::spawn(async move {
-        axum::serve(admin, admin_app)
-            .with_graceful_shutdown(async move {
-                // The admin listener stays up while draining so /readyz can say "not ready".
-                let _ = admin_phase.wait_for(|p| *p == Phase::Stopping).await;
-            })
-            .await
+    let admin_handle = axum_server::Handle::new();
+    let admin_app = crate::http::admin(state.clone())
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let mut admin_server = axum_server::from_tcp(admin)
+        .acceptor(HeadDeadline::new(
+            LimitAcceptor::new(limits.admin.clone(), true),
+            limits.header_timeout,
+        ))
+        .handle(admin_handle.clone());
+    configure_http(admin_server.http_builder(), limits.header_timeout);
+    let admin_task = tokio::spawn(admin_server.serve(admin_app));
+    // The admin listener stays up while draining so /readyz can say "not ready".
+    tokio::spawn(async move {
+        let _ = admin_phase.wait_for(|p| *p == Phase::Stopping).await;
+        admin_handle.graceful_shutdown(Some(Duration::from_secs(1)));
     });
 
     let reaper = tokio::spawn(reap_sessions(state.clone()));
@@ -276,6 +313,18 @@ async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// HTTP/1 settings of both listeners: hyper's header timeout (with the timer it needs) bounds the
+/// wait for each request head after the first on a kept-alive connection.
+fn configure_http(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    header_timeout: Duration,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
 }
 
 /// Expires detached sessions past their grace period, once a second. When a principal's last

@@ -65,6 +65,13 @@ pub struct Expired {
     pub principal: Principal,
 }
 
+/// A new session refused because its principal holds as many attached sessions as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManySessions {
+    /// The cap.
+    pub cap: usize,
+}
+
 /// Every session of this process.
 #[derive(Debug)]
 pub struct SessionRegistry {
@@ -72,6 +79,7 @@ pub struct SessionRegistry {
     graces: Graces,
     next_attachment: u64,
     expired: Vec<Expired>,
+    per_principal: usize,
 }
 
 impl SessionRegistry {
@@ -82,7 +90,59 @@ impl SessionRegistry {
             graces,
             next_attachment: 1,
             expired: Vec::new(),
+            per_principal: 0,
         }
+    }
+
+    /// This registry with at most `cap` sessions per principal (0: no cap). Past the cap a new
+    /// session first takes the place of the principal's oldest detached one; when all of them are
+    /// attached it is refused. Resuming is never refused.
+    pub fn with_per_principal(mut self, cap: usize) -> Self {
+        self.per_principal = cap;
+        self
+    }
+
+    /// Like [`attach`](Self::attach), within the per-principal cap.
+    pub fn try_attach(
+        &mut self,
+        now: Instant,
+        principal: &Principal,
+        capabilities: &[Capability],
+        resume: Option<&str>,
+    ) -> Result<Attached, TooManySessions> {
+        let resumable = resume.is_some_and(|id| {
+            self.expire_one(now, id);
+            self.sessions
+                .get(id)
+                .is_some_and(|e| e.principal == *principal)
+        });
+        if self.per_principal > 0 && !resumable {
+            let held = self
+                .sessions
+                .values()
+                .filter(|e| e.principal == *principal)
+                .count();
+            if held >= self.per_principal {
+                // Oldest detached first; attached ones (no detach time) cannot be replaced.
+                let mut detached: Vec<(Instant, String)> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, e)| e.principal == *principal)
+                    .filter_map(|(id, e)| e.detached_at.map(|at| (at, id.clone())))
+                    .collect();
+                let excess = held + 1 - self.per_principal;
+                if detached.len() < excess {
+                    return Err(TooManySessions {
+                        cap: self.per_principal,
+                    });
+                }
+                detached.sort();
+                for (_, id) in detached.into_iter().take(excess) {
+                    self.sessions.remove(&id);
+                }
+            }
+        }
+        Ok(self.attach(now, principal, capabilities, resume))
     }
 
     /// Opens a session for `principal`, resuming `resume` when it names a session of the same
@@ -320,6 +380,36 @@ mod tests {
         // The old socket's detach arrives late and must not detach the new one.
         reg.detach(t0, &a.session_id, a.attachment);
         assert!(reg.is_attached(&a.session_id));
+    }
+
+    #[test]
+    fn a_principal_past_its_cap_is_refused_unless_a_detached_session_can_go() {
+        let t0 = Instant::now();
+        let mut reg = SessionRegistry::new(graces()).with_per_principal(2);
+        let a = reg.try_attach(t0, &kiosk(), &[], None).unwrap();
+        let b = reg.try_attach(t0, &kiosk(), &[], None).unwrap();
+        assert_eq!(
+            reg.try_attach(t0, &kiosk(), &[], None),
+            Err(TooManySessions { cap: 2 })
+        );
+        // Another principal is not affected.
+        let other = Principal {
+            role: Role::Operator,
+            id: "maria".into(),
+        };
+        assert!(reg.try_attach(t0, &other, &[], None).is_ok());
+        // Resuming a held session is never refused.
+        let again = reg
+            .try_attach(t0, &kiosk(), &[], Some(&a.session_id))
+            .unwrap();
+        assert!(again.resumed);
+        // A detached session makes way for a new one, and leaves without expiring.
+        reg.detach(t0, &b.session_id, b.attachment);
+        let c = reg.try_attach(t0, &kiosk(), &[], None).unwrap();
+        assert!(!c.resumed);
+        assert!(reg.capabilities(&b.session_id).is_none());
+        assert_eq!(reg.len(), 3);
+        assert!(reg.expire(t0 + Duration::from_secs(3600)).is_empty());
     }
 
     #[test]

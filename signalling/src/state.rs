@@ -13,7 +13,6 @@ use crate::metrics::Metrics;
 use crate::routing::Routing;
 use crate::sessions::{Attached, Graces, SessionRegistry};
 use crate::shutdown::Shutdown;
-use crate::throttle::LoginThrottle;
 use crate::tokens::{unix_now, TokenError, TokenIssuer};
 use crate::ws::connection::{Opened, SessionOpener};
 
@@ -44,8 +43,12 @@ pub struct AppState {
     pub incall: Arc<crate::calls::incall::InCall>,
     /// The media plane and the monitors of each call.
     pub media: Arc<crate::calls::media::MediaPlane>,
-    /// Failed-login throttle.
-    pub login_throttle: Arc<Mutex<LoginThrottle>>,
+    /// Password logins: the bound on concurrent checks, the failure throttle, the log budget.
+    pub login: Arc<crate::login::LoginGuard>,
+    /// Connection limits: per-address counts, timeouts, the per-principal session cap.
+    pub limits: Arc<crate::limits::Limits>,
+    /// This process's copy of the logged-out login sessions.
+    pub revocations: Arc<crate::revocation::Revocations>,
 }
 
 impl AppState {
@@ -57,8 +60,16 @@ impl AppState {
                 id: kiosk.id.clone(),
             });
         }
-        match self.tokens.verify(token, unix_now()) {
-            Ok((principal, _)) if self.directory.contains(&principal) => Ok(principal),
+        match self.tokens.check(token, unix_now()) {
+            Ok(info) if info.kind != crate::tokens::TokenKind::Access => Err((
+                ErrorCode::Unauthorized,
+                "a refresh token only buys access tokens (POST /api/v1/refresh)".into(),
+            )),
+            Ok(info) if self.revocations.contains(&info.sid) => Err((
+                ErrorCode::Unauthorized,
+                "the token was revoked (logged out)".into(),
+            )),
+            Ok(info) if self.directory.contains(&info.principal) => Ok(info.principal),
             Ok(_) => Err((
                 ErrorCode::Unauthorized,
                 "the token's account no longer exists".into(),
@@ -84,9 +95,14 @@ struct HubInner {
 impl SessionHub {
     /// A hub with these grace periods.
     pub fn new(graces: Graces) -> Self {
+        Self::with_per_principal(graces, 0)
+    }
+
+    /// A hub with these grace periods and at most `cap` sessions per principal (0: no cap).
+    pub fn with_per_principal(graces: Graces, cap: usize) -> Self {
         SessionHub {
             inner: Mutex::new(HubInner {
-                registry: SessionRegistry::new(graces),
+                registry: SessionRegistry::new(graces).with_per_principal(cap),
                 kicks: Default::default(),
             }),
         }
@@ -98,18 +114,21 @@ impl SessionHub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Attaches a socket; returns the attachment and a token cancelled if it is superseded.
+    /// Attaches a socket; returns the attachment and a token cancelled if it is superseded, or
+    /// the refusal when the principal holds as many sessions as it may.
     pub fn attach(
         &self,
         now: Instant,
         principal: &Principal,
         auth: &Auth,
-    ) -> (Attached, CancellationToken) {
+    ) -> Result<(Attached, CancellationToken), crate::sessions::TooManySessions> {
         let mut inner = self.lock();
-        let attached =
-            inner
-                .registry
-                .attach(now, principal, &auth.capabilities, auth.resume.as_deref());
+        let attached = inner.registry.try_attach(
+            now,
+            principal,
+            &auth.capabilities,
+            auth.resume.as_deref(),
+        )?;
         if let Some(old) = attached.superseded {
             if let Some(token) = inner.kicks.remove(&(attached.session_id.clone(), old)) {
                 token.cancel();
@@ -120,7 +139,7 @@ impl SessionHub {
             (attached.session_id.clone(), attached.attachment),
             token.clone(),
         );
-        (attached, token)
+        Ok((attached, token))
     }
 
     /// Detaches a socket that ended.
@@ -171,7 +190,25 @@ pub struct StateOpener<'a> {
 impl SessionOpener for StateOpener<'_> {
     fn open(&mut self, now: Instant, auth: &Auth) -> Result<Opened, (ErrorCode, String)> {
         let principal = self.state.authenticate(&auth.token)?;
-        let (attached, kick) = self.state.sessions.attach(now, &principal, auth);
+        let (attached, kick) =
+            self.state
+                .sessions
+                .attach(now, &principal, auth)
+                .map_err(|refused| {
+                    tracing::info!(
+                        principal = %principal.id,
+                        role = principal.role.as_str(),
+                        cap = refused.cap,
+                        "session refused: the principal holds as many sessions as it may"
+                    );
+                    (
+                        ErrorCode::RateLimited,
+                        format!(
+                            "{} already holds {} sessions; close one or resume it",
+                            principal.id, refused.cap
+                        ),
+                    )
+                })?;
         let opened = Opened {
             session_id: attached.session_id.clone(),
             principal,

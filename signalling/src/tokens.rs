@@ -1,5 +1,9 @@
-//! Login tokens: HS256-signed JWTs carrying the principal, its role and an expiry. The signing
-//! secret is shared by every process of a deployment (a file), so a token from one node works on all.
+//! Login tokens: HS256-signed JWTs carrying the principal, its role, an expiry, the login session
+//! they belong to (`sid`) and their kind. A login gives a short-lived *access* token (HTTP and the
+//! WebSocket) and a *refresh* token that lasts a shift and only buys new access tokens
+//! (`POST /api/v1/refresh`). Logging out revokes the session id, so every token of that login
+//! stops working on every node ([`crate::revocation`]). The signing secret is shared by every
+//! process of a deployment (a file), so a token from one node works on all.
 
 use std::path::Path;
 
@@ -28,6 +32,44 @@ pub enum TokenError {
     /// A kiosk token cannot be a login token.
     #[error("kiosks authenticate with device tokens, not login tokens")]
     KioskRole,
+    /// A refresh token where an access token is needed, or the other way round.
+    #[error("wrong kind of token")]
+    WrongKind,
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// HTTP and the WebSocket `auth` frame.
+    #[default]
+    Access,
+    /// Only `POST /api/v1/refresh`.
+    Refresh,
+}
+
+/// A checked token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Whose it is.
+    pub principal: Principal,
+    /// When it expires (Unix seconds).
+    pub exp: u64,
+    /// The login session it belongs to (empty for tokens issued before sessions existed).
+    pub sid: String,
+    /// Its kind.
+    pub kind: TokenKind,
+}
+
+/// The tokens of one login.
+#[derive(Debug, Clone)]
+pub struct IssuedSession {
+    /// The access token and its expiry.
+    pub access: (String, u64),
+    /// The refresh token and its expiry (the end of the login session).
+    pub refresh: (String, u64),
+    /// The session id both carry.
+    pub sid: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,6 +80,10 @@ struct Claims {
     iss: String,
     iat: u64,
     exp: u64,
+    #[serde(default)]
+    sid: String,
+    #[serde(default)]
+    kind: TokenKind,
 }
 
 /// Issues and checks login tokens.
@@ -46,6 +92,7 @@ pub struct TokenIssuer {
     decoding: DecodingKey,
     validation: Validation,
     ttl_s: u64,
+    access_ttl_s: u64,
     tenant: String,
 }
 
@@ -75,8 +122,20 @@ impl TokenIssuer {
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl_s,
+            access_ttl_s: ttl_s,
             tenant: tenant.to_owned(),
         }
+    }
+
+    /// Access tokens of a session last `access_ttl_s` (at most the session's `ttl_s`).
+    pub fn with_access_ttl(mut self, access_ttl_s: u64) -> Self {
+        self.access_ttl_s = access_ttl_s.min(self.ttl_s);
+        self
+    }
+
+    /// The access token lifetime in seconds.
+    pub fn access_ttl_s(&self) -> u64 {
+        self.access_ttl_s
     }
 
     /// Loads the secret from `file`, creating it with 32 random bytes when it does not exist.
@@ -95,14 +154,19 @@ impl TokenIssuer {
         Ok(TokenIssuer::new(trimmed, ttl_s, tenant))
     }
 
-    /// The token lifetime in seconds.
+    /// The login session lifetime in seconds (the refresh token's).
     pub fn ttl_s(&self) -> u64 {
         self.ttl_s
     }
 
-    /// Issues a token for `principal` at wall-clock time `now_unix`; returns it and its expiry.
-    pub fn issue(&self, principal: &Principal, now_unix: u64) -> (String, u64) {
-        let exp = now_unix + self.ttl_s;
+    fn sign(
+        &self,
+        principal: &Principal,
+        now_unix: u64,
+        exp: u64,
+        sid: &str,
+        kind: TokenKind,
+    ) -> String {
         let claims = Claims {
             sub: principal.id.clone(),
             role: principal.role,
@@ -110,14 +174,56 @@ impl TokenIssuer {
             iss: ISSUER.into(),
             iat: now_unix,
             exp,
+            sid: sid.to_owned(),
+            kind,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HS256 encoding of plain claims cannot fail");
-        (token, exp)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 encoding of plain claims cannot fail")
     }
 
-    /// Checks a token at wall-clock time `now_unix` and returns its principal and expiry.
-    pub fn verify(&self, token: &str, now_unix: u64) -> Result<(Principal, u64), TokenError> {
+    /// Starts a login session for `principal` at `now_unix`: a new session id, an access token
+    /// and a refresh token.
+    pub fn issue_session(&self, principal: &Principal, now_unix: u64) -> IssuedSession {
+        let sid = uuid::Uuid::new_v4().simple().to_string();
+        let session_end = now_unix + self.ttl_s;
+        let access_exp = now_unix + self.access_ttl_s;
+        IssuedSession {
+            access: (
+                self.sign(principal, now_unix, access_exp, &sid, TokenKind::Access),
+                access_exp,
+            ),
+            refresh: (
+                self.sign(principal, now_unix, session_end, &sid, TokenKind::Refresh),
+                session_end,
+            ),
+            sid,
+        }
+    }
+
+    /// A new access token of session `sid` (from a refresh token expiring at `session_end`): it
+    /// never outlives the session.
+    pub fn refresh_access(
+        &self,
+        principal: &Principal,
+        sid: &str,
+        session_end: u64,
+        now_unix: u64,
+    ) -> (String, u64) {
+        let exp = (now_unix + self.access_ttl_s).min(session_end);
+        (
+            self.sign(principal, now_unix, exp, sid, TokenKind::Access),
+            exp,
+        )
+    }
+
+    /// Issues an access token of a new session for `principal` at wall-clock time `now_unix`;
+    /// returns it and its expiry.
+    pub fn issue(&self, principal: &Principal, now_unix: u64) -> (String, u64) {
+        self.issue_session(principal, now_unix).access
+    }
+
+    /// Checks a token of any kind at wall-clock time `now_unix`.
+    pub fn check(&self, token: &str, now_unix: u64) -> Result<TokenInfo, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
@@ -130,13 +236,24 @@ impl TokenIssuer {
         if claims.role == Role::Kiosk {
             return Err(TokenError::KioskRole);
         }
-        Ok((
-            Principal {
+        Ok(TokenInfo {
+            principal: Principal {
                 role: claims.role,
                 id: claims.sub,
             },
-            claims.exp,
-        ))
+            exp: claims.exp,
+            sid: claims.sid,
+            kind: claims.kind,
+        })
+    }
+
+    /// Checks an access token at wall-clock time `now_unix` and returns its principal and expiry.
+    pub fn verify(&self, token: &str, now_unix: u64) -> Result<(Principal, u64), TokenError> {
+        let info = self.check(token, now_unix)?;
+        if info.kind != TokenKind::Access {
+            return Err(TokenError::WrongKind);
+        }
+        Ok((info.principal, info.exp))
     }
 }
 
@@ -192,6 +309,31 @@ mod tests {
         );
         assert_eq!(issuer.verify("a.b.c", 1_001), Err(TokenError::Invalid));
         assert_eq!(issuer.verify("", 1_001), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_session_has_short_access_tokens_and_a_refresh_token_of_its_own_kind() {
+        let issuer = TokenIssuer::new(&[7u8; 32], 36_000, "default").with_access_ttl(900);
+        let s = issuer.issue_session(&op(), 1_000);
+        assert_eq!(s.access.1, 1_900);
+        assert_eq!(s.refresh.1, 37_000);
+        assert_eq!(issuer.verify(&s.access.0, 1_899), Ok((op(), 1_900)));
+        assert_eq!(issuer.verify(&s.access.0, 1_900), Err(TokenError::Expired));
+        // A refresh token is no access token, and carries the same session.
+        assert_eq!(
+            issuer.verify(&s.refresh.0, 1_001),
+            Err(TokenError::WrongKind)
+        );
+        let info = issuer.check(&s.refresh.0, 1_001).unwrap();
+        assert_eq!(
+            (info.kind, info.sid.as_str()),
+            (TokenKind::Refresh, s.sid.as_str())
+        );
+        let (again, exp) = issuer.refresh_access(&op(), &info.sid, info.exp, 36_500);
+        assert_eq!(exp, 37_000, "never past the session's end");
+        let info = issuer.check(&again, 36_501).unwrap();
+        assert_eq!((info.kind, info.sid), (TokenKind::Access, s.sid.clone()));
+        assert_ne!(issuer.issue_session(&op(), 1_000).sid, s.sid);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! wrap-up closed (its kiosk shows the end screen). The console is checked with
 //! axe-core (no serious or critical violations) and screenshots are taken (into
 //! `target/tmp/screenshots/`, or `docs/screenshots/console-*.png` with `UPDATE_SCREENSHOTS=1`).
+//! Every page runs under the server's Content-Security-Policy without a violation, and the script
+//! reads the pages' state from the DOM (they carry no test hook).
 //!
 //! A missing Chromium or Node.js fails the test (it never skips).
 
@@ -68,8 +70,12 @@ async fn an_operator_serves_two_booths_from_the_console() {
     )
     .await;
     assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["cspViolations"], serde_json::json!([]), "{result}");
     assert!(result["offersSeen"].as_u64().unwrap_or(0) >= 2, "{result}");
     assert_eq!(result["acceptedByKey"], true, "{result}");
+    assert_eq!(result["tokenRefreshed"], true, "{result}");
+    assert_eq!(result["logoutRevoked"], true, "{result}");
+    assert_eq!(result["storageCleared"], true, "{result}");
     for booth in ["booth1", "booth2"] {
         let frames = result["frames"][booth].as_u64().unwrap_or(0);
         assert!(frames > 10, "{booth} decoded {frames} frames: {result}");

@@ -5,7 +5,9 @@
 //! beside the video, confirmed with type and number), issues a residenza with bollo (preview in the
 //! console, bollo notice on the kiosk), prints it (the console follows the job to "stampato", the
 //! kiosk tells the citizen to collect it); the printed PDF's stamp verifies with `sportello verify`.
-//! axe-core finds no violation on either page with the panels open.
+//! axe-core finds no violation on either page with the panels open. Both pages (the PDF preview
+//! and the calls to the loopback agent included) run under the server's Content-Security-Policy
+//! without a violation.
 //!
 //! A missing Chromium, Node.js, CUPS or agent binary fails the test (it never skips).
 
@@ -69,6 +71,7 @@ async fn a_certificate_is_identified_issued_and_printed_from_the_console() {
     )
     .await;
     assert_eq!(result["ok"], true, "{result}\n{}", agent.logs());
+    assert_eq!(result["cspViolations"], serde_json::json!([]), "{result}");
     assert_eq!(result["print_state"], "printed", "{result}");
     assert_eq!(result["bollo_due"], true, "{result}");
     assert_eq!(result["kiosk"]["identity"], "verified", "{result}");

@@ -9,6 +9,11 @@
 //! screens are taken (into `target/tmp/screenshots/`, or `docs/screenshots/kiosk-*.png` with
 //! `UPDATE_SCREENSHOTS=1`).
 //!
+//! Every page of the run loads and runs under the server's Content-Security-Policy without a
+//! violation. A kiosk page ignores `#agent=http://evil.example/` (with a console warning, nothing
+//! stored) and keeps `#agent=http://127.0.0.1:<port>`, which it can reach while its CSP refuses any
+//! other origin. The pages reach no test hook: the script reads their state from the DOM.
+//!
 //! A missing Chromium or Node.js fails the test (it never skips).
 
 #[path = "common/browser.rs"]
@@ -29,6 +34,7 @@ async fn the_kiosk_page_and_its_catalogues_are_served() {
             ("/kiosk/app.js", "javascript"),
             ("/kiosk/kiosk.css", "text/css"),
             ("/lib/i18n.js", "javascript"),
+            ("/lib/reflect.js", "javascript"),
             ("/lib/messages/it.json", "json"),
             ("/lib/messages/en.json", "json"),
         ],
@@ -82,4 +88,15 @@ async fn a_citizen_calls_from_the_kiosk_through_hold_reconnection_and_end() {
         "{result}"
     );
     assert_eq!(result["camera"]["retried"], true, "{result}");
+    assert_eq!(result["cspViolations"], serde_json::json!([]), "{result}");
+    let agent = &result["agent"];
+    assert_eq!(agent["ignored"], "http://evil.example/", "{result}");
+    assert!(
+        agent["stored"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+        "{result}"
+    );
+    assert_eq!(agent["reached"], true, "{result}");
+    assert_eq!(agent["cspRefusedOther"], true, "{result}");
 }

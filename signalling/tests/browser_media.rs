@@ -76,6 +76,7 @@ async fn the_media_test_page_and_the_protocol_library_are_served() {
         &[
             ("/media-test/", "text/html"),
             ("/media-test/app.js", "javascript"),
+            ("/media-test/media-test.css", "text/css"),
             ("/lib/sportello.js", "javascript"),
         ],
         &[

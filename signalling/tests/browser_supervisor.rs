@@ -8,6 +8,8 @@
 //! paused with a reason (board and console show it); the console ends the call. The wallboard is
 //! checked with axe-core (no serious or critical violations) and screenshots are taken (into
 //! `target/tmp/screenshots/`, or `docs/screenshots/supervisor-*.png` with `UPDATE_SCREENSHOTS=1`).
+//! Every page runs under the server's Content-Security-Policy without a violation, and the script
+//! reads the pages' state from the DOM (they carry no test hook).
 //!
 //! A missing Chromium or Node.js fails the test (it never skips).
 
@@ -71,6 +73,7 @@ async fn a_supervisor_watches_monitors_and_pauses_an_operator() {
     )
     .await;
     assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["cspViolations"], serde_json::json!([]), "{result}");
     assert_eq!(result["connectedShown"], true, "{result}");
     for side in ["kioskFramesDecoded", "operatorFramesDecoded"] {
         let frames = result["monitor"][side].as_u64().unwrap_or(0);

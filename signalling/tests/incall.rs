@@ -580,6 +580,87 @@ fn png() -> Vec<u8> {
     out.into_inner()
 }
 
+/// A PNG whose header claims `width` × `height` pixels, with one tiny compressed row: decoding
+/// it would allocate the whole image.
+fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut typed = kind.to_vec();
+        typed.extend_from_slice(data);
+        out.extend_from_slice(&typed);
+        out.extend_from_slice(&crc32(&typed).to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    // zlib of nothing: a stored empty block.
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[
+            0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01,
+        ],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// POSTs `mib` MiB of chunked body by hand (no length announced) and returns the status.
+async fn chunked_upload(url: &str, token: &str, mib: usize) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let url = reqwest::Url::parse(url).unwrap();
+    let mut stream = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap()))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n",
+        url.path(),
+        url.host_str().unwrap()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let block = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        let sent = async {
+            stream
+                .write_all(format!("{:x}\r\n", block.len()).as_bytes())
+                .await?;
+            stream.write_all(&block).await?;
+            stream.write_all(b"\r\n").await
+        };
+        if sent.await.is_err() {
+            break; // the server answered and closed early
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&answer[..n]);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
 /// Document: only the call's kiosk uploads, only its operator sees the scan, the confirmation is
 /// audited, and the scan is gone when the call ends. Print jobs: re-sent until acknowledged, to the
 /// printer session after a reconnect, never reported backwards, someone else's job refused.
@@ -601,6 +682,9 @@ async fn document_identification_and_print_jobs() {
     let k1 = common::centre::kiosk_token("k1");
     let k2 = common::centre::kiosk_token("k2");
 
+    // No scan is taken before the operator asks for a document identification.
+    let r = upload(k1.clone(), png(), "image/png").await.unwrap();
+    assert_eq!(r.status(), 409, "before identity.request");
     ok(
         s.op.session(),
         identity_request(&id, IdentityMethod::Document),
@@ -608,6 +692,31 @@ async fn document_identification_and_print_jobs() {
     .await;
     let r = upload(k2.clone(), png(), "image/png").await.unwrap();
     assert_eq!(r.status(), 403, "another kiosk");
+    // Only an image that decodes in full, within the pixel limits, is kept.
+    let mut html = b"\x89PNG\r\n\x1a\n".to_vec();
+    html.extend_from_slice(b"<html><script>alert(1)</script></html>");
+    let mut short_jpeg = vec![0xff, 0xd8, 0xff, 0xe0];
+    short_jpeg.resize(20, 0);
+    for (bad, ct) in [
+        (html, "image/png"),
+        (short_jpeg, "image/jpeg"),
+        (png_header_only(60_000, 60_000), "image/png"),
+        (png()[..png().len() - 12].to_vec(), "image/png"),
+    ] {
+        let r = upload(k1.clone(), bad, ct).await.unwrap();
+        assert_eq!(r.status(), 400, "{ct}");
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid");
+    }
+    // Every body over the limit is 413, by length or chunked.
+    let mut over = png();
+    over.resize(10 * 1024 * 1024 + 1, 0);
+    let r = upload(k1.clone(), over, "image/png").await.unwrap();
+    assert_eq!(r.status(), 413, "10 MiB + 1 byte");
+    assert_eq!(
+        chunked_upload(&s.c.t.url(&format!("/api/v1/calls/{id}/scans")), &k1, 50).await,
+        413,
+        "50 MiB chunked"
+    );
     let r = upload(k1.clone(), b"GIF89a....".to_vec(), "image/gif")
         .await
         .unwrap();

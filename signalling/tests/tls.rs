@@ -9,20 +9,7 @@ use serde_json::Value;
 
 #[tokio::test]
 async fn https_and_wss_on_one_port() {
-    let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
-    std::fs::write(&key_path, certified.key_pair.serialize_pem()).unwrap();
-
-    let t = TestServer::start_with(|c| {
-        c.tls = Some(signalling::config::TlsConfig {
-            cert: cert_path.clone(),
-            key: key_path.clone(),
-        })
-    })
-    .await;
+    let (t, certified, _dir) = TestServer::start_tls(|_| {}).await;
     assert!(t.server.base_url().starts_with("https://"));
     let port = t.server.addr.port();
 

@@ -305,8 +305,9 @@ impl Actions {
         Ok(CodeOutcome::Wrong(ch.attempts_left))
     }
 
-    /// Stores an uploaded scan of `call`.
+    /// Stores an uploaded scan of `call`: only while a document identification is pending.
     pub fn add_scan(&mut self, call: &str, scan_id: &str, scan: Scan) -> Result<(), Refused> {
+        self.pending_as(call, |m| m == IdentityMethod::Document, "document")?;
         let scans = &mut self.calls.entry(call.to_owned()).or_default().scans;
         if scans.len() >= MAX_SCANS_PER_CALL {
             return Err(Refused::NotPending(format!(
@@ -566,12 +567,17 @@ mod tests {
             content_type: "image/png".into(),
             bytes: vec![1, 2, 3],
         };
-        a.add_scan("c", "s1", scan.clone()).unwrap();
+        // No scan is taken before the operator asks for a document identification.
+        assert!(matches!(
+            a.add_scan("c", "s1", scan.clone()),
+            Err(Refused::NotPending(_))
+        ));
         assert!(matches!(
             a.scan_submitted("c", "s1"),
             Err(Refused::NotPending(_))
         ));
         a.request("c", "k", IdentityMethod::Document, None);
+        a.add_scan("c", "s1", scan.clone()).unwrap();
         assert_eq!(a.waiting_devices("k").len(), 1);
         assert!(matches!(
             a.scan_submitted("c", "nope"),
@@ -581,9 +587,6 @@ mod tests {
         a.scan_submitted("c", "s1").unwrap();
         assert!(a.waiting_devices("k").is_empty(), "scanned");
         assert_eq!(a.judged_scan("c"), Ok("s1".into()));
-        a.verified("c", IdentityMethod::Document, subject());
-        assert_eq!(a.identified("c").unwrap().1, subject());
-        assert_eq!(a.scan("c", "s1"), Some(&scan));
         for i in 1..MAX_SCANS_PER_CALL {
             a.add_scan("c", &format!("x{i}"), scan.clone()).unwrap();
         }
@@ -591,6 +594,9 @@ mod tests {
             a.add_scan("c", "one-too-many", scan.clone()),
             Err(Refused::NotPending(_))
         ));
+        a.verified("c", IdentityMethod::Document, subject());
+        assert_eq!(a.identified("c").unwrap().1, subject());
+        assert_eq!(a.scan("c", "s1"), Some(&scan));
         assert_eq!(a.call_ended("c"), MAX_SCANS_PER_CALL);
         assert!(a.scan("c", "s1").is_none());
         assert!(a.identified("c").is_none());

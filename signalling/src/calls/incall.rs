@@ -1280,7 +1280,27 @@ pub async fn run_resends(state: AppState) {
     }
 }
 
-/// `POST /api/v1/calls/{call_id}/scans` by the call's kiosk: stores the image for the call.
+/// The largest scan side in pixels: an A4 page at 600 dpi is 4,961 × 7,016.
+pub const MAX_SCAN_SIDE: u32 = 10_000;
+
+/// Decodes a whole scan with pixel and memory limits: only an image that decodes completely is
+/// kept (a PNG or JPEG header in front of other data, a truncated file or a 60000 × 60000
+/// "image" is refused before its pixels are allocated). Returns its size.
+pub fn decode_scan(bytes: &[u8], format: image::ImageFormat) -> Result<(u32, u32), String> {
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SCAN_SIDE);
+    limits.max_image_height = Some(MAX_SCAN_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    let decoded = reader
+        .decode()
+        .map_err(|e| format!("the scan is not a whole image: {e}"))?;
+    Ok((decoded.width(), decoded.height()))
+}
+
+/// `POST /api/v1/calls/{call_id}/scans` by the call's kiosk, while a document identification is
+/// pending: stores the image for the call once it decodes.
 pub async fn upload_scan(
     state: &AppState,
     who: &Principal,
@@ -1324,6 +1344,22 @@ pub async fn upload_scan(
     if body.len() > MAX_SCAN_BYTES {
         return Err(Refusal::new(ErrorCode::Invalid, "the scan is over 10 MiB"));
     }
+    if state.incall.lock().pending(raw_call) != Some(IdentityMethod::Document) {
+        return Err(Refusal::new(
+            ErrorCode::Conflict,
+            "no document identification is pending: the operator asks for one first",
+        ));
+    }
+    let image = body.to_vec();
+    let format = if sniffed == "image/png" {
+        image::ImageFormat::Png
+    } else {
+        image::ImageFormat::Jpeg
+    };
+    let (width, height) = tokio::task::spawn_blocking(move || decode_scan(&image, format))
+        .await
+        .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| Refusal::new(ErrorCode::Invalid, e))?;
     let scan_id = format!("scan-{}", uuid::Uuid::new_v4().simple());
     state.incall.lock().add_scan(
         raw_call,
@@ -1333,7 +1369,7 @@ pub async fn upload_scan(
             bytes: body.to_vec(),
         },
     )?;
-    tracing::info!(call = raw_call, scan = %scan_id, bytes = body.len(), "scan uploaded");
+    tracing::info!(call = raw_call, scan = %scan_id, bytes = body.len(), width, height, "scan uploaded");
     Ok(scan_id)
 }
 

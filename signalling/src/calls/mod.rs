@@ -217,6 +217,18 @@ async fn dispatch(state: &AppState, ctx: &SessionCtx, request: Request) -> Resul
                     format!("service {:?} is not offered at this kiosk", req.service),
                 ));
             }
+            // A call no configured operator could ever answer would wait forever.
+            let spoken = state
+                .directory
+                .operators()
+                .iter()
+                .any(|o| o.languages.contains(&req.language));
+            if !spoken {
+                return Err(Refusal::new(
+                    ErrorCode::Invalid,
+                    format!("no operator speaks the language {:?}", req.language),
+                ));
+            }
             let call = NewCall {
                 call_id: CallId::random(),
                 kiosk_id: id(KioskId::new, me)?,

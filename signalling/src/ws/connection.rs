@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use protocol::{
     parse_client_frame, Auth, AuthOk, ClientFrame, ErrorCode, Event, FrameError, Request, Role,
     ServerFrame, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_MESSAGE_TOO_BIG,
-    CLOSE_UNAUTHORIZED, MAX_FRAME_BYTES,
+    CLOSE_TOO_MANY_SESSIONS, CLOSE_UNAUTHORIZED, MAX_FRAME_BYTES,
 };
 
 use crate::accounts::Principal;
@@ -318,7 +318,11 @@ impl Connection {
             }
             Err((code, message)) => {
                 self.send(ServerFrame::error(Some(frame.id), code, message));
-                self.close(CLOSE_UNAUTHORIZED, "authentication failed");
+                if code == ErrorCode::RateLimited {
+                    self.close(CLOSE_TOO_MANY_SESSIONS, "too many sessions");
+                } else {
+                    self.close(CLOSE_UNAUTHORIZED, "authentication failed");
+                }
             }
         }
     }
@@ -422,6 +426,9 @@ mod tests {
 
     impl SessionOpener for FakeOpener {
         fn open(&mut self, _now: Instant, auth: &Auth) -> Result<Opened, (ErrorCode, String)> {
+            if auth.token == "busy" {
+                return Err((ErrorCode::RateLimited, "too many sessions".into()));
+            }
             if auth.token == "good" {
                 Ok(Opened {
                     session_id: "s1".into(),
@@ -534,6 +541,20 @@ mod tests {
         assert_eq!(json(&out[0])["code"], "unauthorized");
         assert!(matches!(out[1], Output::Close { code: 4401, .. }));
         assert!(conn.is_closed());
+    }
+
+    #[test]
+    fn a_principal_past_its_session_cap_gets_rate_limited_and_4429() {
+        let t0 = Instant::now();
+        let mut conn = Connection::new(t0, settings());
+        conn.handle_text(
+            t0,
+            r#"{"type":"auth","id":"1","token":"busy"}"#,
+            &mut FakeOpener,
+        );
+        let out = drain(&mut conn);
+        assert_eq!(json(&out[0])["code"], "rate_limited");
+        assert!(matches!(out[1], Output::Close { code: 4429, .. }));
     }
 
     #[test]

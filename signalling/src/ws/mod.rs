@@ -2,11 +2,13 @@
 
 pub mod connection;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
 use protocol::{CLOSE_GOING_AWAY, CLOSE_SUPERSEDED, CLOSE_TRY_AGAIN};
 use tokio::sync::mpsc;
@@ -24,8 +26,31 @@ const TRANSPORT_MAX_MESSAGE: usize = 1 << 20;
 /// Initial read buffer per socket; it grows for larger frames.
 const READ_BUFFER: usize = 4 * 1024;
 
-/// `GET /api/v1/ws`: upgrades and runs the session.
-pub async fn endpoint(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+/// `GET /api/v1/ws`: upgrades and runs the session. An address that holds `limits.ws_per_address`
+/// sockets already gets `429 rate_limited` instead.
+pub async fn endpoint(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Response {
+    // Without a peer address (a router driven without a socket) there is nothing to count.
+    let slot = match peer {
+        Some(Extension(ConnectInfo(peer))) => match state.limits.ws.try_acquire(peer.ip()) {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                tracing::debug!(peer = %peer.ip(), "websocket refused: too many from this address");
+                return crate::error::AppError::new(
+                    protocol::ErrorCode::RateLimited,
+                    format!(
+                        "more than {} WebSocket connections from this address",
+                        state.limits.ws.per_address()
+                    ),
+                )
+                .into_response();
+            }
+        },
+        None => None,
+    };
     // tungstenite's default buffers are 128 KiB each way, which would cost over 100 KiB per idle
     // session. Frames here are small JSON, so small buffers that grow on demand are enough.
     ws.max_message_size(TRANSPORT_MAX_MESSAGE)
@@ -35,7 +60,10 @@ pub async fn endpoint(ws: WebSocketUpgrade, State(state): State<AppState>) -> Re
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
             let tasks = state.ws_tasks.clone();
-            tasks.track_future(run(socket, state))
+            tasks.track_future(async move {
+                run(socket, state).await;
+                drop(slot);
+            })
         })
 }
 

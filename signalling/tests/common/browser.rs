@@ -91,7 +91,9 @@ impl MediaServer {
             "127.0.0.1:0".as_ref(),
         ];
         args.extend_from_slice(extra);
-        let server = SportelloProcess::start(bin, &args, &[]);
+        // Access tokens of a minute: the staff pages refresh theirs every few seconds, so every
+        // browser run also proves that a page keeps working across token refreshes.
+        let server = SportelloProcess::start(bin, &args, &[("SPORTELLO_AUTH__ACCESS_TTL_S", "60")]);
         let creds: Value = serde_json::from_slice(
             &std::fs::read(data.path().join("demo-credentials.json")).unwrap(),
         )

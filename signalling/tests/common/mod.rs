@@ -45,6 +45,25 @@ impl TestServer {
         TestServer { server, dir }
     }
 
+    /// A server on TLS with a fresh self-signed certificate for `localhost`; `edit` changes the
+    /// rest of the configuration. Returns the certificate for the client's roots.
+    pub async fn start_tls(
+        edit: impl FnOnce(&mut Config),
+    ) -> (Self, rcgen::CertifiedKey, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+        let t = Self::start_with(|c| {
+            c.tls = Some(signalling::config::TlsConfig { cert, key });
+            edit(c);
+        })
+        .await;
+        (t, certified, dir)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.server.base_url(), path)
     }
