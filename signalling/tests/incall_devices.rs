@@ -262,13 +262,27 @@ async fn pec_and_document_then_printer_failures() {
     let (_screen, id) = answered(&r.c, &mut op).await;
     ok(op.session(), identify(&id, IdentityMethod::Document)).await;
     let http = reqwest::Client::new();
-    let scanned = http
-        .post(format!("{}/v1/scan", agent.local))
-        .json(&serde_json::json!({"call_id": id}))
-        .send()
-        .await
-        .unwrap();
-    assert!(scanned.status().is_success(), "{}", agent.logs());
+    // The request reaches the agent through the server a moment after the operator's `ok`: until
+    // then the agent answers 409 (no scan asked for this call).
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let scanned = http
+            .post(format!("{}/v1/scan", agent.local))
+            .json(&serde_json::json!({"call_id": id}))
+            .send()
+            .await
+            .unwrap();
+        if scanned.status().is_success() {
+            break;
+        }
+        assert!(
+            scanned.status() == 409 && std::time::Instant::now() < deadline,
+            "{}: {}",
+            scanned.status(),
+            agent.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let scan_url = loop {
         let Event::IdentityProgress(p) = on_call(op.session(), "identity.progress", &id).await
         else {
