@@ -7,8 +7,12 @@
 //! - `tidy`: only the tidy rules (module docs, no stray `todo!`, `unimplemented!` or ignored tests,
 //!   only the dependency arrows between crates that `ARCHITECTURE.md` allows: [`arrows`]).
 //! - `deps`: only the system packages.
+//! - `fuzz [--seconds N] [target…]`: build the fuzz targets and run each for N seconds ([`fuzz`]).
+//!   `test` ends with every target for `FUZZ_SECONDS` (10 by default) when `CI` or
+//!   `FUZZ_SECONDS` is set; `FUZZ_SECONDS=0` skips it.
 
 mod arrows;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,6 +55,8 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // CIE/CNS cards: SoftHSM2 as the PKCS#11 token, opensc's pkcs11-tool to load it (testkit::softhsm).
     ("/usr/lib/softhsm/libsofthsm2.so", "softhsm2"),
     ("pkcs11-tool", "opensc"),
+    // The fuzz targets: libfuzzer-sys builds libFuzzer with the C++ compiler.
+    ("c++", "g++"),
 ];
 
 /// The browser tests' npm project (playwright-core), installed inside the clone.
@@ -64,8 +70,13 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("tidy") => tidy(&root),
         Some("deps") => ensure_system_packages(),
+        Some("fuzz") => fuzz::command(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|tidy|deps> [extra cargo test args]");
+            eprintln!(
+                "usage: cargo xtask <test|tidy|deps> [extra cargo test args]\n       \
+                 cargo xtask fuzz [--seconds N] [{}]",
+                fuzz::TARGETS.join("|")
+            );
             std::process::exit(2);
         }
     }
@@ -100,6 +111,19 @@ fn test(extra: &[String]) -> Result<()> {
         args.extend(extra.iter().map(String::as_str));
         cargo(&args)
     })?;
+    // A short bounded run of every fuzz target: in CI, or when asked for.
+    let fuzz_seconds = std::env::var("FUZZ_SECONDS").ok();
+    if fuzz_seconds.is_some() || std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        let seconds = match fuzz_seconds {
+            Some(s) => s.parse().with_context(|| format!("FUZZ_SECONDS={s}"))?,
+            None => 10,
+        };
+        if seconds > 0 {
+            step("fuzz", || {
+                fuzz::run(&project_root(), fuzz::TARGETS, seconds)
+            })?;
+        }
+    }
     eprintln!(
         "xtask: all checks passed in {:.0} s",
         started.elapsed().as_secs_f64()
