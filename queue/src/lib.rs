@@ -23,7 +23,9 @@ pub mod error;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+pub mod redis_shared;
 pub mod redis_store;
+pub mod shared;
 pub mod snapshot;
 pub mod store;
 pub mod windows;
@@ -38,6 +40,8 @@ pub use crate::model::{
     OperatorId, OperatorLogin, OperatorState, Presence, QueueConfig, Service, Tenant, Time,
     TransferTarget, WrapupPolicy,
 };
+pub use crate::redis_shared::RedisShared;
 pub use crate::redis_store::RedisStore;
+pub use crate::shared::{AnyShared, BusReceiver, MemoryShared, Shared};
 pub use crate::snapshot::{CallSummary, OperatorSnapshot, ServiceSnapshot, Snapshot, WindowStats};
 pub use crate::store::{AnyStore, EffectReceiver, Queue, Store};

@@ -198,6 +198,17 @@ impl RedisStore {
         self.inner.commit.get_hash()
     }
 
+    /// A handle on the store's shared connection (it reconnects by itself), for the other Redis
+    /// users of this crate (`redis_shared`).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// A connection of its own, for a blocking read (`XREAD BLOCK`) that must not stall the shared one.
+    pub(crate) async fn dedicated(&self) -> Result<MultiplexedConnection, Error> {
+        reader_connection(&self.inner.client).await
+    }
+
     fn entry(&self, tenant: &Tenant) -> Arc<tokio::sync::Mutex<Cached>> {
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.entry(tenant.clone()).or_default().clone()

@@ -92,6 +92,19 @@ pub enum AnyStore {
     Redis(RedisStore),
 }
 
+impl AnyStore {
+    /// The shared records and bus that go with this store: in this process for the memory store,
+    /// on the same Redis for the Redis one.
+    pub fn shared(&self) -> crate::shared::AnyShared {
+        match self {
+            AnyStore::Memory(_) => crate::shared::AnyShared::Memory(crate::shared::MemoryShared::new()),
+            AnyStore::Redis(s) => {
+                crate::shared::AnyShared::Redis(crate::redis_shared::RedisShared::new(s.clone()))
+            }
+        }
+    }
+}
+
 impl Store for AnyStore {
     fn config(&self) -> &QueueConfig {
         match self {

@@ -24,6 +24,8 @@ pub struct Routing {
     pub tenant: Tenant,
     /// This process's node id (a fresh one per start).
     pub node: NodeId,
+    /// Shared records and the bus that go with the store (in memory, or on the same Redis).
+    pub shared: queue::AnyShared,
 }
 
 impl std::fmt::Debug for Routing {
@@ -51,7 +53,9 @@ impl Routing {
             ),
         };
         let metrics = QueueMetrics::register(registry).context("queue metrics")?;
+        let shared = store.shared();
         Ok(Routing {
+            shared,
             queue: Queue::new(store),
             metrics,
             tenant: Tenant::new(config.tenant.as_str()).context("tenant name")?,
