@@ -165,6 +165,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .subscribe(&state.routing.tenant)
         .await
         .context("cannot subscribe to queue events")?;
+    if matches!(state.routing.queue.store(), queue::AnyStore::Redis(_)) {
+        // Other nodes may hold the sessions an event here is for, and the other way round.
+        if let Some(rx) = state.events.connect_bus() {
+            tokio::spawn(crate::calls::bus::run_publisher(state.clone(), rx));
+        }
+        tokio::spawn(crate::calls::bus::run_listener(state.clone()));
+    }
     tokio::spawn(crate::calls::media::run_events(state.clone(), media_events));
     tokio::spawn(crate::calls::incall::run_resends(state.clone()));
     tokio::spawn(crate::revocation::run(state.clone()));

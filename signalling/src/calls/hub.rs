@@ -49,6 +49,8 @@ pub struct Registration {
 #[derive(Debug, Default)]
 pub struct EventHub {
     inner: Mutex<Inner>,
+    /// Where frames for other nodes go (`calls::bus`), when there are other nodes.
+    bus: std::sync::OnceLock<mpsc::UnboundedSender<crate::calls::bus::Outgoing>>,
 }
 
 fn key(p: &Principal) -> Recipient {
@@ -62,6 +64,23 @@ impl EventHub {
     /// An empty hub.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sends what [`EventHub::send`] and [`EventHub::send_device`] deliver to the other nodes too.
+    /// Returns the receiving end for `calls::bus::run_publisher`, or `None` if already set.
+    pub fn connect_bus(&self) -> Option<mpsc::UnboundedReceiver<crate::calls::bus::Outgoing>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.bus.set(tx).ok().map(|()| rx)
+    }
+
+    fn to_bus(&self, to: &Recipient, cap: Option<Capability>, frame: &Arc<str>) {
+        if let Some(bus) = self.bus.get() {
+            let _ = bus.send(crate::calls::bus::Outgoing {
+                to: to.clone(),
+                cap,
+                frame: frame.clone(),
+            });
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -122,8 +141,23 @@ impl EventHub {
         }
     }
 
-    /// Sends a frame to every socket of `to` on this process. Returns how many sockets got it.
+    /// Sends a frame to every socket of `to`, on this process and (through the bus) on every other
+    /// node. Returns how many sockets *of this process* got it.
     pub fn send(&self, to: &Recipient, frame: &Arc<str>) -> usize {
+        self.to_bus(to, None, frame);
+        self.send_local(to, frame)
+    }
+
+    /// Like [`EventHub::send_device`], on this process and every other node. Returns how many
+    /// sockets of this process got it.
+    pub fn send_device(&self, to: &Recipient, capability: Capability, frame: &Arc<str>) -> usize {
+        self.to_bus(to, Some(capability), frame);
+        self.send_device_local(to, capability, frame)
+    }
+
+    /// Sends a frame to every socket of `to` on this process only (queue effects, which every
+    /// node delivers itself, and frames from the bus). Returns how many sockets got it.
+    pub fn send_local(&self, to: &Recipient, frame: &Arc<str>) -> usize {
         let inner = self.lock();
         let Some(ids) = inner.by_principal.get(to) else {
             return 0;
@@ -136,9 +170,15 @@ impl EventHub {
         ids.len()
     }
 
-    /// Sends a frame to the sockets of `to` that declared `capability`, or to all of its sockets
-    /// when none did (a single client that does everything). Returns how many sockets got it.
-    pub fn send_device(&self, to: &Recipient, capability: Capability, frame: &Arc<str>) -> usize {
+    /// Sends a frame to the sockets of `to` on this process that declared `capability`, or to all
+    /// of its sockets when none did (a single client that does everything). Returns how many
+    /// sockets got it.
+    pub fn send_device_local(
+        &self,
+        to: &Recipient,
+        capability: Capability,
+        frame: &Arc<str>,
+    ) -> usize {
         let inner = self.lock();
         let Some(ids) = inner.by_principal.get(to) else {
             return 0;

@@ -347,7 +347,7 @@ pub async fn run_events(state: AppState, mut rx: UnboundedReceiver<MediaEvent>) 
                 );
                 let frame: Arc<str> = Arc::from(Event::MediaStats(stats).to_json());
                 for r in &to {
-                    state.events.send(r, &frame);
+                    state.events.send_local(r, &frame);
                 }
             }
             MediaEvent::Connected { call_id, who } => {
@@ -366,6 +366,11 @@ pub async fn run_events(state: AppState, mut rx: UnboundedReceiver<MediaEvent>) 
             }
         }
     }
+}
+
+/// An event a media node published on the bus (see `calls::bus`).
+pub(super) async fn on_node_event(_state: &AppState, from: &str, _event: Value) {
+    tracing::debug!(node = from, "media node event");
 }
 
 /// A party's media is gone for good: the conversation ends (the operator goes to wrap-up).

@@ -14,6 +14,7 @@
 //! - [`push_metrics`] sends `metrics.snapshot` to subscribed supervisors every second.
 
 pub mod actions;
+pub mod bus;
 pub mod events;
 pub mod hub;
 pub mod incall;
@@ -544,7 +545,7 @@ pub async fn deliver(state: AppState, mut rx: EffectReceiver) {
                     incall::on_effect(&state, effect);
                     for (to, event) in events_for(effect, now, state.directory.as_ref()) {
                         let frame: Arc<str> = Arc::from(event.to_json());
-                        state.events.send(&to, &frame);
+                        state.events.send_local(&to, &frame);
                     }
                 }
             }
