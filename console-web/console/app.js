@@ -305,6 +305,7 @@ function setCallState(callId, s) {
   if (s === 'wrapup') {
     call.media?.close();
     call.media = null;
+    call.reconnecting = false;
     call.mic?.stop();
     call.mic = null;
     call.since = Date.now();
@@ -355,6 +356,26 @@ async function startMedia(call) {
   // The call may have ended while the camera opened.
   if (state.calls.get(call.call_id) !== call || call.state === 'wrapup') return;
   call.media = media;
+  // The server moved the call's media to another node (media.reconnect): the same call on a new
+  // connection, whose streams the tile and the scan comparison show again.
+  const current = () => state.calls.get(call.call_id) === call && call.media === media;
+  media.on('reconnecting', (e) => {
+    if (!current()) return;
+    note(`media.reconnect of ${call.call_id} (${e.reason}): offering again`);
+    call.reconnecting = true;
+    call.reconnects = e.reconnects;
+    renderTile(call.slot);
+  });
+  media.on('streams', () => {
+    if (!current()) return;
+    renderTile(call.slot);
+    incall.render(call);
+  });
+  media.on('reconnected', () => {
+    if (!current()) return;
+    call.reconnecting = false;
+    renderTile(call.slot);
+  });
   try {
     await media.start();
     note(`media of ${call.call_id} negotiated`);
@@ -549,6 +570,7 @@ function buildTiles() {
         <span class="selected-label"></span>
       </div>
       <video class="remote" autoplay playsinline hidden></video>
+      <p class="reconnecting" role="status" hidden></p>
       <p class="empty"></p>
       <div class="tile-info" hidden>
         <p class="kiosk-name" id="tile-${slot + 1}-kiosk"></p>
@@ -613,6 +635,8 @@ function renderTile(slot) {
     setText(q('.empty'), 'console.booth.free');
     video.hidden = true;
     video.srcObject = null;
+    q('.reconnecting').hidden = true;
+    delete tile.dataset.mediaReconnects;
     return;
   }
   const name = call.kiosk?.name ?? call.kiosk?.id ?? '';
@@ -620,6 +644,10 @@ function renderTile(slot) {
   video.setAttribute('aria-label', t('console.booth.video', { name }));
   const stream = call.media?.remoteStream ?? null;
   if (video.srcObject !== stream) video.srcObject = stream;
+  const reconnecting = q('.reconnecting');
+  reconnecting.hidden = !call.reconnecting || call.state === 'wrapup';
+  if (!reconnecting.hidden) setText(reconnecting, 'console.media.reconnecting');
+  tile.dataset.mediaReconnects = String(call.reconnects ?? 0);
   // Sound in both directions only with the selected booth.
   video.muted = !selected;
   if (call.mic) call.mic.enabled = selected;

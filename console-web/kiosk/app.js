@@ -84,8 +84,12 @@ const ui = reflect({
   banner: null,
   /** The camera problem shown, if any (`NotAllowedError`, …). */
   cameraError: null,
+  /** The call's media is being moved to another media node (`media.reconnect`), and how often it was. */
+  mediaReconnecting: false,
+  mediaReconnects: 0,
 }, {
   screen: true, callId: true, screens: true, connection: true, lost: true, opened: true, banner: true, cameraError: true,
+  mediaReconnecting: true, mediaReconnects: true,
   prompt: true, prompts: true, identity: true, notices: true, agent: true,
 });
 
@@ -327,34 +331,53 @@ async function startMedia(callId) {
   if (ui.callId !== callId) return;
   $('local').srcObject = localStream;
   $('local').hidden = !localStream?.getVideoTracks().length;
-  media = new CallMedia(client, callId, { stream: localStream ?? undefined });
-  media.on('state', (s) => {
+  const m = new CallMedia(client, callId, { stream: localStream ?? undefined });
+  media = m;
+  setText($('call-connecting'), 'call.connecting');
+  m.on('state', (s) => {
     note(`peer connection ${s.connectionState}, ICE ${s.iceConnectionState}`);
-    if (s.connectionState === 'connected') $('call-connecting').hidden = true;
+    if (s.connectionState === 'connected' && !m.reconnecting) $('call-connecting').hidden = true;
     if (s.connectionState === 'failed') {
-      media.restartIce().catch((e) => note(`ICE restart failed: ${e.code ?? ''} ${e.message}`));
+      m.restartIce().catch((e) => note(`ICE restart failed: ${e.code ?? ''} ${e.message}`));
     }
   });
+  // The server moved the call's media to another node: a new connection, the same call.
+  m.on('reconnecting', (e) => {
+    note(`media.reconnect (${e.reason}): offering again`);
+    ui.mediaReconnecting = true;
+    ui.mediaReconnects = e.reconnects;
+    setText($('call-connecting'), 'call.reconnecting');
+    $('call-connecting').hidden = false;
+  });
+  m.on('streams', (e) => playRemote(e.remoteStream));
+  m.on('reconnected', () => {
+    ui.mediaReconnecting = false;
+    $('call-connecting').hidden = true;
+    setText($('call-connecting'), 'call.connecting');
+  });
+  playRemote(m.remoteStream);
+  await m.start();
+  note('media answer applied');
+}
+
+/** Shows the other party's stream; the citizen pressed "call", so sound may play. */
+function playRemote(stream) {
   const remote = $('remote');
-  remote.srcObject = media.remoteStream;
+  remote.srcObject = stream;
   remote.volume = Number($('volume').value);
-  // The citizen pressed "call", so sound may play; fall back to muted video if the browser refuses.
+  // Fall back to muted video if the browser refuses sound.
   remote.play().catch(() => {
     remote.muted = true;
     remote.play().catch(() => {});
   });
-  await media.start();
-  note('media answer applied');
 }
 
 /** A second chance for a camera that was missing or denied, without renegotiating. */
 async function retryCamera() {
   const stream = await openDevices();
   if (!stream || !media?.pc) return;
-  for (const t of media.pc.getTransceivers()) {
-    const track = stream.getTracks().find((x) => x.kind === t.receiver.track.kind);
-    if (track) await t.sender.replaceTrack(track);
-  }
+  // Also used by a connection made after media.reconnect.
+  await media.replaceStream(stream);
   localStream?.getTracks().forEach((x) => x.stop());
   localStream = stream;
   $('local').srcObject = stream;
@@ -364,6 +387,8 @@ async function retryCamera() {
 function stopMedia() {
   media?.close();
   media = null;
+  ui.mediaReconnecting = false;
+  $('call-connecting').hidden = true;
   localStream?.getTracks().forEach((t) => t.stop());
   localStream = null;
   $('remote').srcObject = null;

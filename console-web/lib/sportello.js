@@ -361,6 +361,12 @@ export function withoutUdpCandidates(sdp) {
     .join('\r\n');
 }
 
+/** Resolves after `ms` milliseconds. */
+const pause = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+/** How many times a re-offer after `media.reconnect` is sent when the server answers `unavailable`. */
+const RECONNECT_ATTEMPTS = 4;
+
 /**
  * The media of one call: one RTCPeerConnection with the SFU.
  *
@@ -369,8 +375,17 @@ export function withoutUdpCandidates(sdp) {
  * offers four `recvonly` transceivers: audio and video of the kiosk (`remoteStreams.kiosk`), then
  * of the operator (`remoteStreams.operator`).
  *
- * Emits `'track'` `{track, stream, transceiver}`, `'state'` `{connectionState, iceConnectionState}`
- * and `'candidate.dropped'` `{candidate}` (UDP candidates dropped under `tcpOnly`).
+ * It follows `media.reconnect` for its call (the server moved the call's media to another media
+ * node): it closes the peer connection, creates a new one with the same local stream, and sends a
+ * fresh `media.offer` (docs/protocol.md). The remote streams are then new `MediaStream` objects:
+ * pages set them on their video elements again on `'streams'`.
+ *
+ * Emits `'track'` `{track, stream, transceiver}`, `'state'` `{connectionState, iceConnectionState}`,
+ * `'candidate.dropped'` `{candidate}` (UDP candidates dropped under `tcpOnly`), and for a
+ * reconnect: `'reconnecting'` `{reason, reconnects}` when it starts, `'streams'`
+ * `{remoteStream, remoteStreams}` with the new connection's streams, `'reconnected'` `{reconnects}`
+ * once the new connection is connected, and `'reconnect.failed'` `{error}` when the new offer was
+ * refused.
  */
 export class CallMedia extends Emitter {
   /**
@@ -402,6 +417,12 @@ export class CallMedia extends Emitter {
     /** Every candidate the server sent (kept for diagnostics), with whether it was used. */
     this.serverCandidates = [];
     this.unsubscribe = null;
+    /** How many `media.reconnect` events were followed (each one a new peer connection). */
+    this.reconnects = 0;
+    /** A reconnect is in progress: from the event until the new connection is connected. */
+    this.reconnecting = false;
+    /** Set by `close()`: no more reconnects. */
+    this.closed = false;
   }
 
   /**
@@ -410,12 +431,38 @@ export class CallMedia extends Emitter {
    * @returns {Promise<void>}
    */
   async start() {
+    const offCandidate = this.client.on('media.candidate', (event) => {
+      if (event.call_id === this.callId) this.remoteCandidate(event);
+    });
+    const offReconnect = this.client.on('media.reconnect', (event) => {
+      if (event.call_id !== this.callId || !this.pc || this.closed) return;
+      this.reconnect(event.reason ?? '').catch((e) => {
+        console.warn(`sportello: media.offer after media.reconnect failed: ${e.code ?? ''} ${e.message}`);
+      });
+    });
+    this.unsubscribe = () => {
+      offCandidate();
+      offReconnect();
+    };
+    this.createPeerConnection();
+    await this.negotiate();
+  }
+
+  /**
+   * Creates the peer connection with its transceivers (the local stream's tracks, or four
+   * `recvonly` ones for a monitor), adds their receivers' tracks to the remote streams, and makes it
+   * the current one. Handlers of a connection that is no longer current do nothing.
+   */
+  createPeerConnection() {
     const pc = new RTCPeerConnection({
       iceServers: this.options.iceServers,
       bundlePolicy: 'max-bundle',
       rtcpMuxPolicy: 'require',
     });
     this.pc = pc;
+    this.answered = false;
+    this.earlyCandidates = [];
+    this.localCandidates = [];
     if (this.options.monitor) {
       const parties = [this.remoteStreams.kiosk, this.remoteStreams.operator];
       for (const stream of parties) {
@@ -436,36 +483,109 @@ export class CallMedia extends Emitter {
       }
     }
     pc.ontrack = (event) => {
+      if (this.pc !== pc) return;
       this.emit({ type: 'track', track: event.track, stream: event.streams[0], transceiver: event.transceiver });
     };
     pc.onicecandidate = (event) => {
       const c = event.candidate;
-      if (!c || !c.candidate) return;
+      // A closed connection's candidates are never sent (after media.reconnect).
+      if (this.pc !== pc || !c || !c.candidate) return;
       if (this.answered) this.sendCandidate(c);
       else this.localCandidates.push(c);
     };
-    const report = () => this.emit({
-      type: 'state',
-      connectionState: pc.connectionState,
-      iceConnectionState: pc.iceConnectionState,
-    });
+    const report = () => {
+      if (this.pc !== pc) return;
+      this.emit({
+        type: 'state',
+        connectionState: pc.connectionState,
+        iceConnectionState: pc.iceConnectionState,
+      });
+      if (this.reconnecting && pc.connectionState === 'connected') {
+        this.reconnecting = false;
+        this.emit({ type: 'reconnected', reconnects: this.reconnects });
+      }
+    };
     pc.onconnectionstatechange = report;
     pc.oniceconnectionstatechange = report;
-    this.unsubscribe = this.client.on('media.candidate', (event) => {
-      if (event.call_id === this.callId) this.remoteCandidate(event);
-    });
-    await this.negotiate();
+    return pc;
   }
 
-  /** Creates an offer, sends it as `media.offer`, applies the `ok {"sdp"}` answer. */
+  /**
+   * Follows `media.reconnect`: closes the peer connection, creates a new one with the same local
+   * stream (or the same four `recvonly` transceivers), and sends a fresh `media.offer` from it
+   * (`unavailable` is retried a few times). A reconnect that arrives meanwhile supersedes this one.
+   * Called by the client's `media.reconnect` listener; pages need not call it.
+   * @param {string} [reason] the event's reason (`node_lost`, `node_draining`, …)
+   * @returns {Promise<void>}
+   */
+  async reconnect(reason = '') {
+    if (this.closed) return;
+    this.reconnects += 1;
+    this.reconnecting = true;
+    this.emit({ type: 'reconnecting', reason, reconnects: this.reconnects });
+    const old = this.pc;
+    this.pc = null;
+    old?.close();
+    this.remoteStream = new MediaStream();
+    this.remoteStreams = { kiosk: new MediaStream(), operator: new MediaStream() };
+    const pc = this.createPeerConnection();
+    this.emit({ type: 'streams', remoteStream: this.remoteStream, remoteStreams: this.remoteStreams });
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.negotiate();
+        return;
+      } catch (e) {
+        if (this.pc !== pc || this.closed) return;
+        if (e.code === 'unavailable' && attempt < RECONNECT_ATTEMPTS) {
+          await pause(250 * 2 ** attempt);
+          if (this.pc !== pc || this.closed) return;
+          continue;
+        }
+        this.emit({ type: 'reconnect.failed', error: e });
+        throw e;
+      }
+    }
+  }
+
+  /**
+   * Replaces the local stream (e.g. a camera that came back): its tracks go to the current
+   * connection's senders, and a connection made after `media.reconnect` uses it.
+   * @param {MediaStream} stream
+   * @returns {Promise<void>}
+   */
+  async replaceStream(stream) {
+    this.options.stream = stream;
+    if (!this.pc || this.options.monitor) return;
+    for (const t of this.pc.getTransceivers()) {
+      const track = stream.getTracks().find((x) => x.kind === t.receiver.track.kind);
+      if (track) await t.sender.replaceTrack(track);
+    }
+  }
+
+  /**
+   * Creates an offer, sends it as `media.offer`, applies the `ok {"sdp"}` answer. Returns without
+   * applying anything when the connection was replaced meanwhile (`media.reconnect`).
+   */
   async negotiate() {
     const pc = this.pc;
+    try {
+      await this.offerAndAnswer(pc);
+    } catch (e) {
+      // A connection closed meanwhile refuses every call: that is no failure of the current one.
+      if (this.pc === pc) throw e;
+    }
+  }
+
+  /** The body of `negotiate()` for the connection `pc`. */
+  async offerAndAnswer(pc) {
     this.answered = false;
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    if (this.pc !== pc) return;
     const body = { call_id: this.callId, sdp: pc.localDescription.sdp };
     if (this.options.monitor) body.monitor = true;
     const reply = await this.client.request('media.offer', body);
+    if (this.pc !== pc) return;
     let sdp = reply.sdp;
     if (this.options.tcpOnly) {
       for (const line of sdp.split(/\r\n/)) {
@@ -480,6 +600,7 @@ export class CallMedia extends Emitter {
       if (line.startsWith('a=candidate:')) this.serverCandidates.push({ candidate: line.slice(2), used: true });
     }
     await pc.setRemoteDescription({ type: 'answer', sdp });
+    if (this.pc !== pc) return;
     this.answered = true;
     for (const c of this.earlyCandidates.splice(0)) await this.addRemote(c);
     for (const c of this.localCandidates.splice(0)) this.sendCandidate(c);
@@ -517,6 +638,7 @@ export class CallMedia extends Emitter {
 
   /** Adds a remote candidate; an empty one means the server has no more. */
   async addRemote(init) {
+    if (!this.pc) return;
     try {
       if (!init.candidate) await this.pc.addIceCandidate(null);
       else await this.pc.addIceCandidate(init);
@@ -531,6 +653,7 @@ export class CallMedia extends Emitter {
    * @returns {Promise<void>}
    */
   async restartIce() {
+    if (!this.pc) return;
     this.pc.restartIce();
     await this.negotiate();
   }
@@ -602,8 +725,10 @@ export class CallMedia extends Emitter {
     return out;
   }
 
-  /** Closes the peer connection and stops listening for this call's candidates. */
+  /** Closes the peer connection and stops listening for this call's candidates and reconnects. */
   close() {
+    this.closed = true;
+    this.reconnecting = false;
     this.unsubscribe?.();
     this.unsubscribe = null;
     this.pc?.close();

@@ -5,7 +5,10 @@
 //   #role=operator&token=…  an operator's login token; it becomes available and accepts the first offer
 //   &tcp=1                  drop the SFU's UDP candidates (a network that blocks UDP: ICE-TCP only)
 //   &service=…&language=…   (kiosk) another service or language
-// Tests read `window.mediaTest`.
+// Tests read `window.mediaTest`. The page follows `media.reconnect` (CallMedia offers again from a new
+// peer connection): `reconnects` counts them, and `decodingAfterReconnect` is the number of the last
+// reconnect after which more than 10 frames were decoded on the new connection, so a test waits for
+// `decodingAfterReconnect >= n` to see the media back after the n-th reconnect.
 import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
 
 const params = new URLSearchParams(location.hash.slice(1));
@@ -24,11 +27,21 @@ const mediaTest = {
   role,
   tcpOnly,
   /** connecting · waiting_media · available · calling · queued · offered · connecting_media ·
-   *  media_connected · ended · error */
+   *  media_connected · media_reconnecting · ended · error */
   state: 'connecting',
+  /** `media.reconnect` events followed for the call (each one a new peer connection). */
+  reconnects: 0,
+  /** The last reconnect after which the new connection decoded more than 10 frames (0: none). */
+  decodingAfterReconnect: 0,
+  /** The reasons of the reconnects, in order. */
+  reconnectReasons: [],
+  /** The last re-offer that failed after a reconnect, if any. */
+  reconnectError: null,
   callId: null,
   error: null,
-  /** Date.now() of each step; `decoded` is when more than 10 frames had been decoded. */
+  /** Date.now() of each step; `decoded` is when more than 10 frames had been decoded;
+   *  `reconnect_N` when the N-th reconnect started and `decoded_after_reconnect_N` when the new
+   *  connection had decoded more than 10 frames. */
   timings: {},
   /** Every step and every server event, for a test to print when something fails. */
   log: [],
@@ -120,6 +133,7 @@ const STATE_TEXT = {
   offered: 'Chiamata in arrivo / Incoming call',
   connecting_media: 'Collegamento audio e video… / Connecting audio and video…',
   media_connected: 'In chiamata / In call',
+  media_reconnecting: 'Riconnessione audio e video… / Reconnecting audio and video…',
   ended: 'Chiamata terminata / Call ended',
   error: 'Errore / Error',
 };
@@ -155,6 +169,19 @@ async function startMedia(callId, localStream) {
     }
   });
   media.on('candidate.dropped', (c) => note(`dropped UDP candidate ${c.candidate}`));
+  media.on('reconnecting', (e) => {
+    mediaTest.reconnects = e.reconnects;
+    mediaTest.reconnectReasons.push(e.reason);
+    mediaTest.timings[`reconnect_${e.reconnects}`] = Date.now();
+    setState('media_reconnecting', e.reason);
+  });
+  media.on('streams', (e) => {
+    $('remote').srcObject = e.remoteStream;
+  });
+  media.on('reconnect.failed', (e) => {
+    mediaTest.reconnectError = `${e.error?.code ?? ''} ${e.error?.message ?? e.error}`;
+    note(`offer after media.reconnect failed: ${mediaTest.reconnectError}`);
+  });
   $('remote').srcObject = media.remoteStream;
   await media.start();
   note('answer applied');
@@ -238,9 +265,18 @@ $('unmute').addEventListener('click', () => {
 // The on-screen statistics, and the moment both directions of video work.
 setInterval(async () => {
   if (!media) return;
+  const current = media;
+  const reconnects = current.reconnects;
   const s = await mediaTest.stats();
   if (s.framesDecoded > 0) mediaTest.timings.first_frame ??= Date.now();
   if (s.framesDecoded > 10) mediaTest.timings.decoded ??= Date.now();
+  // Decoding again on the connection made after the last reconnect (and no newer one since).
+  if (media === current && current.reconnects === reconnects && reconnects > mediaTest.decodingAfterReconnect
+    && s.framesDecoded > 10) {
+    mediaTest.decodingAfterReconnect = reconnects;
+    mediaTest.timings[`decoded_after_reconnect_${reconnects}`] = Date.now();
+    note(`decoding again after reconnect ${reconnects}`);
+  }
   const rows = [
     ['framesDecoded', s.framesDecoded],
     ['framesSent', s.framesSent],

@@ -236,6 +236,36 @@ function renderBoard() {
   renderServices(snap);
   renderTrendNote();
   renderOperators(snap);
+  renderMediaNodes(snap);
+}
+
+/** The media nodes and the load each advertises (only in a deployment with media nodes). */
+function renderMediaNodes(snap) {
+  const nodes = snap.media_nodes ?? [];
+  $('media-nodes-section').hidden = nodes.length === 0;
+  const body = $('media-nodes');
+  body.replaceChildren();
+  for (const n of nodes) {
+    const tr = document.createElement('tr');
+    tr.dataset.node = n.id;
+    const cell = (value) => {
+      const td = document.createElement('td');
+      td.textContent = value;
+      tr.append(td);
+      return td;
+    };
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = n.id;
+    tr.append(th);
+    cell(`${n.calls} / ${n.capacity}`);
+    cell(`${Math.round((n.busy_ratio ?? 0) * 100)}%`);
+    cell(Math.round(n.packets_per_s ?? 0).toLocaleString('it-IT'));
+    const st = document.createElement('td');
+    st.append(textEl('span', n.draining ? 'sup.media_nodes.draining' : 'sup.media_nodes.active'));
+    tr.append(st);
+    body.append(tr);
+  }
 }
 
 function renderServices(snap) {
@@ -473,6 +503,24 @@ async function startMonitor(callId, op, kioskId) {
     setText($('monitor-call'), 'sup.monitor.call', { operator: name, kiosk: kioskId });
     $('monitor').hidden = false;
     media.on('state', (e) => note(`monitor ${e.connectionState}/${e.iceConnectionState}`));
+    // The server moved the call's media to another node (media.reconnect): the monitor offers
+    // again from a new connection, whose streams replace the old ones.
+    const current = () => state.monitor?.media === media;
+    media.on('reconnecting', (e) => {
+      if (!current()) return;
+      note(`media.reconnect of ${callId} (${e.reason}): monitoring again`);
+      $('monitor-reconnecting').hidden = false;
+      document.body.dataset.monitorReconnects = String(e.reconnects);
+    });
+    media.on('streams', (e) => {
+      if (!current()) return;
+      $('monitor-kiosk').srcObject = e.remoteStreams.kiosk;
+      $('monitor-operator').srcObject = e.remoteStreams.operator;
+      for (const v of [$('monitor-kiosk'), $('monitor-operator')]) v.play().catch(() => {});
+    });
+    media.on('reconnected', () => {
+      if (current()) $('monitor-reconnecting').hidden = true;
+    });
     await media.start();
     for (const v of [$('monitor-kiosk'), $('monitor-operator')]) v.play().catch(() => {});
     note(`monitoring ${callId}`);
@@ -491,6 +539,8 @@ async function stopMonitor() {
   if (!m) return;
   state.monitor = null;
   m.media?.close();
+  $('monitor-reconnecting').hidden = true;
+  delete document.body.dataset.monitorReconnects;
   $('monitor-kiosk').srcObject = null;
   $('monitor-operator').srcObject = null;
   $('monitor').hidden = true;

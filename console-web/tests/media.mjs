@@ -6,6 +6,7 @@
 //   node media.mjs --base http://127.0.0.1:PORT --kiosk-token TOKEN \
 //                  --username USER --password PASS --mode udp|tcp [--timeout-s 60] [--chromium PATH]
 //                  [--hold-s N --metrics http://ADMIN/metrics --server-pid PID]
+//                  [--kiosk-base http://127.0.0.1:OTHER] [--signal-file FILE]
 // Every option may instead come from the environment: SPORTELLO_BASE, KIOSK_TOKEN, OPERATOR_USERNAME,
 // OPERATOR_PASSWORD, MEDIA_MODE, MEDIA_TIMEOUT_S, CHROMIUM.
 //
@@ -14,6 +15,12 @@
 // /metrics) and `--server-pid` (same machine), the server's CPU share (utime + stime from
 // /proc/PID/stat, 10 ms resolution) and media packets forwarded per second over the same window:
 // what one 1:1 browser call costs the server.
+//
+// `--kiosk-base` opens the kiosk's page on another signalling node than the operator's (several
+// nodes). `--signal-file FILE` tests a media move: once both sides decode, the script writes
+// {"call_id"} to FILE (the caller then kills or drains the call's media node) and waits until both
+// pages were told `media.reconnect` and decode again; the result gets a "reconnect" object with the
+// reasons and the milliseconds from the signal to both decoding again.
 //
 // `--mode tcp` makes both pages drop every UDP candidate of the SFU (a network that blocks UDP), so
 // ICE has to use the SFU's ICE-TCP candidate.
@@ -44,6 +51,8 @@ function options() {
     holdS: Number(flag('hold-s', 'MEDIA_HOLD_S', '0')),
     metrics: flag('metrics', 'SPORTELLO_METRICS'),
     serverPid: flag('server-pid', 'SPORTELLO_PID'),
+    kioskBase: flag('kiosk-base', 'SPORTELLO_KIOSK_BASE'),
+    signalFile: flag('signal-file', 'SPORTELLO_SIGNAL_FILE'),
   };
   const missing = ['base', 'kioskToken', 'username', 'password'].filter((k) => !o[k]);
   if (missing.length || !['udp', 'tcp'].includes(o.mode)) {
@@ -52,6 +61,7 @@ function options() {
     process.exit(2);
   }
   o.base = o.base.replace(/\/$/, '');
+  o.kioskBase = (o.kioskBase ?? o.base).replace(/\/$/, '');
   return o;
 }
 
@@ -78,15 +88,16 @@ async function serverCounters(url, pid) {
 
 /** Opens /media-test/ for one role in its own browser context, recording its console. */
 async function openPage(browser, o, role, token) {
+  const base = role === 'kiosk' ? o.kioskBase : o.base;
   const context = await browser.newContext();
-  await context.grantPermissions(['camera', 'microphone'], { origin: o.base });
+  await context.grantPermissions(['camera', 'microphone'], { origin: base });
   const page = await context.newPage();
   const consoleLines = [];
   page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
   const fragment = new URLSearchParams({ role, token });
   if (o.mode === 'tcp') fragment.set('tcp', '1');
-  await page.goto(`${o.base}/media-test/#${fragment}`);
+  await page.goto(`${base}/media-test/#${fragment}`);
   return { role, page, consoleLines };
 }
 
@@ -94,7 +105,11 @@ async function snapshot(side) {
   return side.page.evaluate(async () => {
     const t = window.mediaTest;
     if (!t) return null;
-    return { state: t.state, error: t.error, callId: t.callId, timings: t.timings, stats: await t.stats() };
+    return {
+      state: t.state, error: t.error, callId: t.callId, timings: t.timings, stats: await t.stats(),
+      reconnects: t.reconnects, decodingAfterReconnect: t.decodingAfterReconnect,
+      reconnectReasons: t.reconnectReasons,
+    };
   });
 }
 
@@ -199,6 +214,22 @@ async function main() {
       kiosk: side(k),
       operator: side(op),
     };
+    if (o.signalFile) {
+      const { writeFileSync } = await import('node:fs');
+      const signalled = Date.now();
+      writeFileSync(o.signalFile, JSON.stringify({ call_id: k.callId }));
+      const again = (s) => s.decodingAfterReconnect >= 1;
+      const k2 = await waitUntil(kiosk, deadline, 'did not decode again after media.reconnect', again);
+      const op2 = await waitUntil(operator, deadline, 'did not decode again after media.reconnect', again);
+      result.reconnect = {
+        call_id: k2.callId,
+        kiosk_reasons: k2.reconnectReasons,
+        operator_reasons: op2.reconnectReasons,
+        signal_to_decoding_ms: Date.now() - signalled,
+        kiosk_frames: k2.stats.framesDecoded,
+        operator_frames: op2.stats.framesDecoded,
+      };
+    }
     if (o.holdS > 0) {
       const t0 = Date.now();
       const before = [await snapshot(kiosk), await snapshot(operator)];

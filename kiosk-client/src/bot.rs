@@ -4,7 +4,9 @@
 //! With [`Policy::Manual`] a test drives the operator itself through [`OperatorBot::session`] and the
 //! helper methods. With the other policies [`OperatorBot::spawn`] runs the bot in a task: every offer
 //! is handled on its own (one small task per call), so a bot with a capacity above one holds several
-//! calls at once. The task's counters are shared through [`BotHandle`].
+//! calls at once. The task's counters are shared through [`BotHandle`]. A bot made
+//! [`OperatorBot::with_media`] follows `media.reconnect` for its calls (counted in
+//! [`BotStats::media_reconnects`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -83,6 +85,11 @@ pub struct BotStats {
     pub media_video_packets: u64,
     /// Audio RTP packets received, likewise.
     pub media_audio_packets: u64,
+    /// `media.reconnect` events received for this operator's calls.
+    pub media_reconnect_events: u64,
+    /// Times a call's media was offered again, from a new peer connection, after `media.reconnect`
+    /// (answered offers).
+    pub media_reconnects: u64,
 }
 
 /// An operator client.
@@ -214,6 +221,32 @@ impl OperatorBot {
         options: crate::media::ClientOptions,
     ) -> Result<crate::media::MediaClient, ClientError> {
         crate::media::start_media(&self.session.requester(), call_id, options).await
+    }
+
+    /// Negotiates media for one of this operator's calls as a [`crate::media::CallMedia`], which
+    /// follows `media.reconnect` when the events read from [`OperatorBot::session`] are given to
+    /// [`crate::media::CallMedia::handle`] (see also [`OperatorBot::wait_media_reconnect`]).
+    pub async fn start_call_media(
+        &self,
+        call_id: &str,
+        options: crate::media::ClientOptions,
+    ) -> Result<crate::media::CallMedia, ClientError> {
+        crate::media::CallMedia::start(&self.session.requester(), call_id, options).await
+    }
+
+    /// Waits for the next `media.reconnect` about `media`'s call (other events stay buffered) and
+    /// offers again from a new peer connection. Returns the number of reconnects so far.
+    pub async fn wait_media_reconnect(
+        &mut self,
+        media: &mut crate::media::CallMedia,
+        timeout: Duration,
+    ) -> Result<u64, ClientError> {
+        let event = self
+            .session
+            .wait_for(timeout, |event| media.wants(event))
+            .await?;
+        media.handle(&event).await?;
+        Ok(media.reconnects())
     }
 
     /// Drops the socket without a close frame (a network cut) and reconnects to the same URL with
@@ -420,6 +453,9 @@ struct CallSignal {
     revoked: bool,
     ended: Option<String>,
     wrapup_ended: bool,
+    /// `media.reconnect` events for the call so far, and the last one's reason.
+    reconnects: u64,
+    reconnect_reason: String,
 }
 
 struct CallTask {
@@ -549,6 +585,14 @@ fn handle_event(
                 s.ended = Some(ended.reason.clone())
             });
         }
+        // Only for the calls this bot has a task for; another call's event is ignored.
+        Event::MediaReconnect(reconnect) if calls.contains_key(&reconnect.call_id) => {
+            stats.send_modify(|s| s.media_reconnect_events += 1);
+            signal(calls, &reconnect.call_id, &|s| {
+                s.reconnects += 1;
+                s.reconnect_reason = reconnect.reason.clone();
+            });
+        }
         Event::WrapupEnded(call) => {
             stats.send_modify(|s| s.wrapups_ended += 1);
             signal(calls, &call.call_id, &|s| s.wrapup_ended = true);
@@ -624,33 +668,62 @@ async fn accept_call(
             return;
         }
     }
-    // With media: negotiate it for the conversation; it closes when this task ends.
-    let media = match media {
-        Some(options) => match crate::media::start_media(&requester, &call_id, options).await {
-            Ok(client) => {
-                stats.send_modify(|s| s.media_calls += 1);
-                Some(client)
+    // With media: negotiate it for the conversation; it closes when this task ends. A
+    // `media.reconnect` that came before the media started needs nothing more: the first offer
+    // goes to wherever the server places the call's media now.
+    let mut followed = signal.borrow().reconnects;
+    let mut media = match media {
+        Some(options) => {
+            match crate::media::CallMedia::start(&requester, &call_id, options).await {
+                Ok(media) => {
+                    stats.send_modify(|s| s.media_calls += 1);
+                    Some(media)
+                }
+                Err(e) => {
+                    record_error(&stats, "media.offer", &call_id, &e);
+                    None
+                }
             }
-            Err(e) => {
-                record_error(&stats, "media.offer", &call_id, &e);
-                None
-            }
-        },
+        }
         None => None,
     };
-    // 2. Talk, then end the call; or wait for someone else to end it.
-    let ended_elsewhere = match plan.talk {
-        Some(talk) => signalled(&mut signal, talk, |s| s.ended.is_some()).await,
-        None => {
-            let _ = signal.wait_for(|s| s.ended.is_some()).await;
-            true
+    // Packets received by the connections replaced so far.
+    let mut received = (0u64, 0u64);
+    // 2. Talk, then end the call; or wait for someone else to end it. Meanwhile, offer the media
+    // again after each `media.reconnect`.
+    let deadline = plan.talk.map(crate::session::deadline_after);
+    let ended_elsewhere = loop {
+        let waiting = signal.wait_for(|s| s.ended.is_some() || s.reconnects > followed);
+        let woke = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, waiting).await.ok(),
+            None => Some(waiting.await),
+        }
+        .map(|r| r.map(|s| (s.ended.is_some(), s.reconnects, s.reconnect_reason.clone())));
+        let reason = match woke {
+            // The talk is over.
+            None => break false,
+            // The bot's loop is gone: stop as if the call ended.
+            Some(Err(_)) | Some(Ok((true, _, _))) => break true,
+            Some(Ok((false, reconnects, reason))) => {
+                followed = reconnects;
+                reason
+            }
+        };
+        if let Some(media) = media.as_mut() {
+            let before = media.client().stats();
+            received.0 += before.packets("video");
+            received.1 += before.packets("audio");
+            match media.reconnect(&reason).await {
+                Ok(()) => stats.send_modify(|s| s.media_reconnects += 1),
+                Err(e) => record_error(&stats, "media.offer (reconnect)", &call_id, &e),
+            }
         }
     };
-    if let Some(client) = media {
-        let received = client.stats();
+    if let Some(media) = media {
+        let last = media.client().stats();
         stats.send_modify(|s| {
-            s.media_video_packets += received.packets("video");
-            s.media_audio_packets += received.packets("audio");
+            s.media_video_packets += received.0 + last.packets("video");
+            s.media_audio_packets += received.1 + last.packets("audio");
         });
     }
     if !ended_elsewhere {

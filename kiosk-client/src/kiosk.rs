@@ -1,11 +1,13 @@
 //! A kiosk without a screen: authenticates with its device token, places, cancels and follows one
-//! call, and can lose and resume its connection (also against another node of a cluster).
+//! call, and can lose and resume its connection (also against another node of a cluster). Its
+//! call's media can follow the server's `media.reconnect` ([`HeadlessKiosk::start_call_media`]).
 
 use std::time::Duration;
 
 use protocol::{Auth, AuthOk, CallCreated, CallRef, CallRequest, Capability, Event, Request};
 use tokio::time::Instant;
 
+use crate::media::CallMedia;
 use crate::session::{ConnectOptions, Session};
 use crate::tracker::{CallOutcome, CallTracker};
 use crate::ClientError;
@@ -28,6 +30,8 @@ pub struct HeadlessKiosk {
     /// arrived before it predates the call. 0 after a reconnect, when every `state.sync` is current.
     call_seq: u64,
     tracker: Option<CallTracker>,
+    /// The call's media kept by the kiosk, which follows `media.reconnect`.
+    media: Option<CallMedia>,
 }
 
 impl std::fmt::Debug for HeadlessKiosk {
@@ -76,6 +80,7 @@ impl HeadlessKiosk {
             call_id: None,
             call_seq: 0,
             tracker: None,
+            media: None,
         })
     }
 
@@ -86,6 +91,52 @@ impl HeadlessKiosk {
     ) -> Result<crate::media::MediaClient, ClientError> {
         let call_id = self.call_id.as_deref().ok_or(ClientError::NoCall)?;
         crate::media::start_media(&self.session.requester(), call_id, options).await
+    }
+
+    /// Negotiates real media for the kiosk's current call and keeps it in the kiosk, which then
+    /// follows `media.reconnect` for that call: [`HeadlessKiosk::follow`] and
+    /// [`HeadlessKiosk::wait_media_reconnect`] offer again from a new peer connection when it
+    /// arrives. Media kept from an earlier call is closed first. Read it with
+    /// [`HeadlessKiosk::media`].
+    pub async fn start_call_media(
+        &mut self,
+        options: crate::media::ClientOptions,
+    ) -> Result<(), ClientError> {
+        let call_id = self.call_id.clone().ok_or(ClientError::NoCall)?;
+        self.stop_media();
+        let media = CallMedia::start(&self.session.requester(), &call_id, options).await?;
+        self.media = Some(media);
+        Ok(())
+    }
+
+    /// The media kept by [`HeadlessKiosk::start_call_media`], if any.
+    pub fn media(&self) -> Option<&CallMedia> {
+        self.media.as_ref()
+    }
+
+    /// How many times the kept media followed `media.reconnect` (0 without kept media).
+    pub fn media_reconnects(&self) -> u64 {
+        self.media.as_ref().map_or(0, CallMedia::reconnects)
+    }
+
+    /// Closes and forgets the kept media.
+    pub fn stop_media(&mut self) {
+        if let Some(media) = self.media.take() {
+            media.close();
+        }
+    }
+
+    /// Waits for the next `media.reconnect` about the kept media's call (other events stay
+    /// buffered), offers again from a new peer connection, and returns the number of reconnects
+    /// so far. [`ClientError::NoCall`] without kept media.
+    pub async fn wait_media_reconnect(&mut self, timeout: Duration) -> Result<u64, ClientError> {
+        let media = self.media.as_mut().ok_or(ClientError::NoCall)?;
+        let event = self
+            .session
+            .wait_for(timeout, |event| media.wants(event))
+            .await?;
+        media.handle(&event).await?;
+        Ok(media.reconnects())
     }
 
     /// The current session, for requests and events the kiosk API does not cover. After
@@ -172,6 +223,9 @@ impl HeadlessKiosk {
         let (mut session, auth_ok) = Session::connect_with(ws_url, auth, &self.options).await?;
         self.session.carry_over_into(&mut session);
         self.session = session;
+        if let Some(media) = &mut self.media {
+            media.set_requester(self.session.requester());
+        }
         self.ws_url = ws_url.to_owned();
         self.auth = auth_ok.clone();
         // Every state.sync of the new session was sent while the call existed.
@@ -197,6 +251,9 @@ impl HeadlessKiosk {
     /// The call also counts as ended, with reason [`crate::REASON_GONE`], when a `state.sync` sent
     /// after the call was created no longer lists it (it ended while the kiosk was away).
     /// [`ClientError::Timeout`] leaves the tracked state in [`HeadlessKiosk::tracker`].
+    ///
+    /// With media kept by [`HeadlessKiosk::start_call_media`], a `media.reconnect` for the call is
+    /// followed on the way (a failed re-offer is logged; the call goes on being followed).
     pub async fn follow(&mut self, until: Duration) -> Result<CallOutcome, ClientError> {
         self.follow_with(until, |_| {}).await
     }
@@ -204,7 +261,9 @@ impl HeadlessKiosk {
     /// [`HeadlessKiosk::follow`], calling `on_event` with each event about the call as it is applied.
     ///
     /// Cancel-safe: dropping the future (for example in a `tokio::select!` with a timer) loses no
-    /// event and keeps the tracked state, so following can simply start again.
+    /// event and keeps the tracked state, so following can simply start again. The one exception
+    /// is a drop while kept media is offering again after `media.reconnect`: that new connection
+    /// may then stay unanswered; [`HeadlessKiosk::start_call_media`] negotiates afresh.
     pub async fn follow_with(
         &mut self,
         until: Duration,
@@ -218,12 +277,20 @@ impl HeadlessKiosk {
             }
             let call_seq = self.call_seq;
             let remaining = deadline.saturating_duration_since(Instant::now());
+            let media = self.media.as_mut();
             let (_, event) = self
                 .session
                 .wait_for_stamped(remaining, |seq, event| {
                     is_about(event, tracker.call_id(), seq, call_seq)
+                        || media.as_ref().is_some_and(|m| m.wants(event))
                 })
                 .await?;
+            if let Some(media) = self.media.as_mut().filter(|m| m.wants(&event)) {
+                if let Err(e) = media.handle(&event).await {
+                    tracing::warn!(error = %e, "kiosk: offering media again after media.reconnect failed");
+                }
+                continue;
+            }
             if tracker.apply(&event) {
                 on_event(&event);
             }

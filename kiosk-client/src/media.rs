@@ -4,14 +4,25 @@
 //! the answer, then our candidates as `media.candidate` — and returns the running
 //! [`MediaClient`], which sends synthetic audio and video (VP8-framed packets carrying their send
 //! time, Opus silence) and measures what it receives.
+//!
+//! [`CallMedia`] is the same media for a client that follows the server: when the call's media is
+//! placed on another media node, the server sends `media.reconnect`, and [`CallMedia::handle`]
+//! closes the peer connection, starts a new one (a new [`MediaClient`]: a new socket, new ICE
+//! credentials and a new DTLS fingerprint) and sends its fresh `media.offer` and candidates. It does
+//! not read events itself (the session's owner does): [`crate::HeadlessKiosk`] and a spawned
+//! [`crate::OperatorBot`] feed it theirs.
 
 use protocol::media::{MediaCandidate, MediaOffer};
-use protocol::Request;
+use protocol::{ErrorCode, Event, Request};
 
 pub use sfu::client::{ClientOptions, ClientStats, MediaClient, TrackStats};
 
 use crate::session::Requester;
 use crate::ClientError;
+
+/// How many times [`CallMedia::reconnect`] sends the new offer when the server answers
+/// `unavailable` (the call's new media node is not ready yet).
+const RECONNECT_ATTEMPTS: u32 = 4;
 
 /// Negotiates media for `call_id` over `requester`'s session and starts sending.
 pub async fn start_media(
@@ -49,6 +60,152 @@ pub async fn restart_ice(
     negotiate(requester, call_id, client, offer, monitor).await
 }
 
+/// Whether `event` is a `media.reconnect` for `call_id`; its reason if so.
+pub fn reconnect_reason<'a>(event: &'a Event, call_id: &str) -> Option<&'a str> {
+    match event {
+        Event::MediaReconnect(r) if r.call_id == call_id => Some(r.reason.as_str()),
+        _ => None,
+    }
+}
+
+/// One call's media that follows `media.reconnect`: the current [`MediaClient`], and how many
+/// times it was replaced.
+///
+/// Feed it the session's events with [`CallMedia::handle`] (or call [`CallMedia::reconnect`]);
+/// events about other calls, and other events, are left alone. Stats start again from zero with
+/// each new connection: read them from [`CallMedia::client`] after the reconnect.
+pub struct CallMedia {
+    requester: Requester,
+    call_id: String,
+    options: ClientOptions,
+    client: MediaClient,
+    reconnects: u64,
+    last_reason: Option<String>,
+}
+
+impl std::fmt::Debug for CallMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallMedia")
+            .field("call_id", &self.call_id)
+            .field("monitor", &self.options.monitor)
+            .field("reconnects", &self.reconnects)
+            .field("last_reason", &self.last_reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallMedia {
+    /// Negotiates media for `call_id` over `requester`'s session, like [`start_media`]
+    /// (`options.monitor` for a supervisor's monitor, after `monitor.start`).
+    pub async fn start(
+        requester: &Requester,
+        call_id: &str,
+        options: ClientOptions,
+    ) -> Result<CallMedia, ClientError> {
+        let client = start_media(requester, call_id, options.clone()).await?;
+        Ok(CallMedia {
+            requester: requester.clone(),
+            call_id: call_id.to_owned(),
+            options,
+            client,
+            reconnects: 0,
+            last_reason: None,
+        })
+    }
+
+    /// The call.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The current peer connection (a new one after each reconnect).
+    pub fn client(&self) -> &MediaClient {
+        &self.client
+    }
+
+    /// How many times the media was offered again after `media.reconnect` (answered offers).
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects
+    }
+
+    /// The reason of the last `media.reconnect` followed, if any.
+    pub fn last_reason(&self) -> Option<&str> {
+        self.last_reason.as_deref()
+    }
+
+    /// The session to offer on from now on (after the socket was resumed on a new connection).
+    pub fn set_requester(&mut self, requester: Requester) {
+        self.requester = requester;
+    }
+
+    /// Whether `event` is a `media.reconnect` for this call.
+    pub fn wants(&self, event: &Event) -> bool {
+        reconnect_reason(event, &self.call_id).is_some()
+    }
+
+    /// Follows `event` if it is a `media.reconnect` for this call (see [`CallMedia::reconnect`]);
+    /// returns whether it was one. Anything else is ignored.
+    pub async fn handle(&mut self, event: &Event) -> Result<bool, ClientError> {
+        match reconnect_reason(event, &self.call_id) {
+            Some(reason) => {
+                let reason = reason.to_owned();
+                self.reconnect(&reason).await.map(|()| true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Closes the current peer connection and negotiates a new one: a new [`MediaClient`] (same
+    /// options, so the same kind of local tracks, and `monitor` again for a monitor), a fresh
+    /// `media.offer`, then its candidates. The old connection's candidates are never sent again.
+    /// An `unavailable` answer is retried a few times. On failure the new, unanswered connection
+    /// stays current, and `reconnect` may be called again.
+    pub async fn reconnect(&mut self, reason: &str) -> Result<(), ClientError> {
+        tracing::debug!(call_id = %self.call_id, %reason, "media.reconnect: offering again");
+        self.last_reason = Some(reason.to_owned());
+        self.client.close();
+        let client = MediaClient::start(self.options.clone())
+            .await
+            .map_err(|e| ClientError::Connect(format!("media socket: {e}")))?;
+        // The old connection goes away here (its driver was told to close).
+        self.client = client;
+        let mut attempt = 0;
+        loop {
+            let result = negotiate(
+                &self.requester,
+                &self.call_id,
+                &self.client,
+                self.client.offer().to_owned(),
+                self.options.monitor,
+            )
+            .await;
+            match result {
+                Err(ClientError::Refused {
+                    code: ErrorCode::Unavailable,
+                    ..
+                }) if attempt + 1 < RECONNECT_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => break,
+            }
+        }
+        self.reconnects += 1;
+        Ok(())
+    }
+
+    /// Stops following and gives back the current peer connection.
+    pub fn into_client(self) -> MediaClient {
+        self.client
+    }
+
+    /// Closes the current peer connection.
+    pub fn close(&self) {
+        self.client.close();
+    }
+}
+
 async fn negotiate(
     requester: &Requester,
     call_id: &str,
@@ -82,4 +239,34 @@ async fn negotiate(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::media::MediaReconnect;
+    use protocol::CallRef;
+
+    #[test]
+    fn only_a_reconnect_for_the_call_counts() {
+        let ev = |call: &str, reason: &str| {
+            Event::MediaReconnect(MediaReconnect {
+                call_id: call.into(),
+                reason: reason.into(),
+            })
+        };
+        assert_eq!(
+            reconnect_reason(&ev("c1", "node_lost"), "c1"),
+            Some("node_lost")
+        );
+        assert_eq!(
+            reconnect_reason(&ev("c1", "whatever"), "c1"),
+            Some("whatever")
+        );
+        assert_eq!(reconnect_reason(&ev("c2", "node_lost"), "c1"), None);
+        let held = Event::CallHeld(CallRef {
+            call_id: "c1".into(),
+        });
+        assert_eq!(reconnect_reason(&held, "c1"), None);
+    }
 }

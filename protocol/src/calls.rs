@@ -327,4 +327,25 @@ pub struct MetricsSnapshot {
     pub services: Vec<ServiceMetrics>,
     /// Per operator who is logged in or has calls.
     pub operators: Vec<OperatorMetrics>,
+    /// Extension: the media nodes and the load each advertises, in a deployment with media nodes
+    /// (absent when the SFU runs in the server process).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_nodes: Vec<MediaNodeMetrics>,
+}
+
+/// One media node on the wallboard (extension of `metrics.snapshot`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaNodeMetrics {
+    /// The node's id.
+    pub id: String,
+    /// Calls with media on it.
+    pub calls: u64,
+    /// The most calls it takes.
+    pub capacity: u64,
+    /// RTP packets received and forwarded per second.
+    pub packets_per_s: f64,
+    /// Mean busy share of its forwarding loops (0–1).
+    pub busy_ratio: f64,
+    /// It takes no new calls (shutting down).
+    pub draining: bool,
 }

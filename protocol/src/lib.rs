@@ -20,8 +20,8 @@ pub mod media;
 
 pub use calls::{
     CallAssigned, CallConnected, CallCreated, CallEnded, CallOfferRevoked, CallOffered, CallRef,
-    CallRequest, CallRequeued, CallTransfer, KioskInfo, MetricsSnapshot, OperatorCall,
-    OperatorInfo, OperatorMetrics, OperatorSetState, OperatorStateEvent, PresenceSet,
+    CallRequest, CallRequeued, CallTransfer, KioskInfo, MediaNodeMetrics, MetricsSnapshot,
+    OperatorCall, OperatorInfo, OperatorMetrics, OperatorSetState, OperatorStateEvent, PresenceSet,
     PresenceState, QueueUpdate, ServiceMetrics, StateSync, SyncedCall, WindowMetrics,
 };
 
@@ -581,6 +581,10 @@ pub enum Event {
     /// `media.stats`: a call's media figures, to its operator and monitoring supervisors.
     #[serde(rename = "media.stats")]
     MediaStats(media::MediaStats),
+    /// `media.reconnect` (extension, kiosk, operator and monitoring supervisors): the call's media
+    /// moved to another media node; offer again from a new peer connection.
+    #[serde(rename = "media.reconnect")]
+    MediaReconnect(media::MediaReconnect),
     /// `identity.requested` (kiosk sessions with the device, or all of them).
     #[serde(rename = "identity.requested")]
     IdentityRequested(incall::IdentityRequested),
@@ -624,6 +628,7 @@ impl Event {
             Event::MetricsSnapshot(_) => "metrics.snapshot",
             Event::MediaCandidate(_) => "media.candidate",
             Event::MediaStats(_) => "media.stats",
+            Event::MediaReconnect(_) => "media.reconnect",
             Event::IdentityRequested(_) => "identity.requested",
             Event::IdentityProgress(_) => "identity.progress",
             Event::IdentityVerified(_) => "identity.verified",
@@ -959,6 +964,52 @@ mod tests {
                 code: ErrorCode::Conflict,
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn media_reconnect_round_trips_and_keeps_unknown_reasons() {
+        let ev = Event::MediaReconnect(media::MediaReconnect {
+            call_id: "3f2b8c1e".into(),
+            reason: media::MediaReconnect::NODE_LOST.into(),
+        });
+        assert_eq!(ev.kind(), "media.reconnect");
+        let text = ev.to_json();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["type"], "media.reconnect");
+        assert_eq!(v["call_id"], "3f2b8c1e");
+        assert_eq!(v["reason"], "node_lost");
+        assert_eq!(
+            parse_server_frame(&text).unwrap(),
+            ServerMessage::Frame(ServerFrame::Event(ev.clone()))
+        );
+        let framed = ServerFrame::Event(ev).to_json();
+        assert_eq!(serde_json::from_str::<Value>(&framed).unwrap(), v);
+
+        // Draining, and a reason this version does not know: still the typed event, with the text.
+        for reason in ["node_draining", "rebalanced"] {
+            let text = format!(r#"{{"type":"media.reconnect","call_id":"c","reason":"{reason}"}}"#);
+            assert_eq!(
+                parse_server_frame(&text).unwrap(),
+                ServerMessage::Frame(ServerFrame::Event(Event::MediaReconnect(
+                    media::MediaReconnect {
+                        call_id: "c".into(),
+                        reason: reason.into(),
+                    }
+                )))
+            );
+        }
+        // Unknown extra fields are ignored; a frame without a reason is kept as unknown.
+        assert!(matches!(
+            parse_server_frame(
+                r#"{"type":"media.reconnect","call_id":"c","reason":"node_lost","node":"n2"}"#
+            )
+            .unwrap(),
+            ServerMessage::Frame(ServerFrame::Event(Event::MediaReconnect(_)))
+        ));
+        assert!(matches!(
+            parse_server_frame(r#"{"type":"media.reconnect","call_id":"c"}"#).unwrap(),
+            ServerMessage::Unknown(_)
         ));
     }
 }

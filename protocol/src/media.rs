@@ -1,5 +1,5 @@
-//! Bodies of the media messages: `media.offer`, `media.candidate`, `monitor.start/stop` and the
-//! `media.stats` event. The SFU answers with `ok {"sdp"}`.
+//! Bodies of the media messages: `media.offer`, `media.candidate`, `monitor.start/stop`, and the
+//! `media.stats` and `media.reconnect` events. The SFU answers with `ok {"sdp"}`.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,31 @@ pub struct MediaCandidate {
     /// The media section index.
     #[serde(default)]
     pub sdp_mline_index: Option<u16>,
+}
+
+/// `media.reconnect` (extension): the server placed the call's media on another media node (the
+/// one it was on died or is draining). Sent to the call's kiosk, its operator and the supervisors
+/// monitoring it, while the call is in conversation (connected or on hold), possibly more than once.
+/// The call is neither ended nor requeued.
+///
+/// A client with media for the call closes its peer connection for it and sends a fresh
+/// `media.offer` from a **new** peer connection (same local tracks; a supervisor again with
+/// `"monitor":true`), then trickles that connection's candidates. Candidates of the old connection
+/// are no longer sent. A client without media for the call ignores the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaReconnect {
+    /// The call.
+    pub call_id: String,
+    /// Why: [`MediaReconnect::NODE_LOST`], [`MediaReconnect::NODE_DRAINING`], or another text
+    /// (future reasons), which a client treats like the others.
+    pub reason: String,
+}
+
+impl MediaReconnect {
+    /// The media node of the call stopped answering.
+    pub const NODE_LOST: &'static str = "node_lost";
+    /// The media node of the call is being drained (shut down in order).
+    pub const NODE_DRAINING: &'static str = "node_draining";
 }
 
 /// `media.stats`: one call's media, per direction, every few seconds to the operator and to the

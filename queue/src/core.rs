@@ -125,6 +125,20 @@ pub enum Command {
         /// Where it goes.
         target: TransferTarget,
     },
+    /// Places the call's media on a media node, or moves it to another one. It applies only while
+    /// the call is in conversation and only if its media is still where `replacing` says (`None`:
+    /// not placed yet), so two nodes placing at once cannot both win: the loser gets `conflict`
+    /// and reads the placement that won.
+    PlaceMedia {
+        /// The call.
+        call_id: CallId,
+        /// The media node chosen.
+        node: String,
+        /// Where the media is now, as the caller saw it.
+        replacing: Option<String>,
+        /// Why it moves (`node_lost`, `node_draining`); empty for a first placement.
+        reason: String,
+    },
     /// A node renews its lease.
     Heartbeat {
         /// The node.
@@ -400,6 +414,32 @@ impl TenantState {
                         }
                         Some(_) => {}
                     }
+                }
+                Ok(())
+            }
+            Command::PlaceMedia {
+                call_id,
+                node,
+                replacing,
+                ..
+            } => {
+                let call = self.call(call_id)?;
+                if !matches!(
+                    call.state,
+                    CallState::Connected { .. } | CallState::Held { .. }
+                ) {
+                    return Err(Error::Conflict(format!(
+                        "call {call_id} is not in conversation"
+                    )));
+                }
+                if node.is_empty() || node.len() > 200 || node.chars().any(char::is_control) {
+                    return Err(Error::Invalid(format!("bad media node id {node:?}")));
+                }
+                if &call.media_node != replacing {
+                    return Err(Error::Conflict(format!(
+                        "the media of call {call_id} is already on {}",
+                        call.media_node.as_deref().unwrap_or("no node")
+                    )));
                 }
                 Ok(())
             }
@@ -922,6 +962,7 @@ impl TenantState {
                     ended_at: None,
                     since: now,
                     last_update: None,
+                    media_node: None,
                 };
                 self.dirty.calls.insert(c.call_id.clone());
                 self.calls.insert(c.call_id, call);
@@ -1138,6 +1179,27 @@ impl TenantState {
                     },
                     fx,
                 );
+            }
+            Command::PlaceMedia {
+                call_id,
+                node,
+                reason,
+                ..
+            } => {
+                let Some(call) = self.call_mut(&call_id) else {
+                    return;
+                };
+                let previous = call.media_node.replace(node.clone());
+                let kiosk_id = call.kiosk_id.clone();
+                let operator_id = call.state.operator().cloned();
+                fx.push(Effect::MediaPlaced {
+                    call_id,
+                    kiosk_id,
+                    operator_id,
+                    node,
+                    previous,
+                    reason,
+                });
             }
             Command::Heartbeat { node } => self.renew_node(cfg, now, &node),
             Command::Tick => {}
@@ -1588,6 +1650,77 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    fn place(
+        st: &mut TenantState,
+        s: u64,
+        node: &str,
+        replacing: Option<&str>,
+    ) -> Result<Vec<Effect>, Error> {
+        st.apply(
+            &cfg(),
+            Time::from_secs(s),
+            Command::PlaceMedia {
+                call_id: CallId::new("c1").unwrap(),
+                node: node.into(),
+                replacing: replacing.map(str::to_owned),
+                reason: if replacing.is_some() { "node_lost" } else { "" }.into(),
+            },
+        )
+    }
+
+    #[test]
+    fn media_is_placed_once_and_moved_only_from_where_it_is() {
+        let mut st = TenantState::default();
+        enqueue(&mut st, 0, "c1");
+        // Not in conversation yet.
+        assert!(matches!(
+            place(&mut st, 1, "m1", None),
+            Err(Error::Conflict(_))
+        ));
+        online(&mut st, 1, "a");
+        op_cmd(&mut st, 2, "a", "c1", false);
+        let fx = place(&mut st, 3, "m1", None).unwrap();
+        let placed: Vec<_> = fx
+            .iter()
+            .filter_map(|e| match e {
+                Effect::MediaPlaced {
+                    node,
+                    previous,
+                    operator_id,
+                    ..
+                } => Some((node.clone(), previous.clone(), operator_id.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            placed,
+            [("m1".into(), None, Some(OperatorId::new("a").unwrap()))]
+        );
+        // A second first placement (another node racing) loses.
+        assert!(matches!(
+            place(&mut st, 3, "m2", None),
+            Err(Error::Conflict(_))
+        ));
+        // A move from the wrong node loses; from the right one it wins and says where from.
+        assert!(matches!(
+            place(&mut st, 4, "m3", Some("m2")),
+            Err(Error::Conflict(_))
+        ));
+        let fx = place(&mut st, 4, "m2", Some("m1")).unwrap();
+        assert!(fx.iter().any(
+            |e| matches!(e, Effect::MediaPlaced { previous: Some(p), reason, .. }
+            if p == "m1" && reason == "node_lost")
+        ));
+        assert_eq!(
+            st.calls[&CallId::new("c1").unwrap()].media_node.as_deref(),
+            Some("m2")
+        );
+        assert!(matches!(
+            place(&mut st, 5, "", Some("m2")),
+            Err(Error::Invalid(_))
+        ));
     }
 
     #[test]

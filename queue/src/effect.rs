@@ -169,6 +169,22 @@ pub enum Effect {
         /// The new state.
         state: OperatorState,
     },
+    /// The call's media was placed on a media node. With a `previous` node, the media moved: send
+    /// `media.reconnect` to the kiosk, the operator and the call's monitors.
+    MediaPlaced {
+        /// The call.
+        call_id: CallId,
+        /// Its kiosk.
+        kiosk_id: KioskId,
+        /// Its operator.
+        operator_id: Option<OperatorId>,
+        /// The media node it is on now.
+        node: String,
+        /// The node it was on, if any.
+        previous: Option<String>,
+        /// Why it moved (empty for a first placement).
+        reason: String,
+    },
     /// A metric event; Prometheus counters and histograms are fed from these.
     Metric(MetricEvent),
 }

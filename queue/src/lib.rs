@@ -23,6 +23,7 @@ pub mod error;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+pub mod redis_conn;
 pub mod redis_shared;
 pub mod redis_store;
 pub mod shared;

@@ -332,6 +332,10 @@ pub struct Call {
     pub since: Time,
     /// The last position and estimated wait (ms) sent to the kiosk, so updates go out only on change.
     pub last_update: Option<(u32, Option<u64>)>,
+    /// The media node this call's media is placed on, in a deployment with separate media nodes
+    /// (`None`: not placed, or media in the process each party talks to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_node: Option<String>,
 }
 
 /// An operator's own choice of presence; `wrapup` is derived from their calls.

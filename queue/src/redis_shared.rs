@@ -13,13 +13,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use redis::Script;
 use tokio::sync::broadcast;
 
 use crate::error::Error;
 use crate::model::{Tenant, Time};
+use crate::redis_conn::Dedicated;
 use crate::redis_store::RedisStore;
 use crate::shared::{check_name, BusReceiver, Shared, BUS_CAPACITY};
 
@@ -204,7 +204,13 @@ impl Shared for RedisShared {
             .await?)
     }
 
-    async fn delete(&self, tenant: &Tenant, ns: &str, key: &str, _now: Time) -> Result<bool, Error> {
+    async fn delete(
+        &self,
+        tenant: &Tenant,
+        ns: &str,
+        key: &str,
+        _now: Time,
+    ) -> Result<bool, Error> {
         check_name("namespace", ns, false)?;
         check_name("key", key, true)?;
         let mut conn = self.inner.store.conn();
@@ -245,10 +251,8 @@ impl Shared for RedisShared {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let values: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await?;
+        let values: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         let prefix = record_key(tenant, ns, "");
         let mut out: Vec<(String, String)> = keys
             .into_iter()
@@ -333,7 +337,7 @@ struct BusReader {
 }
 
 impl BusReader {
-    async fn run(mut self, conn: MultiplexedConnection) {
+    async fn run(mut self, conn: Dedicated) {
         let mut conn = Some(conn);
         let mut failures: u32 = 0;
         loop {
@@ -368,7 +372,7 @@ impl BusReader {
         }
     }
 
-    async fn read(&mut self, conn: &mut MultiplexedConnection) -> Result<(), redis::RedisError> {
+    async fn read(&mut self, conn: &mut Dedicated) -> Result<(), redis::RedisError> {
         let reply: StreamReadReply = redis::cmd("XREAD")
             .arg("BLOCK")
             .arg(XREAD_BLOCK_MS)

@@ -34,8 +34,15 @@
 //! lease machinery re-offers waiting calls), and clients that find their call in an unexpected state
 //! `resume`, which re-registers them. No call disappears that was waiting more than a second before.
 //! Nodes notice the loss through the version token (see above) and never write their cached, lost state
-//! back. Reconnections of the [`ConnectionManager`] are not reported to the store, which is why the cache
-//! relies on the token and not on noticing them.
+//! back. Reconnections (and failovers) of the [`RedisConn`] are not reported to the store, which is why the
+//! cache relies on the token and not on noticing them.
+//!
+//! # Sentinel
+//! With a `redis+sentinel://` URL the connection follows the master the sentinels name (see
+//! [`crate::redis_conn`]). A failover looks like a Redis restart that may have lost the last writes made
+//! before it (replication is asynchronous): commands fail with [`Error::Unavailable`] while no master is
+//! reachable, the version token makes every node reload, and the event-stream readers resume on the new
+//! master after the last entry they read.
 //!
 //! # Timeouts
 //! Every command has a response timeout, so a half-open connection fails the operation (the caller may
@@ -51,7 +58,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::StreamReadReply;
 use redis::AsyncConnectionConfig;
 use redis::{AsyncCommands, Script};
@@ -61,6 +67,7 @@ use crate::core::{Command, Meta, TenantState};
 use crate::effect::{Applied, Effect};
 use crate::error::Error;
 use crate::model::{waiting_score, Call, CallState, Operator, QueueConfig, Tenant, Time};
+use crate::redis_conn::{Dedicated, RedisConn};
 use crate::snapshot::Snapshot;
 use crate::store::{EffectReceiver, Store};
 
@@ -158,8 +165,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: RedisConn,
     cfg: QueueConfig,
     load: Script,
     commit: Script,
@@ -172,17 +178,18 @@ fn json_err(e: serde_json::Error) -> Error {
 }
 
 impl RedisStore {
-    /// Connects to Redis at `url` (e.g. `redis://127.0.0.1:6379/`).
+    /// Connects to Redis at `url`: one node (`redis://127.0.0.1:6379/`, `rediss://…`,
+    /// `redis+unix:///path`) or the master the sentinels name
+    /// (`redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER_NAME[/DB]`, see
+    /// [`crate::redis_conn`]). Fails when no Redis (master) answers now.
     pub async fn connect(url: &str, cfg: QueueConfig) -> Result<Self, Error> {
         cfg.validate()?;
-        let client = redis::Client::open(url)?;
-        let conn_cfg = ConnectionManagerConfig::new()
+        let conn_cfg = AsyncConnectionConfig::new()
             .set_response_timeout(RESPONSE_TIMEOUT)
             .set_connection_timeout(CONNECTION_TIMEOUT);
-        let conn = ConnectionManager::new_with_config(client.clone(), conn_cfg).await?;
+        let conn = RedisConn::connect(url, conn_cfg).await?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                client,
                 conn,
                 cfg,
                 load: Script::new(LOAD),
@@ -198,15 +205,23 @@ impl RedisStore {
         self.inner.commit.get_hash()
     }
 
-    /// A handle on the store's shared connection (it reconnects by itself), for the other Redis
-    /// users of this crate (`redis_shared`).
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    /// The address (`host:port`, or the socket path) of the Redis node the store's shared connection
+    /// is on, `None` while it is not connected (during a failover, say). For diagnostics and tests.
+    pub fn master_addr(&self) -> Option<String> {
+        self.inner.conn.master_addr()
+    }
+
+    /// A handle on the store's shared connection (it reconnects by itself, following the master with
+    /// sentinels), for the other Redis users of this crate (`redis_shared`).
+    pub(crate) fn conn(&self) -> RedisConn {
         self.inner.conn.clone()
     }
 
-    /// A connection of its own, for a blocking read (`XREAD BLOCK`) that must not stall the shared one.
-    pub(crate) async fn dedicated(&self) -> Result<MultiplexedConnection, Error> {
-        reader_connection(&self.inner.client).await
+    /// A connection of its own to the current master, for a blocking read (`XREAD BLOCK`) that must not
+    /// stall the shared one. Its response timeout lets a blocking `XREAD` of up to a second run its
+    /// course but still fails a half-open connection; it fails once the master moved.
+    pub(crate) async fn dedicated(&self) -> Result<Dedicated, Error> {
+        reader_connection(&self.inner.conn).await
     }
 
     fn entry(&self, tenant: &Tenant) -> Arc<tokio::sync::Mutex<Cached>> {
@@ -442,7 +457,7 @@ impl Store for RedisStore {
             return Ok(tx.subscribe());
         }
         // A blocking XREAD needs a connection of its own, or it would stall every other command.
-        let mut conn = reader_connection(&self.inner.client).await?;
+        let mut conn = reader_connection(&self.inner.conn).await?;
         // Start from the stream's current end so only new batches are delivered.
         let last: String = {
             let info: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
@@ -471,7 +486,7 @@ impl Store for RedisStore {
         }
         let reader = Reader {
             key: Keys::new(tenant).events,
-            client: self.inner.client.clone(),
+            conn: self.inner.conn.clone(),
             inner: Arc::downgrade(&self.inner),
             tenant: tenant.clone(),
             tx,
@@ -482,8 +497,9 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), Error> {
-        let mut conn = self.inner.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        // `PING` on one node; with sentinels `ROLE`, which must say master (a demoted master still
+        // answers `PING`, but refuses writes).
+        self.inner.conn.check().await?;
         Ok(())
     }
 
@@ -524,21 +540,19 @@ fn revoked_key(tenant: &Tenant) -> String {
     format!("{{{tenant}}}:revoked")
 }
 
-/// Opens a connection for the event-stream reader. Its response timeout lets a blocking `XREAD` run
+/// Opens a connection for an event-stream reader. Its response timeout lets a blocking `XREAD` run
 /// its course but still fails a half-open connection, so the reader notices and reconnects.
-async fn reader_connection(client: &redis::Client) -> Result<MultiplexedConnection, Error> {
+async fn reader_connection(conn: &RedisConn) -> Result<Dedicated, Error> {
     let cfg = AsyncConnectionConfig::new()
         .set_connection_timeout(CONNECTION_TIMEOUT)
         .set_response_timeout(Duration::from_millis(XREAD_BLOCK_MS) + RESPONSE_TIMEOUT);
-    Ok(client
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await?)
+    Ok(conn.dedicated(&cfg).await?)
 }
 
 /// The task that forwards a tenant's event stream to its local subscribers.
 struct Reader {
     key: String,
-    client: redis::Client,
+    conn: RedisConn,
     inner: Weak<Inner>,
     tenant: Tenant,
     tx: broadcast::Sender<Arc<Applied>>,
@@ -548,7 +562,7 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(mut self, conn: MultiplexedConnection) {
+    async fn run(mut self, conn: Dedicated) {
         let mut conn = Some(conn);
         let mut failures: u32 = 0;
         loop {
@@ -556,15 +570,16 @@ impl Reader {
                 match self.read(c).await {
                     Ok(()) => failures = 0,
                     Err(err) => {
-                        // A `MultiplexedConnection` never reconnects by itself: after Redis restarts
-                        // every command on it fails, so drop it and open a new one.
+                        // A dedicated connection never reconnects by itself: after Redis restarts or
+                        // the master moves every command on it fails, so drop it and open a new one
+                        // (on the current master).
                         tracing::warn!(%err, "reading the queue event stream failed; reconnecting");
                         conn = None;
                         failures = failures.saturating_add(1);
                     }
                 }
             } else {
-                match reader_connection(&self.client).await {
+                match reader_connection(&self.conn).await {
                     Ok(c) => conn = Some(c),
                     Err(err) => {
                         tracing::warn!(%err, "reconnecting the queue event stream reader failed");
@@ -585,7 +600,7 @@ impl Reader {
     }
 
     /// One blocking `XREAD`; forwards what it returns.
-    async fn read(&mut self, conn: &mut MultiplexedConnection) -> Result<(), redis::RedisError> {
+    async fn read(&mut self, conn: &mut Dedicated) -> Result<(), redis::RedisError> {
         let reply: StreamReadReply = redis::cmd("XREAD")
             .arg("BLOCK")
             .arg(XREAD_BLOCK_MS)

@@ -384,17 +384,35 @@ mod tests {
         let s = MemoryShared::new();
         let ttl = Duration::from_millis(100);
         assert!(s.put_new(&t(), "ns", "a", "1", ttl, Time(0)).await.unwrap());
-        assert!(!s.put_new(&t(), "ns", "a", "2", ttl, Time(50)).await.unwrap());
+        assert!(!s
+            .put_new(&t(), "ns", "a", "2", ttl, Time(50))
+            .await
+            .unwrap());
         assert_eq!(
             s.get(&t(), "ns", "a", Time(99)).await.unwrap().as_deref(),
             Some("1")
         );
         assert_eq!(s.get(&t(), "ns", "a", Time(100)).await.unwrap(), None);
-        assert!(s.put_new(&t(), "ns", "a", "3", ttl, Time(100)).await.unwrap());
-        assert!(!s.swap(&t(), "ns", "a", Some("1"), "4", ttl, Time(100)).await.unwrap());
-        assert!(s.swap(&t(), "ns", "a", Some("3"), "4", ttl, Time(100)).await.unwrap());
-        assert!(s.swap(&t(), "ns", "b", None, "5", ttl, Time(100)).await.unwrap());
-        assert!(!s.swap(&t(), "ns", "b", None, "6", ttl, Time(100)).await.unwrap());
+        assert!(s
+            .put_new(&t(), "ns", "a", "3", ttl, Time(100))
+            .await
+            .unwrap());
+        assert!(!s
+            .swap(&t(), "ns", "a", Some("1"), "4", ttl, Time(100))
+            .await
+            .unwrap());
+        assert!(s
+            .swap(&t(), "ns", "a", Some("3"), "4", ttl, Time(100))
+            .await
+            .unwrap());
+        assert!(s
+            .swap(&t(), "ns", "b", None, "5", ttl, Time(100))
+            .await
+            .unwrap());
+        assert!(!s
+            .swap(&t(), "ns", "b", None, "6", ttl, Time(100))
+            .await
+            .unwrap());
         assert!(s.delete(&t(), "ns", "a", Time(101)).await.unwrap());
         assert!(!s.delete(&t(), "ns", "a", Time(102)).await.unwrap());
     }

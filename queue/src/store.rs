@@ -97,7 +97,9 @@ impl AnyStore {
     /// on the same Redis for the Redis one.
     pub fn shared(&self) -> crate::shared::AnyShared {
         match self {
-            AnyStore::Memory(_) => crate::shared::AnyShared::Memory(crate::shared::MemoryShared::new()),
+            AnyStore::Memory(_) => {
+                crate::shared::AnyShared::Memory(crate::shared::MemoryShared::new())
+            }
             AnyStore::Redis(s) => {
                 crate::shared::AnyShared::Redis(crate::redis_shared::RedisShared::new(s.clone()))
             }
@@ -457,6 +459,25 @@ impl<S: Store> Queue<S> {
             operator_id: operator_id.clone(),
             call_id: call_id.clone(),
             target,
+        };
+        self.apply(tenant, now, cmd).await
+    }
+
+    /// Places (or moves) a call's media on a media node; see [`Command::PlaceMedia`].
+    pub async fn place_media(
+        &self,
+        tenant: &Tenant,
+        now: Time,
+        call_id: &CallId,
+        node: &str,
+        replacing: Option<&str>,
+        reason: &str,
+    ) -> Result<Applied, Error> {
+        let cmd = Command::PlaceMedia {
+            call_id: call_id.clone(),
+            node: node.to_owned(),
+            replacing: replacing.map(str::to_owned),
+            reason: reason.to_owned(),
         };
         self.apply(tenant, now, cmd).await
     }

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::{Answer, Engine, EngineConfig};
 use crate::metrics::MediaMetrics;
 use crate::{demux, udpio};
-use crate::{CallStats, Candidate, MediaConfig, MediaError, MediaEvent, Participant};
+use crate::{CallStats, Candidate, MediaConfig, MediaError, MediaEvent, MediaLoad, Participant};
 
 /// Packets queued per loop before the reader starts dropping.
 const LOOP_QUEUE: usize = 8192;
@@ -78,6 +78,19 @@ enum Cmd {
 struct LoopHandle {
     packets: mpsc::Sender<Packet>,
     commands: mpsc::UnboundedSender<Cmd>,
+    load: Arc<LoopLoad>,
+}
+
+/// One loop's figures for [`Sfu::load`], written by the loop at its one-second tick (from what it
+/// already counts for the metrics) and read without asking the loop.
+#[derive(Default)]
+struct LoopLoad {
+    calls: AtomicUsize,
+    peers: AtomicUsize,
+    /// `f64` bits.
+    packets_per_s: AtomicU64,
+    /// `f64` bits.
+    busy: AtomicU64,
 }
 
 type TcpWriters = Arc<Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>>;
@@ -185,9 +198,11 @@ impl Sfu {
         for index in 0..loops {
             let (ptx, prx) = mpsc::channel(LOOP_QUEUE);
             let (ctx, crx) = mpsc::unbounded_channel();
+            let load = Arc::new(LoopLoad::default());
             handles.push(LoopHandle {
                 packets: ptx,
                 commands: ctx,
+                load: load.clone(),
             });
             let engine = Engine::new(EngineConfig {
                 loop_index: index,
@@ -209,6 +224,7 @@ impl Sfu {
                 metrics: metrics.clone(),
                 stats_interval: cfg.stats_interval,
                 stop: stop.clone(),
+                load,
             };
             std::thread::Builder::new()
                 .name(format!("sfu-loop-{index}"))
@@ -355,6 +371,29 @@ impl Sfu {
     /// The number of forwarding loops.
     pub fn loops(&self) -> usize {
         self.inner.loops.len()
+    }
+
+    /// How loaded the media plane is, as of each loop's last one-second tick: calls, peer
+    /// connections, RTP packets per second and the loops' busy ratio. Cheap: it reads figures the
+    /// loops publish and does not wait for them.
+    pub fn load(&self) -> MediaLoad {
+        let mut out = MediaLoad {
+            loops: self.inner.loops.len(),
+            ..MediaLoad::default()
+        };
+        let mut busy = 0.0;
+        for l in &self.inner.loops {
+            out.calls += l.load.calls.load(Ordering::Relaxed);
+            out.connections += l.load.peers.load(Ordering::Relaxed);
+            out.packets_per_s += f64::from_bits(l.load.packets_per_s.load(Ordering::Relaxed));
+            let b = f64::from_bits(l.load.busy.load(Ordering::Relaxed));
+            busy += b;
+            out.busiest_loop = out.busiest_loop.max(b);
+        }
+        if out.loops > 0 {
+            out.busy_ratio = busy / out.loops as f64;
+        }
+        out
     }
 
     /// Statistics of every call now (all loops).
@@ -533,6 +572,7 @@ struct LoopContext {
     metrics: MediaMetrics,
     stats_interval: Duration,
     stop: Arc<AtomicBool>,
+    load: Arc<LoopLoad>,
 }
 
 impl LoopContext {
@@ -602,7 +642,9 @@ impl LoopContext {
             if now >= next_tick {
                 next_tick = now + Duration::from_secs(1);
                 self.engine.check_failures(now);
-                self.metrics.add(self.engine.take_counters());
+                let counters = self.engine.take_counters();
+                let packets = counters.rtp_in + counters.rtp_out;
+                self.metrics.add(counters);
                 let peers = self.engine.peer_count() as i64;
                 self.metrics.peer_connections.add(peers - peers_reported);
                 peers_reported = peers;
@@ -610,8 +652,16 @@ impl LoopContext {
                 self.metrics.calls.add(calls - calls_reported);
                 calls_reported = calls;
                 let window = now.saturating_duration_since(window_start);
+                self.load.calls.store(calls as usize, Ordering::Relaxed);
+                self.load.peers.store(peers as usize, Ordering::Relaxed);
                 if !window.is_zero() {
-                    busy_gauge.set(busy.as_secs_f64() / window.as_secs_f64());
+                    let ratio = busy.as_secs_f64() / window.as_secs_f64();
+                    busy_gauge.set(ratio);
+                    let rate = packets as f64 / window.as_secs_f64();
+                    self.load.busy.store(ratio.to_bits(), Ordering::Relaxed);
+                    self.load
+                        .packets_per_s
+                        .store(rate.to_bits(), Ordering::Relaxed);
                 }
                 busy = Duration::ZERO;
                 window_start = now;

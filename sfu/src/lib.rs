@@ -132,6 +132,24 @@ pub enum MediaEvent {
     Stats(CallStats),
 }
 
+/// How loaded the media plane is: what a media node advertises so calls are placed on the least
+/// loaded one. Figures are as of each forwarding loop's last one-second tick ([`Sfu::load`]).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MediaLoad {
+    /// Forwarding loops (threads).
+    pub loops: usize,
+    /// Calls with media.
+    pub calls: usize,
+    /// Live peer connections.
+    pub connections: usize,
+    /// RTP packets received and forwarded per second (over the last second).
+    pub packets_per_s: f64,
+    /// Mean share of the last second the loops spent working (0–1).
+    pub busy_ratio: f64,
+    /// The busiest loop's share of the last second (0–1): a call is pinned to one loop.
+    pub busiest_loop: f64,
+}
+
 /// Why a media request failed. Signalling maps these to the protocol's error codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {

@@ -24,7 +24,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Directory for state that must survive restarts: the token signing secret, demo credentials.
     pub data_dir: PathBuf,
-    /// Redis URL (`redis://host:port/db`, `rediss://…`). Absent means the embedded in-memory store,
+    /// Redis URL (`redis://host:port/db`, `rediss://…`, or through Sentinel
+    /// `redis+sentinel://host:port[,host:port…]/master_name[/db]`). Absent means the embedded in-memory store,
     /// which is only correct for a single process.
     pub redis: Option<String>,
     /// The contact centre's tenant name; every Redis key carries it as a hash tag.
@@ -61,6 +62,8 @@ pub struct Config {
     pub supervisors: Vec<SupervisorAccount>,
     /// Kiosks (devices) allowed to connect.
     pub kiosks: Vec<KioskAccount>,
+    /// Several nodes: this node's role, its id, and the media nodes' internal API.
+    pub cluster: ClusterSettings,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             operators: Vec::new(),
             supervisors: Vec::new(),
             kiosks: Vec::new(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -386,6 +390,125 @@ impl MediaSettings {
     }
 }
 
+/// What a `sportello` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    /// Everything in one process: pages, signalling and the SFU (the default).
+    #[default]
+    All,
+    /// Pages, the API and signalling; calls' media go to media nodes registered in Redis.
+    Signalling,
+    /// Only the SFU and its internal API, registered in Redis for the signalling nodes.
+    Media,
+}
+
+impl NodeRole {
+    /// The name used on the command line and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::All => "all",
+            NodeRole::Signalling => "signalling",
+            NodeRole::Media => "media",
+        }
+    }
+}
+
+impl std::str::FromStr for NodeRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(NodeRole::All),
+            "signalling" => Ok(NodeRole::Signalling),
+            "media" => Ok(NodeRole::Media),
+            other => Err(format!(
+                "{other:?} is not a role: use all, signalling or media"
+            )),
+        }
+    }
+}
+
+/// Several nodes (`docs/cluster.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// What this process runs.
+    pub role: NodeRole,
+    /// This node's id, unique in the deployment (default: a fresh one per start).
+    pub node_id: Option<String>,
+    /// Media nodes: where the internal API listens. Keep it on a private network.
+    pub internal_listen: SocketAddr,
+    /// Media nodes: the base URL the signalling nodes reach the internal API at (default:
+    /// `http://` and the bound `internal_listen` address).
+    pub internal_url: Option<String>,
+    /// The secret shared by every node, which authenticates the internal API (default:
+    /// `cluster.secret` in the data directory, created when missing).
+    pub secret_file: Option<PathBuf>,
+    /// Media nodes: calls this node takes at most.
+    pub capacity: u32,
+    /// Media nodes: milliseconds between heartbeats.
+    pub heartbeat_ms: u64,
+    /// Milliseconds after its last heartbeat that a media node counts as dead.
+    pub node_ttl_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            role: NodeRole::All,
+            node_id: None,
+            internal_listen: "127.0.0.1:9091".parse().expect("valid literal"),
+            internal_url: None,
+            secret_file: None,
+            capacity: 1000,
+            heartbeat_ms: 1000,
+            node_ttl_ms: 3000,
+        }
+    }
+}
+
+impl ClusterSettings {
+    fn problems(&self, redis: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.role != NodeRole::All && !redis {
+            problems.push(format!(
+                "cluster.role = {:?} needs --redis: the nodes share their state there",
+                self.role.as_str()
+            ));
+        }
+        if let Some(id) = &self.node_id {
+            if !is_name(id) {
+                problems.push(format!(
+                    "cluster.node_id: {id:?} must be 1-64 characters of a-z, 0-9, '-' or '_'"
+                ));
+            }
+        }
+        if let Some(url) = &self.internal_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                problems.push(format!(
+                    "cluster.internal_url: {url:?} is not an http:// or https:// URL"
+                ));
+            }
+        }
+        if self.capacity == 0 {
+            problems.push("cluster.capacity: must be at least 1".into());
+        }
+        if !(100..=60_000).contains(&self.heartbeat_ms) {
+            problems.push(format!(
+                "cluster.heartbeat_ms: {} must be between 100 and 60000",
+                self.heartbeat_ms
+            ));
+        }
+        if self.node_ttl_ms < 2 * self.heartbeat_ms || self.node_ttl_ms > 600_000 {
+            problems.push(format!(
+                "cluster.node_ttl_ms: {} must be at least twice cluster.heartbeat_ms and at most 600000",
+                self.node_ttl_ms
+            ));
+        }
+        problems
+    }
+}
+
 /// Shutdown settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -580,6 +703,23 @@ pub struct FlagOverrides {
     /// `--media-udp`, `--media-tcp`, `--media-public-ip`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaFlags>,
+    /// `--role`, `--node-id`, `--internal-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterFlags>,
+}
+
+/// The `cluster` part of the flags.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterFlags {
+    /// `--role`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<NodeRole>,
+    /// `--node-id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// `--internal-listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal_listen: Option<SocketAddr>,
 }
 
 /// The `media` part of the flags.
@@ -738,10 +878,14 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown",
     "queue",
     "certificates",
+    "media",
+    "identity",
+    "mail",
     "demo",
     "operators",
     "supervisors",
     "kiosks",
+    "cluster",
 ];
 
 impl Config {
@@ -789,17 +933,19 @@ impl Config {
         if let Some(url) = &self.redis {
             if !(url.starts_with("redis://")
                 || url.starts_with("rediss://")
+                || url.starts_with("redis+sentinel://")
                 || url.starts_with("redis+unix://")
                 || url.starts_with("unix://"))
             {
                 problems.push(format!(
-                    "redis: {url:?} is not a redis://, rediss:// or unix:// URL"
+                    "redis: {url:?} is not a redis://, rediss://, redis+sentinel:// or unix:// URL"
                 ));
             }
         }
         if let Err(e) = self.media.sfu_config(self.listen) {
             problems.push(e);
         }
+        problems.extend(self.cluster.problems(self.redis.is_some()));
         if let Some(path) = &self.identity.ca_bundle {
             if let Err(e) = certificates::identity::CardVerifier::from_file(path) {
                 problems.push(format!("identity.ca_bundle: {e}"));
@@ -1087,6 +1233,11 @@ kiosk_grace_s = 12
             ("SPORTELLO_DATA_DIR", "/from/env"),
             ("SPORTELLO_WS__HEARTBEAT_S", "21"),
             ("SPORTELLO_REDIS", "redis://127.0.0.1:6390/0"),
+            ("SPORTELLO_MEDIA__LOOPS", "3"),
+            ("SPORTELLO_IDENTITY__PEC_ATTEMPTS", "5"),
+            ("SPORTELLO_MAIL__FROM", "anagrafe@example.org"),
+            ("SPORTELLO_CLUSTER__ROLE", "signalling"),
+            ("SPORTELLO_CLUSTER__NODE_ID", "sig-1"),
             ("SPORTELLO_KIOSK_TOKEN", "belongs to the kiosk agent"),
             ("OTHER_VAR", "ignored"),
         ]);
@@ -1111,6 +1262,29 @@ kiosk_grace_s = 12
         assert_eq!(config.ws.kiosk_grace_s, 12, "nested file");
         assert_eq!(config.ws.operator_grace_s, 30, "default");
         assert_eq!(config.redis.as_deref(), Some("redis://127.0.0.1:6390/0"));
+        assert_eq!(
+            config.media.loops, 3,
+            "every section is read from the environment"
+        );
+        assert_eq!(config.identity.pec_attempts, 5);
+        assert_eq!(config.mail.from, "anagrafe@example.org");
+        assert_eq!(config.cluster.role, NodeRole::Signalling);
+        assert_eq!(config.cluster.node_id.as_deref(), Some("sig-1"));
+    }
+
+    #[test]
+    fn roles_other_than_all_need_redis() {
+        let mut c = Config::default();
+        c.cluster.role = NodeRole::Media;
+        assert!(
+            c.validate().iter().any(|p| p.contains("needs --redis")),
+            "{:?}",
+            c.validate()
+        );
+        c.redis = Some("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/sportello".into());
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        c.cluster.node_ttl_ms = c.cluster.heartbeat_ms;
+        assert!(c.validate().iter().any(|p| p.contains("node_ttl_ms")));
     }
 
     #[test]

@@ -249,7 +249,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Every forwarding loop of the SFU answers.
 async fn media_check(state: &AppState) -> crate::readiness::Check {
-    let sfu = &state.media.sfu;
+    let Some(sfu) = state.media.local() else {
+        let nodes = state.media.cluster().map(|c| c.nodes()).unwrap_or_default();
+        let usable = nodes.iter().filter(|n| n.has_room()).count();
+        return crate::readiness::Check {
+            name: "media",
+            ok: usable > 0,
+            detail: format!("{usable} of {} media nodes take calls", nodes.len()),
+        };
+    };
     let (ok, detail) = match sfu.health(std::time::Duration::from_secs(1)).await {
         Ok(peers) => (
             true,

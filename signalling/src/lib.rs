@@ -18,6 +18,7 @@ pub mod http;
 pub mod limits;
 pub mod login;
 pub mod mail;
+pub mod media_node;
 pub mod metrics;
 pub mod pages;
 pub mod readiness;

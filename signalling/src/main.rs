@@ -153,6 +153,16 @@ struct ServeArgs {
     /// The IP advertised in media candidates (behind a 1:1 NAT).
     #[arg(long, value_name = "IP")]
     media_public_ip: Option<std::net::IpAddr>,
+    /// What this process runs: all (one process), signalling or media (several nodes on --redis)
+    /// [default: all].
+    #[arg(long, value_name = "ROLE")]
+    role: Option<config::NodeRole>,
+    /// This node's id, unique in the deployment [default: a fresh one per start].
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// Media nodes: the internal API's listener [default: 127.0.0.1:9091].
+    #[arg(long, value_name = "ADDR")]
+    internal_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -173,6 +183,14 @@ impl ServeArgs {
                 udp: self.media_udp.clone(),
                 tcp: self.media_tcp.clone(),
                 public_ip: self.media_public_ip,
+            }),
+            cluster: (self.role.is_some()
+                || self.node_id.is_some()
+                || self.internal_listen.is_some())
+            .then(|| config::ClusterFlags {
+                role: self.role,
+                node_id: self.node_id.clone(),
+                internal_listen: self.internal_listen,
             }),
         }
     }
@@ -388,6 +406,9 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    if config.cluster.role == config::NodeRole::Media {
+        return run_media(config).await;
+    }
     let drain = std::time::Duration::from_secs(config.shutdown.drain_s);
     let data_dir = config.data_dir.clone();
     let store = match &config.redis {
@@ -401,6 +422,48 @@ async fn run(config: Config) -> anyhow::Result<()> {
         signals(shutdown, drain).await;
     });
     running.wait().await
+}
+
+/// A media node until SIGTERM (drain, move the calls, exit) or SIGINT (exit now).
+async fn run_media(config: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let drain = std::time::Duration::from_secs(config.shutdown.drain_s);
+    let store = config.redis.as_deref().map(redact).unwrap_or_default();
+    let node = signalling::media_node::start(config).await?;
+    let show = |a: Option<SocketAddr>| a.map_or("off".to_owned(), |a| a.to_string());
+    println!(
+        "Sportello media node {}\n  listening on {}\n  media        udp {}   ice-tcp {}\n  \
+         metrics      http://{}/metrics\n  store        redis ({store})",
+        node.id,
+        node.internal_url,
+        show(node.sfu.udp_addr()),
+        show(node.sfu.tcp_addr()),
+        node.admin_addr,
+    );
+    let (mut term, mut int) = (
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    );
+    tokio::select! {
+        _ = term.recv() => {
+            tracing::info!(drain_s = drain.as_secs(), "SIGTERM: draining the media node");
+            let now = tokio_util::sync::CancellationToken::new();
+            let n = now.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                n.cancel();
+            });
+            node.drain(drain, now).await;
+        }
+        _ = int.recv() => {
+            tracing::info!("SIGINT: stopping the media node");
+            node.stop().await;
+        }
+    }
+    Ok(())
 }
 
 /// SIGTERM drains within the grace period; SIGINT, or a second signal, stops at once.
@@ -463,13 +526,18 @@ fn print_banner(running: &RunningServer, store: &str, data_dir: &std::path::Path
         "  metrics      http://{}/metrics\n",
         running.admin_addr
     ));
-    let sfu = &running.state.media.sfu;
     let show = |a: Option<SocketAddr>| a.map_or("off".to_owned(), |a| a.to_string());
-    out.push_str(&format!(
-        "  media        udp {}   ice-tcp {}\n",
-        show(sfu.udp_addr()),
-        show(sfu.tcp_addr())
-    ));
+    match running.state.media.local() {
+        Some(sfu) => out.push_str(&format!(
+            "  media        udp {}   ice-tcp {}\n",
+            show(sfu.udp_addr()),
+            show(sfu.tcp_addr())
+        )),
+        None => out.push_str(&format!(
+            "  media        on media nodes (role signalling, node {})\n",
+            running.state.routing.node
+        )),
+    }
     out.push_str(&format!("  store        {store}\n"));
     out.push_str(&format!("  data         {}\n", data_dir.display()));
     out.push_str(&format!("  verify page  {base}/verify/\n"));

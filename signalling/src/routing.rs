@@ -59,8 +59,14 @@ impl Routing {
             queue: Queue::new(store),
             metrics,
             tenant: Tenant::new(config.tenant.as_str()).context("tenant name")?,
-            node: NodeId::new(format!("node-{}", uuid::Uuid::new_v4().simple()))
-                .context("node id")?,
+            node: NodeId::new(
+                config
+                    .cluster
+                    .node_id
+                    .clone()
+                    .unwrap_or_else(|| format!("node-{}", uuid::Uuid::new_v4().simple())),
+            )
+            .context("node id")?,
         })
     }
 

@@ -124,14 +124,42 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         "file-descriptor limit"
     );
     let routing = Routing::open(&config, &metrics.registry).await?;
+    {
+        let info = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new("sportello_node_info", "This node's role and id (always 1)."),
+            &["role", "node"],
+        )?;
+        metrics.registry.register(Box::new(info.clone()))?;
+        info.with_label_values(&[config.cluster.role.as_str(), routing.node.as_str()])
+            .set(1);
+    }
     let media_config = config
         .media
         .sfu_config(config.listen)
         .map_err(|e| anyhow::anyhow!(e))?;
-    let (sfu, media_events) = sfu::Sfu::start(media_config, Some(&metrics.registry))
-        .await
-        .context("cannot start the media plane (check media.udp / media.tcp)")?;
-    let incall = in_call(&config).await?;
+    let (media, media_events) = match config.cluster.role {
+        crate::config::NodeRole::Signalling => {
+            let secret = crate::media_node::load_secret(&config)?;
+            let cluster = Arc::new(crate::calls::placement::Cluster::new(
+                secret,
+                config.cluster.heartbeat_ms,
+                &metrics.registry,
+            )?);
+            (
+                crate::calls::media::MediaPlane::with_backend(
+                    crate::calls::media::Backend::Remote(cluster),
+                ),
+                None,
+            )
+        }
+        _ => {
+            let (sfu, events) = sfu::Sfu::start(media_config, Some(&metrics.registry))
+                .await
+                .context("cannot start the media plane (check media.udp / media.tcp)")?;
+            (crate::calls::media::MediaPlane::new(sfu), Some(events))
+        }
+    };
+    let incall = in_call(&config, &routing).await?;
     let login = crate::login::LoginGuard::new(&config.auth);
     let state = AppState {
         incall: Arc::new(incall),
@@ -152,7 +180,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         routing,
         events: Arc::new(crate::calls::hub::EventHub::new()),
         issuer: Arc::new(issuer),
-        media: Arc::new(crate::calls::media::MediaPlane::new(sfu)),
+        media: Arc::new(media),
         login: Arc::new(login),
         limits,
         revocations: Arc::default(),
@@ -172,7 +200,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         }
         tokio::spawn(crate::calls::bus::run_listener(state.clone()));
     }
-    tokio::spawn(crate::calls::media::run_events(state.clone(), media_events));
+    if let Some(events) = media_events {
+        tokio::spawn(crate::calls::media::run_events(state.clone(), events));
+    }
+    if let Some(cluster) = state.media.cluster() {
+        tokio::spawn(crate::calls::placement::run(state.clone(), cluster.clone()));
+    }
     tokio::spawn(crate::calls::incall::run_resends(state.clone()));
     tokio::spawn(crate::revocation::run(state.clone()));
     let task = tokio::spawn(serve(state.clone(), public, admin, tls.clone(), effects));
@@ -187,7 +220,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 }
 
 /// The in-call actions' dependencies: card CAs, the mailer and the documents folder.
-async fn in_call(config: &Config) -> anyhow::Result<crate::calls::incall::InCall> {
+async fn in_call(
+    config: &Config,
+    routing: &Routing,
+) -> anyhow::Result<crate::calls::incall::InCall> {
     let verifier = match &config.identity.ca_bundle {
         Some(path) => {
             let path = path.clone();
@@ -215,15 +251,18 @@ async fn in_call(config: &Config) -> anyhow::Result<crate::calls::incall::InCall
         }
     };
     let i = &config.identity;
-    let limits = crate::calls::actions::PecLimits {
+    let limits = crate::calls::incall::PecLimits {
         ttl_s: i.pec_code_ttl_s as f64,
         attempts: i.pec_attempts,
         resend_s: i.pec_resend_s as f64,
         per_hour: i.pec_per_hour,
     };
     let data_dir = config.data_dir.clone();
+    let store =
+        crate::calls::incall::InCallStore::new(routing.shared.clone(), routing.tenant.clone());
+    let node = routing.node.to_string();
     tokio::task::spawn_blocking(move || {
-        crate::calls::incall::InCall::new(limits, verifier, mailer, &data_dir)
+        crate::calls::incall::InCall::new(store, node, limits, verifier, mailer, &data_dir)
     })
     .await?
     .context("cannot open the print jobs folder in the data directory")

@@ -2,16 +2,21 @@
 //! that the design names: they start the real one here.
 //!
 //! - [`RedisServer`]: a `redis-server` on a free port, without persistence.
+//! - [`RedisSentinelCluster`]: a master, a replica and three sentinels on free ports, without
+//!   persistence, to test failovers.
 //! - [`SportelloProcess`]: a `sportello` binary on port 0, its base URL read from the banner.
 
 pub mod cups;
 pub mod pki;
+pub mod sentinel;
 pub mod smtp;
 pub mod softhsm;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+pub use sentinel::RedisSentinelCluster;
 
 /// A `redis-server` on a free loopback port, killed when dropped.
 pub struct RedisServer {

@@ -56,13 +56,18 @@ pub const ALLOWED: &[Rule] = &[
         dev: &[],
     },
     Rule {
+        krate: "medianode",
+        normal: &["protocol", "sfu"],
+        dev: &[],
+    },
+    Rule {
         krate: "kiosk-client",
         normal: &["protocol", "sfu"],
         dev: &["testkit"],
     },
     Rule {
         krate: "signalling",
-        normal: &["protocol", "queue", "certificates", "sfu"],
+        normal: &["protocol", "queue", "certificates", "sfu", "medianode"],
         dev: &["kiosk-client", "testkit"],
     },
     Rule {
@@ -547,11 +552,14 @@ mod tests {
         // The queue and the SFU know no other domain crate; the SFU only the protocol's types.
         assert_eq!(rule("queue").normal, &[] as &[&str]);
         assert_eq!(rule("sfu").normal, &["protocol"]);
-        // Only the server and the clients know the protocol.
+        // Only the server, the media plane and the clients know the protocol.
         assert_eq!(
             everywhere("protocol"),
-            ["sfu", "kiosk-client", "signalling"]
+            ["sfu", "medianode", "kiosk-client", "signalling"]
         );
+        // The media node's API sits beside the SFU and is used only by the server.
+        assert_eq!(rule("medianode").normal, &["protocol", "sfu"]);
+        assert_eq!(everywhere("medianode"), ["signalling"]);
         // No crate lists itself, and no arrow is listed twice.
         for r in ALLOWED {
             let all: Vec<&str> = r.normal.iter().chain(r.dev).copied().collect();

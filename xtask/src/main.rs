@@ -22,7 +22,9 @@ use anyhow::{bail, Context, Result};
 /// System packages the test suites need: (a binary on the PATH, or an absolute path, whose absence
 /// means the package is missing; the Debian package providing it).
 const SYSTEM_PACKAGES: &[(&str, &str)] = &[
-    // The Redis store's conformance, concurrency and crash tests; the server's Redis tests.
+    // The Redis store's conformance, concurrency and crash tests; the server's Redis tests. It also
+    // runs the sentinels of testkit's RedisSentinelCluster (`redis-server CONF --sentinel`), so the
+    // separate redis-sentinel package (a system service) is not needed.
     ("redis-server", "redis-server"),
     // The certificates' independence test: render the PDF, read the QR with another decoder, check
     // the PDF structure, and verify the COSE signature with Python's own CBOR and crypto stacks.

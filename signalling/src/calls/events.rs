@@ -279,7 +279,27 @@ pub fn events_for(effect: &Effect, now: Time, names: &dyn Names) -> Vec<(Recipie
             Recipient::operator(operator_id),
             Event::OperatorState(operator_state(operator_id.as_str(), state)),
         )],
-        Effect::Metric(_) => Vec::new(),
+        Effect::MediaPlaced {
+            call_id,
+            kiosk_id,
+            operator_id,
+            previous: Some(_),
+            reason,
+            ..
+        } => {
+            // The media moved to another node: both parties offer again (monitoring supervisors
+            // are told by `calls::media`, which knows them).
+            let event = Event::MediaReconnect(protocol::media::MediaReconnect {
+                call_id: call_id.to_string(),
+                reason: reason.clone(),
+            });
+            let mut out = vec![(Recipient::kiosk(kiosk_id), event.clone())];
+            if let Some(op) = operator_id {
+                out.push((Recipient::operator(op), event));
+            }
+            out
+        }
+        Effect::MediaPlaced { .. } | Effect::Metric(_) => Vec::new(),
     }
 }
 
@@ -432,5 +452,6 @@ pub fn metrics_snapshot(s: &Snapshot, names: &dyn Names) -> MetricsSnapshot {
                     .collect(),
             })
             .collect(),
+        media_nodes: Vec::new(),
     }
 }

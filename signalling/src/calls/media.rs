@@ -4,48 +4,157 @@
 //! - Who may negotiate: the call's kiosk and its operator while the call is in conversation
 //!   (connected or on hold), and a supervisor after `monitor.start` on that call.
 //! - The queue's effects drive the media plane: hold/resume pause and restart forwarding, an ended
-//!   call closes every connection, a requeued call drops its old operator's connection.
+//!   call closes every connection, a requeued call drops its old operator's connection, and a
+//!   call whose media moved to another media node gets `media.reconnect` (to its monitors here;
+//!   `calls::events` tells its parties).
 //! - The SFU's events come back here: `media.stats` goes to the call's operator and monitoring
 //!   supervisors; a connection failed past the grace period ends the call.
 //!
-//! Each process runs its own SFU: in a deployment of several processes both parties of a call must
-//! negotiate on the same process (`docs/protocol.md`, "Several servers").
+//! Where the SFU is ([`Backend`]): in this process (`--role all`), or on media nodes reached
+//! through their internal API (`--role signalling`; `calls::placement` chooses the node, and the
+//! nodes' events arrive on the bus, `calls::bus`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use medianode::MediaNodeClient;
 use protocol::media::{MediaAnswer, MediaCandidate, MediaOffer};
 use protocol::{ErrorCode, Event, Role};
 use queue::{CallId, CallState, Effect, OperatorId, Time};
 use serde_json::Value;
 use sfu::{MediaError, MediaEvent, MediaRole, Participant, Sfu};
+
+use super::placement::Cluster;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::events::Recipient;
 use super::{call_id, Refusal, SessionCtx};
 use crate::state::AppState;
 
+/// Where this node's calls negotiate media.
+#[derive(Debug)]
+pub enum Backend {
+    /// The SFU in this process.
+    Local(Sfu),
+    /// Media nodes, through their internal API.
+    Remote(Arc<Cluster>),
+}
+
 /// The process's media plane and who monitors which call.
 pub struct MediaPlane {
-    /// The SFU.
-    pub sfu: Sfu,
+    /// Where the SFU is.
+    pub backend: Backend,
     monitors: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for MediaPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaPlane")
-            .field("sfu", &self.sfu)
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }
 
+/// One call's SFU: here, or on a media node.
+enum Target {
+    Local(Sfu),
+    Remote(MediaNodeClient),
+}
+
+impl Target {
+    async fn offer(
+        &self,
+        call_id: &str,
+        who: Participant,
+        sdp: String,
+        held: bool,
+    ) -> Result<String, MediaError> {
+        match self {
+            Target::Local(sfu) => Ok(sfu.offer(call_id, who, sdp, held).await?.sdp),
+            Target::Remote(c) => Ok(c.offer(call_id, who, sdp, held).await?.sdp),
+        }
+    }
+
+    async fn candidate(
+        &self,
+        call_id: &str,
+        who: Participant,
+        candidate: sfu::Candidate,
+    ) -> Result<(), MediaError> {
+        match self {
+            Target::Local(sfu) => sfu.candidate(call_id, who, candidate).await,
+            Target::Remote(c) => c.candidate(call_id, who, candidate).await,
+        }
+    }
+
+    async fn leave(&self, call_id: &str, who: Participant) {
+        match self {
+            Target::Local(sfu) => sfu.leave(call_id, who),
+            Target::Remote(c) => {
+                let _ = c.leave(call_id, who).await;
+            }
+        }
+    }
+
+    async fn set_held(&self, call_id: &str, held: bool) {
+        match self {
+            Target::Local(sfu) => sfu.set_held(call_id, held),
+            Target::Remote(c) => {
+                let _ = c.set_held(call_id, held).await;
+            }
+        }
+    }
+
+    async fn end_call(&self, call_id: &str) {
+        match self {
+            Target::Local(sfu) => sfu.end_call(call_id),
+            Target::Remote(c) => {
+                let _ = c.end_call(call_id).await;
+            }
+        }
+    }
+}
+
 impl MediaPlane {
-    /// Wraps a running SFU.
+    /// Wraps a running SFU in this process.
     pub fn new(sfu: Sfu) -> Self {
+        Self::with_backend(Backend::Local(sfu))
+    }
+
+    /// A media plane on `backend`.
+    pub fn with_backend(backend: Backend) -> Self {
         MediaPlane {
-            sfu,
+            backend,
             monitors: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The SFU in this process, if it runs one.
+    pub fn local(&self) -> Option<&Sfu> {
+        match &self.backend {
+            Backend::Local(sfu) => Some(sfu),
+            Backend::Remote(_) => None,
+        }
+    }
+
+    /// The media nodes, if the media runs on them.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match &self.backend {
+            Backend::Local(_) => None,
+            Backend::Remote(c) => Some(c),
+        }
+    }
+
+    /// Where a call already placed (or known from effects) negotiates, without placing it.
+    fn target_known(&self, call_id: &str, node: Option<&str>) -> Option<Target> {
+        match &self.backend {
+            Backend::Local(sfu) => Some(Target::Local(sfu.clone())),
+            Backend::Remote(cluster) => {
+                let node = node
+                    .map(str::to_owned)
+                    .or_else(|| cluster.placement(call_id))?;
+                cluster.client(&node).ok().map(Target::Remote)
+            }
         }
     }
 
@@ -89,6 +198,8 @@ pub(super) struct CallView {
     pub in_call: bool,
     /// On hold.
     pub held: bool,
+    /// The media node its media is placed on, if any.
+    pub media_node: Option<String>,
 }
 
 /// The call's parties and state, or `not_found`.
@@ -111,6 +222,7 @@ pub(super) async fn view(state: &AppState, id: &CallId) -> Result<CallView, Refu
                     operator,
                     in_call,
                     held,
+                    media_node: c.media_node.clone(),
                 }
             })
         })
@@ -189,15 +301,29 @@ pub(super) async fn offer(
             },
         ));
     }
-    let answer = state
-        .media
-        .sfu
+    let target = target(state, &req.call_id, &call).await?;
+    let sdp = target
         .offer(&req.call_id, who, req.sdp, call.held)
         .await
         .map_err(refusal)?;
     // The SFU's candidates are all in its answer (ICE-lite, host candidates only), so it sends no
     // `media.candidate` events of its own.
-    Ok(serde_json::to_value(MediaAnswer { sdp: answer.sdp }).unwrap_or(Value::Null))
+    Ok(serde_json::to_value(MediaAnswer { sdp }).unwrap_or(Value::Null))
+}
+
+/// Where the call negotiates: this process's SFU, or its media node (placed now if it has none
+/// usable).
+async fn target(state: &AppState, raw_call_id: &str, call: &CallView) -> Result<Target, Refusal> {
+    match &state.media.backend {
+        Backend::Local(sfu) => Ok(Target::Local(sfu.clone())),
+        Backend::Remote(cluster) => {
+            let id = call_id(raw_call_id)?;
+            let node =
+                super::placement::ensure_placed(state, cluster, &id, call.media_node.clone())
+                    .await?;
+            Ok(Target::Remote(cluster.client(&node)?))
+        }
+    }
 }
 
 /// `media.candidate`.
@@ -206,10 +332,9 @@ pub(super) async fn candidate(
     ctx: &SessionCtx,
     req: MediaCandidate,
 ) -> Result<Value, Refusal> {
-    let (who, _) = participant(state, ctx, &req.call_id).await?;
-    state
-        .media
-        .sfu
+    let (who, call) = participant(state, ctx, &req.call_id).await?;
+    target(state, &req.call_id, &call)
+        .await?
         .candidate(
             &req.call_id,
             who,
@@ -253,7 +378,7 @@ pub(super) async fn monitor_stop(
     raw_call_id: &str,
 ) -> Result<Value, Refusal> {
     let id = call_id(raw_call_id)?;
-    view(state, &id).await?;
+    let call = view(state, &id).await?;
     if let Ok(mut m) = state.media.monitors.lock() {
         if let Some(set) = m.get_mut(raw_call_id) {
             set.remove(&ctx.principal.id);
@@ -262,54 +387,136 @@ pub(super) async fn monitor_stop(
             }
         }
     }
-    state.media.sfu.leave(
-        raw_call_id,
-        Participant {
-            principal: ctx.principal.id.clone(),
-            role: MediaRole::Monitor,
-        },
-    );
+    if let Some(t) = state
+        .media
+        .target_known(raw_call_id, call.media_node.as_deref())
+    {
+        t.leave(
+            raw_call_id,
+            Participant {
+                principal: ctx.principal.id.clone(),
+                role: MediaRole::Monitor,
+            },
+        )
+        .await;
+    }
     Ok(Value::Null)
 }
 
-/// Applies one committed queue effect to this process's media plane.
+/// Applies one committed queue effect to this process's media plane. Every node sees every
+/// effect; with media nodes, each signalling node passes it on (the media node's handlers are
+/// idempotent).
 pub(super) fn on_effect(state: &AppState, effect: &Effect) {
     let media = &state.media;
-    match effect {
-        Effect::Held { call_id, .. } => media.sfu.set_held(call_id.as_str(), true),
-        Effect::Resumed { call_id, .. } => media.sfu.set_held(call_id.as_str(), false),
-        Effect::CallEnded { call_id, .. } => {
-            media.drop_monitors(call_id.as_str());
-            media.sfu.end_call(call_id.as_str());
-        }
-        Effect::Requeued {
-            call_id,
-            from_operator,
-            ..
-        } => {
-            // The conversation is over for its operator and its monitors; the kiosk's connection
-            // stays for the next operator.
-            if let Some(op) = from_operator {
-                media.sfu.leave(
-                    call_id.as_str(),
-                    Participant {
+    let (call, action): (&CallId, MediaAction) =
+        match effect {
+            Effect::Held { call_id, .. } => (call_id, MediaAction::Held(true)),
+            Effect::Resumed { call_id, .. } => (call_id, MediaAction::Held(false)),
+            Effect::CallEnded { call_id, .. } => {
+                media.drop_monitors(call_id.as_str());
+                (call_id, MediaAction::End)
+            }
+            Effect::Requeued {
+                call_id,
+                from_operator,
+                ..
+            } => {
+                // The conversation is over for its operator and its monitors; the kiosk's connection
+                // stays for the next operator.
+                let mut gone: Vec<Participant> = from_operator
+                    .iter()
+                    .map(|op| Participant {
                         principal: op.to_string(),
                         role: MediaRole::Operator,
-                    },
-                );
-            }
-            for s in media.drop_monitors(call_id.as_str()) {
-                media.sfu.leave(
-                    call_id.as_str(),
+                    })
+                    .collect();
+                gone.extend(media.drop_monitors(call_id.as_str()).into_iter().map(|s| {
                     Participant {
                         principal: s,
                         role: MediaRole::Monitor,
-                    },
+                    }
+                }));
+                (call_id, MediaAction::Leave(gone))
+            }
+            Effect::MediaPlaced {
+                call_id,
+                node,
+                previous,
+                reason,
+                ..
+            } => {
+                if let Some(cluster) = media.cluster() {
+                    cluster.placed(call_id.as_str(), node);
+                }
+                let Some(previous) = previous else {
+                    return;
+                };
+                // The parties are told by `calls::events`; the monitors are known here only.
+                let frame: Arc<str> = Arc::from(
+                    Event::MediaReconnect(protocol::media::MediaReconnect {
+                        call_id: call_id.to_string(),
+                        reason: reason.clone(),
+                    })
+                    .to_json(),
                 );
+                for id in media.monitors_of(call_id.as_str()) {
+                    let to = Recipient {
+                        role: Role::Supervisor,
+                        id,
+                    };
+                    state.events.send_local(&to, &frame);
+                }
+                // Free what is left on the old node, if it still answers (a draining one does).
+                (call_id, MediaAction::EndOn(previous.clone()))
+            }
+            _ => return,
+        };
+    let raw = call.as_str();
+    let target = match &action {
+        MediaAction::EndOn(node) => media.target_known(raw, Some(node)),
+        MediaAction::End => {
+            let t = media.target_known(raw, None);
+            if let Some(c) = media.cluster() {
+                c.forget(raw);
+            }
+            t
+        }
+        _ => media.target_known(raw, None),
+    };
+    let Some(target) = target else {
+        return;
+    };
+    let raw = raw.to_owned();
+    let run = async move {
+        match action {
+            MediaAction::Held(held) => target.set_held(&raw, held).await,
+            MediaAction::End | MediaAction::EndOn(_) => target.end_call(&raw).await,
+            MediaAction::Leave(gone) => {
+                for who in gone {
+                    target.leave(&raw, who).await;
+                }
             }
         }
-        _ => {}
+    };
+    match target_is_local(media) {
+        // In-process calls are quick sends to the forwarding loops: keep the effects' order.
+        true => futures_util::FutureExt::now_or_never(run).unwrap_or(()),
+        false => {
+            tokio::spawn(run);
+        }
     }
+}
+
+fn target_is_local(media: &MediaPlane) -> bool {
+    matches!(media.backend, Backend::Local(_))
+}
+
+/// What an effect asks of the SFU.
+enum MediaAction {
+    Held(bool),
+    End,
+    EndOn(String),
+    Leave(Vec<Participant>),
 }
 
 /// Relays the SFU's events until the SFU stops.
@@ -323,62 +530,97 @@ pub async fn run_events(state: AppState, mut rx: UnboundedReceiver<MediaEvent>) 
         let Some(event) = event else {
             return;
         };
-        match event {
-            MediaEvent::Stats(stats) => {
-                let mut to: Vec<Recipient> = stats
-                    .directions
-                    .iter()
-                    .filter(|d| d.to == MediaRole::Operator.as_str())
-                    .map(|d| Recipient {
-                        role: Role::Operator,
-                        id: d.to_principal.clone(),
-                    })
-                    .collect();
-                to.dedup_by(|a, b| a.id == b.id);
-                to.extend(
-                    state
-                        .media
-                        .monitors_of(&stats.call_id)
-                        .into_iter()
-                        .map(|id| Recipient {
-                            role: Role::Supervisor,
-                            id,
-                        }),
-                );
-                let frame: Arc<str> = Arc::from(Event::MediaStats(stats).to_json());
-                for r in &to {
-                    state.events.send_local(r, &frame);
-                }
+        on_media_event(&state, event, None).await;
+    }
+}
+
+/// An event a media node published on the bus (see `calls::bus`).
+pub(super) async fn on_node_event(state: &AppState, from: &str, event: Value) {
+    if state.media.cluster().is_none() {
+        return;
+    }
+    match serde_json::from_value::<medianode::NodeEvent>(event) {
+        Ok(e) => on_media_event(state, e.into(), Some(from)).await,
+        Err(e) => tracing::debug!(node = from, error = %e, "an undecodable media node event"),
+    }
+}
+
+/// One event of the SFU: here (`node` is `None`) or on media node `node`.
+async fn on_media_event(state: &AppState, event: MediaEvent, node: Option<&str>) {
+    match event {
+        MediaEvent::Stats(stats) => {
+            let mut to: Vec<Recipient> = stats
+                .directions
+                .iter()
+                .filter(|d| d.to == MediaRole::Operator.as_str())
+                .map(|d| Recipient {
+                    role: Role::Operator,
+                    id: d.to_principal.clone(),
+                })
+                .collect();
+            to.dedup_by(|a, b| a.id == b.id);
+            to.extend(
+                state
+                    .media
+                    .monitors_of(&stats.call_id)
+                    .into_iter()
+                    .map(|id| Recipient {
+                        role: Role::Supervisor,
+                        id,
+                    }),
+            );
+            let frame: Arc<str> = Arc::from(Event::MediaStats(stats).to_json());
+            for r in &to {
+                state.events.send_local(r, &frame);
             }
-            MediaEvent::Connected { call_id, who } => {
-                tracing::info!(%call_id, role = who.role.as_str(), "media connected");
+        }
+        MediaEvent::Connected { call_id, who } => {
+            tracing::info!(%call_id, role = who.role.as_str(), node, "media connected");
+        }
+        MediaEvent::Failed { call_id, who } => {
+            if let Some(node) = node {
+                // A node the call has moved away from no longer speaks for it.
+                let current = match call_id_opt(&call_id) {
+                    Some(id) => view(state, &id).await.ok().and_then(|c| c.media_node),
+                    None => None,
+                };
+                if current.as_deref() != Some(node) {
+                    return;
+                }
+                // Every signalling node hears this; the first to end the call wins, and the
+                // others find it no longer in conversation.
             }
-            MediaEvent::Failed { call_id, who } => {
-                tracing::warn!(%call_id, role = who.role.as_str(), principal = %who.principal,
-                    "media connection failed past its grace period");
-                if who.role == MediaRole::Monitor {
-                    state.media.sfu.leave(&call_id, who);
-                    continue;
+            tracing::warn!(%call_id, role = who.role.as_str(), principal = %who.principal, node,
+                "media connection failed past its grace period");
+            if who.role == MediaRole::Monitor {
+                if let Some(t) = state.media.target_known(&call_id, node) {
+                    t.leave(&call_id, who).await;
                 }
-                if let Err(r) = end_failed_call(&state, &call_id).await {
-                    tracing::warn!(%call_id, message = %r.message, "could not end the call");
-                }
+                return;
+            }
+            if let Err(r) = end_failed_call(state, &call_id, node).await {
+                tracing::debug!(%call_id, message = %r.message, "could not end the call");
             }
         }
     }
 }
 
-/// An event a media node published on the bus (see `calls::bus`).
-pub(super) async fn on_node_event(_state: &AppState, from: &str, _event: Value) {
-    tracing::debug!(node = from, "media node event");
+fn call_id_opt(raw: &str) -> Option<CallId> {
+    CallId::new(raw).ok()
 }
 
 /// A party's media is gone for good: the conversation ends (the operator goes to wrap-up).
-async fn end_failed_call(state: &AppState, raw_call_id: &str) -> Result<(), Refusal> {
+async fn end_failed_call(
+    state: &AppState,
+    raw_call_id: &str,
+    node: Option<&str>,
+) -> Result<(), Refusal> {
     let id = call_id(raw_call_id)?;
     let call = view(state, &id).await?;
     let (Some(op), true) = (call.operator, call.in_call) else {
-        state.media.sfu.end_call(raw_call_id);
+        if let Some(t) = state.media.target_known(raw_call_id, node) {
+            t.end_call(raw_call_id).await;
+        }
         return Ok(());
     };
     let r = &state.routing;

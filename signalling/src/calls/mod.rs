@@ -13,12 +13,12 @@
 //!   passes its grace period.
 //! - [`push_metrics`] sends `metrics.snapshot` to subscribed supervisors every second.
 
-pub mod actions;
 pub mod bus;
 pub mod events;
 pub mod hub;
 pub mod incall;
 pub mod media;
+pub mod placement;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -594,7 +594,10 @@ async fn snapshot_frame(state: &AppState) -> Option<Arc<str>> {
     let r = &state.routing;
     match r.queue.snapshot(&r.tenant, Time::now()).await {
         Ok(s) => {
-            let body = metrics_snapshot(&s, state.directory.as_ref());
+            let mut body = metrics_snapshot(&s, state.directory.as_ref());
+            if let Some(cluster) = state.media.cluster() {
+                body.media_nodes = cluster.wallboard();
+            }
             Some(Arc::from(Event::MetricsSnapshot(body).to_json()))
         }
         Err(e) => {

@@ -1,0 +1,237 @@
+//! The certificate driver: `certificate.issue` once the citizen is identified in the call (the
+//! identity is read from the call's shared record), the issued PDF and its metadata under the data
+//! directory (which the nodes share), and `GET /api/v1/documents/{id}.pdf` for those the rule
+//! lets read it.
+
+use std::path::PathBuf;
+
+use certificates::audit::Actor;
+use certificates::issuer::{Channel, Requester};
+use certificates::{CertError, CertificateKind, FiscalCode, IssueRequest};
+use protocol::incall::{CertificateIssue, CertificateIssued, CertificateIssuedEvent, Usage};
+use protocol::{ErrorCode, Event, Role};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::common::{cert_refusal, kiosk_of, method_label, own_call, send, valid_id};
+use crate::accounts::Principal;
+use crate::calls::{internal, Refusal, SessionCtx};
+use crate::state::AppState;
+
+/// What is kept next to an issued PDF, for `GET /api/v1/documents/{id}.pdf`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentMeta {
+    /// The call it was issued in.
+    pub call_id: String,
+    /// The operator who issued it.
+    pub operator: String,
+    /// The kiosk of the call.
+    pub kiosk: String,
+    /// The subject.
+    pub fiscal_code: String,
+    /// Whether a marca da bollo is due.
+    pub bollo_due: bool,
+}
+
+/// `certificate.issue` (operator).
+pub async fn issue(
+    state: &AppState,
+    ctx: &SessionCtx,
+    req: CertificateIssue,
+) -> Result<Value, Refusal> {
+    let call = own_call(state, ctx, &req.call_id, Role::Operator).await?;
+    let identified = state
+        .incall
+        .store
+        .call(&req.call_id)
+        .await?
+        .and_then(|c| c.identified().cloned());
+    let Some(super::core::Identified {
+        method,
+        subject: citizen,
+    }) = identified
+    else {
+        return Err(Refusal::new(
+            ErrorCode::Conflict,
+            "the citizen is not identified in this call yet",
+        ));
+    };
+    let kind: CertificateKind = req
+        .kind
+        .parse()
+        .map_err(|e: CertError| Refusal::new(ErrorCode::Invalid, e.to_string()))?;
+    let fiscal_code = FiscalCode::parse(req.fiscal_code.as_deref().unwrap_or(&citizen.fiscal_code))
+        .map_err(|e| Refusal::new(ErrorCode::Invalid, e.to_string()))?;
+    let as_of = match req.as_of.as_deref() {
+        Some(d) => Some(
+            time::Date::parse(
+                d,
+                &time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .map_err(|_| Refusal::new(ErrorCode::Invalid, "as_of is not YYYY-MM-DD"))?,
+        ),
+        None => None,
+    };
+    let exemption = match &req.usage {
+        Usage::Bollo { bollo: true } => None,
+        Usage::Bollo { bollo: false } => {
+            return Err(Refusal::new(
+                ErrorCode::Invalid,
+                "usage is {\"bollo\":true} or {\"exemption\":\"<code>\"}",
+            ))
+        }
+        Usage::Exemption { exemption } => Some(exemption.clone()),
+    };
+    let operator = ctx.principal.id.clone();
+    let request = IssueRequest {
+        kind,
+        fiscal_code,
+        as_of,
+        parts: vec![],
+        exemption,
+        reason: req.reason.clone(),
+        requester: Requester {
+            channel: Channel::Kiosk,
+            actor: Actor {
+                operator: Some(operator.clone()),
+                kiosk: Some(call.kiosk.clone()),
+                ..Actor::default()
+            },
+            citizen: Some(FiscalCode::parse(&citizen.fiscal_code).map_err(|e| internal(&e))?),
+            identification: Some(method_label(method).into()),
+            call_id: Some(req.call_id.clone()),
+        },
+    };
+    let issuer = state.issuer.clone();
+    let document =
+        tokio::task::spawn_blocking(move || issuer.issue(&request, OffsetDateTime::now_utc()))
+            .await
+            .map_err(|e| internal(&e))?
+            .map_err(cert_refusal)?;
+    let bollo_due = document.fees.bollo_cents > 0;
+    let meta = DocumentMeta {
+        call_id: req.call_id.clone(),
+        operator,
+        kiosk: call.kiosk.clone(),
+        fiscal_code: document.fiscal_code.clone(),
+        bollo_due,
+    };
+    store_document(state, &document.document_id, &document.pdf, &meta)
+        .await
+        .map_err(|e| internal(&e))?;
+    state
+        .incall
+        .store
+        .change_call(&req.call_id, &call.kiosk, |c| {
+            c.add_document(&document.document_id);
+            Ok(())
+        })
+        .await?;
+    tracing::info!(
+        call = %req.call_id,
+        document = %document.document_id,
+        kind = kind.code(),
+        "certificate issued"
+    );
+    send(
+        state,
+        &kiosk_of(&call.kiosk),
+        Event::CertificateIssued(CertificateIssuedEvent {
+            call_id: req.call_id.clone(),
+            document_id: document.document_id.clone(),
+            kind: kind.code().into(),
+            bollo_due,
+            pages: document.pages,
+        }),
+    );
+    Ok(serde_json::to_value(CertificateIssued {
+        pdf_url: pdf_url(&document.document_id),
+        document_id: document.document_id,
+        kind: kind.code().into(),
+        stamp: document.stamp,
+        pages: document.pages,
+        fiscal_code: document.fiscal_code,
+        bollo_due,
+        valid_until: document.valid_until,
+    })
+    .unwrap_or(Value::Null))
+}
+
+pub(super) fn pdf_url(document_id: &str) -> String {
+    format!("/api/v1/documents/{document_id}.pdf")
+}
+
+/// Writes the PDF and its metadata durably (temporary file, fsync, rename).
+async fn store_document(
+    state: &AppState,
+    document_id: &str,
+    pdf: &[u8],
+    meta: &DocumentMeta,
+) -> std::io::Result<()> {
+    let (Some(pdf_path), Some(meta_path)) =
+        (pdf_path(state, document_id), meta_path(state, document_id))
+    else {
+        return Err(std::io::Error::other(
+            "document id not usable as a file name",
+        ));
+    };
+    let dir = state.incall.documents.clone();
+    let pdf = pdf.to_vec();
+    let meta = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        // Document ids are fresh: the first write creates each file whole, durably.
+        crate::datadir::read_or_create(&pdf_path, || pdf)?;
+        crate::datadir::read_or_create(&meta_path, || meta).map(|_| ())
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Reads an issued document's metadata.
+pub async fn document_meta(state: &AppState, document_id: &str) -> Option<DocumentMeta> {
+    let path = meta_path(state, document_id)?;
+    let bytes = tokio::fs::read(path).await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The PDF of a document, for `GET /api/v1/documents/{id}.pdf`, if `who` may read it: the
+/// operator who issued it, the kiosk of a print job for it, a supervisor.
+pub async fn document_for(
+    state: &AppState,
+    who: &Principal,
+    document_id: &str,
+) -> Result<Vec<u8>, Refusal> {
+    let not_found = || Refusal::new(ErrorCode::NotFound, format!("no document {document_id}"));
+    let meta = document_meta(state, document_id)
+        .await
+        .ok_or_else(not_found)?;
+    let allowed = match who.role {
+        Role::Supervisor => true,
+        Role::Operator => meta.operator == who.id,
+        Role::Kiosk => state
+            .incall
+            .store
+            .jobs()
+            .await?
+            .iter()
+            .any(|j| j.kiosk == who.id && j.document_id == document_id),
+    };
+    if !allowed {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "this document is not yours to read",
+        ));
+    }
+    let path = pdf_path(state, document_id).ok_or_else(not_found)?;
+    tokio::fs::read(path).await.map_err(|_| not_found())
+}
+
+fn pdf_path(state: &AppState, document_id: &str) -> Option<PathBuf> {
+    valid_id(document_id).then(|| state.incall.documents.join(format!("{document_id}.pdf")))
+}
+
+fn meta_path(state: &AppState, document_id: &str) -> Option<PathBuf> {
+    valid_id(document_id).then(|| state.incall.documents.join(format!("{document_id}.json")))
+}

@@ -1,0 +1,147 @@
+//! What every in-call driver shares: the ownership check against the queue's view of the call,
+//! refusal codes, event delivery to the call's parties, the audit log, the clock.
+
+use std::sync::Arc;
+
+use certificates::audit::AuditEvent;
+use certificates::CertError;
+use protocol::incall::IdentityMethod;
+use protocol::{ErrorCode, Event, Role};
+use queue::Time;
+use time::OffsetDateTime;
+
+use super::core::{party_in_conversation, Parties, Refused, Secs};
+use super::store::{secs, StoreError};
+use crate::calls::events::Recipient;
+use crate::calls::media::{view, CallView};
+use crate::calls::{call_id, internal, Refusal, SessionCtx};
+use crate::state::AppState;
+
+impl From<Refused> for Refusal {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::NotPending(m) | Refused::NotInConversation(m) => {
+                Refusal::new(ErrorCode::Conflict, m)
+            }
+            Refused::RateLimited(m) => Refusal::new(ErrorCode::RateLimited, m),
+            Refused::NotFound(m) => Refusal::new(ErrorCode::NotFound, m),
+            Refused::Forbidden(m) => Refusal::new(ErrorCode::Forbidden, m),
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Refused(r) => r.into(),
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "in-call store unavailable");
+                Refusal::new(ErrorCode::Unavailable, m)
+            }
+        }
+    }
+}
+
+/// A certificates error as a protocol refusal.
+pub(super) fn cert_refusal(e: CertError) -> Refusal {
+    match e {
+        CertError::InvalidFiscalCode(_)
+        | CertError::UnknownKind(_)
+        | CertError::UnknownExemption(_)
+        | CertError::MissingInput(_) => Refusal::new(ErrorCode::Invalid, e.to_string()),
+        CertError::PersonNotFound(_) => Refusal::new(ErrorCode::NotFound, e.to_string()),
+        CertError::NotIssuable(_) => Refusal::new(ErrorCode::Conflict, e.to_string()),
+        CertError::NotAllowed(_) => Refusal::new(ErrorCode::Forbidden, e.to_string()),
+        CertError::Registry(_) => {
+            tracing::warn!(error = %e, "registry unavailable");
+            Refusal::new(ErrorCode::Unavailable, e.to_string())
+        }
+        other => internal(&other),
+    }
+}
+
+/// The wall clock in seconds, as the core counts.
+pub(super) fn now_s() -> Secs {
+    secs(Time::now())
+}
+
+/// Ids used in file names: letters, digits and `-`.
+pub(super) fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+pub(super) fn kiosk_of(kiosk: &str) -> Recipient {
+    Recipient {
+        role: Role::Kiosk,
+        id: kiosk.to_owned(),
+    }
+}
+
+pub(super) fn operator_of(operator: &str) -> Recipient {
+    Recipient {
+        role: Role::Operator,
+        id: operator.to_owned(),
+    }
+}
+
+/// Sends an event to every session of `to`, on every node.
+pub(super) fn send(state: &AppState, to: &Recipient, event: Event) {
+    state.events.send(to, &Arc::from(event.to_json()));
+}
+
+/// Sends an event to the call's kiosk (every session) and operator, on every node.
+pub(super) fn to_both(state: &AppState, call: &CallView, event: Event) {
+    let frame: Arc<str> = Arc::from(event.to_json());
+    state.events.send(&kiosk_of(&call.kiosk), &frame);
+    if let Some(op) = &call.operator {
+        state.events.send(&operator_of(op), &frame);
+    }
+}
+
+/// The call, checked (by the core's rule) to be in conversation and to be `ctx`'s in `role`.
+pub(super) async fn own_call(
+    state: &AppState,
+    ctx: &SessionCtx,
+    raw: &str,
+    role: Role,
+) -> Result<CallView, Refusal> {
+    let id = call_id(raw)?;
+    let call = view(state, &id).await?;
+    party_in_conversation(
+        &ctx.principal,
+        role,
+        &Parties {
+            call: raw,
+            kiosk: &call.kiosk,
+            operator: call.operator.as_deref(),
+            in_conversation: call.in_call,
+        },
+    )?;
+    Ok(call)
+}
+
+/// The method as the audit log names it.
+pub(super) fn method_label(m: IdentityMethod) -> &'static str {
+    match m {
+        IdentityMethod::Cie => "cie",
+        IdentityMethod::Cns => "cns",
+        IdentityMethod::Pec => "pec",
+        IdentityMethod::Document => "documento cartaceo",
+    }
+}
+
+/// Appends an audit record (off the async threads). A record that cannot be written is logged as
+/// an error; the outcome itself is still reported.
+pub(super) async fn append_audit(state: &AppState, event: AuditEvent) {
+    let issuer = state.issuer.clone();
+    let action = event.action.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        issuer.audit().append(event, OffsetDateTime::now_utc())
+    })
+    .await;
+    match written {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, %action, "audit record not written"),
+        Err(e) => tracing::error!(error = %e, %action, "audit task failed"),
+    }
+}

@@ -1,0 +1,713 @@
+//! **Core** of the in-call actions: the rules of identification steps, PEC codes, scans, issued
+//! documents and print jobs, on plain records. No I/O and no clock: every method takes `now`
+//! (whole seconds as `f64`; not [`queue::Time`], which is milliseconds) and says what happened.
+//! The records are the values the store (`store.rs`) keeps in the shared state, so every node
+//! applies the same rules to the same data; the drivers do the mail, the registry, the audit log
+//! and the events.
+//!
+//! Rules (see `docs/protocol.md`, "In-call actions"):
+//! - only a party of the call (its kiosk, its operator) acts on it, and only in conversation;
+//! - an identification step must follow an `identity.request` with its method; a new request
+//!   replaces the pending one; a nonce is spent by the first card answer;
+//! - a PEC code lives `ttl_s` and allows `attempts` tries; one code per call every `resend_s`, at
+//!   most `per_hour` codes per fiscal code per hour;
+//! - a verified identity stays with the call until it ends; a call holds at most
+//!   [`MAX_SCANS_PER_CALL`] scans, dropped when it ends;
+//! - a print job is re-sent until the kiosk acknowledges it; its state never goes backwards.
+
+use protocol::incall::{IdentityMethod, PrintState, Subject};
+use protocol::Role;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::accounts::Principal;
+
+/// Scans one call may hold.
+pub const MAX_SCANS_PER_CALL: usize = 8;
+
+/// Seconds (wall clock, as the drivers count).
+pub type Secs = f64;
+
+/// Limits of the PEC method.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PecLimits {
+    /// Seconds a code stays valid.
+    pub ttl_s: Secs,
+    /// Tries per code.
+    pub attempts: u32,
+    /// Seconds between two codes of one call.
+    pub resend_s: Secs,
+    /// Codes per fiscal code per hour.
+    pub per_hour: usize,
+}
+
+impl Default for PecLimits {
+    fn default() -> Self {
+        PecLimits {
+            ttl_s: 300.0,
+            attempts: 3,
+            resend_s: 60.0,
+            per_hour: 3,
+        }
+    }
+}
+
+/// Why a step was refused (mapped to protocol error codes by the driver).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The step does not follow the pending request (`conflict`).
+    NotPending(String),
+    /// The call is not in conversation (`conflict`).
+    NotInConversation(String),
+    /// Too many codes (`rate_limited`).
+    RateLimited(String),
+    /// No such scan or job (`not_found`).
+    NotFound(String),
+    /// Someone else's object (`forbidden`).
+    Forbidden(String),
+}
+
+/// A call as the ownership rule sees it (the queue's view of it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parties<'a> {
+    /// The call id, for messages.
+    pub call: &'a str,
+    /// The call's kiosk.
+    pub kiosk: &'a str,
+    /// The operator it is offered or assigned to.
+    pub operator: Option<&'a str>,
+    /// Connected or on hold.
+    pub in_conversation: bool,
+}
+
+/// Whether `who` is a party of the call: its kiosk, or the operator it is offered or assigned to.
+/// A supervisor never is.
+pub(crate) fn is_party(who: &Principal, call: &Parties<'_>) -> bool {
+    match who.role {
+        Role::Kiosk => call.kiosk == who.id,
+        Role::Operator => call.operator == Some(who.id.as_str()),
+        Role::Supervisor => false,
+    }
+}
+
+/// The ownership check of every in-call request: `who` must have `role` and be a party of the
+/// call (else `Forbidden`), and the call must be in conversation (else `NotInConversation`).
+pub(crate) fn party_in_conversation(
+    who: &Principal,
+    role: Role,
+    call: &Parties<'_>,
+) -> Result<(), Refused> {
+    if who.role != role || !is_party(who, call) {
+        return Err(Refused::Forbidden(format!(
+            "call {} is not yours",
+            call.call
+        )));
+    }
+    if !call.in_conversation {
+        return Err(Refused::NotInConversation(format!(
+            "call {} is not in conversation",
+            call.call
+        )));
+    }
+    Ok(())
+}
+
+/// The outcome of a PEC code attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeOutcome {
+    /// The code matches: the fiscal code it was sent for.
+    Verified(String),
+    /// Wrong; this many tries left.
+    Wrong(u32),
+    /// Wrong, and no tries left: the code is spent.
+    TooManyAttempts,
+    /// The code expired (spent).
+    Expired,
+}
+
+/// A PEC code being checked (only its digest is kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PecChallenge {
+    fiscal_code: String,
+    /// SHA-256 of the code, hex.
+    digest: String,
+    expires_at: Secs,
+    attempts_left: u32,
+}
+
+/// The identification step the operator asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    method: IdentityMethod,
+    /// The nonce a card signs, until spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pec: Option<PecChallenge>,
+    /// The scan submitted for the operator to judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scan: Option<String>,
+}
+
+/// Who was identified in the call, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identified {
+    /// The method.
+    pub method: IdentityMethod,
+    /// The citizen.
+    pub subject: Subject,
+}
+
+/// The in-call state of one call: one record, changed by compare-and-set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The call's kiosk.
+    pub kiosk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending: Option<Pending>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identified: Option<Identified>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_pec_at: Option<Secs>,
+    /// Ids of the scans uploaded in the call (their images are records of their own).
+    #[serde(default)]
+    pub scans: Vec<String>,
+    /// Documents issued in the call.
+    #[serde(default)]
+    documents: Vec<String>,
+}
+
+fn digest(code: &str) -> String {
+    hex::encode(Sha256::digest(code.trim().as_bytes()))
+}
+
+fn not_pending(what: &str) -> Refused {
+    Refused::NotPending(format!("no {what} identification is pending"))
+}
+
+impl CallRecord {
+    /// A call with nothing done yet.
+    pub fn new(kiosk: &str) -> Self {
+        CallRecord {
+            kiosk: kiosk.to_owned(),
+            pending: None,
+            identified: None,
+            last_pec_at: None,
+            scans: Vec::new(),
+            documents: Vec::new(),
+        }
+    }
+
+    /// `identity.request`: `method` is now pending, replacing any pending step.
+    pub fn request(&mut self, method: IdentityMethod, nonce: Option<String>) {
+        self.pending = Some(Pending {
+            method,
+            nonce,
+            pec: None,
+            scan: None,
+        });
+    }
+
+    /// The device step still waiting for its device (a card nonce not yet used, a document not
+    /// yet scanned): `(method, nonce)`, to send again when a device connects.
+    pub fn waiting_device(&self) -> Option<(IdentityMethod, String)> {
+        let p = self.pending.as_ref()?;
+        let waiting = match p.method {
+            IdentityMethod::Cie | IdentityMethod::Cns => p.nonce.is_some(),
+            IdentityMethod::Document => p.scan.is_none(),
+            IdentityMethod::Pec => false,
+        };
+        waiting.then(|| (p.method, p.nonce.clone().unwrap_or_default()))
+    }
+
+    /// The pending method.
+    pub fn pending(&self) -> Option<IdentityMethod> {
+        self.pending.as_ref().map(|p| p.method)
+    }
+
+    fn pending_as(
+        &mut self,
+        ok: fn(IdentityMethod) -> bool,
+        what: &str,
+    ) -> Result<&mut Pending, Refused> {
+        self.pending
+            .as_mut()
+            .filter(|p| ok(p.method))
+            .ok_or_else(|| not_pending(what))
+    }
+
+    /// A card answered: spends and returns the nonce it had to sign, and the method.
+    pub fn take_nonce(&mut self) -> Result<(IdentityMethod, String), Refused> {
+        let p = self.pending_as(IdentityMethod::is_card, "card")?;
+        let nonce = p
+            .nonce
+            .take()
+            .ok_or_else(|| Refused::NotPending("the nonce was already used".into()))?;
+        Ok((p.method, nonce))
+    }
+
+    /// A card could not be used: the pending card step stays, with its nonce, for another try.
+    pub fn card_pending(&self) -> Result<IdentityMethod, Refused> {
+        self.pending
+            .as_ref()
+            .filter(|p| p.method.is_card())
+            .map(|p| p.method)
+            .ok_or_else(|| not_pending("card"))
+    }
+
+    /// `identity.pec_start`: may a code be sent for this call now (the per-fiscal-code limit is
+    /// [`PecSends::may_send`])?
+    pub fn pec_may_send(&self, limits: &PecLimits, now: Secs) -> Result<(), Refused> {
+        if self.pending() != Some(IdentityMethod::Pec) {
+            return Err(not_pending("PEC"));
+        }
+        if let Some(last) = self.last_pec_at {
+            if now - last < limits.resend_s {
+                return Err(Refused::RateLimited(format!(
+                    "a code was sent {:.0} s ago; wait {:.0} s",
+                    now - last,
+                    limits.resend_s - (now - last)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A code was mailed: it is now the one to check.
+    pub fn pec_sent(&mut self, fiscal_code: &str, code: &str, limits: &PecLimits, now: Secs) {
+        self.last_pec_at = Some(now);
+        if let Some(p) = self.pending.as_mut() {
+            p.pec = Some(PecChallenge {
+                fiscal_code: fiscal_code.to_owned(),
+                digest: digest(code),
+                expires_at: now + limits.ttl_s,
+                attempts_left: limits.attempts,
+            });
+        }
+    }
+
+    /// `identity.pec_code`: checks a code.
+    pub fn pec_code(&mut self, code: &str, now: Secs) -> Result<CodeOutcome, Refused> {
+        let p = self.pending_as(|m| m == IdentityMethod::Pec, "PEC")?;
+        let Some(ch) = p.pec.as_mut() else {
+            return Err(Refused::NotPending("no code was sent yet".into()));
+        };
+        if now > ch.expires_at {
+            p.pec = None;
+            return Ok(CodeOutcome::Expired);
+        }
+        if digest(code) == ch.digest {
+            let cf = ch.fiscal_code.clone();
+            p.pec = None;
+            return Ok(CodeOutcome::Verified(cf));
+        }
+        ch.attempts_left = ch.attempts_left.saturating_sub(1);
+        if ch.attempts_left == 0 {
+            p.pec = None;
+            return Ok(CodeOutcome::TooManyAttempts);
+        }
+        Ok(CodeOutcome::Wrong(ch.attempts_left))
+    }
+
+    /// An uploaded scan joins the call: only while a document identification is pending, and
+    /// within [`MAX_SCANS_PER_CALL`].
+    pub fn add_scan(&mut self, scan_id: &str) -> Result<(), Refused> {
+        self.pending_as(|m| m == IdentityMethod::Document, "document")?;
+        if self.scans.len() >= MAX_SCANS_PER_CALL {
+            return Err(Refused::NotPending(format!(
+                "this call already holds {MAX_SCANS_PER_CALL} scans"
+            )));
+        }
+        if !self.scans.iter().any(|s| s == scan_id) {
+            self.scans.push(scan_id.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Whether the scan belongs to the call.
+    pub fn has_scan(&self, scan_id: &str) -> bool {
+        self.scans.iter().any(|s| s == scan_id)
+    }
+
+    /// `identity.scan`: the scan the operator is to compare.
+    pub fn scan_submitted(&mut self, scan_id: &str) -> Result<(), Refused> {
+        let known = self.has_scan(scan_id);
+        let p = self.pending_as(|m| m == IdentityMethod::Document, "document")?;
+        if !known {
+            return Err(Refused::NotFound(format!("no scan {scan_id} in this call")));
+        }
+        p.scan = Some(scan_id.to_owned());
+        Ok(())
+    }
+
+    /// `identity.confirm`: the scan being judged.
+    pub fn judged_scan(&self) -> Result<String, Refused> {
+        let p = self
+            .pending
+            .as_ref()
+            .filter(|p| p.method == IdentityMethod::Document)
+            .ok_or_else(|| not_pending("document"))?;
+        p.scan
+            .clone()
+            .ok_or_else(|| Refused::NotPending("the kiosk has not sent a scan yet".into()))
+    }
+
+    /// The identification ended well: the subject stays with the call.
+    pub fn verified(&mut self, method: IdentityMethod, subject: Subject) {
+        self.pending = None;
+        self.identified = Some(Identified { method, subject });
+    }
+
+    /// The identification ended badly; the operator may ask again.
+    pub fn failed(&mut self) {
+        self.pending = None;
+    }
+
+    /// Who was identified in the call, and how.
+    pub fn identified(&self) -> Option<&Identified> {
+        self.identified.as_ref()
+    }
+
+    /// A document was issued in the call.
+    pub fn add_document(&mut self, document_id: &str) {
+        if !self.has_document(document_id) {
+            self.documents.push(document_id.to_owned());
+        }
+    }
+
+    /// Whether the document was issued in the call.
+    pub fn has_document(&self, document_id: &str) -> bool {
+        self.documents.iter().any(|d| d == document_id)
+    }
+}
+
+/// When PEC codes were sent for one fiscal code (the per-hour limit, across calls).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PecSends {
+    /// Send times, oldest first.
+    pub sent: Vec<Secs>,
+}
+
+impl PecSends {
+    fn forget_old(&mut self, now: Secs) {
+        self.sent.retain(|t| now - t < 3600.0);
+    }
+
+    /// May one more code be sent now?
+    pub fn may_send(&self, limits: &PecLimits, now: Secs) -> Result<(), Refused> {
+        let recent = self.sent.iter().filter(|t| now - **t < 3600.0).count();
+        if recent >= limits.per_hour {
+            return Err(Refused::RateLimited(format!(
+                "{recent} codes were sent for this fiscal code in the last hour"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A code was sent now.
+    pub fn record(&mut self, now: Secs) {
+        self.forget_old(now);
+        self.sent.push(now);
+    }
+}
+
+/// A print job as the server tracks it (its record, and its file under `<data_dir>/print-jobs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job id.
+    pub job_id: String,
+    /// Its call.
+    pub call_id: String,
+    /// The kiosk that prints it.
+    pub kiosk: String,
+    /// The operator who asked.
+    pub operator: String,
+    /// The document.
+    pub document_id: String,
+    /// Copies.
+    pub copies: u32,
+    /// The last state the kiosk reported; `None` until it acknowledged.
+    pub state: Option<PrintState>,
+    /// The printer's reason with the last state.
+    pub detail: Option<String>,
+    /// When it was created.
+    pub sent_at: Secs,
+    /// When it was reported printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printed_at: Option<Secs>,
+}
+
+impl Job {
+    /// Whether the kiosk has not acknowledged it yet (it is to be sent, and sent again).
+    pub fn unacknowledged(&self) -> bool {
+        self.state.is_none()
+    }
+
+    /// `print.status` from `kiosk`: `Ok(true)` when the state moved on (to record and report),
+    /// `Ok(false)` for a repeated or backwards state (ignored).
+    pub fn report(
+        &mut self,
+        kiosk: &str,
+        state: PrintState,
+        detail: Option<String>,
+        now: Secs,
+    ) -> Result<bool, Refused> {
+        if self.kiosk != kiosk {
+            return Err(Refused::Forbidden(format!(
+                "print job {} is not this kiosk's",
+                self.job_id
+            )));
+        }
+        let moves_on = match (self.state, state) {
+            (None, _) => true,
+            (Some(PrintState::Printed), _) => false,
+            // A failed printer may come back: printing and printed follow a failure.
+            (Some(PrintState::Failed), s) => s != PrintState::Received,
+            (Some(old), PrintState::Failed) => old != PrintState::Printed,
+            (Some(old), new) => new > old,
+        };
+        let changed_detail = self.state == Some(state) && self.detail != detail;
+        if !moves_on && !changed_detail {
+            return Ok(false);
+        }
+        self.state = Some(state);
+        self.detail = detail;
+        if state == PrintState::Printed {
+            self.printed_at = Some(now);
+        }
+        Ok(true)
+    }
+
+    /// Whether a printed job is older than `keep_s` (its record and file may go).
+    pub fn expired(&self, now: Secs, keep_s: Secs) -> bool {
+        self.state == Some(PrintState::Printed)
+            && now - self.printed_at.unwrap_or(self.sent_at) > keep_s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject() -> Subject {
+        Subject {
+            fiscal_code: "RSSMRA80A01H501U".into(),
+            given_name: "Mario".into(),
+            family_name: "Rossi".into(),
+            birth_date: Some("1980-01-01".into()),
+        }
+    }
+
+    fn p(role: Role, id: &str) -> Principal {
+        Principal {
+            role,
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn only_a_party_acts_and_only_in_conversation() {
+        let call = Parties {
+            call: "c1",
+            kiosk: "k1",
+            operator: Some("op1"),
+            in_conversation: true,
+        };
+        assert!(is_party(&p(Role::Kiosk, "k1"), &call));
+        assert!(is_party(&p(Role::Operator, "op1"), &call));
+        assert!(!is_party(&p(Role::Operator, "k1"), &call));
+        assert!(!is_party(&p(Role::Kiosk, "op1"), &call));
+        assert!(!is_party(&p(Role::Supervisor, "op1"), &call));
+        assert_eq!(
+            party_in_conversation(&p(Role::Operator, "op1"), Role::Operator, &call),
+            Ok(())
+        );
+        // The right party in the wrong role of the request.
+        assert!(matches!(
+            party_in_conversation(&p(Role::Kiosk, "k1"), Role::Operator, &call),
+            Err(Refused::Forbidden(_))
+        ));
+        assert!(matches!(
+            party_in_conversation(&p(Role::Operator, "op2"), Role::Operator, &call),
+            Err(Refused::Forbidden(_))
+        ));
+        let waiting = Parties {
+            operator: None,
+            in_conversation: false,
+            ..call
+        };
+        assert!(matches!(
+            party_in_conversation(&p(Role::Kiosk, "k1"), Role::Kiosk, &waiting),
+            Err(Refused::NotInConversation(_))
+        ));
+    }
+
+    #[test]
+    fn a_card_answer_needs_a_pending_card_request_and_spends_the_nonce() {
+        let mut a = CallRecord::new("k");
+        assert!(matches!(a.take_nonce(), Err(Refused::NotPending(_))));
+        a.request(IdentityMethod::Pec, None);
+        assert!(matches!(a.take_nonce(), Err(Refused::NotPending(_))));
+        assert_eq!(a.waiting_device(), None, "PEC needs no device");
+        a.request(IdentityMethod::Cie, Some("n1".into()));
+        assert_eq!(
+            a.waiting_device(),
+            Some((IdentityMethod::Cie, "n1".to_owned()))
+        );
+        assert_eq!(a.take_nonce(), Ok((IdentityMethod::Cie, "n1".into())));
+        assert!(matches!(a.take_nonce(), Err(Refused::NotPending(_))));
+        // A new request brings a new nonce.
+        a.request(IdentityMethod::Cns, Some("n2".into()));
+        assert_eq!(a.card_pending(), Ok(IdentityMethod::Cns));
+        assert_eq!(a.take_nonce(), Ok((IdentityMethod::Cns, "n2".into())));
+        assert_eq!(a.waiting_device(), None, "the nonce is spent");
+        // The record survives its text form unchanged.
+        let text = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<CallRecord>(&text).unwrap(), a);
+    }
+
+    #[test]
+    fn pec_codes_expire_allow_three_attempts_and_are_rate_limited() {
+        let l = PecLimits::default();
+        let mut a = CallRecord::new("k");
+        let mut sends = PecSends::default();
+        let cf = "RSSMRA80A01H501U";
+        assert!(matches!(
+            a.pec_may_send(&l, 0.0),
+            Err(Refused::NotPending(_))
+        ));
+        a.request(IdentityMethod::Pec, None);
+        assert!(matches!(a.pec_code("1", 0.0), Err(Refused::NotPending(_))));
+        a.pec_may_send(&l, 0.0).unwrap();
+        sends.may_send(&l, 0.0).unwrap();
+        a.pec_sent(cf, "123456", &l, 0.0);
+        sends.record(0.0);
+        // Only the digest of the code is kept.
+        assert!(!serde_json::to_string(&a).unwrap().contains("123456"));
+        assert_eq!(a.pec_code("000000", 1.0), Ok(CodeOutcome::Wrong(2)));
+        assert_eq!(a.pec_code("000001", 2.0), Ok(CodeOutcome::Wrong(1)));
+        assert_eq!(a.pec_code("000002", 3.0), Ok(CodeOutcome::TooManyAttempts));
+        // Spent: even the right code no longer works.
+        assert!(matches!(
+            a.pec_code("123456", 4.0),
+            Err(Refused::NotPending(_))
+        ));
+
+        // One code per call per minute.
+        assert!(matches!(
+            a.pec_may_send(&l, 30.0),
+            Err(Refused::RateLimited(_))
+        ));
+        a.pec_may_send(&l, 61.0).unwrap();
+        a.pec_sent(cf, "654321", &l, 61.0);
+        sends.record(61.0);
+        assert_eq!(a.pec_code("654321", 361.5), Ok(CodeOutcome::Expired));
+
+        a.pec_may_send(&l, 400.0).unwrap();
+        sends.may_send(&l, 400.0).unwrap();
+        a.pec_sent(cf, "111111", &l, 400.0);
+        sends.record(400.0);
+        assert_eq!(
+            a.pec_code(" 111111 ", 401.0),
+            Ok(CodeOutcome::Verified(cf.into()))
+        );
+        // Three codes for this citizen within the hour: the fourth waits, in any call.
+        assert!(matches!(
+            sends.may_send(&l, 500.0),
+            Err(Refused::RateLimited(_))
+        ));
+        sends.may_send(&l, 3601.0).unwrap();
+        sends.record(3601.0);
+        assert_eq!(sends.sent.len(), 3, "the oldest send is forgotten");
+    }
+
+    #[test]
+    fn document_steps_follow_the_scan_and_scans_are_bounded() {
+        let mut a = CallRecord::new("k");
+        // No scan is taken before the operator asks for a document identification.
+        assert!(matches!(a.add_scan("s1"), Err(Refused::NotPending(_))));
+        assert!(matches!(
+            a.scan_submitted("s1"),
+            Err(Refused::NotPending(_))
+        ));
+        a.request(IdentityMethod::Document, None);
+        a.add_scan("s1").unwrap();
+        assert!(a.waiting_device().is_some());
+        assert!(matches!(
+            a.scan_submitted("nope"),
+            Err(Refused::NotFound(_))
+        ));
+        assert!(matches!(a.judged_scan(), Err(Refused::NotPending(_))));
+        a.scan_submitted("s1").unwrap();
+        assert_eq!(a.waiting_device(), None, "scanned");
+        assert_eq!(a.judged_scan(), Ok("s1".into()));
+        for i in 1..MAX_SCANS_PER_CALL {
+            a.add_scan(&format!("x{i}")).unwrap();
+        }
+        assert!(matches!(
+            a.add_scan("one-too-many"),
+            Err(Refused::NotPending(_))
+        ));
+        a.verified(IdentityMethod::Document, subject());
+        assert_eq!(a.identified().unwrap().subject, subject());
+        assert!(a.has_scan("s1"));
+        assert_eq!(a.pending(), None);
+        a.add_document("d1");
+        a.add_document("d1");
+        assert!(a.has_document("d1") && !a.has_document("d2"));
+    }
+
+    fn job(id: &str) -> Job {
+        Job {
+            job_id: id.into(),
+            call_id: "c".into(),
+            kiosk: "k1".into(),
+            operator: "op".into(),
+            document_id: "d".into(),
+            copies: 1,
+            state: None,
+            detail: None,
+            sent_at: 0.0,
+            printed_at: None,
+        }
+    }
+
+    #[test]
+    fn print_states_never_go_backwards() {
+        let mut j = job("j1");
+        assert!(j.unacknowledged());
+        assert!(matches!(
+            j.report("k2", PrintState::Received, None, 1.0),
+            Err(Refused::Forbidden(_))
+        ));
+        assert_eq!(j.report("k1", PrintState::Received, None, 1.0), Ok(true));
+        assert!(!j.unacknowledged());
+        assert_eq!(j.report("k1", PrintState::Received, None, 1.0), Ok(false));
+        assert_eq!(
+            j.report("k1", PrintState::Failed, Some("media-empty".into()), 2.0),
+            Ok(true)
+        );
+        assert_eq!(j.detail.as_deref(), Some("media-empty"));
+        assert_eq!(
+            j.report("k1", PrintState::Failed, Some("offline".into()), 2.5),
+            Ok(true),
+            "a new reason is news"
+        );
+        assert_eq!(j.report("k1", PrintState::Received, None, 3.0), Ok(false));
+        assert_eq!(j.report("k1", PrintState::Printing, None, 3.0), Ok(true));
+        assert_eq!(j.report("k1", PrintState::Printed, None, 4.0), Ok(true));
+        // Late or repeated reports change nothing.
+        for s in [
+            PrintState::Printing,
+            PrintState::Received,
+            PrintState::Failed,
+            PrintState::Printed,
+        ] {
+            assert_eq!(j.report("k1", s, None, 5.0), Ok(false));
+        }
+        assert_eq!(j.printed_at, Some(4.0));
+        assert!(!j.expired(100.0, 600.0));
+        assert!(j.expired(700.0, 600.0));
+        assert!(!job("j2").expired(1e9, 600.0), "only printed jobs expire");
+    }
+}
