@@ -207,6 +207,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         tokio::spawn(crate::calls::placement::run(state.clone(), cluster.clone()));
     }
     tokio::spawn(crate::calls::incall::run_resends(state.clone()));
+    tokio::spawn(crate::calls::live::run(state.clone()));
     tokio::spawn(crate::revocation::run(state.clone()));
     let task = tokio::spawn(serve(state.clone(), public, admin, tls.clone(), effects));
     Ok(RunningServer {

@@ -159,3 +159,74 @@ async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
     on_call(op.session(), "wrapup.ended", &id).await;
     drop(gone);
 }
+
+/// A kiosk with a session on each of two nodes (its screen on A, its agent on B), and an operator
+/// with a console on each: the lost-client rules apply only when the last session is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_on_two_nodes_are_lost_only_when_the_last_one_goes() {
+    let redis = testkit::RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), &redis.url());
+    let b = node(dir.path(), &redis.url());
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("demo-credentials.json")).unwrap())
+            .unwrap();
+    let kiosk_token = creds["kiosks"][0]["token"].as_str().unwrap().to_owned();
+    let (user, password) = (
+        creds["operators"][0]["username"].as_str().unwrap(),
+        creds["operators"][0]["password"].as_str().unwrap(),
+    );
+    let token = OperatorBot::login(&a.base, user, password).await.unwrap();
+    let mut op = OperatorBot::connect(&a.ws_url(), &token, Policy::Manual)
+        .await
+        .unwrap();
+    ok(
+        op.session(),
+        Request::PresenceSet(protocol::PresenceSet {
+            state: protocol::PresenceState::Available,
+            reason: None,
+        }),
+    )
+    .await;
+    let mut screen = HeadlessKiosk::connect(&a.ws_url(), &kiosk_token, vec![])
+        .await
+        .unwrap();
+    let id = screen.request_call("anagrafe", "it", None).await.unwrap();
+    on_call(op.session(), "call.offered", &id).await;
+    ok(op.session(), Request::CallAccept(call(&id))).await;
+    on_call(screen.session(), "call.assigned", &id).await;
+
+    // The agent authenticates on B last (so the call follows B), and the operator opens a second
+    // console on B; then both go away for good.
+    let auth = |token: &str| protocol::Auth {
+        token: token.to_owned(),
+        resume: None,
+        capabilities: vec![],
+    };
+    let (agent, _) = kiosk_client::Session::connect(&b.ws_url(), auth(&kiosk_token))
+        .await
+        .unwrap();
+    let (console, _) = kiosk_client::Session::connect(&b.ws_url(), auth(&token))
+        .await
+        .unwrap();
+    agent.close().await;
+    console.close().await;
+    // Past the grace (2 s) and B's retry: the screen on A and the console on A keep the call.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    ok(op.session(), Request::CallHold(call(&id))).await;
+    on_call(screen.session(), "call.held", &id).await;
+    ok(op.session(), Request::CallResume(call(&id))).await;
+    on_call(screen.session(), "call.resumed", &id).await;
+
+    // The last kiosk session goes: now the rules apply, and the call ends as kiosk_lost.
+    screen.close().await;
+    let ended = event(
+        op.session(),
+        |e| matches!(e, Event::CallEnded(c) if c.call_id == id),
+    )
+    .await;
+    let Event::CallEnded(ended) = ended else {
+        unreachable!()
+    };
+    assert_eq!(ended.reason, "kiosk_lost");
+}

@@ -26,6 +26,9 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // runs the sentinels of testkit's RedisSentinelCluster (`redis-server CONF --sentinel`), so the
     // separate redis-sentinel package (a system service) is not needed.
     ("redis-server", "redis-server"),
+    // deploy/local-cluster (and so signalling/tests/cluster.rs) waits for Redis and asks the
+    // sentinels with redis-cli.
+    ("redis-cli", "redis-tools"),
     // The certificates' independence test: render the PDF, read the QR with another decoder, check
     // the PDF structure, and verify the COSE signature with Python's own CBOR and crypto stacks.
     ("pdftoppm", "poppler-utils"),

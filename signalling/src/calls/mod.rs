@@ -17,6 +17,7 @@ pub mod bus;
 pub mod events;
 pub mod hub;
 pub mod incall;
+pub mod live;
 pub mod media;
 pub mod placement;
 
@@ -257,8 +258,19 @@ async fn dispatch(state: &AppState, ctx: &SessionCtx, request: Request) -> Resul
                 .await?
         }
         Request::CallAccept(c) => {
-            q.accept(&r.tenant, now, &op()?, &call_id(&c.call_id)?)
-                .await?
+            let id = call_id(&c.call_id)?;
+            let applied = q.accept(&r.tenant, now, &op()?, &id).await?;
+            if let Some(cluster) = state.media.cluster() {
+                // Place the call's media now, so both parties' first offers find it placed; an
+                // offer places it itself if this fails.
+                let (state, cluster) = (state.clone(), cluster.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = placement::ensure_placed(&state, &cluster, &id, None).await {
+                        tracing::debug!(call_id = %id, message = %e.message, "placement at accept");
+                    }
+                });
+            }
+            applied
         }
         Request::CallReject(c) => {
             q.reject(&r.tenant, now, &op()?, &call_id(&c.call_id)?)
@@ -389,6 +401,7 @@ async fn dispatch(state: &AppState, ctx: &SessionCtx, request: Request) -> Resul
 pub async fn on_open(state: &AppState, principal: &Principal) -> Result<Event, Refusal> {
     let r = &state.routing;
     let now = Time::now();
+    live::mark(state, principal).await;
     let who = Recipient {
         role: principal.role,
         id: principal.id.clone(),
@@ -421,33 +434,49 @@ pub async fn on_open(state: &AppState, principal: &Principal) -> Result<Event, R
         }
         Role::Kiosk => {
             let node = r.node.clone();
-            let kiosk = principal.id.clone();
-            let elsewhere = r
-                .queue
-                .read(&r.tenant, |st| {
-                    st.calls
-                        .values()
-                        .filter(|c| {
-                            c.kiosk_id.as_str() == kiosk
-                                && c.kiosk_node != node
-                                && !matches!(c.state, queue::CallState::WrapUp { .. })
-                        })
-                        .map(|c| c.call_id.clone())
-                        .collect::<Vec<_>>()
-                })
-                .await?;
-            for call in elsewhere {
-                match r.queue.reattach_kiosk(&r.tenant, now, &call, &node).await {
-                    Ok(applied) => r.observe(&applied),
-                    // It ended in the meantime; the sync below says so.
-                    Err(queue::Error::NotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            move_kiosk_calls(state, &principal.id, |n| *n != node, &node).await?;
         }
         Role::Supervisor => {}
     }
     sync_event(state, &who).await
+}
+
+/// Re-attaches the kiosk's calls held by a node `from` accepts to node `to`.
+async fn move_kiosk_calls(
+    state: &AppState,
+    kiosk: &str,
+    from: impl Fn(&queue::NodeId) -> bool + Send + Sync,
+    to: &queue::NodeId,
+) -> Result<(), queue::Error> {
+    let r = &state.routing;
+    let kiosk = kiosk.to_owned();
+    let calls = r
+        .queue
+        .read(&r.tenant, |st| {
+            st.calls
+                .values()
+                .filter(|c| {
+                    c.kiosk_id.as_str() == kiosk
+                        && from(&c.kiosk_node)
+                        && !matches!(c.state, queue::CallState::WrapUp { .. })
+                })
+                .map(|c| c.call_id.clone())
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    for call in calls {
+        match r
+            .queue
+            .reattach_kiosk(&r.tenant, Time::now(), &call, to)
+            .await
+        {
+            Ok(applied) => r.observe(&applied),
+            // It ended in the meantime.
+            Err(queue::Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn sync_event(state: &AppState, who: &Recipient) -> Result<Event, Refusal> {
@@ -497,6 +526,43 @@ pub async fn principal_lost(state: AppState, principal: Principal) {
 async fn try_lost(state: &AppState, principal: &Principal) -> Result<(), queue::Error> {
     let r = &state.routing;
     let now = Time::now();
+    live::unmark(state, principal).await;
+    if let Some(other) = live::elsewhere(state, principal).await? {
+        // The principal is still connected through another node: hand it over instead.
+        tracing::info!(principal = %principal.id, node = %other,
+            "principal lost here but live on another node: handed over");
+        return match principal.role {
+            Role::Kiosk => move_kiosk_calls(state, &principal.id, |n| *n == r.node, &other).await,
+            Role::Operator => {
+                let operator = OperatorId::new(principal.id.as_str())?;
+                let moved = r
+                    .queue
+                    .read(&r.tenant, |st| {
+                        st.operators.get(&operator).map(|o| {
+                            let login = OperatorLogin {
+                                operator_id: o.operator_id.clone(),
+                                skills: o.skills.clone(),
+                                languages: o.languages.clone(),
+                                capacity: o.capacity,
+                                node: other.clone(),
+                                presence: o.presence.clone(),
+                            };
+                            (login, o.node == r.node)
+                        })
+                    })
+                    .await?;
+                match moved {
+                    Some((login, true)) => {
+                        let applied = r.queue.operator_online(&r.tenant, now, login).await?;
+                        r.observe(&applied);
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Role::Supervisor => Ok(()),
+        };
+    }
     let result = match principal.role {
         Role::Kiosk => match KioskId::new(principal.id.as_str()) {
             Ok(k) => r.queue.kiosk_lost(&r.tenant, now, &k, &r.node).await,
