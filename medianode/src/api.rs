@@ -356,9 +356,28 @@ pub struct NodeInfo {
     pub version: String,
     /// When the heartbeat that wrote this was sent, in Unix milliseconds.
     pub seen_ms: u64,
+    /// A fresh id per start of the node: a node restarted under the same id has lost its calls,
+    /// and its new instance is a different placement.
+    #[serde(default)]
+    pub instance: String,
 }
 
 impl NodeInfo {
+    /// What a call's placement records: the node's id and its instance (`id@instance`), so a
+    /// placement on a node that restarted since is seen as lost.
+    pub fn placement(&self) -> String {
+        if self.instance.is_empty() {
+            self.id.clone()
+        } else {
+            format!("{}@{}", self.id, self.instance)
+        }
+    }
+
+    /// The node id of a placement (`id@instance` → `id`).
+    pub fn node_of(placement: &str) -> &str {
+        placement.split_once('@').map_or(placement, |(id, _)| id)
+    }
+
     /// Whether its heartbeat is recent: `seen_ms + ttl_ms > now_ms`.
     pub fn is_live(&self, now_ms: u64, ttl_ms: u64) -> bool {
         self.seen_ms.saturating_add(ttl_ms) > now_ms
@@ -493,6 +512,7 @@ mod tests {
             leaving: false,
             version: "0.1.0".into(),
             seen_ms: 1_000,
+            instance: String::new(),
         };
         let v = serde_json::to_value(&info).unwrap();
         assert_eq!(v["media_udp"], json!("203.0.113.7:3478"));

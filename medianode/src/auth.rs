@@ -183,6 +183,40 @@ pub enum AuthError {
     /// The signature does not match.
     #[error("bad request signature")]
     BadSignature,
+    /// This exact signed request was already received (a replay).
+    #[error("request already received")]
+    Replayed,
+}
+
+/// The signed requests a node has received within the time window, so each is carried out once:
+/// a request captured on the wire and sent again is refused.
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    seen: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+/// At most this many signatures are remembered; past it the oldest half of the window is dropped.
+const MAX_REMEMBERED: usize = 200_000;
+
+impl ReplayGuard {
+    /// Records `header` (already verified) as received at `now_ms`; `Replayed` if it was before.
+    pub fn check(&self, header: &str, now_ms: u64) -> Result<(), AuthError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains_key(header) {
+            return Err(AuthError::Replayed);
+        }
+        // Anything older than the window would be refused as stale anyway.
+        if seen.len() >= MAX_REMEMBERED || seen.len() % 1024 == 0 {
+            let horizon = now_ms.saturating_sub(2 * MAX_SKEW_MS);
+            seen.retain(|_, t| *t >= horizon);
+            if seen.len() >= MAX_REMEMBERED {
+                let horizon = now_ms.saturating_sub(MAX_SKEW_MS);
+                seen.retain(|_, t| *t >= horizon);
+            }
+        }
+        seen.insert(header.to_owned(), now_ms);
+        Ok(())
+    }
 }
 
 /// The milliseconds since the Unix epoch now (0 before it).

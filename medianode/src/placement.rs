@@ -60,6 +60,7 @@ mod tests {
             leaving: false,
             version: "0.1.0".into(),
             seen_ms: NOW,
+            instance: String::new(),
         }
     }
 

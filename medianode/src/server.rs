@@ -53,7 +53,13 @@ pub fn router(sfu: Sfu, secret: Arc<Secret>) -> Router {
         .nest(PREFIX, routes)
         .fallback(no_route)
         .with_state(sfu)
-        .layer(middleware::from_fn_with_state(secret, authenticate))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(Guard {
+                secret,
+                replays: auth::ReplayGuard::default(),
+            }),
+            authenticate,
+        ))
         .layer(CatchPanicLayer::custom(panicked))
 }
 
@@ -123,7 +129,14 @@ async fn no_route() -> ApiError {
 }
 
 /// The HMAC check around every route; see the module docs.
-async fn authenticate(State(secret): State<Arc<Secret>>, req: Request, next: Next) -> Response {
+/// The secret, and the requests already carried out within the time window.
+struct Guard {
+    secret: Arc<Secret>,
+    replays: auth::ReplayGuard,
+}
+
+async fn authenticate(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    let secret = &guard.secret;
     let now = auth::now_ms();
     let header = match req.headers().get(auth::HEADER).map(HeaderValue::to_str) {
         None => None,
@@ -159,7 +172,9 @@ async fn authenticate(State(secret): State<Arc<Secret>>, req: Request, next: Nex
             .into_response()
         }
     };
-    if let Err(e) = auth::verify(&secret, &method, &path, &bytes, header.as_deref(), now) {
+    if let Err(e) = auth::verify(secret, &method, &path, &bytes, header.as_deref(), now)
+        .and_then(|()| guard.replays.check(header.as_deref().unwrap_or(""), now))
+    {
         return refuse(e, &method, &path);
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))

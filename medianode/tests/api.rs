@@ -307,6 +307,21 @@ async fn unauthenticated_requests_are_refused_and_change_nothing() {
     assert_eq!(c1.connected.len(), 2, "{c1:?}");
     assert!(!c1.held);
 
+    // A rightly signed hold is done once; the same request captured and sent again is refused.
+    let h = sign(&node.secret, "/internal/v1/held", held, auth::now_ms());
+    assert_eq!(
+        raw(&node, post.clone(), "/internal/v1/held", held, h.clone()).await,
+        (200, None)
+    );
+    node.client().set_held("c1", false).await.expect("resume");
+    assert_eq!(
+        raw(&node, post.clone(), "/internal/v1/held", held, h).await,
+        refused,
+        "a replay"
+    );
+    let stats = node.client().stats().await.expect("stats");
+    assert!(!stats.iter().find(|c| c.call_id == "c1").expect("c1").held);
+
     // The same request, rightly signed, is done.
     let h = sign(&node.secret, "/internal/v1/end", end, auth::now_ms());
     assert_eq!(

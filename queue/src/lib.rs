@@ -29,6 +29,7 @@ pub mod redis_store;
 pub mod shared;
 pub mod snapshot;
 pub mod store;
+mod stream_fanout;
 pub mod windows;
 
 pub use crate::core::{Command, TenantState, MISSED_OFFERS_REASON};

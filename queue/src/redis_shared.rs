@@ -9,22 +9,16 @@
 //!
 //! Every key carries the tenant's hash tag, as the queue's keys do.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::streams::StreamReadReply;
 use redis::Script;
-use tokio::sync::broadcast;
 
 use crate::error::Error;
 use crate::model::{Tenant, Time};
-use crate::redis_conn::Dedicated;
 use crate::redis_store::RedisStore;
 use crate::shared::{check_name, BusReceiver, Shared, BUS_CAPACITY};
-
-/// How long the bus reader blocks in one `XREAD`, in milliseconds.
-const XREAD_BLOCK_MS: u64 = 1000;
+use crate::stream_fanout::{Fanout, StreamKind};
 
 /// `SET` the record (with `NX` when ARGV[4] is "nx"), and index it when written.
 const PUT: &str = r#"
@@ -64,7 +58,7 @@ struct Inner {
     store: RedisStore,
     put: Script,
     swap: Script,
-    listeners: Mutex<HashMap<Tenant, broadcast::Sender<Arc<str>>>>,
+    bus: Arc<Fanout<str>>,
 }
 
 impl std::fmt::Debug for RedisShared {
@@ -92,12 +86,23 @@ fn ttl_ms(ttl: Duration) -> u64 {
 impl RedisShared {
     /// Shared state on the store's Redis.
     pub fn new(store: RedisStore) -> Self {
+        let bus = Arc::new(Fanout::new(
+            store.conn(),
+            crate::redis_store::reader_config(),
+            StreamKind {
+                what: "shared bus",
+                key: bus_key,
+                count: 512,
+                capacity: BUS_CAPACITY,
+                decode: |id| id.get::<String>("m").map(Arc::from),
+            },
+        ));
         RedisShared {
             inner: Arc::new(Inner {
                 store,
                 put: Script::new(PUT),
                 swap: Script::new(SWAP),
-                listeners: Mutex::default(),
+                bus,
             }),
         }
     }
@@ -279,135 +284,6 @@ impl Shared for RedisShared {
     }
 
     async fn listen(&self, tenant: &Tenant) -> Result<BusReceiver, Error> {
-        if let Some(tx) = self
-            .inner
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(tenant)
-        {
-            return Ok(tx.subscribe());
-        }
-        let mut conn = self.inner.store.dedicated().await?;
-        // Start at the stream's current end: the bus is for live delivery.
-        let last: String = {
-            let tail: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
-                .arg(bus_key(tenant))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await?;
-            tail.into_iter()
-                .next()
-                .map_or_else(|| "0-0".to_string(), |(id, _)| id)
-        };
-        let (tx, rx) = broadcast::channel(BUS_CAPACITY);
-        {
-            let mut map = self
-                .inner
-                .listeners
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(tx) = map.get(tenant) {
-                return Ok(tx.subscribe());
-            }
-            map.insert(tenant.clone(), tx.clone());
-        }
-        let reader = BusReader {
-            key: bus_key(tenant),
-            inner: Arc::downgrade(&self.inner),
-            tenant: tenant.clone(),
-            tx,
-            last,
-        };
-        tokio::spawn(reader.run(conn));
-        Ok(rx)
-    }
-}
-
-/// Forwards a tenant's bus stream to this process's listeners.
-struct BusReader {
-    key: String,
-    inner: Weak<Inner>,
-    tenant: Tenant,
-    tx: broadcast::Sender<Arc<str>>,
-    last: String,
-}
-
-impl BusReader {
-    async fn run(mut self, conn: Dedicated) {
-        let mut conn = Some(conn);
-        let mut failures: u32 = 0;
-        loop {
-            if let Some(c) = conn.as_mut() {
-                match self.read(c).await {
-                    Ok(()) => failures = 0,
-                    Err(err) => {
-                        tracing::warn!(%err, "reading the shared bus failed; reconnecting");
-                        conn = None;
-                        failures = failures.saturating_add(1);
-                    }
-                }
-            } else {
-                let Some(inner) = self.inner.upgrade() else {
-                    break;
-                };
-                match inner.store.dedicated().await {
-                    Ok(c) => conn = Some(c),
-                    Err(err) => {
-                        tracing::warn!(%err, "reconnecting the shared bus reader failed");
-                        failures = failures.saturating_add(1);
-                    }
-                }
-            }
-            if self.should_stop() {
-                break;
-            }
-            if failures > 0 {
-                let ms = 100u64 << failures.min(4);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-        }
-    }
-
-    async fn read(&mut self, conn: &mut Dedicated) -> Result<(), redis::RedisError> {
-        let reply: StreamReadReply = redis::cmd("XREAD")
-            .arg("BLOCK")
-            .arg(XREAD_BLOCK_MS)
-            .arg("COUNT")
-            .arg(512)
-            .arg("STREAMS")
-            .arg(&self.key)
-            .arg(&self.last)
-            .query_async(conn)
-            .await?;
-        for id in reply.keys.into_iter().flat_map(|k| k.ids) {
-            self.last = id.id.clone();
-            if let Some(m) = id.get::<String>("m") {
-                let _ = self.tx.send(Arc::from(m));
-            }
-        }
-        Ok(())
-    }
-
-    /// True when nobody listens any more or the store is gone (checked and removed under the map's
-    /// lock, which `listen` also holds, so no receiver is handed out for a stopping reader).
-    fn should_stop(&self) -> bool {
-        let Some(inner) = self.inner.upgrade() else {
-            return true;
-        };
-        let mut map = inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
-        if self.tx.receiver_count() > 0 {
-            return false;
-        }
-        if map
-            .get(&self.tenant)
-            .is_some_and(|t| t.same_channel(&self.tx))
-        {
-            map.remove(&self.tenant);
-        }
-        true
+        self.inner.bus.subscribe(tenant).await
     }
 }

@@ -55,21 +55,20 @@
 //! [`Applied::version`]: crate::effect::Applied::version
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::streams::StreamReadReply;
 use redis::AsyncConnectionConfig;
 use redis::{AsyncCommands, Script};
-use tokio::sync::broadcast;
 
 use crate::core::{Command, Meta, TenantState};
 use crate::effect::{Applied, Effect};
 use crate::error::Error;
 use crate::model::{waiting_score, Call, CallState, Operator, QueueConfig, Tenant, Time};
-use crate::redis_conn::{Dedicated, RedisConn};
+use crate::redis_conn::RedisConn;
 use crate::snapshot::Snapshot;
 use crate::store::{EffectReceiver, Store};
+use crate::stream_fanout::{Fanout, StreamKind, XREAD_BLOCK_MS};
 
 const LOAD: &str = r#"
 local v = redis.call('GET', KEYS[1]) or ''
@@ -108,9 +107,6 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long opening a connection may take.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long the event-stream reader blocks in one `XREAD`, in milliseconds.
-const XREAD_BLOCK_MS: u64 = 1000;
 
 /// How many times an operation is retried when other nodes keep committing first.
 const MAX_ATTEMPTS: u32 = 400;
@@ -170,7 +166,7 @@ struct Inner {
     load: Script,
     commit: Script,
     cache: Mutex<HashMap<Tenant, Arc<tokio::sync::Mutex<Cached>>>>,
-    subscribers: Mutex<HashMap<Tenant, broadcast::Sender<Arc<Applied>>>>,
+    events: Arc<Fanout<Applied>>,
 }
 
 fn json_err(e: serde_json::Error) -> Error {
@@ -188,6 +184,17 @@ impl RedisStore {
             .set_response_timeout(RESPONSE_TIMEOUT)
             .set_connection_timeout(CONNECTION_TIMEOUT);
         let conn = RedisConn::connect(url, conn_cfg).await?;
+        let events = Arc::new(Fanout::new(
+            conn.clone(),
+            reader_config(),
+            StreamKind {
+                what: "queue event stream",
+                key: |t| Keys::new(t).events,
+                count: 256,
+                capacity: 4096,
+                decode: decode_batch,
+            },
+        ));
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
@@ -195,7 +202,7 @@ impl RedisStore {
                 load: Script::new(LOAD),
                 commit: Script::new(COMMIT),
                 cache: Mutex::default(),
-                subscribers: Mutex::default(),
+                events,
             }),
         })
     }
@@ -215,13 +222,6 @@ impl RedisStore {
     /// sentinels), for the other Redis users of this crate (`redis_shared`).
     pub(crate) fn conn(&self) -> RedisConn {
         self.inner.conn.clone()
-    }
-
-    /// A connection of its own to the current master, for a blocking read (`XREAD BLOCK`) that must not
-    /// stall the shared one. Its response timeout lets a blocking `XREAD` of up to a second run its
-    /// course but still fails a half-open connection; it fails once the master moved.
-    pub(crate) async fn dedicated(&self) -> Result<Dedicated, Error> {
-        reader_connection(&self.inner.conn).await
     }
 
     fn entry(&self, tenant: &Tenant) -> Arc<tokio::sync::Mutex<Cached>> {
@@ -445,55 +445,7 @@ impl Store for RedisStore {
     }
 
     async fn subscribe(&self, tenant: &Tenant) -> Result<EffectReceiver, Error> {
-        // The reader decides to stop under this same lock, so a receiver handed out here always has a
-        // running reader behind it.
-        if let Some(tx) = self
-            .inner
-            .subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(tenant)
-        {
-            return Ok(tx.subscribe());
-        }
-        // A blocking XREAD needs a connection of its own, or it would stall every other command.
-        let mut conn = reader_connection(&self.inner.conn).await?;
-        // Start from the stream's current end so only new batches are delivered.
-        let last: String = {
-            let info: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
-                .arg(Keys::new(tenant).events)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await?;
-            info.into_iter()
-                .next()
-                .map_or_else(|| "0-0".to_string(), |(id, _)| id)
-        };
-        let (tx, rx) = broadcast::channel(4096);
-        {
-            let mut map = self
-                .inner
-                .subscribers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(tx) = map.get(tenant) {
-                return Ok(tx.subscribe());
-            }
-            map.insert(tenant.clone(), tx.clone());
-        }
-        let reader = Reader {
-            key: Keys::new(tenant).events,
-            conn: self.inner.conn.clone(),
-            inner: Arc::downgrade(&self.inner),
-            tenant: tenant.clone(),
-            tx,
-            last,
-        };
-        tokio::spawn(reader.run(conn));
-        Ok(rx)
+        self.inner.events.subscribe(tenant).await
     }
 
     async fn ping(&self) -> Result<(), Error> {
@@ -540,114 +492,27 @@ fn revoked_key(tenant: &Tenant) -> String {
     format!("{{{tenant}}}:revoked")
 }
 
-/// Opens a connection for an event-stream reader. Its response timeout lets a blocking `XREAD` run
-/// its course but still fails a half-open connection, so the reader notices and reconnects.
-async fn reader_connection(conn: &RedisConn) -> Result<Dedicated, Error> {
-    let cfg = AsyncConnectionConfig::new()
+/// The dedicated connections' settings of the stream readers: the response timeout lets a blocking
+/// `XREAD` run its course but still fails a half-open connection, so the reader notices and
+/// reconnects.
+pub(crate) fn reader_config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
         .set_connection_timeout(CONNECTION_TIMEOUT)
-        .set_response_timeout(Duration::from_millis(XREAD_BLOCK_MS) + RESPONSE_TIMEOUT);
-    Ok(conn.dedicated(&cfg).await?)
+        .set_response_timeout(Duration::from_millis(XREAD_BLOCK_MS) + RESPONSE_TIMEOUT)
 }
 
-/// The task that forwards a tenant's event stream to its local subscribers.
-struct Reader {
-    key: String,
-    conn: RedisConn,
-    inner: Weak<Inner>,
-    tenant: Tenant,
-    tx: broadcast::Sender<Arc<Applied>>,
-    /// The id of the last entry read; reading resumes after it, also on a new connection, so nothing
-    /// committed while the connection was down is skipped.
-    last: String,
-}
-
-impl Reader {
-    async fn run(mut self, conn: Dedicated) {
-        let mut conn = Some(conn);
-        let mut failures: u32 = 0;
-        loop {
-            if let Some(c) = conn.as_mut() {
-                match self.read(c).await {
-                    Ok(()) => failures = 0,
-                    Err(err) => {
-                        // A dedicated connection never reconnects by itself: after Redis restarts or
-                        // the master moves every command on it fails, so drop it and open a new one
-                        // (on the current master).
-                        tracing::warn!(%err, "reading the queue event stream failed; reconnecting");
-                        conn = None;
-                        failures = failures.saturating_add(1);
-                    }
-                }
-            } else {
-                match reader_connection(&self.conn).await {
-                    Ok(c) => conn = Some(c),
-                    Err(err) => {
-                        tracing::warn!(%err, "reconnecting the queue event stream reader failed");
-                        failures = failures.saturating_add(1);
-                    }
-                }
-            }
-            if self.should_stop() {
-                break;
-            }
-            if failures > 0 {
-                // Brief and growing, so a restarted Redis is picked up quickly and a dead one is not
-                // hammered.
-                let ms = 100u64 << failures.min(4);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
+/// One entry of the event stream to the batch it carries.
+fn decode_batch(id: &redis::streams::StreamId) -> Option<Arc<Applied>> {
+    let v: Option<u64> = id.get("v");
+    let e: Option<String> = id.get("e");
+    let (Some(version), Some(e)) = (v, e) else {
+        return None;
+    };
+    match serde_json::from_str::<Vec<Effect>>(&e) {
+        Ok(effects) => Some(Arc::new(Applied { version, effects })),
+        Err(err) => {
+            tracing::warn!(%err, "undecodable effect batch in the event stream");
+            None
         }
-    }
-
-    /// One blocking `XREAD`; forwards what it returns.
-    async fn read(&mut self, conn: &mut Dedicated) -> Result<(), redis::RedisError> {
-        let reply: StreamReadReply = redis::cmd("XREAD")
-            .arg("BLOCK")
-            .arg(XREAD_BLOCK_MS)
-            .arg("COUNT")
-            .arg(256)
-            .arg("STREAMS")
-            .arg(&self.key)
-            .arg(&self.last)
-            .query_async(conn)
-            .await?;
-        for id in reply.keys.into_iter().flat_map(|k| k.ids) {
-            self.last = id.id.clone();
-            let v: Option<u64> = id.get("v");
-            let e: Option<String> = id.get("e");
-            let (Some(version), Some(e)) = (v, e) else {
-                continue;
-            };
-            match serde_json::from_str::<Vec<Effect>>(&e) {
-                Ok(effects) => {
-                    let _ = self.tx.send(Arc::new(Applied { version, effects }));
-                }
-                Err(err) => {
-                    tracing::warn!(%err, "undecodable effect batch in the event stream")
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// True when nobody listens any more or the store is gone. When it says stop, the reader is already
-    /// out of the subscribers map: the check and the removal happen under the map's lock, which
-    /// `subscribe` also holds while it hands out receivers, so none is handed out for a stopping reader.
-    fn should_stop(&self) -> bool {
-        let Some(inner) = self.inner.upgrade() else {
-            return true;
-        };
-        let mut map = inner.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        if self.tx.receiver_count() > 0 {
-            return false;
-        }
-        // Only remove our own entry: never one a later reader registered.
-        if map
-            .get(&self.tenant)
-            .is_some_and(|t| t.same_channel(&self.tx))
-        {
-            map.remove(&self.tenant);
-        }
-        true
     }
 }

@@ -493,6 +493,15 @@ impl ClusterSettings {
         if self.capacity == 0 {
             problems.push("cluster.capacity: must be at least 1".into());
         }
+        if self.role == NodeRole::Media
+            && self.internal_url.is_none()
+            && self.internal_listen.ip().is_unspecified()
+        {
+            problems.push(format!(
+                "cluster.internal_url: set it when cluster.internal_listen is {} (the signalling nodes need an address they can reach)",
+                self.internal_listen
+            ));
+        }
         if !(100..=60_000).contains(&self.heartbeat_ms) {
             problems.push(format!(
                 "cluster.heartbeat_ms: {} must be between 100 and 60000",

@@ -170,6 +170,7 @@ pub async fn start(config: Config) -> anyhow::Result<MediaNode> {
             leaving: false,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             seen_ms: 0,
+            instance: uuid::Uuid::new_v4().simple().to_string(),
         },
         phase: phase.clone(),
         ttl: Duration::from_millis(config.cluster.node_ttl_ms),
@@ -214,20 +215,37 @@ pub async fn start(config: Config) -> anyhow::Result<MediaNode> {
         Duration::from_millis(config.cluster.heartbeat_ms),
     );
     tasks.push(tokio::spawn(async move {
+        let mut pause = every;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = s.cancelled() => return,
             }
-            if let Err(e) = hb.beat().await {
-                tracing::warn!(error = %e, "media node heartbeat failed");
-            }
+            // A heartbeat that fails (a Redis failover) is tried again soon, so the node is back
+            // in the records as soon as the store is.
+            pause = match tokio::time::timeout(every, hb.beat()).await {
+                Ok(Ok(())) => every,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "media node heartbeat failed");
+                    Duration::from_millis(200)
+                }
+                Err(_) => {
+                    tracing::warn!("media node heartbeat timed out");
+                    Duration::from_millis(200)
+                }
+            };
             gauges.set(&hb.info());
         }
     }));
     let (r, from) = (routing.clone(), id.clone());
     tasks.push(tokio::spawn(async move {
         while let Some(event) = events.recv().await {
+            // Statistics come again in a moment; a failed connection ends a call, so it is
+            // published again for up to 10 s while the store is unavailable.
+            let attempts = match &event {
+                sfu::MediaEvent::Failed { .. } => 40,
+                _ => 1,
+            };
             let msg = BusMessage::Media {
                 from: from.clone(),
                 event: serde_json::to_value(medianode::NodeEvent::from(event)).unwrap_or_default(),
@@ -235,8 +253,14 @@ pub async fn start(config: Config) -> anyhow::Result<MediaNode> {
             let Ok(text) = serde_json::to_string(&msg) else {
                 continue;
             };
-            if let Err(e) = r.shared.publish(&r.tenant, &text).await {
-                tracing::debug!(error = %e, "a media event could not be published");
+            for attempt in 1..=attempts {
+                match r.shared.publish(&r.tenant, &text).await {
+                    Ok(()) => break,
+                    Err(e) if attempt == attempts => {
+                        tracing::warn!(error = %e, "a media event could not be published");
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
             }
         }
     }));

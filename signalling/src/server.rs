@@ -253,9 +253,9 @@ async fn in_call(
     };
     let i = &config.identity;
     let limits = crate::calls::incall::PecLimits {
-        ttl_s: i.pec_code_ttl_s as f64,
+        ttl: Duration::from_secs(i.pec_code_ttl_s),
         attempts: i.pec_attempts,
-        resend_s: i.pec_resend_s as f64,
+        resend: Duration::from_secs(i.pec_resend_s),
         per_hour: i.pec_per_hour,
     };
     let data_dir = config.data_dir.clone();

@@ -61,8 +61,11 @@ pub struct Outgoing {
     pub(crate) frame: Arc<str>,
 }
 
+/// Frames waiting for the bus before the hub drops new ones (while Redis is unreachable).
+pub const BACKLOG: usize = 16_384;
+
 /// Publishes what this node's hub hands over, in order, until the hub is dropped.
-pub async fn run_publisher(state: AppState, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+pub async fn run_publisher(state: AppState, mut rx: mpsc::Receiver<Outgoing>) {
     let from = state.routing.node.to_string();
     while let Some(out) = rx.recv().await {
         let msg = BusMessage::Event {
@@ -143,7 +146,12 @@ pub async fn run_listener(state: AppState) {
                 }
                 BusMessage::Event { .. } => {}
                 BusMessage::Media { from, event } => {
-                    super::media::on_node_event(&state, &from, event).await;
+                    // In a task of its own: a slow media node must not hold up the events for
+                    // clients behind it.
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        super::media::on_node_event(&state, &from, event).await;
+                    });
                 }
             }
         }

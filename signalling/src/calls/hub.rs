@@ -50,7 +50,9 @@ pub struct Registration {
 pub struct EventHub {
     inner: Mutex<Inner>,
     /// Where frames for other nodes go (`calls::bus`), when there are other nodes.
-    bus: std::sync::OnceLock<mpsc::UnboundedSender<crate::calls::bus::Outgoing>>,
+    bus: std::sync::OnceLock<mpsc::Sender<crate::calls::bus::Outgoing>>,
+    /// Frames for other nodes dropped because the bus's backlog was full.
+    bus_dropped: std::sync::atomic::AtomicU64,
 }
 
 fn key(p: &Principal) -> Recipient {
@@ -68,18 +70,32 @@ impl EventHub {
 
     /// Sends what [`EventHub::send`] and [`EventHub::send_device`] deliver to the other nodes too.
     /// Returns the receiving end for `calls::bus::run_publisher`, or `None` if already set.
-    pub fn connect_bus(&self) -> Option<mpsc::UnboundedReceiver<crate::calls::bus::Outgoing>> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn connect_bus(&self) -> Option<mpsc::Receiver<crate::calls::bus::Outgoing>> {
+        let (tx, rx) = mpsc::channel(crate::calls::bus::BACKLOG);
         self.bus.set(tx).ok().map(|()| rx)
     }
 
     fn to_bus(&self, to: &Recipient, cap: Option<Capability>, frame: &Arc<str>) {
         if let Some(bus) = self.bus.get() {
-            let _ = bus.send(crate::calls::bus::Outgoing {
+            let sent = bus.try_send(crate::calls::bus::Outgoing {
                 to: to.clone(),
                 cap,
                 frame: frame.clone(),
             });
+            if sent.is_err() {
+                // The store has been unreachable for a while: the other nodes' clients resync
+                // (`state.sync`) when they reconnect; in-call devices get their pending requests
+                // and jobs again on their next connection.
+                let n = self
+                    .bus_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n % 1000 == 0 {
+                    tracing::warn!(
+                        dropped = n + 1,
+                        "the bus to the other nodes is full; events dropped"
+                    );
+                }
+            }
         }
     }
 

@@ -45,7 +45,12 @@ pub struct MediaPlane {
     /// Where the SFU is.
     pub backend: Backend,
     monitors: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// One worker per media node that carries out the queue effects' media actions in order.
+    workers: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<Job>>>,
 }
+
+/// One effect's media action on a media node.
+type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl std::fmt::Debug for MediaPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,6 +131,27 @@ impl MediaPlane {
         MediaPlane {
             backend,
             monitors: Mutex::new(HashMap::new()),
+            workers: Mutex::default(),
+        }
+    }
+
+    /// Runs `job` after the jobs queued before it for the same node.
+    fn enqueue(&self, node: &str, job: Job) {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = workers.entry(node.to_owned()).or_insert_with(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+            tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    job.await;
+                }
+            });
+            tx
+        });
+        if let Err(e) = tx.send(job) {
+            // The worker is gone (it cannot be, short of a panic): start a new one.
+            workers.remove(node);
+            drop(workers);
+            self.enqueue(node, e.0);
         }
     }
 
@@ -472,43 +498,69 @@ pub(super) fn on_effect(state: &AppState, effect: &Effect) {
             _ => return,
         };
     let raw = call.as_str();
-    let target = match &action {
-        MediaAction::EndOn(node) => media.target_known(raw, Some(node)),
-        MediaAction::End => {
-            let t = media.target_known(raw, None);
-            if let Some(c) = media.cluster() {
-                c.forget(raw);
-            }
-            t
+    let Some(cluster) = media.cluster() else {
+        // In-process calls are quick sends to the forwarding loops: done here, in the effects'
+        // order.
+        if let Some(target) = media.target_known(raw, None) {
+            let run = apply(target, raw.to_owned(), action);
+            futures_util::FutureExt::now_or_never(run).unwrap_or(());
         }
-        _ => media.target_known(raw, None),
-    };
-    let Some(target) = target else {
         return;
     };
-    let raw = raw.to_owned();
-    let run = async move {
-        match action {
-            MediaAction::Held(held) => target.set_held(&raw, held).await,
-            MediaAction::End | MediaAction::EndOn(_) => target.end_call(&raw).await,
-            MediaAction::Leave(gone) => {
-                for who in gone {
-                    target.leave(&raw, who).await;
+    // On media nodes: in order per node, by one worker each, so a hold and a resume cannot
+    // overtake each other, and a slow node holds up only its own calls.
+    let known = match &action {
+        MediaAction::EndOn(node) => Some(node.clone()),
+        MediaAction::End => cluster.forget(raw),
+        _ => cluster.placement(raw),
+    };
+    let (state2, raw) = (state.clone(), raw.to_owned());
+    let key = known.as_deref().map_or_else(
+        || "?".to_owned(),
+        |p| medianode::NodeInfo::node_of(p).to_owned(),
+    );
+    let job = async move {
+        let cluster = match state2.media.cluster() {
+            Some(c) => c.clone(),
+            None => return,
+        };
+        let placement = match known {
+            Some(p) => Some(p),
+            // This node never saw the placement (it started later): ask the queue.
+            None => match call_id_opt(&raw) {
+                Some(id) => view(&state2, &id).await.ok().and_then(|c| c.media_node),
+                None => None,
+            },
+        };
+        match placement {
+            Some(p) => {
+                if let Ok(c) = cluster.client(&p) {
+                    apply(Target::Remote(c), raw, action).await;
                 }
             }
+            // An ended call nobody here knew the node of: every live node forgets it.
+            None if matches!(action, MediaAction::End) => {
+                for c in cluster.all_clients() {
+                    let _ = c.end_call(&raw).await;
+                }
+            }
+            None => {}
         }
     };
-    match target_is_local(media) {
-        // In-process calls are quick sends to the forwarding loops: keep the effects' order.
-        true => futures_util::FutureExt::now_or_never(run).unwrap_or(()),
-        false => {
-            tokio::spawn(run);
-        }
-    }
+    media.enqueue(&key, Box::pin(job));
 }
 
-fn target_is_local(media: &MediaPlane) -> bool {
-    matches!(media.backend, Backend::Local(_))
+/// Carries out one effect's media action on `target`.
+async fn apply(target: Target, raw: String, action: MediaAction) {
+    match action {
+        MediaAction::Held(held) => target.set_held(&raw, held).await,
+        MediaAction::End | MediaAction::EndOn(_) => target.end_call(&raw).await,
+        MediaAction::Leave(gone) => {
+            for who in gone {
+                target.leave(&raw, who).await;
+            }
+        }
+    }
 }
 
 /// What an effect asks of the SFU.
@@ -549,6 +601,15 @@ pub(super) async fn on_node_event(state: &AppState, from: &str, event: Value) {
 async fn on_media_event(state: &AppState, event: MediaEvent, node: Option<&str>) {
     match event {
         MediaEvent::Stats(stats) => {
+            if let (Some(node), Some(cluster)) = (node, state.media.cluster()) {
+                // A node the call has moved away from no longer speaks for it.
+                if cluster
+                    .placement(&stats.call_id)
+                    .is_some_and(|p| medianode::NodeInfo::node_of(&p) != node)
+                {
+                    return;
+                }
+            }
             let mut to: Vec<Recipient> = stats
                 .directions
                 .iter()
@@ -584,7 +645,7 @@ async fn on_media_event(state: &AppState, event: MediaEvent, node: Option<&str>)
                     Some(id) => view(state, &id).await.ok().and_then(|c| c.media_node),
                     None => None,
                 };
-                if current.as_deref() != Some(node) {
+                if current.as_deref().map(medianode::NodeInfo::node_of) != Some(node) {
                     return;
                 }
                 // Every signalling node hears this; the first to end the call wins, and the

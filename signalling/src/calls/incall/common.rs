@@ -1,5 +1,6 @@
 //! What every in-call driver shares: the ownership check against the queue's view of the call,
-//! refusal codes, event delivery to the call's parties, the audit log, the clock.
+//! refusal codes, event delivery to the call's parties, the audit log. The drivers read the clock
+//! as [`queue::Time::now`] and pass it to the core.
 
 use std::sync::Arc;
 
@@ -7,11 +8,10 @@ use certificates::audit::AuditEvent;
 use certificates::CertError;
 use protocol::incall::IdentityMethod;
 use protocol::{ErrorCode, Event, Role};
-use queue::Time;
 use time::OffsetDateTime;
 
-use super::core::{party_in_conversation, Parties, Refused, Secs};
-use super::store::{secs, StoreError};
+use super::core::{party_in_conversation, Parties, Refused};
+use super::store::StoreError;
 use crate::calls::events::Recipient;
 use crate::calls::media::{view, CallView};
 use crate::calls::{call_id, internal, Refusal, SessionCtx};
@@ -58,11 +58,6 @@ pub(super) fn cert_refusal(e: CertError) -> Refusal {
         }
         other => internal(&other),
     }
-}
-
-/// The wall clock in seconds, as the core counts.
-pub(super) fn now_s() -> Secs {
-    secs(Time::now())
 }
 
 /// Ids used in file names: letters, digits and `-`.

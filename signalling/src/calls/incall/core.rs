@@ -1,22 +1,35 @@
 //! **Core** of the in-call actions: the rules of identification steps, PEC codes, scans, issued
-//! documents and print jobs, on plain records. No I/O and no clock: every method takes `now`
-//! (whole seconds as `f64`; not [`queue::Time`], which is milliseconds) and says what happened.
-//! The records are the values the store (`store.rs`) keeps in the shared state, so every node
-//! applies the same rules to the same data; the drivers do the mail, the registry, the audit log
-//! and the events.
+//! documents and print jobs, on plain records. No I/O and no clock: every method takes `now` as a
+//! [`queue::Time`] (wall-clock milliseconds since the Unix epoch), like the queue core, and spans
+//! (a PEC code's lifetime, the wait between two codes, a printed job's keep) as
+//! [`std::time::Duration`]s; it says what happened. The records are the values the store
+//! (`store.rs`) keeps in the shared state, so every node applies the same rules to the same data
+//! and compares the times one node wrote with its own clock; the drivers do the mail, the
+//! registry, the audit log and the events. The per-process cores (`ws::connection`, `sessions`,
+//! `throttle`) keep [`std::time::Instant`] instead: their timers are monotonic and never leave the
+//! process.
 //!
 //! Rules (see `docs/protocol.md`, "In-call actions"):
 //! - only a party of the call (its kiosk, its operator) acts on it, and only in conversation;
 //! - an identification step must follow an `identity.request` with its method; a new request
 //!   replaces the pending one; a nonce is spent by the first card answer;
-//! - a PEC code lives `ttl_s` and allows `attempts` tries; one code per call every `resend_s`, at
-//!   most `per_hour` codes per fiscal code per hour;
+//! - a PEC code lives [`PecLimits::ttl`] and allows `attempts` tries; one code per call every
+//!   [`PecLimits::resend`], at most `per_hour` codes per fiscal code per [`PEC_WINDOW`];
 //! - a verified identity stays with the call until it ends; a call holds at most
 //!   [`MAX_SCANS_PER_CALL`] scans, dropped when it ends;
 //! - a print job is re-sent until the kiosk acknowledges it; its state never goes backwards.
+//!
+//! Times in the records are written as milliseconds (a JSON integer) under names ending in `_ms`.
+//! Records and job files written before the core took [`queue::Time`] held seconds (a JSON float)
+//! under the names without `_ms`; they are still read (`wall`). A node of the older version
+//! cannot read the new records, so a rolling upgrade across this change may drop the in-call state
+//! of calls in progress (their next step is refused as `unavailable`); print jobs are kept.
+
+use std::time::Duration;
 
 use protocol::incall::{IdentityMethod, PrintState, Subject};
 use protocol::Role;
+use queue::Time;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -25,28 +38,28 @@ use crate::accounts::Principal;
 /// Scans one call may hold.
 pub const MAX_SCANS_PER_CALL: usize = 8;
 
-/// Seconds (wall clock, as the drivers count).
-pub type Secs = f64;
+/// The window of [`PecLimits::per_hour`]: the sends of a fiscal code counted against it.
+pub const PEC_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Limits of the PEC method.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PecLimits {
-    /// Seconds a code stays valid.
-    pub ttl_s: Secs,
+    /// How long a code stays valid.
+    pub ttl: Duration,
     /// Tries per code.
     pub attempts: u32,
-    /// Seconds between two codes of one call.
-    pub resend_s: Secs,
-    /// Codes per fiscal code per hour.
+    /// The least time between two codes of one call.
+    pub resend: Duration,
+    /// Codes per fiscal code per [`PEC_WINDOW`].
     pub per_hour: usize,
 }
 
 impl Default for PecLimits {
     fn default() -> Self {
         PecLimits {
-            ttl_s: 300.0,
+            ttl: Duration::from_secs(300),
             attempts: 3,
-            resend_s: 60.0,
+            resend: Duration::from_secs(60),
             per_hour: 3,
         }
     }
@@ -131,7 +144,8 @@ pub struct PecChallenge {
     fiscal_code: String,
     /// SHA-256 of the code, hex.
     digest: String,
-    expires_at: Secs,
+    #[serde(rename = "expires_at_ms", alias = "expires_at", with = "wall")]
+    expires_at: Time,
     attempts_left: u32,
 }
 
@@ -167,8 +181,14 @@ pub struct CallRecord {
     pending: Option<Pending>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     identified: Option<Identified>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_pec_at: Option<Secs>,
+    #[serde(
+        rename = "last_pec_at_ms",
+        alias = "last_pec_at",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "wall::option"
+    )]
+    last_pec_at: Option<Time>,
     /// Ids of the scans uploaded in the call (their images are records of their own).
     #[serde(default)]
     pub scans: Vec<String>,
@@ -257,16 +277,17 @@ impl CallRecord {
 
     /// `identity.pec_start`: may a code be sent for this call now (the per-fiscal-code limit is
     /// [`PecSends::may_send`])?
-    pub fn pec_may_send(&self, limits: &PecLimits, now: Secs) -> Result<(), Refused> {
+    pub fn pec_may_send(&self, limits: &PecLimits, now: Time) -> Result<(), Refused> {
         if self.pending() != Some(IdentityMethod::Pec) {
             return Err(not_pending("PEC"));
         }
         if let Some(last) = self.last_pec_at {
-            if now - last < limits.resend_s {
+            let ago = now.since(last);
+            if ago < limits.resend {
                 return Err(Refused::RateLimited(format!(
                     "a code was sent {:.0} s ago; wait {:.0} s",
-                    now - last,
-                    limits.resend_s - (now - last)
+                    ago.as_secs_f64(),
+                    (limits.resend - ago).as_secs_f64()
                 )));
             }
         }
@@ -274,20 +295,20 @@ impl CallRecord {
     }
 
     /// A code was mailed: it is now the one to check.
-    pub fn pec_sent(&mut self, fiscal_code: &str, code: &str, limits: &PecLimits, now: Secs) {
+    pub fn pec_sent(&mut self, fiscal_code: &str, code: &str, limits: &PecLimits, now: Time) {
         self.last_pec_at = Some(now);
         if let Some(p) = self.pending.as_mut() {
             p.pec = Some(PecChallenge {
                 fiscal_code: fiscal_code.to_owned(),
                 digest: digest(code),
-                expires_at: now + limits.ttl_s,
+                expires_at: now.plus(limits.ttl),
                 attempts_left: limits.attempts,
             });
         }
     }
 
     /// `identity.pec_code`: checks a code.
-    pub fn pec_code(&mut self, code: &str, now: Secs) -> Result<CodeOutcome, Refused> {
+    pub fn pec_code(&mut self, code: &str, now: Time) -> Result<CodeOutcome, Refused> {
         let p = self.pending_as(|m| m == IdentityMethod::Pec, "PEC")?;
         let Some(ch) = p.pec.as_mut() else {
             return Err(Refused::NotPending("no code was sent yet".into()));
@@ -385,17 +406,24 @@ impl CallRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PecSends {
     /// Send times, oldest first.
-    pub sent: Vec<Secs>,
+    #[serde(rename = "sent_ms", alias = "sent", with = "wall::list")]
+    pub sent: Vec<Time>,
+}
+
+/// Whether `t` is within the [`PEC_WINDOW`] before `now` (a time ahead of `now`, from a node
+/// whose clock is ahead, counts).
+fn in_window(t: Time, now: Time) -> bool {
+    now.since(t) < PEC_WINDOW
 }
 
 impl PecSends {
-    fn forget_old(&mut self, now: Secs) {
-        self.sent.retain(|t| now - t < 3600.0);
+    fn forget_old(&mut self, now: Time) {
+        self.sent.retain(|t| in_window(*t, now));
     }
 
     /// May one more code be sent now?
-    pub fn may_send(&self, limits: &PecLimits, now: Secs) -> Result<(), Refused> {
-        let recent = self.sent.iter().filter(|t| now - **t < 3600.0).count();
+    pub fn may_send(&self, limits: &PecLimits, now: Time) -> Result<(), Refused> {
+        let recent = self.sent.iter().filter(|t| in_window(**t, now)).count();
         if recent >= limits.per_hour {
             return Err(Refused::RateLimited(format!(
                 "{recent} codes were sent for this fiscal code in the last hour"
@@ -405,7 +433,7 @@ impl PecSends {
     }
 
     /// A code was sent now.
-    pub fn record(&mut self, now: Secs) {
+    pub fn record(&mut self, now: Time) {
         self.forget_old(now);
         self.sent.push(now);
     }
@@ -431,10 +459,17 @@ pub struct Job {
     /// The printer's reason with the last state.
     pub detail: Option<String>,
     /// When it was created.
-    pub sent_at: Secs,
+    #[serde(rename = "sent_at_ms", alias = "sent_at", with = "wall")]
+    pub sent_at: Time,
     /// When it was reported printed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub printed_at: Option<Secs>,
+    #[serde(
+        rename = "printed_at_ms",
+        alias = "printed_at",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "wall::option"
+    )]
+    pub printed_at: Option<Time>,
 }
 
 impl Job {
@@ -450,7 +485,7 @@ impl Job {
         kiosk: &str,
         state: PrintState,
         detail: Option<String>,
-        now: Secs,
+        now: Time,
     ) -> Result<bool, Refused> {
         if self.kiosk != kiosk {
             return Err(Refused::Forbidden(format!(
@@ -478,10 +513,93 @@ impl Job {
         Ok(true)
     }
 
-    /// Whether a printed job is older than `keep_s` (its record and file may go).
-    pub fn expired(&self, now: Secs, keep_s: Secs) -> bool {
+    /// Whether a printed job is older than `keep` (its record and file may go).
+    pub fn expired(&self, now: Time, keep: Duration) -> bool {
         self.state == Some(PrintState::Printed)
-            && now - self.printed_at.unwrap_or(self.sent_at) > keep_s
+            && now.since(self.printed_at.unwrap_or(self.sent_at)) > keep
+    }
+}
+
+/// The times of the records: written as [`Time`] (milliseconds, a JSON integer); read as that or
+/// as the seconds (a JSON float) of the records and job files written before the core took
+/// [`Time`].
+mod wall {
+    use std::fmt;
+
+    use queue::Time;
+    use serde::de::{self, Deserializer, Unexpected, Visitor};
+    use serde::{Deserialize, Serialize, Serializer};
+
+    /// A time as read: milliseconds, or the older seconds.
+    pub(super) struct Read(Time);
+
+    impl<'de> Deserialize<'de> for Read {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ReadVisitor)
+        }
+    }
+
+    struct ReadVisitor;
+
+    impl Visitor<'_> for ReadVisitor {
+        type Value = Read;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("milliseconds (an integer) or seconds (a float) since the Unix epoch")
+        }
+
+        fn visit_u64<E: de::Error>(self, ms: u64) -> Result<Read, E> {
+            Ok(Read(Time(ms)))
+        }
+
+        fn visit_i64<E: de::Error>(self, ms: i64) -> Result<Read, E> {
+            u64::try_from(ms)
+                .map(|ms| Read(Time(ms)))
+                .map_err(|_| E::invalid_value(Unexpected::Signed(ms), &self))
+        }
+
+        fn visit_f64<E: de::Error>(self, secs: f64) -> Result<Read, E> {
+            if !(secs.is_finite() && secs >= 0.0) {
+                return Err(E::invalid_value(Unexpected::Float(secs), &self));
+            }
+            Ok(Read(Time((secs * 1000.0).round() as u64)))
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
+        t.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
+        Read::deserialize(d).map(|r| r.0)
+    }
+
+    /// An optional time.
+    pub(super) mod option {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(t: &Option<Time>, s: S) -> Result<S::Ok, S::Error> {
+            t.serialize(s)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Time>, D::Error> {
+            Option::<Read>::deserialize(d).map(|r| r.map(|r| r.0))
+        }
+    }
+
+    /// A list of times.
+    pub(super) mod list {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(t: &[Time], s: S) -> Result<S::Ok, S::Error> {
+            t.serialize(s)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Time>, D::Error> {
+            Vec::<Read>::deserialize(d).map(|v| v.into_iter().map(|r| r.0).collect())
+        }
     }
 }
 
@@ -572,53 +690,126 @@ mod tests {
         let mut a = CallRecord::new("k");
         let mut sends = PecSends::default();
         let cf = "RSSMRA80A01H501U";
+        let t0 = Time::from_secs(0);
         assert!(matches!(
-            a.pec_may_send(&l, 0.0),
+            a.pec_may_send(&l, t0),
             Err(Refused::NotPending(_))
         ));
         a.request(IdentityMethod::Pec, None);
-        assert!(matches!(a.pec_code("1", 0.0), Err(Refused::NotPending(_))));
-        a.pec_may_send(&l, 0.0).unwrap();
-        sends.may_send(&l, 0.0).unwrap();
-        a.pec_sent(cf, "123456", &l, 0.0);
-        sends.record(0.0);
+        assert!(matches!(a.pec_code("1", t0), Err(Refused::NotPending(_))));
+        a.pec_may_send(&l, t0).unwrap();
+        sends.may_send(&l, t0).unwrap();
+        a.pec_sent(cf, "123456", &l, t0);
+        sends.record(t0);
         // Only the digest of the code is kept.
         assert!(!serde_json::to_string(&a).unwrap().contains("123456"));
-        assert_eq!(a.pec_code("000000", 1.0), Ok(CodeOutcome::Wrong(2)));
-        assert_eq!(a.pec_code("000001", 2.0), Ok(CodeOutcome::Wrong(1)));
-        assert_eq!(a.pec_code("000002", 3.0), Ok(CodeOutcome::TooManyAttempts));
+        assert_eq!(a.pec_code("000000", Time(1_000)), Ok(CodeOutcome::Wrong(2)));
+        assert_eq!(a.pec_code("000001", Time(2_000)), Ok(CodeOutcome::Wrong(1)));
+        assert_eq!(
+            a.pec_code("000002", Time(3_000)),
+            Ok(CodeOutcome::TooManyAttempts)
+        );
         // Spent: even the right code no longer works.
         assert!(matches!(
-            a.pec_code("123456", 4.0),
+            a.pec_code("123456", Time(4_000)),
             Err(Refused::NotPending(_))
         ));
 
-        // One code per call per minute.
+        // One code per call per minute, to the millisecond.
         assert!(matches!(
-            a.pec_may_send(&l, 30.0),
+            a.pec_may_send(&l, Time(30_000)),
+            Err(Refused::RateLimited(m)) if m == "a code was sent 30 s ago; wait 30 s"
+        ));
+        assert!(matches!(
+            a.pec_may_send(&l, Time(59_999)),
             Err(Refused::RateLimited(_))
         ));
-        a.pec_may_send(&l, 61.0).unwrap();
-        a.pec_sent(cf, "654321", &l, 61.0);
-        sends.record(61.0);
-        assert_eq!(a.pec_code("654321", 361.5), Ok(CodeOutcome::Expired));
-
-        a.pec_may_send(&l, 400.0).unwrap();
-        sends.may_send(&l, 400.0).unwrap();
-        a.pec_sent(cf, "111111", &l, 400.0);
-        sends.record(400.0);
+        a.pec_may_send(&l, Time(60_000)).unwrap();
+        let t1 = Time::from_secs(61);
+        a.pec_sent(cf, "654321", &l, t1);
+        sends.record(t1);
+        // The code lives five minutes: valid at its last millisecond, expired after it.
+        let mut b = a.clone();
         assert_eq!(
-            a.pec_code(" 111111 ", 401.0),
+            b.pec_code("000000", Time::from_secs(361)),
+            Ok(CodeOutcome::Wrong(2))
+        );
+        assert_eq!(
+            a.pec_code("654321", Time(361_500)),
+            Ok(CodeOutcome::Expired)
+        );
+
+        a.pec_may_send(&l, Time(400_000)).unwrap();
+        sends.may_send(&l, Time(400_000)).unwrap();
+        a.pec_sent(cf, "111111", &l, Time(400_000));
+        sends.record(Time(400_000));
+        assert_eq!(
+            a.pec_code(" 111111 ", Time(401_000)),
             Ok(CodeOutcome::Verified(cf.into()))
         );
-        // Three codes for this citizen within the hour: the fourth waits, in any call.
+        // Three codes for this citizen within the hour: the fourth waits, in any call, until the
+        // first is an hour old.
         assert!(matches!(
-            sends.may_send(&l, 500.0),
+            sends.may_send(&l, Time(500_000)),
             Err(Refused::RateLimited(_))
         ));
-        sends.may_send(&l, 3601.0).unwrap();
-        sends.record(3601.0);
-        assert_eq!(sends.sent.len(), 3, "the oldest send is forgotten");
+        assert!(matches!(
+            sends.may_send(&l, Time(3_599_999)),
+            Err(Refused::RateLimited(_))
+        ));
+        sends.may_send(&l, Time(3_600_000)).unwrap();
+        sends.record(Time::from_secs(3601));
+        assert_eq!(
+            sends.sent,
+            [t1, Time(400_000), Time::from_secs(3601)],
+            "the oldest send is forgotten"
+        );
+    }
+
+    #[test]
+    fn times_are_written_in_milliseconds_and_read_from_older_seconds() {
+        let l = PecLimits::default();
+        let mut a = CallRecord::new("k");
+        a.request(IdentityMethod::Pec, None);
+        let t = Time(1_700_000_000_123);
+        a.pec_sent("RSSMRA80A01H501U", "123456", &l, t);
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(text.contains(r#""last_pec_at_ms":1700000000123"#), "{text}");
+        assert!(text.contains(r#""expires_at_ms":1700000300123"#), "{text}");
+        assert_eq!(serde_json::from_str::<CallRecord>(&text).unwrap(), a);
+
+        // A record of the version that counted seconds.
+        let old = r#"{"kiosk":"k","pending":{"method":"pec","pec":{"fiscal_code":"RSSMRA80A01H501U",
+            "digest":"x","expires_at":1700000300.123,"attempts_left":3}},"last_pec_at":1700000000.123,
+            "scans":[],"documents":[]}"#;
+        let old: CallRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(old.last_pec_at, Some(t));
+        assert_eq!(old.pending.unwrap().pec.unwrap().expires_at, t.plus(l.ttl));
+        let sends: PecSends =
+            serde_json::from_str(r#"{"sent":[1700000000.0,1700000060.5]}"#).unwrap();
+        assert_eq!(
+            sends.sent,
+            [Time::from_secs(1_700_000_000), Time(1_700_000_060_500)]
+        );
+        let mut j = job("j1");
+        j.sent_at = t;
+        j.printed_at = Some(Time(t.as_millis() + 1));
+        let text = serde_json::to_string(&j).unwrap();
+        assert!(text.contains(r#""sent_at_ms":1700000000123"#), "{text}");
+        assert!(text.contains(r#""printed_at_ms":1700000000124"#), "{text}");
+        assert_eq!(serde_json::from_str::<Job>(&text).unwrap(), j);
+        let old = r#"{"job_id":"j1","call_id":"c","kiosk":"k1","operator":"op","document_id":"d",
+            "copies":1,"state":"printed","detail":null,"sent_at":1700000000.0,"printed_at":1700000001.25}"#;
+        let old: Job = serde_json::from_str(old).unwrap();
+        assert_eq!(old.sent_at, Time::from_secs(1_700_000_000));
+        assert_eq!(old.printed_at, Some(Time(1_700_000_001_250)));
+        for bad in [
+            r#"{"sent_ms":[-1]}"#,
+            r#"{"sent_ms":[-1.5]}"#,
+            r#"{"sent_ms":["1"]}"#,
+        ] {
+            assert!(serde_json::from_str::<PecSends>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -667,7 +858,7 @@ mod tests {
             copies: 1,
             state: None,
             detail: None,
-            sent_at: 0.0,
+            sent_at: Time(0),
             printed_at: None,
         }
     }
@@ -676,38 +867,51 @@ mod tests {
     fn print_states_never_go_backwards() {
         let mut j = job("j1");
         assert!(j.unacknowledged());
+        let s = Time::from_secs;
         assert!(matches!(
-            j.report("k2", PrintState::Received, None, 1.0),
+            j.report("k2", PrintState::Received, None, s(1)),
             Err(Refused::Forbidden(_))
         ));
-        assert_eq!(j.report("k1", PrintState::Received, None, 1.0), Ok(true));
+        assert_eq!(j.report("k1", PrintState::Received, None, s(1)), Ok(true));
         assert!(!j.unacknowledged());
-        assert_eq!(j.report("k1", PrintState::Received, None, 1.0), Ok(false));
+        assert_eq!(j.report("k1", PrintState::Received, None, s(1)), Ok(false));
         assert_eq!(
-            j.report("k1", PrintState::Failed, Some("media-empty".into()), 2.0),
+            j.report("k1", PrintState::Failed, Some("media-empty".into()), s(2)),
             Ok(true)
         );
         assert_eq!(j.detail.as_deref(), Some("media-empty"));
         assert_eq!(
-            j.report("k1", PrintState::Failed, Some("offline".into()), 2.5),
+            j.report(
+                "k1",
+                PrintState::Failed,
+                Some("offline".into()),
+                Time(2_500)
+            ),
             Ok(true),
             "a new reason is news"
         );
-        assert_eq!(j.report("k1", PrintState::Received, None, 3.0), Ok(false));
-        assert_eq!(j.report("k1", PrintState::Printing, None, 3.0), Ok(true));
-        assert_eq!(j.report("k1", PrintState::Printed, None, 4.0), Ok(true));
+        assert_eq!(j.report("k1", PrintState::Received, None, s(3)), Ok(false));
+        assert_eq!(j.report("k1", PrintState::Printing, None, s(3)), Ok(true));
+        assert_eq!(j.printed_at, None, "not printed yet");
+        assert_eq!(j.report("k1", PrintState::Printed, None, s(4)), Ok(true));
         // Late or repeated reports change nothing.
-        for s in [
+        for state in [
             PrintState::Printing,
             PrintState::Received,
             PrintState::Failed,
             PrintState::Printed,
         ] {
-            assert_eq!(j.report("k1", s, None, 5.0), Ok(false));
+            assert_eq!(j.report("k1", state, None, s(5)), Ok(false));
         }
-        assert_eq!(j.printed_at, Some(4.0));
-        assert!(!j.expired(100.0, 600.0));
-        assert!(j.expired(700.0, 600.0));
-        assert!(!job("j2").expired(1e9, 600.0), "only printed jobs expire");
+        assert_eq!(j.printed_at, Some(s(4)));
+        // Kept ten minutes after it printed (not after it was sent, at 0).
+        let keep = Duration::from_secs(600);
+        assert!(!j.expired(s(100), keep));
+        assert!(!j.expired(s(604), keep), "exactly ten minutes");
+        assert!(j.expired(Time(604_001), keep));
+        assert!(
+            !job("j2").expired(s(1_000_000_000), keep),
+            "only printed jobs expire"
+        );
     }
 }

@@ -15,11 +15,12 @@ use protocol::incall::{
     IdentityRequested, IdentityScan, IdentityVerified, PecSent, Subject,
 };
 use protocol::{Capability, ErrorCode, Event, Role};
+use queue::Time;
 use rand::Rng as _;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::common::{append_audit, cert_refusal, kiosk_of, method_label, now_s, own_call, to_both};
+use super::common::{append_audit, cert_refusal, kiosk_of, method_label, own_call, to_both};
 use super::core::CodeOutcome;
 use crate::calls::media::CallView;
 use crate::calls::{internal, Refusal, SessionCtx};
@@ -413,7 +414,7 @@ pub async fn pec_start(
     let call = own_call(state, ctx, &req.call_id, Role::Kiosk).await?;
     let cf = FiscalCode::parse(req.fiscal_code.trim())
         .map_err(|e| Refusal::new(ErrorCode::Invalid, e.to_string()))?;
-    let now = now_s();
+    let now = Time::now();
     let limits = state.incall.limits;
     let store = &state.incall.store;
     let record = store
@@ -491,7 +492,7 @@ pub async fn pec_start(
     );
     Ok(serde_json::to_value(PecSent {
         sent_to,
-        expires_in_s: limits.ttl_s as u64,
+        expires_in_s: limits.ttl.as_secs(),
     })
     .unwrap_or(Value::Null))
 }
@@ -507,7 +508,7 @@ pub async fn pec_code(
     if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
         return Err(Refusal::new(ErrorCode::Invalid, "the code has six digits"));
     }
-    let now = now_s();
+    let now = Time::now();
     let outcome = state
         .incall
         .store

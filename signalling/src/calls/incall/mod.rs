@@ -5,8 +5,9 @@
 //! every print job are records in the shared store, so every node sees them and any node may
 //! take a step of any call. The modules:
 //!
-//! - [`core`]: the rules, on plain records, with no I/O (takes `now`); also the ownership check
-//!   "is this principal a party of this call in conversation" the other drivers reuse;
+//! - [`core`]: the rules, on plain records, with no I/O (takes `now` as a [`queue::Time`], like
+//!   the queue core, since its records are shared by the nodes); also the ownership check "is
+//!   this principal a party of this call in conversation" the other drivers reuse;
 //! - [`store`]: the records in [`queue::Shared`] (read → rule → compare-and-set);
 //! - [`identity`], [`scans`], [`certificate`], [`print`]: the drivers of each request;
 //! - [`presence`]: which kiosk devices are connected to which node;
@@ -41,7 +42,7 @@ use crate::state::AppState;
 pub use self::core::{Job, PecLimits};
 pub use certificate::{document_for, document_meta, issue, DocumentMeta};
 pub use identity::{card, card_error, confirm, pec_code, pec_start, reject, request, scan};
-pub use print::{print, print_status, RESEND_S};
+pub use print::{print, print_status};
 pub use scans::{decode_scan, get_scan, upload_scan, MAX_SCAN_BYTES, MAX_SCAN_SIDE};
 pub use store::{InCallStore, Scan};
 
@@ -163,7 +164,7 @@ pub fn on_effect(state: &AppState, effect: &Effect) {
 }
 
 /// The node's in-call timer until the server stops: puts back the jobs of the files, keeps the
-/// device presence fresh, re-sends unacknowledged print jobs every [`RESEND_S`] (one node per job
+/// device presence fresh, re-sends unacknowledged print jobs every [`store::RESEND`] (one node per job
 /// and interval), and prunes old job files.
 pub async fn run_resends(state: AppState) {
     let restore = std::mem::take(

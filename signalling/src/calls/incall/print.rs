@@ -1,7 +1,7 @@
 //! The print driver: `print.request` makes one job (one shared record, never replaced),
 //! `print.status` moves it on by the core's rule whichever node the agent's report reaches,
 //! unacknowledged jobs go out again (at once to a printer session that connects on any node, and
-//! every [`RESEND_S`] by one node only), and each job is also a file under
+//! every [`super::store::RESEND`] by one node only), and each job is also a file under
 //! `<data_dir>/print-jobs`, so a restart of a single process loses none.
 //!
 //! Exactly once: the server makes one job per request and sends it as often as it likes; the agent
@@ -14,17 +14,15 @@ use std::sync::Arc;
 use certificates::audit::{Actor, AuditEvent};
 use protocol::incall::{PrintCreated, PrintJob, PrintRequest, PrintStatus, PrintUpdate};
 use protocol::{Capability, ErrorCode, Event, Role};
+use queue::Time;
 use serde_json::Value;
 
 use super::certificate::pdf_url;
-use super::common::{append_audit, kiosk_of, now_s, operator_of, own_call, valid_id};
+use super::common::{append_audit, kiosk_of, operator_of, own_call, valid_id};
 use super::core::Job;
 use super::store::PRINTED_KEEP;
 use crate::calls::{Refusal, SessionCtx};
 use crate::state::AppState;
-
-/// Seconds between two sendings of a job the kiosk has not acknowledged.
-pub const RESEND_S: f64 = super::store::RESEND.as_secs_f64();
 
 fn job_path(state: &AppState, job_id: &str) -> Option<PathBuf> {
     valid_id(job_id).then(|| state.incall.jobs.join(format!("{job_id}.json")))
@@ -120,7 +118,7 @@ pub async fn print(
         copies: req.copies,
         state: None,
         detail: None,
-        sent_at: now_s(),
+        sent_at: Time::now(),
         printed_at: None,
     };
     let store = &state.incall.store;
@@ -130,7 +128,7 @@ pub async fn print(
             "print job id taken; retry",
         ));
     }
-    // This sending counts as the first of the interval: no node re-sends it before RESEND_S.
+    // This sending counts as the first of the interval: no node re-sends it before RESEND.
     store.claim_send(&job.job_id, &state.incall.node).await?;
     save_job(state, &job).await;
     append_audit(state, print_audit(&job, "requested", None)).await;
@@ -179,7 +177,7 @@ pub async fn print_status(
             &req.job_id,
             req.state,
             detail.clone(),
-            now_s(),
+            Time::now(),
         )
         .await?;
     let Some(job) = changed else {
@@ -273,8 +271,7 @@ pub(super) async fn restore_jobs(state: &AppState, jobs: Vec<Job>) {
 /// Removes the files of jobs printed more than a day ago.
 pub(super) async fn prune_files(state: &AppState) {
     let dir = state.incall.jobs.clone();
-    let now = now_s();
-    let keep = PRINTED_KEEP.as_secs_f64();
+    let now = Time::now();
     let _ = tokio::task::spawn_blocking(move || {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
@@ -283,7 +280,7 @@ pub(super) async fn prune_files(state: &AppState) {
             let old = std::fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Job>(&b).ok())
-                .is_some_and(|j| j.expired(now, keep));
+                .is_some_and(|j| j.expired(now, PRINTED_KEEP));
             if old {
                 let _ = std::fs::remove_file(&path);
             }

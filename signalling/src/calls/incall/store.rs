@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `incall-call` | call id | [`CallRecord`]: pending step, nonce, PEC challenge, identity, scan and document ids | [`CALL_TTL`], deleted when the call ends |
 //! | `incall-scan` | `<call>\|<scan>` | [`Scan`] (base64 image) | [`SCAN_TTL`], deleted when the call ends |
-//! | `incall-pec` | fiscal code | [`PecSends`] | one hour |
+//! | `incall-pec` | fiscal code | [`PecSends`] | [`PEC_WINDOW`] |
 //! | `incall-job` | job id | [`Job`] | [`JOB_TTL`]; [`PRINTED_KEEP`] once printed |
 //! | `incall-send` | job id | the node that sends it now | [`RESEND`]: one sending per job per interval |
 //! | `incall-presence` | `<kiosk>\|<capability>\|<node>` | `1` | [`PRESENCE_TTL`], refreshed while the socket lives |
@@ -17,6 +17,13 @@
 //! attempt, a print state) is taken by one node only. The rules are the core's; this module only
 //! moves records. Ids in keys are the queue's validated ids and the server's own ids, which never
 //! contain `|`.
+//!
+//! The times in the records are [`queue::Time`]s (wall-clock milliseconds), read by every node
+//! against its own clock, as the queue's records are. The nodes of the version before this one
+//! wrote seconds under other names: this version still reads those records, but they cannot read
+//! its records, so a rolling upgrade across the change may drop the in-call state of calls in
+//! progress on the older nodes (their steps are refused as `unavailable` until the call ends).
+//! Records live at most hours, except print jobs, which stay readable (no migration is needed).
 
 use std::time::Duration;
 
@@ -28,7 +35,7 @@ use queue::{AnyShared, Shared, Tenant, Time};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::core::{CallRecord, Job, PecSends, Refused, Secs};
+use super::core::{CallRecord, Job, PecSends, Refused, PEC_WINDOW};
 
 /// Namespace of the per-call records.
 pub const NS_CALL: &str = "incall-call";
@@ -92,11 +99,6 @@ pub struct Scan {
 struct ScanText {
     content_type: String,
     data: String,
-}
-
-/// The seconds the core counts, from the store's clock.
-pub fn secs(t: Time) -> Secs {
-    t.as_millis() as f64 / 1000.0
 }
 
 fn scan_key(call: &str, scan_id: &str) -> String {
@@ -304,11 +306,11 @@ impl InCallStore {
     }
 
     /// A PEC code was sent for the fiscal code at `now`.
-    pub async fn pec_sent(&self, fiscal_code: &str, now: Secs) -> Result<(), StoreError> {
+    pub async fn pec_sent(&self, fiscal_code: &str, now: Time) -> Result<(), StoreError> {
         self.update(
             NS_PEC,
             fiscal_code,
-            |_| Duration::from_secs(3600),
+            |_| PEC_WINDOW,
             |slot: &mut Option<PecSends>| {
                 slot.get_or_insert_with(PecSends::default).record(now);
                 Ok(())
@@ -361,7 +363,7 @@ impl InCallStore {
         job_id: &str,
         state: PrintState,
         detail: Option<String>,
-        now: Secs,
+        now: Time,
     ) -> Result<Option<Job>, StoreError> {
         self.update(NS_JOB, job_id, job_ttl, |slot: &mut Option<Job>| {
             let job = slot
@@ -462,7 +464,7 @@ mod tests {
             copies: 1,
             state: None,
             detail: None,
-            sent_at: 0.0,
+            sent_at: Time(0),
             printed_at: None,
         }
     }
@@ -470,7 +472,7 @@ mod tests {
     /// Two handles on the same shared records, as two nodes have.
     async fn suite(a: InCallStore, b: InCallStore) {
         let limits = PecLimits::default();
-        let now = secs(Time::now());
+        let now = Time::now();
 
         // A nonce is spent once, whichever node the card answer reaches.
         a.change_call("c1", "k1", |c| {
