@@ -423,6 +423,8 @@ export class CallMedia extends Emitter {
     this.reconnecting = false;
     /** Set by `close()`: no more reconnects. */
     this.closed = false;
+    /** The media node that answered the current connection, with media nodes. */
+    this.mediaNode = null;
   }
 
   /**
@@ -440,9 +442,20 @@ export class CallMedia extends Emitter {
         console.warn(`sportello: media.offer after media.reconnect failed: ${e.code ?? ''} ${e.message}`);
       });
     });
+    // A `state.sync` (after this client reconnected, or resynced) that puts the call's media on
+    // another node than the one that answered means a `media.reconnect` was missed: offer again.
+    const offSync = this.client.on('state.sync', (event) => {
+      if (!this.pc || this.closed || !this.mediaNode) return;
+      const call = (event.calls ?? []).find((c) => c.call_id === this.callId);
+      if (!call?.media_node || call.media_node === this.mediaNode) return;
+      this.reconnect('resync').catch((e) => {
+        console.warn(`sportello: media.offer after a resync failed: ${e.code ?? ''} ${e.message}`);
+      });
+    });
     this.unsubscribe = () => {
       offCandidate();
       offReconnect();
+      offSync();
     };
     this.createPeerConnection();
     await this.negotiate();
@@ -586,6 +599,8 @@ export class CallMedia extends Emitter {
     if (this.options.monitor) body.monitor = true;
     const reply = await this.client.request('media.offer', body);
     if (this.pc !== pc) return;
+    // With media nodes: the node that answered (`state.sync` names the call's node the same way).
+    this.mediaNode = reply.media_node ?? null;
     let sdp = reply.sdp;
     if (this.options.tcpOnly) {
       for (const line of sdp.split(/\r\n/)) {

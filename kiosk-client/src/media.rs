@@ -30,11 +30,20 @@ pub async fn start_media(
     call_id: &str,
     options: ClientOptions,
 ) -> Result<MediaClient, ClientError> {
+    Ok(start_on_node(requester, call_id, options).await?.0)
+}
+
+/// [`start_media`], and the media node that answered (with media nodes).
+async fn start_on_node(
+    requester: &Requester,
+    call_id: &str,
+    options: ClientOptions,
+) -> Result<(MediaClient, Option<String>), ClientError> {
     let monitor = options.monitor;
     let client = MediaClient::start(options)
         .await
         .map_err(|e| ClientError::Connect(format!("media socket: {e}")))?;
-    negotiate(
+    let node = negotiate(
         requester,
         call_id,
         &client,
@@ -42,7 +51,7 @@ pub async fn start_media(
         monitor,
     )
     .await?;
-    Ok(client)
+    Ok((client, node))
 }
 
 /// After a network change: moves the client to a new local address, restarts ICE and sends the new
@@ -57,7 +66,32 @@ pub async fn restart_ice(
         .restart_ice()
         .await
         .map_err(|e| ClientError::Connect(format!("media socket: {e}")))?;
-    negotiate(requester, call_id, client, offer, monitor).await
+    negotiate(requester, call_id, client, offer, monitor)
+        .await
+        .map(|_| ())
+}
+
+/// Why a client that has media for `call_id` on `node` (the node that answered its offer) must
+/// offer again after `event`: a `media.reconnect` for the call (its reason), or a `state.sync`
+/// that puts the call's media on another node (`"resync"`: a `media.reconnect` was missed).
+pub fn offer_again_reason<'a>(
+    event: &'a Event,
+    call_id: &str,
+    node: Option<&str>,
+) -> Option<&'a str> {
+    if let Some(r) = reconnect_reason(event, call_id) {
+        return Some(r);
+    }
+    let Event::StateSync(sync) = event else {
+        return None;
+    };
+    let now = sync
+        .calls
+        .iter()
+        .find(|c| c.call_id == call_id)?
+        .media_node
+        .as_deref()?;
+    (node.is_some_and(|n| n != now)).then_some("resync")
 }
 
 /// Whether `event` is a `media.reconnect` for `call_id`; its reason if so.
@@ -81,6 +115,8 @@ pub struct CallMedia {
     client: MediaClient,
     reconnects: u64,
     last_reason: Option<String>,
+    /// The media node that answered the current connection's offer (with media nodes).
+    node: Option<String>,
 }
 
 impl std::fmt::Debug for CallMedia {
@@ -102,7 +138,7 @@ impl CallMedia {
         call_id: &str,
         options: ClientOptions,
     ) -> Result<CallMedia, ClientError> {
-        let client = start_media(requester, call_id, options.clone()).await?;
+        let (client, node) = start_on_node(requester, call_id, options.clone()).await?;
         Ok(CallMedia {
             requester: requester.clone(),
             call_id: call_id.to_owned(),
@@ -110,6 +146,7 @@ impl CallMedia {
             client,
             reconnects: 0,
             last_reason: None,
+            node,
         })
     }
 
@@ -138,15 +175,16 @@ impl CallMedia {
         self.requester = requester;
     }
 
-    /// Whether `event` is a `media.reconnect` for this call.
+    /// Whether `event` asks this call's media to offer again: a `media.reconnect` for this call,
+    /// or a `state.sync` that puts its media on another node than the one that answered.
     pub fn wants(&self, event: &Event) -> bool {
-        reconnect_reason(event, &self.call_id).is_some()
+        offer_again_reason(event, &self.call_id, self.node.as_deref()).is_some()
     }
 
-    /// Follows `event` if it is a `media.reconnect` for this call (see [`CallMedia::reconnect`]);
-    /// returns whether it was one. Anything else is ignored.
+    /// Follows `event` if it asks this call's media to offer again (see [`CallMedia::wants`] and
+    /// [`CallMedia::reconnect`]); returns whether it did. Anything else is ignored.
     pub async fn handle(&mut self, event: &Event) -> Result<bool, ClientError> {
-        match reconnect_reason(event, &self.call_id) {
+        match offer_again_reason(event, &self.call_id, self.node.as_deref()) {
             Some(reason) => {
                 let reason = reason.to_owned();
                 self.reconnect(&reason).await.map(|()| true)
@@ -188,7 +226,10 @@ impl CallMedia {
                     tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
                 }
                 Err(e) => return Err(e),
-                Ok(()) => break,
+                Ok(node) => {
+                    self.node = node;
+                    break;
+                }
             }
         }
         self.reconnects += 1;
@@ -212,7 +253,7 @@ async fn negotiate(
     client: &MediaClient,
     offer: String,
     monitor: bool,
-) -> Result<(), ClientError> {
+) -> Result<Option<String>, ClientError> {
     let reply = requester
         .request(&Request::MediaOffer(MediaOffer {
             call_id: call_id.to_owned(),
@@ -238,7 +279,10 @@ async fn negotiate(
             }))
             .await?;
     }
-    Ok(())
+    Ok(reply
+        .get("media_node")
+        .and_then(|n| n.as_str())
+        .map(str::to_owned))
 }
 
 #[cfg(test)]
@@ -268,5 +312,41 @@ mod tests {
             call_id: "c1".into(),
         });
         assert_eq!(reconnect_reason(&held, "c1"), None);
+    }
+
+    #[test]
+    fn a_sync_that_moves_the_media_means_offer_again() {
+        let sync = |node: Option<&str>| {
+            Event::StateSync(protocol::StateSync {
+                calls: vec![protocol::SyncedCall {
+                    call_id: "c1".into(),
+                    state: "connected".into(),
+                    service: "anagrafe".into(),
+                    language: "it".into(),
+                    kiosk: None,
+                    operator: None,
+                    waited_s: 3,
+                    expires_in_s: None,
+                    position: None,
+                    estimated_wait_s: None,
+                    media_node: node.map(str::to_owned),
+                }],
+                operator_state: None,
+            })
+        };
+        let on = Some("m1@a");
+        assert_eq!(
+            offer_again_reason(&sync(Some("m2@b")), "c1", on),
+            Some("resync")
+        );
+        assert_eq!(
+            offer_again_reason(&sync(Some("m1@b")), "c1", on),
+            Some("resync")
+        );
+        assert_eq!(offer_again_reason(&sync(Some("m1@a")), "c1", on), None);
+        // No media nodes (one process), or an answer that named none: nothing to compare.
+        assert_eq!(offer_again_reason(&sync(None), "c1", on), None);
+        assert_eq!(offer_again_reason(&sync(Some("m2@b")), "c1", None), None);
+        assert_eq!(offer_again_reason(&sync(Some("m2@b")), "c2", on), None);
     }
 }

@@ -311,6 +311,7 @@ mod tests {
             expires_in_s: None,
             position: Some(4),
             estimated_wait_s: Some(120),
+            media_node: None,
         };
         t.apply(&Event::StateSync(StateSync {
             calls: vec![listed],

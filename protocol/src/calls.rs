@@ -221,6 +221,11 @@ pub struct SyncedCall {
     /// For a kiosk's waiting call: the last estimated wait (absent when unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_wait_s: Option<u64>,
+    /// Extension, with media nodes: the node the call's media is on (`node@instance`), as
+    /// `media.offer`'s answer names it. A client whose connection was answered by another node
+    /// missed a `media.reconnect` and offers again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_node: Option<String>,
 }
 
 /// `state.sync` (extension): sent right after every successful `auth`, and again whenever the server

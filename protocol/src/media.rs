@@ -24,6 +24,11 @@ pub struct MediaOffer {
 pub struct MediaAnswer {
     /// The answer SDP.
     pub sdp: String,
+    /// Extension: the media node that answered (`node@instance`), with media nodes; `state.sync`
+    /// names the call's node the same way, so a client that missed a `media.reconnect` sees that
+    /// its connection is on another node and offers again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_node: Option<String>,
 }
 
 /// `media.candidate`: a trickled ICE candidate, as a request from the client and as an event from

@@ -7,10 +7,10 @@
 //!   its calls.
 //! - **Events**: the SFU's events (statistics, connected, failed) go on the shared bus as
 //!   `calls::bus::BusMessage::Media`, for the signalling nodes that hold the calls' parties.
-//! - **Drain** (SIGTERM): it stops taking new calls (`draining`), lets its calls go on for up to
+//! - **Drain** (SIGTERM): it stops taking new calls (`draining`), lets its calls go on for most of
 //!   `shutdown.drain_s`, then says it is leaving, so the signalling nodes move what is left
-//!   (`media.reconnect` with `node_draining`), and exits once its calls are gone (or after a few
-//!   more seconds). A second signal, or SIGINT, stops at once.
+//!   (`media.reconnect` with `node_draining`), and exits once its calls are gone, by the end of
+//!   the drain. A second signal, or SIGINT, stops at once.
 //! - **Admin listener**: `/healthz`, `/readyz` (the forwarding loops answer and the store is
 //!   reachable) and `/metrics`, with the node's role, id and advertised load.
 
@@ -278,32 +278,37 @@ pub async fn start(config: Config) -> anyhow::Result<MediaNode> {
 }
 
 impl MediaNode {
-    /// Drains: no new calls now, its calls go on for up to `drain`, then they are moved and the
-    /// node stops (after at most `drain` plus a few seconds).
+    /// Drains: no new calls now; its calls go on for most of `drain`, then those left are moved, and
+    /// the node stops by the end of `drain` (at least a second after it asked for the move).
     pub async fn drain(self, drain: Duration, stop_now: tokio_util::sync::CancellationToken) {
         self.phase.store(DRAINING, Ordering::Relaxed);
         let _ = self.heartbeat.beat().await;
         tracing::info!(drain_s = drain.as_secs(), "media node draining");
-        let deadline = tokio::time::Instant::now() + drain;
-        while self.sfu.load().calls > 0 && tokio::time::Instant::now() < deadline {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                _ = stop_now.cancelled() => break,
+        let started = tokio::time::Instant::now();
+        let deadline = started + drain;
+        // The calls still here at the end of the drain are moved in its last part, so the node is
+        // gone by the deadline: half the drain, at least 1 s and at most 5 s.
+        let window = (drain / 2).clamp(Duration::from_secs(1), Duration::from_secs(5));
+        let move_at = deadline.checked_sub(window).unwrap_or(started).max(started);
+        let wait = |until: tokio::time::Instant| {
+            let stop_now = stop_now.clone();
+            let sfu = self.sfu.clone();
+            async move {
+                while sfu.load().calls > 0 && tokio::time::Instant::now() < until {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = stop_now.cancelled() => break,
+                    }
+                }
             }
-        }
+        };
+        wait(move_at).await;
         if self.sfu.load().calls > 0 && !stop_now.is_cancelled() {
-            // Ask the signalling nodes to move what is left, and give the parties a moment to
-            // connect to the new node (the old connections are ended by the move).
+            // Ask the signalling nodes to move what is left; the move ends the old connections.
             self.phase.store(LEAVING, Ordering::Relaxed);
             let _ = self.heartbeat.beat().await;
             tracing::info!(calls = self.sfu.load().calls, "media node moving its calls");
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            while self.sfu.load().calls > 0 && tokio::time::Instant::now() < deadline {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = stop_now.cancelled() => break,
-                }
-            }
+            wait(deadline.max(tokio::time::Instant::now() + Duration::from_secs(1))).await;
         }
         self.stop().await;
     }

@@ -336,6 +336,7 @@ pub fn state_sync(
                     expires_in_s: None,
                     position: c.last_update.map(|(p, _)| p),
                     estimated_wait_s: c.last_update.and_then(|(_, w)| w.map(|ms| ms / 1000)),
+                    media_node: c.media_node.clone(),
                 });
             }
         }
@@ -359,6 +360,7 @@ pub fn state_sync(
                     },
                     position: None,
                     estimated_wait_s: None,
+                    media_node: c.media_node.clone(),
                 });
             }
             if let Some(op) = st

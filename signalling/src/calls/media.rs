@@ -327,27 +327,31 @@ pub(super) async fn offer(
             },
         ));
     }
-    let target = target(state, &req.call_id, &call).await?;
+    let (target, media_node) = target(state, &req.call_id, &call).await?;
     let sdp = target
         .offer(&req.call_id, who, req.sdp, call.held)
         .await
         .map_err(refusal)?;
     // The SFU's candidates are all in its answer (ICE-lite, host candidates only), so it sends no
     // `media.candidate` events of its own.
-    Ok(serde_json::to_value(MediaAnswer { sdp }).unwrap_or(Value::Null))
+    Ok(serde_json::to_value(MediaAnswer { sdp, media_node }).unwrap_or(Value::Null))
 }
 
 /// Where the call negotiates: this process's SFU, or its media node (placed now if it has none
 /// usable).
-async fn target(state: &AppState, raw_call_id: &str, call: &CallView) -> Result<Target, Refusal> {
+async fn target(
+    state: &AppState,
+    raw_call_id: &str,
+    call: &CallView,
+) -> Result<(Target, Option<String>), Refusal> {
     match &state.media.backend {
-        Backend::Local(sfu) => Ok(Target::Local(sfu.clone())),
+        Backend::Local(sfu) => Ok((Target::Local(sfu.clone()), None)),
         Backend::Remote(cluster) => {
             let id = call_id(raw_call_id)?;
             let node =
                 super::placement::ensure_placed(state, cluster, &id, call.media_node.clone())
                     .await?;
-            Ok(Target::Remote(cluster.client(&node)?))
+            Ok((Target::Remote(cluster.client(&node)?), Some(node)))
         }
     }
 }
@@ -361,6 +365,7 @@ pub(super) async fn candidate(
     let (who, call) = participant(state, ctx, &req.call_id).await?;
     target(state, &req.call_id, &call)
         .await?
+        .0
         .candidate(
             &req.call_id,
             who,
