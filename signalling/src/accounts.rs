@@ -385,50 +385,150 @@ const DEMO_KIOSKS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The `i`-th demo operator: the three named ones, then generated ones. Every one speaks Italian
+/// and handles `anagrafe`; skills, levels, other languages and capacities vary with `i`.
+fn demo_operator(i: usize) -> OperatorSpec {
+    if let Some(op) = DEMO_OPERATORS.get(i) {
+        return OperatorSpec {
+            username: op.username.into(),
+            display_name: op.display_name.into(),
+            skills: op.skills.iter().map(|(s, l)| ((*s).into(), *l)).collect(),
+            languages: op.languages.iter().map(|l| (*l).into()).collect(),
+            capacity: op.capacity,
+        };
+    }
+    const OTHER: [&str; 5] = ["en", "fr", "de", "ar", "es"];
+    let n = i + 1;
+    let mut skills = vec![("anagrafe".to_owned(), 4 + (i % 6) as u8)];
+    if i % 3 != 0 {
+        skills.push(("stato_civile".to_owned(), 3 + (i % 7) as u8));
+    }
+    let mut languages = vec!["it".to_owned()];
+    if i % 4 != 0 {
+        languages.push(OTHER[i % OTHER.len()].to_owned());
+    }
+    OperatorSpec {
+        username: format!("operatore-{n:04}"),
+        display_name: format!("Operatore {n}"),
+        skills,
+        languages,
+        capacity: 1 + (i % 3) as u8,
+    }
+}
+
+/// The `i`-th demo kiosk `(id, name, location)`: the three named sites, then generated ones.
+fn demo_kiosk(i: usize) -> (String, String, String) {
+    if let Some((id, name, location)) = DEMO_KIOSKS.get(i) {
+        return ((*id).into(), (*name).into(), (*location).into());
+    }
+    let n = i + 1;
+    (
+        format!("chiosco-{n:04}"),
+        format!("Chiosco {n}"),
+        format!("Sede {n}, Parma"),
+    )
+}
+
+struct OperatorSpec {
+    username: String,
+    display_name: String,
+    skills: Vec<(String, u8)>,
+    languages: Vec<String>,
+    capacity: u8,
+}
+
 impl DemoCredentials {
-    /// Fresh random credentials for the demo accounts.
+    /// Fresh random credentials for the three named demo operators and kiosks.
     pub fn generate() -> Self {
-        DemoCredentials {
-            operators: DEMO_OPERATORS
-                .iter()
-                .map(|op| DemoLogin {
-                    username: op.username.into(),
-                    password: generate_password(),
-                })
-                .collect(),
+        Self::generate_sized(DEMO_OPERATORS.len(), DEMO_KIOSKS.len())
+    }
+
+    /// Fresh random credentials for `operators` demo operators and `kiosks` demo kiosks.
+    pub fn generate_sized(operators: usize, kiosks: usize) -> Self {
+        let mut creds = DemoCredentials {
+            operators: Vec::new(),
             supervisors: vec![DemoLogin {
                 username: DEMO_SUPERVISOR.0.into(),
                 password: generate_password(),
             }],
-            kiosks: DEMO_KIOSKS
-                .iter()
-                .map(|(id, name, _)| DemoKiosk {
-                    id: (*id).into(),
-                    name: (*name).into(),
-                    token: generate_secret(),
-                })
-                .collect(),
-        }
+            kiosks: Vec::new(),
+        };
+        creds.extend_to(operators, kiosks);
+        creds
     }
 
-    /// Reads the data directory's demo credentials, creating them on first use. Processes that
-    /// share the directory share the credentials.
+    /// Adds the missing demo accounts up to the given counts, keeping those already there.
+    /// Returns whether it added any.
+    fn extend_to(&mut self, operators: usize, kiosks: usize) -> bool {
+        let mut added = false;
+        for i in 0..operators {
+            let spec = demo_operator(i);
+            if !self.operators.iter().any(|l| l.username == spec.username) {
+                self.operators.push(DemoLogin {
+                    username: spec.username,
+                    password: generate_password(),
+                });
+                added = true;
+            }
+        }
+        for i in 0..kiosks {
+            let (id, name, _) = demo_kiosk(i);
+            if !self.kiosks.iter().any(|k| k.id == id) {
+                self.kiosks.push(DemoKiosk {
+                    id,
+                    name,
+                    token: generate_secret(),
+                });
+                added = true;
+            }
+        }
+        added
+    }
+
+    /// Reads the data directory's three named demo accounts of each kind, creating them on first
+    /// use. Processes that share the directory share the credentials.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::load_or_create_sized(data_dir, DEMO_OPERATORS.len(), DEMO_KIOSKS.len())
+    }
+
+    /// Reads the data directory's demo credentials, creating them on first use and adding the
+    /// accounts missing up to `operators` and `kiosks` (existing ones keep their passwords and
+    /// tokens). Returns those accounts only. Processes that share the directory share them: the
+    /// change is made under a lock and written whole.
+    pub fn load_or_create_sized(
+        data_dir: &Path,
+        operators: usize,
+        kiosks: usize,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context;
         let path = data_dir.join(DEMO_CREDENTIALS_FILE);
+        let _lock = crate::datadir::lock(&data_dir.join(".demo-credentials.lock"))
+            .with_context(|| format!("cannot lock {}", path.display()))?;
         let bytes = crate::datadir::read_or_create(&path, || {
-            let mut text = serde_json::to_vec_pretty(&DemoCredentials::generate())
-                .expect("demo credentials serialize");
+            let mut text =
+                serde_json::to_vec_pretty(&DemoCredentials::generate_sized(operators, kiosks))
+                    .expect("demo credentials serialize");
             text.push(b'\n');
             text
         })
         .with_context(|| format!("cannot create {}", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| {
+        let mut creds: DemoCredentials = serde_json::from_slice(&bytes).with_context(|| {
             format!(
                 "{} is damaged; delete it to get new demo credentials",
                 path.display()
             )
-        })
+        })?;
+        if creds.extend_to(operators, kiosks) {
+            let mut text = serde_json::to_vec_pretty(&creds).expect("demo credentials serialize");
+            text.push(b'\n');
+            crate::datadir::replace(&path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let wanted_ops: Vec<String> = (0..operators).map(|i| demo_operator(i).username).collect();
+        let wanted_kiosks: Vec<String> = (0..kiosks).map(|i| demo_kiosk(i).0).collect();
+        creds.operators.retain(|l| wanted_ops.contains(&l.username));
+        creds.kiosks.retain(|k| wanted_kiosks.contains(&k.id));
+        Ok(creds)
     }
 
     /// The demo accounts in configuration form, with freshly hashed passwords.
@@ -445,20 +545,16 @@ impl DemoCredentials {
                 .find(|l| l.username == user)
                 .map(|l| l.password.clone())
         };
-        let operators = DEMO_OPERATORS
-            .iter()
+        let operators = (0..self.operators.len() + DEMO_OPERATORS.len())
+            .map(demo_operator)
             .filter_map(|op| {
-                let password = password_of(&self.operators, op.username)?;
+                let password = password_of(&self.operators, &op.username)?;
                 Some(OperatorAccount {
-                    username: op.username.into(),
-                    display_name: op.display_name.into(),
                     password_hash: hash_password(&password),
-                    skills: op
-                        .skills
-                        .iter()
-                        .map(|(s, l)| ((*s).to_owned(), *l))
-                        .collect(),
-                    languages: op.languages.iter().map(|l| (*l).to_owned()).collect(),
+                    username: op.username,
+                    display_name: op.display_name,
+                    skills: op.skills.into_iter().collect(),
+                    languages: op.languages,
                     capacity: op.capacity,
                 })
             })
@@ -471,16 +567,16 @@ impl DemoCredentials {
             })
             .into_iter()
             .collect();
-        let kiosks = DEMO_KIOSKS
-            .iter()
+        let kiosks = (0..self.kiosks.len() + DEMO_KIOSKS.len())
+            .map(demo_kiosk)
             .filter_map(|(id, name, location)| {
-                let token = &self.kiosks.iter().find(|k| k.id == *id)?.token;
+                let token = &self.kiosks.iter().find(|k| k.id == id)?.token;
                 Some(KioskAccount {
-                    id: (*id).into(),
-                    name: (*name).into(),
-                    location: (*location).into(),
-                    services: vec!["anagrafe".into(), "stato_civile".into()],
                     token_hash: hash_token(token),
+                    id,
+                    name,
+                    location,
+                    services: vec!["anagrafe".into(), "stato_civile".into()],
                 })
             })
             .collect();
@@ -506,7 +602,11 @@ pub fn directory_for(config: &Config) -> anyhow::Result<(Directory, Option<DemoC
     let mut supervisors = config.supervisors.clone();
     let mut kiosks = config.kiosks.clone();
     let demo = if config.demo_enabled() {
-        let creds = DemoCredentials::load_or_create(&config.data_dir)?;
+        let creds = DemoCredentials::load_or_create_sized(
+            &config.data_dir,
+            config.demo.operators,
+            config.demo.kiosks,
+        )?;
         let (ops, sups, ks) = creds.accounts();
         // Configured accounts win over demo accounts with the same name.
         for op in ops {
@@ -602,6 +702,39 @@ mod tests {
         let capacities: std::collections::BTreeSet<u8> = ops.iter().map(|o| o.capacity).collect();
         assert_eq!(capacities.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
         // The generated accounts pass the same validation as configured ones.
+        let config = Config {
+            operators: ops,
+            supervisors: sups,
+            kiosks: ks,
+            ..Config::default()
+        };
+        assert_eq!(config.validate(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn demo_accounts_at_scale_are_mixed_and_grow_without_changing() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = DemoCredentials::load_or_create_sized(dir.path(), 3, 3).unwrap();
+        let big = DemoCredentials::load_or_create_sized(dir.path(), 40, 120).unwrap();
+        assert_eq!((big.operators.len(), big.kiosks.len()), (40, 120));
+        // The accounts already there keep their passwords and tokens.
+        assert_eq!(&big.operators[..3], &small.operators[..]);
+        assert_eq!(&big.kiosks[..3], &small.kiosks[..]);
+        // Asking for fewer gives fewer, and the file keeps them all.
+        let again = DemoCredentials::load_or_create_sized(dir.path(), 4, 5).unwrap();
+        assert_eq!((again.operators.len(), again.kiosks.len()), (4, 5));
+        assert_eq!(&again.kiosks[..], &big.kiosks[..5]);
+        let (ops, sups, ks) = big.accounts();
+        assert_eq!((ops.len(), sups.len(), ks.len()), (40, 1, 120));
+        let capacities: std::collections::BTreeSet<u8> = ops.iter().map(|o| o.capacity).collect();
+        assert_eq!(capacities.len(), 3, "{capacities:?}");
+        let languages: std::collections::BTreeSet<&String> =
+            ops.iter().flat_map(|o| &o.languages).collect();
+        assert!(languages.len() >= 5, "{languages:?}");
+        assert!(ops.iter().all(|o| o.skills.contains_key("anagrafe")));
+        assert!(ops.iter().any(|o| !o.skills.contains_key("stato_civile")));
+        let ids: std::collections::BTreeSet<&String> = ks.iter().map(|k| &k.id).collect();
+        assert_eq!(ids.len(), 120, "kiosk ids are unique");
         let config = Config {
             operators: ops,
             supervisors: sups,

@@ -619,7 +619,7 @@ impl Default for MailSettings {
 }
 
 /// Demo-account settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DemoConfig {
     /// Create demo accounts. Absent means: only when no account is configured.
@@ -627,6 +627,27 @@ pub struct DemoConfig {
     /// Allow demo accounts on a listener that is not loopback. Their passwords are in a file in the
     /// data directory, so this is for closed training networks only.
     pub allow_non_loopback: bool,
+    /// How many demo kiosks: the three named sites, then generated ones (for load runs).
+    pub kiosks: usize,
+    /// How many demo operators: the three named ones, then generated ones with mixed skills,
+    /// languages and capacities (for load runs).
+    pub operators: usize,
+}
+
+/// The most demo kiosks and operators (each operator's password is hashed at every start).
+pub const MAX_DEMO_KIOSKS: usize = 5000;
+/// See [`MAX_DEMO_KIOSKS`].
+pub const MAX_DEMO_OPERATORS: usize = 1000;
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            enabled: None,
+            allow_non_loopback: false,
+            kiosks: 3,
+            operators: 3,
+        }
+    }
 }
 
 /// An operator account.
@@ -955,6 +976,18 @@ impl Config {
             problems.push(e);
         }
         problems.extend(self.cluster.problems(self.redis.is_some()));
+        if !(1..=MAX_DEMO_KIOSKS).contains(&self.demo.kiosks) {
+            problems.push(format!(
+                "demo.kiosks: {} must be between 1 and {MAX_DEMO_KIOSKS}",
+                self.demo.kiosks
+            ));
+        }
+        if !(1..=MAX_DEMO_OPERATORS).contains(&self.demo.operators) {
+            problems.push(format!(
+                "demo.operators: {} must be between 1 and {MAX_DEMO_OPERATORS}",
+                self.demo.operators
+            ));
+        }
         if let Some(path) = &self.identity.ca_bundle {
             if let Err(e) = certificates::identity::CardVerifier::from_file(path) {
                 problems.push(format!("identity.ca_bundle: {e}"));
@@ -1247,6 +1280,8 @@ kiosk_grace_s = 12
             ("SPORTELLO_MAIL__FROM", "anagrafe@example.org"),
             ("SPORTELLO_CLUSTER__ROLE", "signalling"),
             ("SPORTELLO_CLUSTER__NODE_ID", "sig-1"),
+            ("SPORTELLO_DEMO__KIOSKS", "12"),
+            ("SPORTELLO_DEMO__OPERATORS", "4"),
             ("SPORTELLO_KIOSK_TOKEN", "belongs to the kiosk agent"),
             ("OTHER_VAR", "ignored"),
         ]);
@@ -1279,6 +1314,7 @@ kiosk_grace_s = 12
         assert_eq!(config.mail.from, "anagrafe@example.org");
         assert_eq!(config.cluster.role, NodeRole::Signalling);
         assert_eq!(config.cluster.node_id.as_deref(), Some("sig-1"));
+        assert_eq!((config.demo.kiosks, config.demo.operators), (12, 4));
     }
 
     #[test]

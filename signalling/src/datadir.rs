@@ -1,5 +1,6 @@
 //! The data directory: small files that must survive restarts and be shared by every process
-//! started on the same directory (the token secret, the demo credentials).
+//! started on the same directory (the token secret, the demo credentials), written whole and, where
+//! they change, under a lock.
 
 use std::fs;
 use std::io::{self, Write};
@@ -61,6 +62,53 @@ pub fn read_or_create(path: &Path, make: impl FnOnce() -> Vec<u8>) -> io::Result
         }
         Err(e) => Err(e),
     }
+}
+
+/// Replaces the content of `path` whole: written to a temporary name, then renamed over it, so a
+/// reader sees the old file or the new one, never a part.
+pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let written = (|| {
+        let mut file = create_private(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// An exclusive lock on a file of the data directory (`flock`), held until dropped; processes
+/// sharing the directory take turns.
+#[derive(Debug)]
+pub struct Lock {
+    /// Closing it releases the lock.
+    _file: fs::File,
+}
+
+/// Takes the exclusive lock of `path`, creating the file when missing; waits for other holders.
+pub fn lock(path: &Path) -> io::Result<Lock> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; it is released when the file closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(Lock { _file: file })
 }
 
 fn create_private(path: &Path) -> io::Result<fs::File> {

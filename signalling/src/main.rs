@@ -555,7 +555,9 @@ fn print_banner(running: &RunningServer, store: &str, data_dir: &std::path::Path
             "\nDemo accounts (random per data directory, also in {}):\n",
             data_dir.join(DEMO_CREDENTIALS_FILE).display()
         ));
-        for op in &demo.operators {
+        // A load run's hundreds of accounts stay in the file; the banner shows the first few.
+        const SHOWN: usize = 5;
+        for op in demo.operators.iter().take(SHOWN) {
             let detail = running
                 .state
                 .directory
@@ -582,10 +584,20 @@ fn print_banner(running: &RunningServer, store: &str, data_dir: &std::path::Path
                 sup.username, sup.password
             ));
         }
-        for kiosk in &demo.kiosks {
+        for kiosk in demo.kiosks.iter().take(SHOWN) {
             out.push_str(&format!(
                 "  kiosk       {:<16} token {}   ({})\n",
                 kiosk.id, kiosk.token, kiosk.name
+            ));
+        }
+        let more = (
+            demo.operators.len().saturating_sub(SHOWN),
+            demo.kiosks.len().saturating_sub(SHOWN),
+        );
+        if more != (0, 0) {
+            out.push_str(&format!(
+                "  … and {} more operators and {} more kiosks in the file\n",
+                more.0, more.1
             ));
         }
     }
