@@ -20,33 +20,26 @@ use crate::redis_store::RedisStore;
 use crate::shared::{check_name, BusReceiver, Shared, BUS_CAPACITY};
 use crate::stream_fanout::{Fanout, StreamKind};
 
-/// `SET` the record (with `NX` when ARGV[4] is "nx"), and index it when written.
-const PUT: &str = r#"
-local ok
-if ARGV[4] == "nx" then
-  ok = redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2], "NX")
-else
-  ok = redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
-end
-if ok then
-  redis.call("ZADD", KEYS[2], ARGV[3], KEYS[1])
-  return 1
-end
-return 0
-"#;
-
-/// Compare and set: ARGV[5] is "1" when a value is expected (ARGV[6]), "0" when absence is.
-const SWAP: &str = r#"
-local cur = redis.call("GET", KEYS[1])
-if ARGV[5] == "1" then
-  if cur ~= ARGV[6] then return 0 end
-else
-  if cur then return 0 end
+/// Writes the record and indexes it, under a condition: ARGV[4] is "" (always), "nx" (only when
+/// absent) or "eq" (only when the value is ARGV[5]). Returns 1 when it wrote.
+const WRITE: &str = r#"
+local mode = ARGV[4]
+if mode == "nx" then
+  if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+elseif mode == "eq" then
+  if redis.call("GET", KEYS[1]) ~= ARGV[5] then return 0 end
 end
 redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
 redis.call("ZADD", KEYS[2], ARGV[3], KEYS[1])
 return 1
 "#;
+
+/// When a write applies.
+enum Condition<'a> {
+    Always,
+    Absent,
+    Equals(&'a str),
+}
 
 /// Shared records and the bus on the same Redis as the queue. Clones share the connection.
 #[derive(Clone)]
@@ -56,8 +49,7 @@ pub struct RedisShared {
 
 struct Inner {
     store: RedisStore,
-    put: Script,
-    swap: Script,
+    write: Script,
     bus: Arc<Fanout<str>>,
 }
 
@@ -100,8 +92,7 @@ impl RedisShared {
         RedisShared {
             inner: Arc::new(Inner {
                 store,
-                put: Script::new(PUT),
-                swap: Script::new(SWAP),
+                write: Script::new(WRITE),
                 bus,
             }),
         }
@@ -116,21 +107,27 @@ impl RedisShared {
         value: &str,
         ttl: Duration,
         now: Time,
-        nx: bool,
+        condition: Condition<'_>,
     ) -> Result<bool, Error> {
         check_name("namespace", ns, false)?;
         check_name("key", key, true)?;
         let ms = ttl_ms(ttl);
+        let (mode, expected) = match condition {
+            Condition::Always => ("", ""),
+            Condition::Absent => ("nx", ""),
+            Condition::Equals(v) => ("eq", v),
+        };
         let mut conn = self.inner.store.conn();
         let wrote: i64 = self
             .inner
-            .put
+            .write
             .key(record_key(tenant, ns, key))
             .key(index_key(tenant, ns))
             .arg(value)
             .arg(ms)
             .arg(now.0.saturating_add(ms))
-            .arg(if nx { "nx" } else { "" })
+            .arg(mode)
+            .arg(expected)
             .invoke_async(&mut conn)
             .await?;
         Ok(wrote == 1)
@@ -147,7 +144,8 @@ impl Shared for RedisShared {
         ttl: Duration,
         now: Time,
     ) -> Result<(), Error> {
-        self.write(tenant, ns, key, value, ttl, now, false).await?;
+        self.write(tenant, ns, key, value, ttl, now, Condition::Always)
+            .await?;
         Ok(())
     }
 
@@ -160,7 +158,8 @@ impl Shared for RedisShared {
         ttl: Duration,
         now: Time,
     ) -> Result<bool, Error> {
-        self.write(tenant, ns, key, value, ttl, now, true).await
+        self.write(tenant, ns, key, value, ttl, now, Condition::Absent)
+            .await
     }
 
     async fn swap(
@@ -173,24 +172,12 @@ impl Shared for RedisShared {
         ttl: Duration,
         now: Time,
     ) -> Result<bool, Error> {
-        check_name("namespace", ns, false)?;
-        check_name("key", key, true)?;
-        let ms = ttl_ms(ttl);
-        let mut conn = self.inner.store.conn();
-        let wrote: i64 = self
-            .inner
-            .swap
-            .key(record_key(tenant, ns, key))
-            .key(index_key(tenant, ns))
-            .arg(value)
-            .arg(ms)
-            .arg(now.0.saturating_add(ms))
-            .arg("")
-            .arg(if expected.is_some() { "1" } else { "0" })
-            .arg(expected.unwrap_or(""))
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(wrote == 1)
+        let condition = match expected {
+            Some(v) => Condition::Equals(v),
+            None => Condition::Absent,
+        };
+        self.write(tenant, ns, key, value, ttl, now, condition)
+            .await
     }
 
     async fn get(

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::centre::{call, event, ok, on_call};
+use common::centre::{available_operator, call, event, ok, on_call};
 use kiosk_client::media::{CallMedia, ClientOptions, ClientStats};
-use kiosk_client::{HeadlessKiosk, OperatorBot, Policy, Session};
+use kiosk_client::{HeadlessKiosk, OperatorBot, Session};
 use protocol::{Event, Request};
 use serde_json::Value;
 
@@ -232,20 +232,7 @@ async fn call_with_media(
     op_node: usize,
 ) -> (HeadlessKiosk, OperatorBot, String, CallMedia, CallMedia) {
     let (user, password) = c.operator(operator);
-    let token = OperatorBot::login(&c.signalling(op_node), &user, &password)
-        .await
-        .unwrap();
-    let mut op = OperatorBot::connect(&c.ws(op_node), &token, Policy::Manual)
-        .await
-        .unwrap();
-    ok(
-        op.session(),
-        Request::PresenceSet(protocol::PresenceSet {
-            state: protocol::PresenceState::Available,
-            reason: None,
-        }),
-    )
-    .await;
+    let mut op = available_operator(&c.signalling(op_node), &c.ws(op_node), &user, &password).await;
     let mut k = HeadlessKiosk::connect(&c.ws(kiosk_node), &c.kiosk_token(kiosk), vec![])
         .await
         .unwrap();

@@ -9,8 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::centre::{call, event, ok, on_call};
-use kiosk_client::{HeadlessKiosk, OperatorBot, Policy};
+use common::centre::{available_operator, call, demo_credentials, event, ok, on_call};
+use kiosk_client::{HeadlessKiosk, OperatorBot};
 use protocol::{Event, Request};
 use testkit::SportelloProcess;
 
@@ -40,9 +40,7 @@ async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = node(dir.path(), &redis.url());
     let b = node(dir.path(), &redis.url());
-    let creds: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("demo-credentials.json")).unwrap())
-            .unwrap();
+    let creds = demo_credentials(dir.path());
     let kiosk_token = creds["kiosks"][0]["token"].as_str().unwrap().to_owned();
     let (user, password) = (
         creds["operators"][0]["username"].as_str().unwrap(),
@@ -50,18 +48,7 @@ async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
     );
 
     // The operator logs in on A but connects to B: the token is valid on every node.
-    let token = OperatorBot::login(&a.base, user, password).await.unwrap();
-    let mut op = OperatorBot::connect(&b.ws_url(), &token, Policy::Manual)
-        .await
-        .unwrap();
-    ok(
-        op.session(),
-        Request::PresenceSet(protocol::PresenceSet {
-            state: protocol::PresenceState::Available,
-            reason: None,
-        }),
-    )
-    .await;
+    let mut op = available_operator(&a.base, &b.ws_url(), user, password).await;
 
     // The kiosk is on A; the offer reaches the operator on B, the assignment reaches the kiosk on A.
     let mut kiosk = HeadlessKiosk::connect(&a.ws_url(), &kiosk_token, vec![])
@@ -168,26 +155,14 @@ async fn sessions_on_two_nodes_are_lost_only_when_the_last_one_goes() {
     let dir = tempfile::tempdir().unwrap();
     let a = node(dir.path(), &redis.url());
     let b = node(dir.path(), &redis.url());
-    let creds: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("demo-credentials.json")).unwrap())
-            .unwrap();
+    let creds = demo_credentials(dir.path());
     let kiosk_token = creds["kiosks"][0]["token"].as_str().unwrap().to_owned();
     let (user, password) = (
         creds["operators"][0]["username"].as_str().unwrap(),
         creds["operators"][0]["password"].as_str().unwrap(),
     );
     let token = OperatorBot::login(&a.base, user, password).await.unwrap();
-    let mut op = OperatorBot::connect(&a.ws_url(), &token, Policy::Manual)
-        .await
-        .unwrap();
-    ok(
-        op.session(),
-        Request::PresenceSet(protocol::PresenceSet {
-            state: protocol::PresenceState::Available,
-            reason: None,
-        }),
-    )
-    .await;
+    let mut op = available_operator(&a.base, &a.ws_url(), user, password).await;
     let mut screen = HeadlessKiosk::connect(&a.ws_url(), &kiosk_token, vec![])
         .await
         .unwrap();

@@ -231,3 +231,19 @@ pub fn available() -> Request {
 pub async fn request_call(k: &mut HeadlessKiosk, service: &str) -> String {
     k.request_call(service, "it", None).await.unwrap()
 }
+
+/// The demo credentials a data directory's processes share (`demo-credentials.json`).
+pub fn demo_credentials(data_dir: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(data_dir.join("demo-credentials.json")).unwrap()).unwrap()
+}
+
+/// Logs `user` in at `base` (any node), connects an operator bot answering by hand to `ws` (any
+/// node), and makes them available.
+pub async fn available_operator(base: &str, ws: &str, user: &str, password: &str) -> OperatorBot {
+    let token = OperatorBot::login(base, user, password).await.unwrap();
+    let mut op = OperatorBot::connect(ws, &token, Policy::Manual)
+        .await
+        .unwrap();
+    ok(op.session(), available()).await;
+    op
+}
