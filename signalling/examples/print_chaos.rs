@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::{free_port, loadavg};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
@@ -192,18 +193,6 @@ fn say(start: Instant, text: impl std::fmt::Display) {
     eprintln!("[{:>8.3}s] {text}", start.elapsed().as_secs_f64());
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// The agent process: started, killed and restarted by the chaos task.
 struct Agent {
     bin: PathBuf,
@@ -217,7 +206,7 @@ struct Agent {
 
 impl Agent {
     fn start(&mut self, fault: bool, note: &str) -> anyhow::Result<()> {
-        let port = free_port()?;
+        let port = free_port();
         self.local = format!("http://127.0.0.1:{port}");
         self.mark(&format!(
             "start{} ({note})",
@@ -926,7 +915,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         printer.name(),
         printer.server(),
         journal,
-        free_port()?,
+        free_port(),
     );
     let problems = AgentConfig::from_toml(&toml)
         .map_err(|e| anyhow::anyhow!(e))?

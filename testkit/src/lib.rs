@@ -5,6 +5,7 @@
 //! - [`RedisSentinelCluster`]: a master, a replica and three sentinels on free ports, without
 //!   persistence, to test failovers.
 //! - [`SportelloProcess`]: a `sportello` binary on port 0, its base URL read from the banner.
+//! - [`free_port`] and [`loadavg`], for tests and load programs.
 
 pub mod cups;
 pub mod pki;
@@ -18,6 +19,21 @@ use std::time::Duration;
 
 pub use sentinel::RedisSentinelCluster;
 
+/// A free loopback TCP port: bound, then released, for a process that binds it next.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The load averages of the last 1, 5 and 15 minutes (`/proc/loadavg`), for a run's report.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// A `redis-server` on a free loopback port, killed when dropped.
 pub struct RedisServer {
     child: Child,
@@ -29,11 +45,7 @@ impl RedisServer {
     /// Starts a server and waits until it answers `PING`. Fails the test (never skips it) if
     /// `redis-server` is not installed.
     pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        Self::start_on(port).await
+        Self::start_on(free_port()).await
     }
 
     /// Starts a server on `port` (e.g. the port of one that was killed, to test a Redis restart) and

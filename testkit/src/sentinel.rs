@@ -8,7 +8,6 @@
 //! The sentinels use quorum 2, `down-after-milliseconds` [`DOWN_AFTER_MS`] and `failover-timeout`
 //! [`FAILOVER_TIMEOUT_MS`], so a killed master is replaced within a few seconds.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -94,13 +93,6 @@ impl Daemon {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// Runs one command on the server at `port`, with short timeouts.
 async fn query<T: FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
@@ -152,7 +144,7 @@ impl RedisSentinelCluster {
         let master_name = "sportello".to_owned();
         let mut nodes = Vec::new();
         for (i, role) in ["master", "replica"].into_iter().enumerate() {
-            let port = free_port();
+            let port = crate::free_port();
             let folder = dir.path().join(format!("node-{i}"));
             std::fs::create_dir_all(&folder).expect("node folder");
             let log = folder.join("redis.log");
@@ -210,7 +202,7 @@ impl RedisSentinelCluster {
             .await;
         let master_port = cluster.nodes[0].port;
         for i in 0..3 {
-            let port = free_port();
+            let port = crate::free_port();
             let folder = cluster.folder.path().join(format!("sentinel-{i}"));
             std::fs::create_dir_all(&folder).expect("sentinel folder");
             let log = folder.join("sentinel.log");

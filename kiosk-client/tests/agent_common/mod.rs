@@ -348,13 +348,9 @@ fn write_softhsm_conf(dir: &Path) -> PathBuf {
     conf
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port (`testkit::free_port`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testkit::free_port()
 }
 
 /// What the scripted server shares between its handlers and the test.

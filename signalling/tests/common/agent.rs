@@ -28,12 +28,9 @@ pub fn agent_bin() -> PathBuf {
     bin
 }
 
+/// A free loopback port (`testkit::free_port`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testkit::free_port()
 }
 
 /// Two residents of the demo registry, alive: one with a registered PEC address, one without.
