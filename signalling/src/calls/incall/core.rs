@@ -144,7 +144,7 @@ pub struct PecChallenge {
     fiscal_code: String,
     /// SHA-256 of the code, hex.
     digest: String,
-    #[serde(rename = "expires_at_ms", alias = "expires_at", with = "wall")]
+    #[serde(rename = "expires_at_ms", alias = "expires_at", with = "super::wall")]
     expires_at: Time,
     attempts_left: u32,
 }
@@ -186,7 +186,7 @@ pub struct CallRecord {
         alias = "last_pec_at",
         default,
         skip_serializing_if = "Option::is_none",
-        with = "wall::option"
+        with = "super::wall::option"
     )]
     last_pec_at: Option<Time>,
     /// Ids of the scans uploaded in the call (their images are records of their own).
@@ -406,7 +406,7 @@ impl CallRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PecSends {
     /// Send times, oldest first.
-    #[serde(rename = "sent_ms", alias = "sent", with = "wall::list")]
+    #[serde(rename = "sent_ms", alias = "sent", with = "super::wall::list")]
     pub sent: Vec<Time>,
 }
 
@@ -459,7 +459,7 @@ pub struct Job {
     /// The printer's reason with the last state.
     pub detail: Option<String>,
     /// When it was created.
-    #[serde(rename = "sent_at_ms", alias = "sent_at", with = "wall")]
+    #[serde(rename = "sent_at_ms", alias = "sent_at", with = "super::wall")]
     pub sent_at: Time,
     /// When it was reported printed.
     #[serde(
@@ -467,7 +467,7 @@ pub struct Job {
         alias = "printed_at",
         default,
         skip_serializing_if = "Option::is_none",
-        with = "wall::option"
+        with = "super::wall::option"
     )]
     pub printed_at: Option<Time>,
 }
@@ -517,89 +517,6 @@ impl Job {
     pub fn expired(&self, now: Time, keep: Duration) -> bool {
         self.state == Some(PrintState::Printed)
             && now.since(self.printed_at.unwrap_or(self.sent_at)) > keep
-    }
-}
-
-/// The times of the records: written as [`Time`] (milliseconds, a JSON integer); read as that or
-/// as the seconds (a JSON float) of the records and job files written before the core took
-/// [`Time`].
-mod wall {
-    use std::fmt;
-
-    use queue::Time;
-    use serde::de::{self, Deserializer, Unexpected, Visitor};
-    use serde::{Deserialize, Serialize, Serializer};
-
-    /// A time as read: milliseconds, or the older seconds.
-    pub(super) struct Read(Time);
-
-    impl<'de> Deserialize<'de> for Read {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(ReadVisitor)
-        }
-    }
-
-    struct ReadVisitor;
-
-    impl Visitor<'_> for ReadVisitor {
-        type Value = Read;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("milliseconds (an integer) or seconds (a float) since the Unix epoch")
-        }
-
-        fn visit_u64<E: de::Error>(self, ms: u64) -> Result<Read, E> {
-            Ok(Read(Time(ms)))
-        }
-
-        fn visit_i64<E: de::Error>(self, ms: i64) -> Result<Read, E> {
-            u64::try_from(ms)
-                .map(|ms| Read(Time(ms)))
-                .map_err(|_| E::invalid_value(Unexpected::Signed(ms), &self))
-        }
-
-        fn visit_f64<E: de::Error>(self, secs: f64) -> Result<Read, E> {
-            if !(secs.is_finite() && secs >= 0.0) {
-                return Err(E::invalid_value(Unexpected::Float(secs), &self));
-            }
-            Ok(Read(Time((secs * 1000.0).round() as u64)))
-        }
-    }
-
-    pub(super) fn serialize<S: Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
-        t.serialize(s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
-        Read::deserialize(d).map(|r| r.0)
-    }
-
-    /// An optional time.
-    pub(super) mod option {
-        use super::*;
-
-        pub(crate) fn serialize<S: Serializer>(t: &Option<Time>, s: S) -> Result<S::Ok, S::Error> {
-            t.serialize(s)
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<Time>, D::Error> {
-            Option::<Read>::deserialize(d).map(|r| r.map(|r| r.0))
-        }
-    }
-
-    /// A list of times.
-    pub(super) mod list {
-        use super::*;
-
-        pub(crate) fn serialize<S: Serializer>(t: &[Time], s: S) -> Result<S::Ok, S::Error> {
-            t.serialize(s)
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Time>, D::Error> {
-            Vec::<Read>::deserialize(d).map(|v| v.into_iter().map(|r| r.0).collect())
-        }
     }
 }
 

@@ -25,6 +25,7 @@ pub mod presence;
 pub mod print;
 pub mod scans;
 pub mod store;
+mod wall;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
