@@ -10,6 +10,10 @@
 //! - `fuzz [--seconds N] [target…]`: build the fuzz targets and run each for N seconds ([`fuzz`]).
 //!   `test` ends with every target for `FUZZ_SECONDS` (10 by default) when `CI` or
 //!   `FUZZ_SECONDS` is set; `FUZZ_SECONDS=0` skips it.
+//!
+//! In CI (`CI` set) cargo runs with `CARGO_INCREMENTAL=0`: a clean clone gains nothing from
+//! incremental caches, and they cost gigabytes of disk. `test` first says how much disk is free
+//! under `target/` and warns when it looks too little for a full build.
 
 mod arrows;
 mod fuzz;
@@ -94,8 +98,17 @@ fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Roughly what a clean `cargo xtask test` writes under `target/` (measured: see the CI notes in
+/// `BENCHMARKS.md`), with some room.
+const DISK_NEEDED_GIB: f64 = 8.0;
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
 fn test(extra: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
+    report_free_disk(&project_root());
     ensure_system_packages()?;
     step("tidy", || tidy(&project_root()))?;
     step("rustfmt", || cargo(&["fmt", "--all", "--", "--check"]))?;
@@ -118,7 +131,7 @@ fn test(extra: &[String]) -> Result<()> {
     })?;
     // A short bounded run of every fuzz target: in CI, or when asked for.
     let fuzz_seconds = std::env::var("FUZZ_SECONDS").ok();
-    if fuzz_seconds.is_some() || std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+    if fuzz_seconds.is_some() || in_ci() {
         let seconds = match fuzz_seconds {
             Some(s) => s.parse().with_context(|| format!("FUZZ_SECONDS={s}"))?,
             None => 10,
@@ -148,10 +161,40 @@ fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     result
 }
 
+/// Prints the free disk space where the build goes (`df`), and warns when it is below
+/// [`DISK_NEEDED_GIB`]: a build that fills the disk fails with rustc's "No space left on device"
+/// deep inside the test step, long after this could have said so.
+fn report_free_disk(root: &Path) {
+    let output = Command::new("df").args(["-Pk"]).arg(root).output();
+    let free_kib = output.ok().and_then(|o| {
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let line = text.lines().nth(1)?.to_owned();
+        line.split_whitespace().nth(3)?.parse::<u64>().ok()
+    });
+    match free_kib {
+        Some(kib) => {
+            let gib = kib as f64 / (1024.0 * 1024.0);
+            eprintln!("xtask: {gib:.1} GiB free on the disk of {}", root.display());
+            if gib < DISK_NEEDED_GIB {
+                eprintln!(
+                    "xtask: warning: a full build needs about {DISK_NEEDED_GIB} GiB; \
+                     `cargo clean` or free some space if the build fails with \
+                     \"No space left on device\""
+                );
+            }
+        }
+        None => eprintln!("xtask: cannot tell the free disk space (df)"),
+    }
+}
+
 fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(args)
+    let mut command = Command::new(cargo);
+    command.args(args);
+    if in_ci() {
+        command.env("CARGO_INCREMENTAL", "0");
+    }
+    let status = command
         .status()
         .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
     if !status.success() {
