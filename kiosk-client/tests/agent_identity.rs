@@ -8,11 +8,12 @@ mod agent_common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use agent_common::{free_port, write_config, AgentProcess, CardKey, FakeServer, SoftCard, PIN};
+use agent_common::{spawn_agent, write_config, AgentProcess, CardKey, FakeServer, SoftCard, PIN};
 use base64::Engine;
 use p256::ecdsa::signature::Verifier;
 use p256::pkcs8::DecodePublicKey;
 use serde_json::{json, Value};
+use testkit::free_port;
 use x509_cert::der::{Decode, Encode};
 
 const TOKEN: &str = "agent-identity-test-token";
@@ -38,7 +39,7 @@ impl Setup {
             TOKEN,
             &format!("local_listen = \"127.0.0.1:{port}\"\n{extra}"),
         );
-        let agent = AgentProcess::spawn(&config, env, &dir.path().join("agent.log"));
+        let agent = spawn_agent(&config, env, &dir.path().join("agent.log"));
         server.wait_auths(1, LONG).await;
         Setup {
             server,
@@ -109,7 +110,7 @@ impl Setup {
     }
 
     async fn stop(&mut self) -> String {
-        self.agent.take().unwrap().stop().await
+        self.agent.take().unwrap().stop().await.unwrap()
     }
 }
 
@@ -367,7 +368,7 @@ async fn an_empty_reader_is_no_card() {
 async fn a_document_is_scanned_when_the_screen_says_or_after_the_delay() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("document.png");
-    std::fs::write(&png, agent_common::tiny_png()).unwrap();
+    std::fs::write(&png, testkit::images::png_1x1()).unwrap();
     let mut setup = Setup::start(
         &format!("scan_file = \"{}\"\nscan_delay_s = 3", png.display()),
         &[],
@@ -393,7 +394,7 @@ async fn a_document_is_scanned_when_the_screen_says_or_after_the_delay() {
     assert_eq!(scans.len(), 1);
     assert_eq!(scans[0].0, "call-3");
     assert_eq!(scans[0].1, "image/png");
-    assert_eq!(scans[0].2, agent_common::tiny_png());
+    assert_eq!(scans[0].2, testkit::images::png_1x1());
 
     // Nobody presses the button: it scans after scan_delay_s.
     let started = Instant::now();

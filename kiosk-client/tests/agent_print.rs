@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_common::{free_port, minimal_pdf, write_config, AgentProcess, FakeServer, TestPrinter};
+use agent_common::{minimal_pdf, spawn_agent, write_config, AgentProcess, FakeServer, TestPrinter};
 use kiosk_client::agent::cups::Cups;
 use kiosk_client::agent::journal::JobRecord;
 use kiosk_client::agent::store::JournalStore;
 use protocol::incall::PrintJob;
 use serde_json::{json, Value};
+use testkit::free_port;
 
 const TOKEN: &str = "agent-print-test-token";
 const LONG: Duration = Duration::from_secs(60);
@@ -67,7 +68,7 @@ impl Setup {
     }
 
     fn spawn(&self, run: &str, env: &[(&str, &str)]) -> AgentProcess {
-        AgentProcess::spawn(
+        spawn_agent(
             &self.config,
             env,
             &self.dir.path().join(format!("{run}.log")),
@@ -112,7 +113,7 @@ async fn prints_once_in_order_and_never_reprints_a_re_sent_job() {
 
     // A second agent on the same journal refuses to start.
     let mut second = setup.spawn("second", &[]);
-    assert_eq!(second.wait_exit(LONG).await, Some(1));
+    assert_eq!(second.wait_exit(LONG).await.unwrap().code(), Some(1));
     assert!(
         second
             .log()
@@ -150,7 +151,7 @@ async fn prints_once_in_order_and_never_reprints_a_re_sent_job() {
     assert_eq!(status["printer"]["printer"]["problem"], Value::Null);
     assert_eq!(status["printer"]["pending_jobs"], json!([]));
 
-    let log = agent.stop().await;
+    let log = agent.stop().await.unwrap();
     assert!(log.contains("print job: submitted to CUPS"), "{log}");
     assert!(log.contains("already journaled"), "{log}");
     assert!(!log.contains(TOKEN), "the token is never logged");
@@ -184,7 +185,7 @@ async fn a_crash_after_cups_printed_neither_reprints_nor_forgets() {
     let mut agent = setup.spawn("crash", &[("SPORTELLO_AGENT_FAULT", "exit_after_print")]);
     setup.server.wait_auths(1, LONG).await;
     setup.server.send(print_job("job-crash"));
-    let code = agent.wait_exit(LONG).await;
+    let code = agent.wait_exit(LONG).await.unwrap().code();
     assert_eq!(code, Some(3), "log:\n{}", agent.log());
     assert!(agent.log().contains("FAULT INJECTION"));
     assert_eq!(setup.printer.wait_printed(1, LONG).await.len(), 1);
@@ -204,7 +205,7 @@ async fn a_crash_after_cups_printed_neither_reprints_nor_forgets() {
         1,
         "submitted once"
     );
-    let log = agent.stop().await;
+    let log = agent.stop().await.unwrap();
     assert!(log.contains("resuming after a restart"), "{log}");
 }
 
@@ -245,7 +246,7 @@ async fn a_stopped_printer_reports_its_reason_and_prints_when_back() {
         ]
     );
     assert_eq!(setup.printer.wait_printed(1, LONG).await.len(), 1);
-    agent.stop().await;
+    agent.stop().await.unwrap();
 }
 
 /// A network printer that takes a job and holds the connection (the job stays `processing` in CUPS)
@@ -328,7 +329,7 @@ async fn a_submitted_job_that_stalls_on_a_stopped_printer_is_failed_then_printed
             free_port()
         ),
     );
-    let agent = AgentProcess::spawn(&config, &[], &dir.path().join("agent.log"));
+    let agent = spawn_agent(&config, &[], &dir.path().join("agent.log"));
     server.wait_auths(1, LONG).await;
     server.send(print_job("job-stall"));
     server.wait_status("job-stall", "printing", LONG).await;
@@ -384,7 +385,7 @@ async fn a_submitted_job_that_stalls_on_a_stopped_printer_is_failed_then_printed
         .await
         .unwrap();
     assert_eq!(jobs.iter().filter(|j| j.title == "job-stall").count(), 1);
-    agent.stop().await;
+    agent.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -439,7 +440,7 @@ async fn a_job_caught_between_journal_and_lp_prints_exactly_once() {
         "submitted once"
     );
     assert_eq!(setup.states("job-ran"), ["received", "printing", "printed"]);
-    let log = agent.stop().await;
+    let log = agent.stop().await.unwrap();
     assert!(log.contains("found in CUPS by its title"), "{log}");
     assert!(log.contains("no CUPS job has its title"), "{log}");
     // Printed PDFs are deleted from the journal.
@@ -540,6 +541,6 @@ async fn a_cupsd_crash_mid_print_loses_nothing_and_prints_nothing_twice() {
         setup.states("job-mid"),
         ["received", "printing", "failed", "printing", "printed"]
     );
-    let log = agent.stop().await;
+    let log = agent.stop().await.unwrap();
     assert!(log.contains("cups-unavailable"), "{log}");
 }

@@ -4,7 +4,10 @@
 //!
 //! `cargo bench -p medianode --bench offer` (`OFFERS` overrides the count, 300 by default). Each
 //! offer is a fresh call's first participant, so both paths do the same SFU work; the call is ended
-//! after each offer. Prints p50 / p99 / max of both and the difference of the medians.
+//! after each offer. Prints p50 / p99 / max of both and the difference of the medians, then, as
+//! the last line, one JSON object: `local_offer_p50_ms`, `local_offer_p99_ms`,
+//! `remote_offer_p50_ms`, `remote_offer_p99_ms` and `internal_hop_p50_ms` (the difference of the
+//! medians).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,8 +80,17 @@ async fn main() {
     }
     report("offer, SFU in process", &local);
     report("offer, internal API", &remote);
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let hop = ms(&remote, 0.5) - ms(&local, 0.5);
+    println!("extra latency of the internal API, median: {hop:.3} ms");
     println!(
-        "extra latency of the internal API, median: {:.3} ms",
-        (remote.value_at_quantile(0.5) as f64 - local.value_at_quantile(0.5) as f64) / 1000.0
+        "{}",
+        serde_json::json!({
+            "local_offer_p50_ms": ms(&local, 0.5),
+            "local_offer_p99_ms": ms(&local, 0.99),
+            "remote_offer_p50_ms": ms(&remote, 0.5),
+            "remote_offer_p99_ms": ms(&remote, 0.99),
+            "internal_hop_p50_ms": hop,
+        })
     );
 }

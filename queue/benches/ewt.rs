@@ -25,7 +25,13 @@
 //!
 //! Each load level runs with three seeds; the last line per level is the median of the three.
 //!
-//! Run: `cargo bench -p queue --bench ewt`.
+//! The last line on stdout is one JSON object with the medians per load level, keyed by the load:
+//! `{"median_error":{"0.6":…,"0.8":…,"0.95":…},"p90_error":{…},"bias":{…}}` (fractions, not
+//! percentages).
+//!
+//! Run: `cargo bench -p queue --bench ewt` (env `CALLS` overrides the calls reported per run, 4,000
+//! by default, and `SEEDS` how many of the three seeds run, e.g. `CALLS=1000 SEEDS=1` for a short
+//! run).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -40,7 +46,7 @@ use rand::{Rng, SeedableRng};
 
 /// Calls before this index are warm-up and not reported.
 const WARMUP: usize = 200;
-/// Calls reported after the warm-up, per run.
+/// Calls reported after the warm-up, per run (`CALLS` overrides).
 const MEASURED: usize = 4000;
 /// The relative error divides by at least this many seconds, so waits of a few seconds do not explode.
 const FLOOR_S: f64 = 10.0;
@@ -175,6 +181,8 @@ struct Sim {
     arrival_rate: f64,
     /// Print the queue every ten simulated minutes on stderr (`EWT_DEBUG=1`).
     debug: bool,
+    /// Calls reported after the warm-up.
+    measured: usize,
 }
 
 fn call_id(i: usize) -> CallId {
@@ -190,7 +198,7 @@ fn op_index(id: &OperatorId) -> usize {
 }
 
 impl Sim {
-    async fn new(load: f64, seed: u64) -> Sim {
+    async fn new(load: f64, seed: u64, measured: usize) -> Sim {
         let q = Queue::new(MemoryStore::new(QueueConfig::default()).expect("config"));
         let mut sim = Sim {
             q,
@@ -209,6 +217,7 @@ impl Sim {
             lang: Language::new("it").expect("language"),
             arrival_rate: 0.0,
             debug: std::env::var_os("EWT_DEBUG").is_some(),
+            measured,
         };
         let mut capacity = 0.0;
         for team in &TEAMS {
@@ -325,7 +334,7 @@ impl Sim {
     }
 
     fn resolved(&self) -> bool {
-        self.calls.len() >= WARMUP + MEASURED
+        self.calls.len() >= WARMUP + self.measured
             && self.calls.iter().all(|c| c.gone || c.accepted.is_some())
     }
 
@@ -362,7 +371,7 @@ impl Sim {
                 }
                 Ev::Arrival => {
                     let i = self.calls.len();
-                    if i + 1 < WARMUP + MEASURED {
+                    if i + 1 < WARMUP + self.measured {
                         let next = self.exp(1.0 / self.arrival_rate);
                         self.schedule(next, Ev::Arrival);
                     }
@@ -553,7 +562,16 @@ fn median3(rs: &[Report], f: impl Fn(&Report) -> f64) -> f64 {
     quantile(&mut v, 0.5)
 }
 
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
+    let measured = env_usize("CALLS", MEASURED);
+    let seeds = &SEEDS[..env_usize("SEEDS", SEEDS.len()).clamp(1, SEEDS.len())];
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -565,7 +583,7 @@ fn main() {
         .sum();
     println!(
         "EWT accuracy: MemoryStore, {ops} operators (capacity {cap}), {} services, lognormal talk (cv {}), \
-         {WARMUP} warm-up + {MEASURED} calls per run, error floor {FLOOR_S} s",
+         {WARMUP} warm-up + {measured} calls per run, error floor {FLOOR_S} s",
         SERVICES.len(),
         SERVICES[0].talk_cv
     );
@@ -584,12 +602,16 @@ fn main() {
         "aband",
         "mean wait"
     );
+    // Per load level, keyed as `targets.md` and `BENCHMARKS.md` write it ("0.6", "0.95").
+    let mut median_error = serde_json::Map::new();
+    let mut p90_error = serde_json::Map::new();
+    let mut bias = serde_json::Map::new();
     for load in LOADS {
         println!("load {load:.2}");
         let mut reports = Vec::new();
-        for seed in SEEDS {
+        for &seed in seeds {
             let r = rt.block_on(async {
-                let mut sim = Sim::new(load, seed).await;
+                let mut sim = Sim::new(load, seed, measured).await;
                 sim.run().await;
                 report(&sim.calls)
             });
@@ -615,5 +637,21 @@ fn main() {
             "  target median error < 25% after warm-up: {verdict} ({:.1}%)",
             100.0 * m.med_err
         );
+        let key = load.to_string();
+        put(&mut median_error, &key, m.med_err);
+        put(&mut p90_error, &key, m.p90_err);
+        put(&mut bias, &key, m.bias);
     }
+    println!(
+        "{}",
+        serde_json::json!({ "median_error": median_error, "p90_error": p90_error, "bias": bias })
+    );
+}
+
+/// `map[key] = value`, with `null` for a figure that could not be computed (no call waited).
+fn put(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, value: f64) {
+    map.insert(
+        key.to_owned(),
+        serde_json::json!(value.is_finite().then_some(value)),
+    );
 }

@@ -18,7 +18,13 @@
 //!
 //! The Redis case starts its own `redis-server` on a free loopback port (`testkit::RedisServer`).
 //!
-//! Run: `cargo bench -p queue --bench offer_latency`.
+//! The last line on stdout is one JSON object with the `subscribe` figures (what an operator
+//! connected anywhere waits for): `{store}_{scenario}_p50_ms` and `_p99_ms` for `memory`/`redis` and
+//! `presence`/`enqueue`, and per store the worse p99 of the two scenarios, `memory_offer_p99_ms` and
+//! `redis_offer_p99_ms` (the figures the targets apply to).
+//!
+//! Run: `cargo bench -p queue --bench offer_latency` (env `SAMPLES` overrides the samples per row,
+//! 5,000 by default).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -29,6 +35,7 @@ use queue::{
     OperatorId, OperatorLogin, Presence, Queue, QueueConfig, RedisStore, Service, Tenant, Time,
 };
 
+/// Samples per row (`SAMPLES` overrides).
 const SAMPLES: usize = 5000;
 const WARMUP: usize = 200;
 
@@ -41,6 +48,7 @@ struct Bench {
     lang: Language,
     rx: EffectReceiver,
     n: u64,
+    samples: usize,
 }
 
 /// Return and subscribe latency histograms of one scenario.
@@ -63,7 +71,7 @@ fn has_offer(effects: &[Effect], call: &CallId) -> bool {
 }
 
 impl Bench {
-    async fn new(store: AnyStore, name: &str) -> Bench {
+    async fn new(store: AnyStore, name: &str, samples: usize) -> Bench {
         let q = Queue::new(store);
         let tenant = Tenant::new(format!("lat-{name}")).expect("tenant");
         let node = NodeId::new("bench").expect("node");
@@ -110,6 +118,7 @@ impl Bench {
             lang,
             rx,
             n: 0,
+            samples,
         }
     }
 
@@ -145,7 +154,7 @@ impl Bench {
             .enqueue(&self.tenant, Time::now(), call)
             .await
             .expect("enqueue");
-        for i in 0..WARMUP + SAMPLES {
+        for i in 0..WARMUP + self.samples {
             if i % 200 == 0 {
                 self.q
                     .heartbeat(&self.tenant, Time::now(), &self.node)
@@ -187,7 +196,7 @@ impl Bench {
             .set_presence(&self.tenant, Time::now(), &self.op, Presence::Available)
             .await
             .expect("available");
-        for i in 0..WARMUP + SAMPLES {
+        for i in 0..WARMUP + self.samples {
             if i % 200 == 0 {
                 self.q
                     .heartbeat(&self.tenant, Time::now(), &self.node)
@@ -241,34 +250,66 @@ fn print(store: &str, scenario: &str, h: &Hists, target_ms: f64) {
     }
 }
 
-async fn run(store: AnyStore, name: &str, target_ms: f64) {
-    let mut b = Bench::new(store, name).await;
+/// Prints a scenario's rows, adds its `subscribe` figures to `json` and returns its p99 (ms).
+fn report(
+    store: &str,
+    scenario: &str,
+    h: &Hists,
+    target_ms: f64,
+    json: &mut serde_json::Map<String, serde_json::Value>,
+) -> f64 {
+    print(store, scenario, h, target_ms);
+    let (p50, p99) = (
+        ms(h.sub.value_at_quantile(0.5)),
+        ms(h.sub.value_at_quantile(0.99)),
+    );
+    json.insert(format!("{store}_{scenario}_p50_ms"), p50.into());
+    json.insert(format!("{store}_{scenario}_p99_ms"), p99.into());
+    p99
+}
+
+/// Runs both scenarios on `store` and adds their figures to `json`.
+async fn run(
+    store: AnyStore,
+    name: &str,
+    target_ms: f64,
+    samples: usize,
+    json: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    let mut b = Bench::new(store, name, samples).await;
     let h = b.presence().await;
-    print(name, "presence", &h, target_ms);
+    let presence = report(name, "presence", &h, target_ms, json);
     let h = b.enqueue().await;
-    print(name, "enqueue", &h, target_ms);
+    let enqueue = report(name, "enqueue", &h, target_ms, json);
+    json.insert(format!("{name}_offer_p99_ms"), presence.max(enqueue).into());
 }
 
 fn main() {
+    let samples = std::env::var("SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SAMPLES);
     // Two workers: the Redis event-stream reader runs beside the driving task, as in the server.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    println!("Offer latency, {SAMPLES} samples per row after {WARMUP} warm-up; milliseconds");
+    println!("Offer latency, {samples} samples per row after {WARMUP} warm-up; milliseconds");
     println!(
         "{:>7} {:>9} {:>10} {:>6} {:>8} {:>8} {:>8} {:>8}   p99 target",
         "store", "scenario", "point", "n", "p50", "p99", "p99.9", "max"
     );
+    let mut json = serde_json::Map::new();
     rt.block_on(async {
         let memory = AnyStore::Memory(MemoryStore::new(QueueConfig::default()).expect("config"));
-        run(memory, "memory", 5.0).await;
+        run(memory, "memory", 5.0, samples, &mut json).await;
         let server = testkit::RedisServer::start().await;
         let redis = RedisStore::connect(&server.url(), QueueConfig::default())
             .await
             .expect("connect to redis");
-        run(AnyStore::Redis(redis), "redis", 10.0).await;
+        run(AnyStore::Redis(redis), "redis", 10.0, samples, &mut json).await;
         drop(server);
     });
+    println!("{}", serde_json::Value::Object(json));
 }

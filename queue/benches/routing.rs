@@ -1,20 +1,40 @@
-//! Routing decisions per second and offer latency, for the memory store and the Redis store.
+//! Routing decisions per second and offer latency, for the memory store and the Redis store, and
+//! the Redis store's rate as a ratio of what `redis-benchmark` gets from the same kind of Redis, in
+//! the same run.
 //!
 //! One iteration is one routing decision: a kiosk's call arrives while an operator is free, and the
 //! timed operation returns with the `Offer` effect (so its time is also the offer latency). The call is
 //! then cancelled outside the timed part, which frees the operator again. The Redis case starts its own
 //! `redis-server` on a free loopback port with `testkit`, like the tests.
 //!
-//! Run: `cargo bench -p queue --bench routing`.
+//! After criterion's groups, when the Redis case ran (not under a filter that skips it, nor in
+//! criterion's test mode), the bench starts another private `redis-server` through `testkit` (same
+//! flags: no persistence), loads a one-line `INCR` script and runs
+//! `redis-benchmark -p PORT -n N -c 50 -q evalsha SHA 1 '{t}:q'` `EVALSHA_RUNS` times (the median
+//! counts), then once with `-c 1` (one client, sequential, like the bench). `EVALSHA_N` (200,000)
+//! and `EVALSHA_RUNS` (3) override the sizes. It needs `redis-benchmark` (`redis-tools`).
+//!
+//! The last line on stdout is one JSON object: `memory_decision_us`, `memory_decisions_per_s`,
+//! `redis_decision_us`, `redis_decisions_per_s` (criterion's estimate), `redis_benchmark_evalsha_per_s`
+//! (`-c 50`, median), `redis_benchmark_evalsha_c1_per_s`, `redis_to_evalsha_ratio` and
+//! `redis_to_evalsha_c1_ratio`; a figure that was not measured in this run is `null`.
+//!
+//! Run: `cargo bench -p queue --bench routing` (criterion's options after `--`, e.g.
+//! `-- --warm-up-time 1 --measurement-time 2` for a short run).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use queue::{
     AnyStore, CallId, Effect, KioskId, Language, MemoryStore, NewCall, NodeId, OperatorId,
     OperatorLogin, Presence, Queue, QueueConfig, RedisStore, Service, Tenant, Time,
 };
+use serde_json::json;
+
+/// The `redis-benchmark` reference: a one-line script, called with one key in a hash tag.
+const EVALSHA_SCRIPT: &str = "return redis.call('INCR', KEYS[1])";
 
 async fn setup(q: &Queue<AnyStore>, tenant: &Tenant) {
     // A realistic operator room: 20 operators with two services; the one free operator takes each call.
@@ -78,12 +98,16 @@ fn bench_store(c: &mut Criterion, name: &str, q: Queue<AnyStore>, rt: &tokio::ru
     group.finish();
 }
 
-fn routing(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn routing(c: &mut Criterion) {
+    let rt = runtime();
     let memory = Queue::new(AnyStore::Memory(
         MemoryStore::new(QueueConfig::default()).unwrap(),
     ));
@@ -106,4 +130,115 @@ criterion_group! {
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(5));
     targets = routing
 }
-criterion_main!(benches);
+
+/// `redis-benchmark … -q evalsha` → requests per second (its last progress line, after `\r`s).
+fn evalsha_per_s(port: u16, sha: &str, n: u64, clients: u32) -> Option<f64> {
+    let out = Command::new("redis-benchmark")
+        .args(["-p", &port.to_string(), "-n", &n.to_string()])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-q",
+            "evalsha",
+            sha,
+            "1",
+            "{t}:q",
+        ])
+        .output()
+        .map_err(|e| eprintln!("cannot run redis-benchmark ({e}): apt-get install redis-tools"))
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .split(['\r', '\n'])
+        .rfind(|l| l.contains("requests per second"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "requests")?;
+    words.get(at.checked_sub(1)?)?.parse().ok()
+}
+
+/// The EVALSHA reference on a private `redis-server`: (`-c 50` median of `runs`, `-c 1`).
+fn evalsha_reference(n: u64, runs: usize) -> (Option<f64>, Option<f64>) {
+    let rt = runtime();
+    rt.block_on(async {
+        let server = testkit::RedisServer::start().await;
+        let client = redis::Client::open(server.url()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the private redis-server");
+        let sha: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(EVALSHA_SCRIPT)
+            .query_async(&mut conn)
+            .await
+            .expect("SCRIPT LOAD");
+        eprintln!("redis-benchmark EVALSHA on 127.0.0.1:{}", server.port);
+        let mut c50 = Vec::new();
+        for run in 1..=runs {
+            let rps = evalsha_per_s(server.port, &sha, n, 50);
+            eprintln!("  -c 50 run {run}: {} req/s", shown(rps));
+            c50.extend(rps);
+        }
+        c50.sort_by(f64::total_cmp);
+        let median = (!c50.is_empty()).then(|| c50[c50.len() / 2]);
+        let c1 = evalsha_per_s(server.port, &sha, n, 1);
+        eprintln!("  -c 1: {} req/s", shown(c1));
+        (median, c1)
+    })
+}
+
+/// A rate for the log, or why it is missing.
+fn shown(rps: Option<f64>) -> String {
+    rps.map_or("no figure (redis-benchmark failed)".into(), |r| {
+        format!("{r:.0}")
+    })
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let started = SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+
+    let memory_ns = testkit::criterion_estimate_ns("routing", "memory/call_to_offer", started);
+    let redis_ns = testkit::criterion_estimate_ns("routing", "redis/call_to_offer", started);
+    let n = env_or("EVALSHA_N", 200_000);
+    let (c50, c1) = match redis_ns {
+        Some(_) => evalsha_reference(n, env_or("EVALSHA_RUNS", 3)),
+        None => (None, None),
+    };
+    let per_s = |ns: Option<f64>| ns.map(|ns| 1e9 / ns);
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    let redis = per_s(redis_ns);
+    if let (Some(ns), Some(d)) = (redis_ns, redis) {
+        println!(
+            "routing decisions, Redis store, one client: {:.1} µs per decision = {d:.0}/s",
+            ns / 1e3
+        );
+    }
+    if let (Some(c50), Some(c1)) = (c50, c1) {
+        println!("redis-benchmark -n {n} EVALSHA (INCR script): -c 50 {c50:.0} req/s, -c 1 {c1:.0} req/s");
+    }
+    if let (Some(r50), Some(r1)) = (ratio(redis, c50), ratio(redis, c1)) {
+        println!("ratio: {r50:.3} of -c 50, {r1:.3} of -c 1");
+    }
+    println!(
+        "{}",
+        json!({
+            "memory_decision_us": memory_ns.map(|ns| ns / 1e3),
+            "memory_decisions_per_s": per_s(memory_ns),
+            "redis_decision_us": redis_ns.map(|ns| ns / 1e3),
+            "redis_decisions_per_s": redis,
+            "redis_benchmark_evalsha_per_s": c50,
+            "redis_benchmark_evalsha_c1_per_s": c1,
+            "redis_to_evalsha_ratio": ratio(redis, c50),
+            "redis_to_evalsha_c1_ratio": ratio(redis, c1),
+        })
+    );
+}

@@ -1,5 +1,8 @@
-//! A headless WebRTC client for bots, tests and benchmarks: one peer connection (the offerer, on
-//! its own UDP socket) that sends synthetic audio and video and measures what it receives.
+//! A headless WebRTC client for bots, tests and benchmarks: one peer connection on its own UDP
+//! socket that sends synthetic audio and video and measures what it receives. It is the offerer
+//! ([`MediaClient::start`], as towards our SFU), or the answerer of a remote offer
+//! ([`MediaClient::start_answering`], as the callee of Janus's `videocall` plugin, whose offer
+//! comes from the server).
 //!
 //! Video is sent as 30 frames per second of VP8-framed packets whose payload carries a marker, the
 //! send time and a counter, so the receiver can measure one-way latency on the same machine;
@@ -272,11 +275,21 @@ fn host_candidate(local: SocketAddr) -> Result<RTCIceCandidateInit, rtc::shared:
     RTCIceCandidate::from(&host).to_json()
 }
 
+/// The `a=mid` of the first media section of `sdp`, the one our host candidate is given for.
+fn first_mid(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .skip_while(|l| !l.starts_with("m="))
+        .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+        .map(str::to_owned)
+}
+
 /// A running client peer connection.
 pub struct MediaClient {
     cmd: mpsc::UnboundedSender<Cmd>,
     stats: Arc<Mutex<ClientStats>>,
-    offer: String,
+    /// The local description: our offer, or our answer for a client made by
+    /// [`MediaClient::start_answering`].
+    local_sdp: String,
     candidates: Vec<Candidate>,
 }
 
@@ -300,11 +313,51 @@ fn now_us() -> u64 {
 impl MediaClient {
     /// Creates the connection on a fresh loopback UDP socket and its offer.
     pub async fn start(opts: ClientOptions) -> io::Result<MediaClient> {
-        Self::start_on("127.0.0.1:0".parse().expect("valid"), opts).await
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), opts).await
     }
 
     /// Same, binding `bind`.
     pub async fn start_on(bind: SocketAddr, opts: ClientOptions) -> io::Result<MediaClient> {
+        Self::launch(bind, opts, None).await
+    }
+
+    /// Creates the connection on a fresh loopback UDP socket as the answerer of `offer` (a remote
+    /// offer, e.g. the one a media server forwards to a callee), with the candidates the offer
+    /// carries; the answer to send back is [`MediaClient::local_description`]. Candidates the
+    /// remote trickles later go to [`MediaClient::add_remote_candidate`].
+    pub async fn start_answering(opts: ClientOptions, offer: &str) -> io::Result<MediaClient> {
+        Self::start_answering_on(SocketAddr::from(([127, 0, 0, 1], 0)), opts, offer).await
+    }
+
+    /// Same, binding `bind` (e.g. a non-loopback address, for a server that gathers no loopback
+    /// candidates).
+    pub async fn start_answering_on(
+        bind: SocketAddr,
+        opts: ClientOptions,
+        offer: &str,
+    ) -> io::Result<MediaClient> {
+        if !offer.trim_start().starts_with("v=0") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the remote offer is not an SDP (it does not start with `v=0`)",
+            ));
+        }
+        let desc = RTCSessionDescription::offer(offer.to_owned()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad remote offer: {e}"),
+            )
+        })?;
+        Self::launch(bind, opts, Some(desc)).await
+    }
+
+    /// Binds the socket, builds the connection with what it sends and negotiates: an offer when
+    /// `remote_offer` is `None`, else the answer to it.
+    async fn launch(
+        bind: SocketAddr,
+        opts: ClientOptions,
+        remote_offer: Option<RTCSessionDescription>,
+    ) -> io::Result<MediaClient> {
         let socket = UdpSocket::bind(bind).await?;
         let local = socket.local_addr()?;
         let now = Instant::now();
@@ -354,22 +407,38 @@ impl MediaClient {
         }
 
         let init = host_candidate(local).map_err(err)?;
-        pc.add_local_candidate(init.clone()).map_err(err)?;
-        let offer = pc.create_offer(None).map_err(err)?;
-        pc.set_local_description(now, offer).map_err(err)?;
-        let sdp = pc
-            .local_description()
-            .map(|d| d.sdp)
-            .ok_or_else(|| err("no local description"))?;
+        let answering = remote_offer.is_some();
+        let local_sdp = match remote_offer {
+            None => {
+                pc.add_local_candidate(init.clone()).map_err(err)?;
+                let offer = pc.create_offer(None).map_err(err)?;
+                pc.set_local_description(now, offer).map_err(err)?;
+                pc.local_description().map(|d| d.sdp)
+            }
+            Some(offer) => {
+                pc.set_remote_description(now, offer).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("the remote offer was refused: {e}"),
+                    )
+                })?;
+                pc.add_local_candidate(init.clone()).map_err(err)?;
+                let answer = pc.create_answer(None).map_err(err)?;
+                pc.set_local_description(now, answer).map_err(err)?;
+                pc.local_description().map(|d| d.sdp)
+            }
+        }
+        .ok_or_else(|| err("no local description"))?;
+        let mid = first_mid(&local_sdp).unwrap_or_else(|| "0".to_owned());
         let candidates = vec![Candidate {
             candidate: init.candidate,
-            sdp_mid: Some("0".into()),
+            sdp_mid: Some(mid),
             sdp_mline_index: Some(0),
         }];
 
         let stats = Arc::new(Mutex::new(ClientStats::default()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let driver = Driver {
+        let mut driver = Driver {
             pc,
             socket,
             local,
@@ -382,21 +451,32 @@ impl MediaClient {
             track_kinds: HashMap::new(),
             frame: 0,
         };
+        if answering {
+            // Negotiation is complete: what we send is known now.
+            driver.learn_payload_types();
+        }
         tokio::spawn(driver.run());
         Ok(MediaClient {
             cmd: tx,
             stats,
-            offer: sdp,
+            local_sdp,
             candidates,
         })
     }
 
-    /// The offer to send as `media.offer`.
+    /// The offer to send as `media.offer`. For a client made by
+    /// [`MediaClient::start_answering`], this is its answer ([`MediaClient::local_description`]).
     pub fn offer(&self) -> &str {
-        &self.offer
+        &self.local_sdp
     }
 
-    /// Our candidates (also in the offer), to trickle as `media.candidate`.
+    /// The local description: the offer of a client made by [`MediaClient::start`], the answer of
+    /// one made by [`MediaClient::start_answering`].
+    pub fn local_description(&self) -> &str {
+        &self.local_sdp
+    }
+
+    /// Our candidates (also in the offer or answer), to trickle as `media.candidate`.
     pub fn candidates(&self) -> &[Candidate] {
         &self.candidates
     }
@@ -636,6 +716,12 @@ impl Driver {
         self.pc
             .set_remote_description(Instant::now(), desc)
             .map_err(|e| e.to_string())?;
+        self.learn_payload_types();
+        Ok(())
+    }
+
+    /// Reads the payload type each sender was negotiated (after the offer/answer exchange).
+    fn learn_payload_types(&mut self) {
         for s in &mut self.senders {
             if let Some(mut sender) = self.pc.rtp_sender(s.id) {
                 let want = crate::chain::KINDS
@@ -653,7 +739,6 @@ impl Driver {
                 }
             }
         }
-        Ok(())
     }
 
     fn send(&mut self, now: Instant, kind: RtpCodecKind, payloads: Vec<Bytes>, advance: u32) {
@@ -810,7 +895,68 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
-    use super::Reception;
+    use std::time::Duration;
+
+    use super::{first_mid, ClientOptions, MediaClient, Reception};
+
+    #[test]
+    fn first_mid_is_the_first_media_sections() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\na=group:BUNDLE a v\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+                   a=mid:v\r\n";
+        assert_eq!(first_mid(sdp).as_deref(), Some("a"));
+        assert_eq!(
+            first_mid("v=0\r\na=mid:x\r\n"),
+            None,
+            "session-level lines are not a mid"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answerer_refuses_what_is_not_an_offer() {
+        let e = MediaClient::start_answering(ClientOptions::default(), "hello")
+            .await
+            .expect_err("not an SDP");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("not an SDP"), "{e}");
+        // An SDP that says nothing: no origin, no media, no ICE credentials.
+        let e = MediaClient::start_answering(ClientOptions::default(), "v=0\r\n")
+            .await
+            .expect_err("an empty SDP");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    }
+
+    /// An offerer and an answerer connect to each other directly and exchange media both ways.
+    #[tokio::test]
+    async fn an_answerer_connects_to_an_offerer_and_media_flows_both_ways() {
+        let offerer = MediaClient::start(ClientOptions::default()).await.unwrap();
+        let answerer = MediaClient::start_answering(ClientOptions::default(), offerer.offer())
+            .await
+            .unwrap();
+        let answer = answerer.local_description().to_owned();
+        assert!(
+            answer.contains("a=candidate:"),
+            "the answer carries our host candidate"
+        );
+        assert_eq!(answerer.offer(), answer, "offer() is the local description");
+        assert_eq!(answerer.candidates().len(), 1);
+        offerer.set_answer(answer).await.unwrap();
+        let flowing = |s: &super::ClientStats| {
+            s.connected
+                && s.packets("video") >= 10
+                && s.packets("audio") >= 5
+                && s.tracks.values().any(|t| !t.latencies_us.is_empty())
+        };
+        let timeout = Duration::from_secs(10);
+        let a = answerer.wait_for(timeout, flowing).await;
+        let o = offerer.wait_for(timeout, flowing).await;
+        let (a, o) = (a.expect("answerer receives"), o.expect("offerer receives"));
+        for s in [&a, &o] {
+            for t in s.tracks.values() {
+                assert!(t.reception.lost() <= 2, "loss on loopback: {t:?}");
+            }
+        }
+    }
 
     #[test]
     fn reception_counts_loss_recovery_duplicates_and_wraps() {

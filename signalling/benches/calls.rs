@@ -9,6 +9,10 @@
 //! round ends the call and its wrap-up so the next starts from the same state. Runs on the in-memory
 //! store and on a real `redis-server`.
 //!
+//! The last line on stdout is one JSON object, per store (`memory`, `redis`):
+//! `{store}_offered_p50_ms`, `{store}_offered_p99_ms`, `{store}_offered_max_ms` (request → offered)
+//! and `{store}_assigned_p50_ms`, `{store}_assigned_p99_ms` (accept → assigned).
+//!
 //! Run: `cargo bench -p signalling --bench calls` (env `CALLS` overrides the rounds, default 2,000).
 
 use std::time::{Duration, Instant};
@@ -47,7 +51,13 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-async fn run(label: &str, server: &Server, calls: usize) {
+/// Runs `calls` rounds against `server`, prints them and adds their figures to `json`.
+async fn run(
+    label: &str,
+    server: &Server,
+    calls: usize,
+    json: &mut serde_json::Map<String, serde_json::Value>,
+) {
     let creds: serde_json::Value = serde_json::from_slice(
         &std::fs::read(server.data.path().join("demo-credentials.json")).unwrap(),
     )
@@ -138,6 +148,15 @@ async fn run(label: &str, server: &Server, calls: usize) {
         ms(&assigned, 0.99),
         assigned.max() as f64 / 1000.0
     );
+    for (key, value) in [
+        ("offered_p50_ms", ms(&offered, 0.5)),
+        ("offered_p99_ms", ms(&offered, 0.99)),
+        ("offered_max_ms", offered.max() as f64 / 1000.0),
+        ("assigned_p50_ms", ms(&assigned, 0.5)),
+        ("assigned_p99_ms", ms(&assigned, 0.99)),
+    ] {
+        json.insert(format!("{label}_{key}"), value.into());
+    }
 }
 
 fn main() {
@@ -150,12 +169,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let mut json = serde_json::Map::new();
     rt.block_on(async {
         let memory = spawn(&[]);
-        run("memory", &memory, calls).await;
+        run("memory", &memory, calls, &mut json).await;
         drop(memory);
         let redis = testkit::RedisServer::start().await;
         let server = spawn(&["--redis", &redis.url()]);
-        run("redis", &server, calls).await;
+        run("redis", &server, calls, &mut json).await;
     });
+    println!("{}", serde_json::Value::Object(json));
 }

@@ -5,6 +5,9 @@
 //!    kiosk sessions (default 10,000);
 //! 3. request → reply latency (`ping` → `ok`) with 1,000 sessions active, p50/p99.
 //!
+//! The last line on stdout is one JSON object: `startup_fresh_ms`, `startup_existing_ms`,
+//! `idle_session_kib`, `request_reply_p50_ms`, `request_reply_p99_ms` and `request_reply_max_ms`.
+//!
 //! Run: `cargo bench -p signalling --bench sessions` (env `SESSIONS`, `ACTIVE`, `RUNS` override the
 //! sizes). Run it on a quiet machine; the figures are medians, not assertions.
 
@@ -125,6 +128,7 @@ fn main() {
     // 1. Start-up to ready. The first run creates the data directory (hashing demo passwords).
     let mut fresh = Vec::new();
     let mut warm = Vec::new();
+    let mut json = serde_json::Map::new();
     for _ in 0..runs {
         let (server, t) = spawn(tempfile::tempdir().unwrap(), &[]);
         fresh.push(t.as_secs_f64() * 1000.0);
@@ -132,11 +136,12 @@ fn main() {
         let (_server, t) = spawn(data, &[]);
         warm.push(t.as_secs_f64() * 1000.0);
     }
+    let (fresh, warm) = (median(fresh), median(warm));
     println!(
-        "startup_to_ready_ms: fresh data dir median {:.1} (n={runs}); existing data dir median {:.1}",
-        median(fresh),
-        median(warm)
+        "startup_to_ready_ms: fresh data dir median {fresh:.1} (n={runs}); existing data dir median {warm:.1}"
     );
+    json.insert("startup_fresh_ms".into(), fresh.into());
+    json.insert("startup_existing_ms".into(), warm.into());
 
     // 2 and 3 share one server.
     let (server, _) = spawn(tempfile::tempdir().unwrap(), &[]);
@@ -166,10 +171,11 @@ fn main() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = rss_kib(pid);
+        let per_session = (after.saturating_sub(before)) as f64 / sessions as f64;
         println!(
-            "idle_ws_sessions: {sessions} sessions, server RSS {before} KiB -> {after} KiB, {:.1} KiB per session",
-            (after.saturating_sub(before)) as f64 / sessions as f64
+            "idle_ws_sessions: {sessions} sessions, server RSS {before} KiB -> {after} KiB, {per_session:.1} KiB per session"
         );
+        json.insert("idle_session_kib".into(), per_session.into());
 
         // 3. Request → reply with `active` sessions each sending one ping every 100 ms.
         let mut tasks = Vec::new();
@@ -210,5 +216,10 @@ fn main() {
             hist.value_at_quantile(0.99),
             hist.max()
         );
+        let ms = |us: u64| us as f64 / 1000.0;
+        json.insert("request_reply_p50_ms".into(), ms(hist.value_at_quantile(0.5)).into());
+        json.insert("request_reply_p99_ms".into(), ms(hist.value_at_quantile(0.99)).into());
+        json.insert("request_reply_max_ms".into(), ms(hist.max()).into());
     });
+    println!("{}", serde_json::Value::Object(json));
 }

@@ -20,6 +20,7 @@ use p256::pkcs8::DecodePrivateKey as _;
 use protocol::incall::*;
 use protocol::{Capability, ErrorCode, Event, Request, Role};
 use serde_json::Value;
+use testkit::images::{jpeg_truncated, png_1x1 as png, png_header_only};
 use testkit::pki::{CardStyle, CardSubject, TestCa};
 use testkit::smtp::SmtpSink;
 use time::{Duration as Days, OffsetDateTime};
@@ -571,56 +572,6 @@ async fn card_identification() {
     );
 }
 
-/// A valid 1×1 PNG.
-fn png() -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::RgbImage::new(1, 1)
-        .write_to(&mut out, image::ImageFormat::Png)
-        .unwrap();
-    out.into_inner()
-}
-
-/// A PNG whose header claims `width` × `height` pixels, with one tiny compressed row: decoding
-/// it would allocate the whole image.
-fn png_header_only(width: u32, height: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xedb8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut typed = kind.to_vec();
-        typed.extend_from_slice(data);
-        out.extend_from_slice(&typed);
-        out.extend_from_slice(&crc32(&typed).to_be_bytes());
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = width.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(&mut out, b"IHDR", &ihdr);
-    // zlib of nothing: a stored empty block.
-    chunk(
-        &mut out,
-        b"IDAT",
-        &[
-            0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01,
-        ],
-    );
-    chunk(&mut out, b"IEND", &[]);
-    out
-}
-
 /// POSTs `mib` MiB of chunked body by hand (no length announced) and returns the status.
 async fn chunked_upload(url: &str, token: &str, mib: usize) -> u16 {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -695,11 +646,9 @@ async fn document_identification_and_print_jobs() {
     // Only an image that decodes in full, within the pixel limits, is kept.
     let mut html = b"\x89PNG\r\n\x1a\n".to_vec();
     html.extend_from_slice(b"<html><script>alert(1)</script></html>");
-    let mut short_jpeg = vec![0xff, 0xd8, 0xff, 0xe0];
-    short_jpeg.resize(20, 0);
     for (bad, ct) in [
         (html, "image/png"),
-        (short_jpeg, "image/jpeg"),
+        (jpeg_truncated(), "image/jpeg"),
         (png_header_only(60_000, 60_000), "image/png"),
         (png()[..png().len() - 12].to_vec(), "image/png"),
     ] {

@@ -362,20 +362,7 @@ impl Cupsd {
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0);
-        // SAFETY: prctl and setrlimit are async-signal-safe. The parent-death signal makes a test
-        // process that dies take its daemon along (the parent is the watcher thread, which lives
-        // as long as the daemon); no core files from a crashing daemon.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                let none = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                libc::setrlimit(libc::RLIMIT_CORE, &none);
-                Ok(())
-            });
-        }
+        crate::tie_daemon_to_parent(&mut command);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let inner = self.inner.clone();
         std::thread::Builder::new()

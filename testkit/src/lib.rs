@@ -6,18 +6,78 @@
 //!   persistence, to test failovers.
 //! - [`SportelloProcess`]: a `sportello` binary on port 0, its base URL read from the banner.
 //! - [`free_port`] and [`loadavg`], for tests and load programs.
+//! - [`cups`] (a private `cupsd` with PDF queues), [`softhsm`] and [`pki`] (smart cards and their
+//!   CA), [`smtp`] (an SMTP sink), [`janus`] (a private Janus, the peer SFU of `loadtest
+//!   compare-janus`), [`agent`] (the kiosk agent as a child process) and [`images`] (the scans and
+//!   broken images the tests upload).
 
+pub mod agent;
 pub mod cups;
+pub mod images;
+pub mod janus;
 pub mod pki;
 pub mod sentinel;
 pub mod smtp;
 pub mod softhsm;
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 pub use sentinel::RedisSentinelCluster;
+
+/// Makes a daemon started by a watcher thread die with its parent (the parent-death signal: the
+/// watcher lives as long as the daemon, and dies with the test process), and never dump core.
+pub(crate) fn tie_daemon_to_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: prctl and setrlimit are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            Ok(())
+        });
+    }
+}
+
+/// Criterion's time per iteration in nanoseconds of `group/bench` (its directory name: `/` in the
+/// bench's name becomes `_`), read from the `estimates.json` it wrote (the slope when it sampled
+/// linearly, else the mean: the middle figure it prints), if it wrote it after `since` (a
+/// filtered-out bench or criterion's test mode leaves an older file or none). The directory is
+/// criterion's own default: `CRITERION_HOME`, else `CARGO_TARGET_DIR/criterion`, else the target
+/// directory the calling bench was built in (`target/release/deps/…`). For benches that print
+/// their figures as one JSON line.
+pub fn criterion_estimate_ns(group: &str, bench: &str, since: SystemTime) -> Option<f64> {
+    let dir = std::env::var_os("CRITERION_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("criterion"))
+        })
+        .or_else(|| {
+            Some(
+                std::env::current_exe()
+                    .ok()?
+                    .ancestors()
+                    .nth(3)?
+                    .join("criterion"),
+            )
+        })?;
+    let file = dir
+        .join(group)
+        .join(bench.replace('/', "_"))
+        .join("new/estimates.json");
+    if std::fs::metadata(&file).ok()?.modified().ok()? < since {
+        return None;
+    }
+    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+    let estimate = |name: &str| estimates[name]["point_estimate"].as_f64();
+    estimate("slope").or_else(|| estimate("mean"))
+}
 
 /// A free loopback TCP port: bound, then released, for a process that binds it next.
 pub fn free_port() -> u16 {
@@ -111,12 +171,25 @@ pub struct SportelloProcess {
     pub child: std::process::Child,
     /// The public base URL from the banner, e.g. `http://127.0.0.1:41234` (no trailing slash).
     pub base: String,
+    /// The admin listener's metrics URL from the banner, e.g. `http://127.0.0.1:41235/metrics`.
+    pub metrics: Option<String>,
 }
 
 impl SportelloProcess {
     /// Starts `bin` with `--listen`/`--admin-listen` on port 0, the extra `args` and `envs`, and reads
     /// the banner up to its `listening on` line. Standard output keeps being drained afterwards.
+    /// Panics when it cannot (for tests; see [`SportelloProcess::try_start`]).
     pub fn start(bin: &str, args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Self {
+        Self::try_start(bin, args, envs).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`SportelloProcess::start`] with an error instead of a panic; also reads the banner's
+    /// `metrics` line when it follows within a few lines.
+    pub fn try_start(
+        bin: &str,
+        args: &[&std::ffi::OsStr],
+        envs: &[(&str, &str)],
+    ) -> Result<Self, String> {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(bin);
         cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
@@ -127,20 +200,45 @@ impl SportelloProcess {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn sportello");
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {bin}: {e}"))?;
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut next = |what: &str| match lines.next() {
+            Some(Ok(line)) => Ok(line),
+            _ => Err(format!("{bin} exited before its banner's {what}")),
+        };
         let base = loop {
-            let line = lines
-                .next()
-                .expect("sportello exited before its banner")
-                .expect("banner line");
+            let line = next("listening on line");
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            };
             if let Some(url) = line.trim_start().strip_prefix("listening on") {
                 break url.trim().trim_end_matches('/').to_owned();
             }
         };
+        let mut metrics = None;
+        for _ in 0..8 {
+            let Ok(line) = next("metrics line") else {
+                break;
+            };
+            if let Some(url) = line.trim_start().strip_prefix("metrics") {
+                metrics = Some(url.trim().to_owned());
+                break;
+            }
+        }
         std::thread::spawn(move || for _ in lines {});
-        SportelloProcess { child, base }
+        Ok(SportelloProcess {
+            child,
+            base,
+            metrics,
+        })
     }
 
     /// The WebSocket endpoint, `ws://…/api/v1/ws`.

@@ -10,12 +10,18 @@
 //! - `fuzz [--seconds N] [target…]`: build the fuzz targets and run each for N seconds ([`fuzz`]).
 //!   `test` ends with every target for `FUZZ_SECONDS` (10 by default) when `CI` or
 //!   `FUZZ_SECONDS` is set; `FUZZ_SECONDS=0` skips it.
+//! - `bench [--quick] [--only NAME[,NAME…]] [--no-write]`: build release once, run every benchmark
+//!   (the `cargo bench` ones and the `loadtest` programs, including the standard load scenario),
+//!   take the JSON object each prints as its last line, and rewrite the generated section of
+//!   `BENCHMARKS.md` (machine, command, figure, measured, target, ratio) between its markers
+//!   ([`bench`]). `--quick` makes short runs, `--only` picks benchmarks, `--no-write` only prints.
 //!
 //! In CI (`CI` set) cargo runs with `CARGO_INCREMENTAL=0`: a clean clone gains nothing from
 //! incremental caches, and they cost gigabytes of disk. `test` first says how much disk is free
 //! under `target/` and warns when it looks too little for a full build.
 
 mod arrows;
+mod bench;
 mod fuzz;
 
 use std::path::{Path, PathBuf};
@@ -64,6 +70,9 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // CIE/CNS cards: SoftHSM2 as the PKCS#11 token, opensc's pkcs11-tool to load it (testkit::softhsm).
     ("/usr/lib/softhsm/libsofthsm2.so", "softhsm2"),
     ("pkcs11-tool", "opensc"),
+    // The peer SFU of `loadtest compare-janus`: a private Janus with its videocall plugin
+    // (testkit::janus, loadtest/tests/janus.rs).
+    ("janus", "janus"),
     // The fuzz targets: libfuzzer-sys builds libFuzzer with the C++ compiler.
     ("c++", "g++"),
 ];
@@ -80,11 +89,15 @@ fn main() -> Result<()> {
         Some("tidy") => tidy(&root),
         Some("deps") => ensure_system_packages(),
         Some("fuzz") => fuzz::command(&root, &args[1..]),
+        Some("bench") => bench::command(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <test|tidy|deps> [extra cargo test args]\n       \
-                 cargo xtask fuzz [--seconds N] [{}]",
-                fuzz::TARGETS.join("|")
+                 cargo xtask fuzz [--seconds N] [{}]\n       \
+                 {} (NAME: {})",
+                fuzz::TARGETS.join("|"),
+                bench::USAGE,
+                bench::names().join(", ")
             );
             std::process::exit(2);
         }

@@ -1,6 +1,6 @@
 //! Real parts and a scripted server for the kiosk agent's tests: a PDF queue on a private cupsd
 //! with its own output folder, a SoftHSM2 card with a test CA, a minimal PDF, a scripted
-//! server (WebSocket, documents, scans) and the agent binary as a child process.
+//! server (WebSocket, documents, scans) and the agent binary as a child process (`testkit::agent`).
 //!
 //! Every part is real except the server: the agent's own tests need to script exactly what the
 //! server sends (a `print.job` again, a connection cut); the end-to-end tests with the real server
@@ -23,9 +23,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
+
+pub use testkit::agent::AgentProcess;
 
 /// The SoftHSM2 PKCS#11 module.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -164,13 +165,6 @@ pub fn minimal_pdf() -> Vec<u8> {
         .as_bytes(),
     );
     pdf
-}
-
-/// A 1×1 PNG.
-pub fn tiny_png() -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
-        .unwrap()
 }
 
 /// The key of a test card.
@@ -346,11 +340,6 @@ fn write_softhsm_conf(dir: &Path) -> PathBuf {
     )
     .unwrap();
     conf
-}
-
-/// A free loopback port (`testkit::free_port`).
-pub fn free_port() -> u16 {
-    testkit::free_port()
 }
 
 /// What the scripted server shares between its handlers and the test.
@@ -637,73 +626,14 @@ async fn scan(
     (StatusCode::CREATED, Json(json!({ "scan_id": scan_id }))).into_response()
 }
 
-/// The agent binary as a child process, its standard error kept in a file.
-pub struct AgentProcess {
-    child: tokio::process::Child,
-    log: PathBuf,
-}
-
-impl AgentProcess {
-    /// Starts `sportello-kiosk-agent --config <config>` with extra environment variables; its
-    /// log goes to `log`.
-    pub fn spawn(config: &Path, env: &[(&str, &str)], log: &Path) -> AgentProcess {
-        let file = std::fs::File::create(log).unwrap();
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sportello-kiosk-agent"));
-        command
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info,kiosk_client=debug")
-            .env_remove("SPORTELLO_AGENT_FAULT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .kill_on_drop(true);
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        AgentProcess {
-            child: command.spawn().expect("the agent binary starts"),
-            log: log.to_owned(),
-        }
-    }
-
-    /// The log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the process to exit; its exit code.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let status = tokio::time::timeout(timeout, self.child.wait())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the agent did not exit in {timeout:?}; log:\n{}",
-                    self.log()
-                )
-            })
-            .unwrap();
-        status.code()
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    pub async fn stop(mut self) -> String {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: signalling our own child process by its id.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        }
-        let code = self.wait_exit(Duration::from_secs(15)).await;
-        assert_eq!(
-            code,
-            Some(0),
-            "the agent did not stop cleanly; log:\n{}",
-            self.log()
-        );
-        if std::env::var_os("AGENT_TEST_SHOW_LOG").is_some() {
-            eprintln!("---- agent log {} ----\n{}", self.log.display(), self.log());
-        }
-        self.log()
-    }
+/// The agent binary of this build as a child process ([`testkit::agent::AgentProcess`]):
+/// `sportello-kiosk-agent --config <config>` with extra environment variables and the agent's own
+/// debug lines in `log`.
+pub fn spawn_agent(config: &Path, env: &[(&str, &str)], log: &Path) -> AgentProcess {
+    let mut agent = AgentProcess::new(env!("CARGO_BIN_EXE_sportello-kiosk-agent"), config, log)
+        .env("RUST_LOG", "info,kiosk_client=debug");
+    agent.start(env).expect("the agent binary starts");
+    agent
 }
 
 /// Writes an agent configuration for `server` with the extra TOML lines `extra` into `dir`.

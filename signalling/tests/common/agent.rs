@@ -5,10 +5,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use certificates::registry::demo::DemoRegistry;
+use testkit::agent::{AgentProcess, FAULT_ENV};
 use testkit::cups::PdfPrinter;
 use testkit::softhsm::Card;
 use time::{Duration as Days, OffsetDateTime};
@@ -16,21 +17,11 @@ use time::{Duration as Days, OffsetDateTime};
 /// How long the agent helpers wait for one thing.
 const T: Duration = Duration::from_secs(10);
 
+/// The `sportello-kiosk-agent` of this build, `target/<profile>/sportello-kiosk-agent`.
 pub fn agent_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("sportello-kiosk-agent");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p kiosk-client` (cargo xtask test builds it)",
-        bin.display()
-    );
-    bin
-}
-
-/// A free loopback port (`testkit::free_port`).
-pub fn free_port() -> u16 {
-    testkit::free_port()
+    testkit::agent::sibling_bin("sportello-kiosk-agent").unwrap_or_else(|e| {
+        panic!("{e:#}: run `cargo build -p kiosk-client` (cargo xtask test builds it)")
+    })
 }
 
 /// Two residents of the demo registry, alive: one with a registered PEC address, one without.
@@ -65,13 +56,12 @@ pub fn pec_code_in(body: &str) -> String {
         .to_owned()
 }
 
-/// The kiosk agent as a separate process.
+/// The kiosk agent as a separate process ([`testkit::agent::AgentProcess`]) on a configuration
+/// for the real server: a PDF queue, a scan file, a card reader when a card is given.
 pub struct Agent {
-    child: Option<Child>,
-    config: PathBuf,
-    log: PathBuf,
+    process: AgentProcess,
+    /// The agent's local API, `http://127.0.0.1:<port>`.
     pub local: String,
-    env: Vec<(String, PathBuf)>,
 }
 
 impl Agent {
@@ -83,7 +73,7 @@ impl Agent {
         card: Option<&Card>,
         scan: &Path,
     ) -> Agent {
-        let port = free_port();
+        let port = testkit::free_port();
         let config = dir.join("agent.toml");
         let mut toml = format!(
             "server = {server:?}\ntoken = {:?}\nprinter = {:?}\ncups_server = {:?}\nscan_file = {:?}\n\
@@ -95,125 +85,53 @@ impl Agent {
             scan,
             dir.join("journal"),
         );
-        let mut env = vec![];
+        let mut process =
+            AgentProcess::new(agent_bin(), &config, dir.join("agent.log")).local_port(port);
         if let Some(card) = card {
             toml.push_str(&format!("pkcs11_module = {:?}\n", card.module()));
-            env.push(("SOFTHSM2_CONF".to_owned(), card.conf().to_path_buf()));
+            process = process.env("SOFTHSM2_CONF", card.conf());
         }
         std::fs::write(&config, toml).unwrap();
         Agent {
-            child: None,
-            config,
-            log: dir.join("agent.log"),
-            local: format!("http://127.0.0.1:{port}"),
-            env,
+            local: process.local().to_owned(),
+            process,
         }
     }
 
+    /// Starts the agent, with the fault hook `fault` (`SPORTELLO_AGENT_FAULT`) if given.
     pub fn start(&mut self, fault: Option<&str>) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut cmd = Command::new(agent_bin());
-        cmd.arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        match fault {
-            Some(f) => cmd.env("SPORTELLO_AGENT_FAULT", f),
-            None => cmd.env_remove("SPORTELLO_AGENT_FAULT"),
-        };
-        self.child = Some(cmd.spawn().unwrap());
+        let env: Vec<(&str, &str)> = fault.map(|f| (FAULT_ENV, f)).into_iter().collect();
+        self.process.start(&env).unwrap();
     }
 
     /// Waits until the agent says (`GET /v1/status`) it is connected to the server.
     pub async fn connected(&self) {
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + T;
-        loop {
-            if let Ok(r) = http.get(format!("{}/v1/status", self.local)).send().await {
-                if let Ok(v) = r.json::<serde_json::Value>().await {
-                    if v["connected"] == true {
-                        return;
-                    }
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent did not connect\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(e) = self.process.wait_connected(T).await {
+            panic!("{e:#}");
         }
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 
     /// Waits for the process to exit by itself (the fault hook), returning its code.
     pub async fn exited(&mut self) -> Option<i32> {
-        let deadline = tokio::time::Instant::now() + T * 3;
-        loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    self.child = None;
-                    return status.code();
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent did not exit\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        match self.process.wait_exit(T * 3).await {
+            Ok(status) => status.code(),
+            Err(e) => panic!("{e:#}"),
         }
     }
 
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     /// Hands the PIN to the agent as the kiosk screen would (loopback only), retrying until the
     /// agent waits for it.
     pub async fn pin(&self, call_id: &str, pin: &str) {
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + T;
-        loop {
-            let r = http
-                .post(format!("{}/v1/pin", self.local))
-                .json(&serde_json::json!({"call_id": call_id, "pin": pin}))
-                .send()
-                .await;
-            if let Ok(r) = r {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent never took the PIN\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("---- agent log ----\n{}", self.logs());
+        if let Err(e) = self.process.pin(call_id, pin, T).await {
+            panic!("{e:#}");
         }
     }
 }
@@ -273,12 +191,8 @@ impl RealSigner {
     }
 }
 
-/// A PNG standing in for a scanned identity document.
+/// A PNG standing in for a scanned identity document, written into `dir`
+/// ([`testkit::images::scan_file`]).
 pub fn scan_image(dir: &Path) -> PathBuf {
-    let path = dir.join("documento.png");
-    let img = image::RgbImage::from_fn(320, 200, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
-    });
-    img.save(&path).unwrap();
-    path
+    testkit::images::scan_file(dir)
 }

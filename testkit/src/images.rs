@@ -1,0 +1,103 @@
+//! The test images: a scanned identity document, the smallest valid PNG, and the malformed images
+//! a scan upload must refuse (a PNG whose header promises a huge picture, a truncated JPEG).
+
+use std::path::{Path, PathBuf};
+
+/// A PNG of `img`.
+fn encode_png(img: &image::RgbImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("a PNG encodes into memory");
+    out.into_inner()
+}
+
+/// The 320×200 gradient standing in for a scanned identity document.
+fn scan() -> image::RgbImage {
+    image::RgbImage::from_fn(320, 200, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    })
+}
+
+/// A PNG standing in for a scanned identity document (320×200).
+pub fn scan_png() -> Vec<u8> {
+    encode_png(&scan())
+}
+
+/// [`scan_png`] written to `dir/documento.png` (the agent's `scan_file`); its path.
+pub fn scan_file(dir: &Path) -> PathBuf {
+    let path = dir.join("documento.png");
+    std::fs::write(&path, scan_png()).expect("the scan file is written");
+    path
+}
+
+/// A valid 1×1 PNG.
+pub fn png_1x1() -> Vec<u8> {
+    encode_png(&image::RgbImage::new(1, 1))
+}
+
+/// The start of a JPEG (SOI and an APP0 marker) padded with zeros to 20 bytes: not a picture.
+pub fn jpeg_truncated() -> Vec<u8> {
+    let mut jpeg = vec![0xff, 0xd8, 0xff, 0xe0];
+    jpeg.resize(20, 0);
+    jpeg
+}
+
+/// A PNG whose header claims `width` × `height` pixels, with one tiny compressed row: decoding
+/// it would allocate the whole image.
+pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut typed = kind.to_vec();
+        typed.extend_from_slice(data);
+        out.extend_from_slice(&typed);
+        out.extend_from_slice(&crc32(&typed).to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    // zlib of nothing: a stored empty block.
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[
+            0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01,
+        ],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_valid_images_decode_and_the_others_do_not() {
+        let scan = image::load_from_memory(&scan_png()).unwrap();
+        assert_eq!((scan.width(), scan.height()), (320, 200));
+        let one = image::load_from_memory(&png_1x1()).unwrap();
+        assert_eq!((one.width(), one.height()), (1, 1));
+        assert!(image::load_from_memory(&jpeg_truncated()).is_err());
+        let huge = png_header_only(60_000, 60_000);
+        let reader = image::ImageReader::new(std::io::Cursor::new(&huge))
+            .with_guessed_format()
+            .unwrap();
+        assert_eq!(reader.into_dimensions().unwrap(), (60_000, 60_000));
+    }
+}
