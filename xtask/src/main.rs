@@ -73,6 +73,9 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // The peer SFU of `loadtest compare-janus`: a private Janus with its videocall plugin
     // (testkit::janus, loadtest/tests/janus.rs).
     ("janus", "janus"),
+    // The systemd units (signalling/tests/deploy_systemd.rs): `systemd-analyze verify` and
+    // `systemd-analyze security --offline=true`.
+    ("systemd-analyze", "systemd"),
     // The fuzz targets: libfuzzer-sys builds libFuzzer with the C++ compiler.
     ("c++", "g++"),
 ];
