@@ -99,7 +99,8 @@ const FINAL_CLOSE_CODES = new Set([4401, 4409]);
 /**
  * One authenticated WebSocket session with the server, reconnected with `resume` when the socket
  * drops. Server events are emitted by their `type`; the client itself emits these local events:
- * - `'connection.open'` `{session_id, role, principal_id, heartbeat_s, resumed}` after every `auth`;
+ * - `'connection.open'` `{session_id, role, principal_id, heartbeat_s, resumed, ice_servers?,
+ *   ice_transport_policy?, ice_servers_ttl_s?}` after every `auth`;
  * - `'connection.lost'` `{code, reason}` when a socket ends and a reconnection is scheduled;
  * - `'connection.closed'` `{code, reason}` when the client gives up (or `close()` was called).
  */
@@ -121,6 +122,15 @@ export class SportelloClient extends Emitter {
     /** The role and principal of the session. */
     this.role = null;
     this.principalId = null;
+    /**
+     * The session's ICE servers (RTCIceServer form, TURN credentials included) and ICE transport
+     * policy: from the `auth` reply, replaced by every `ice.servers` event (fresh credentials for a
+     * long session). `CallMedia` reads them each time it creates a peer connection.
+     * @type {RTCIceServer[]}
+     */
+    this.iceServers = [];
+    /** @type {'all' | 'relay'} */
+    this.iceTransportPolicy = 'all';
     /** `'connecting'`, `'open'`, `'reconnecting'` or `'closed'`. */
     this.state = 'connecting';
     this.socket = null;
@@ -167,6 +177,7 @@ export class SportelloClient extends Emitter {
             this.sessionId = body.session_id;
             this.role = body.role;
             this.principalId = body.principal_id;
+            this.setIce(body);
             this.state = 'open';
             resolve(body);
             this.emit({ type: 'connection.open', ...body });
@@ -222,8 +233,24 @@ export class SportelloClient extends Emitter {
     }, delay);
   }
 
+  /** Takes the ICE servers and policy of an `auth` reply or an `ice.servers` event. */
+  setIce(body) {
+    this.iceServers = Array.isArray(body.ice_servers) ? body.ice_servers : [];
+    this.iceTransportPolicy = body.ice_transport_policy === 'relay' ? 'relay' : 'all';
+  }
+
+  /**
+   * The `RTCConfiguration` fields for a new peer connection: the session's current ICE servers and
+   * transport policy.
+   * @returns {{iceServers: RTCIceServer[], iceTransportPolicy: 'all' | 'relay'}}
+   */
+  iceConfig() {
+    return { iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy };
+  }
+
   /** Routes a server frame to its pending request or to the event listeners. */
   dispatch(frame) {
+    if (frame.type === 'ice.servers') this.setIce(frame);
     if ((frame.type === 'ok' || frame.type === 'error') && frame.id !== undefined) {
       const waiter = this.pending.get(frame.id);
       if (waiter) {
@@ -396,13 +423,15 @@ export class CallMedia extends Emitter {
    * @param {boolean} [options.monitor] a supervisor's receive-only view of both parties
    * @param {boolean} [options.tcpOnly] drop every UDP candidate from the server (simulates a
    *   network that blocks UDP, so ICE must use the SFU's ICE-TCP candidate)
-   * @param {RTCIceServer[]} [options.iceServers]
+   * @param {RTCIceServer[]} [options.iceServers] default: the session's (`client.iceConfig()`,
+   *   from the `auth` reply and `ice.servers`), read each time a peer connection is created
+   * @param {'all' | 'relay'} [options.iceTransportPolicy] default: the session's
    */
   constructor(client, callId, options = {}) {
     super();
     this.client = client;
     this.callId = callId;
-    this.options = { monitor: false, tcpOnly: false, iceServers: [], ...options };
+    this.options = { monitor: false, tcpOnly: false, ...options };
     /** @type {RTCPeerConnection | null} */
     this.pc = null;
     /** The other party's audio and video (kiosk and operator). */
@@ -467,8 +496,12 @@ export class CallMedia extends Emitter {
    * the current one. Handlers of a connection that is no longer current do nothing.
    */
   createPeerConnection() {
+    // The session's current ICE servers (fresh TURN credentials after a long session), unless the
+    // caller gave its own.
+    const ice = this.client.iceConfig?.() ?? { iceServers: [], iceTransportPolicy: 'all' };
     const pc = new RTCPeerConnection({
-      iceServers: this.options.iceServers,
+      iceServers: this.options.iceServers ?? ice.iceServers,
+      iceTransportPolicy: this.options.iceTransportPolicy ?? ice.iceTransportPolicy,
       bundlePolicy: 'max-bundle',
       rtcpMuxPolicy: 'require',
     });

@@ -11,6 +11,13 @@
 //! credentials and a new DTLS fingerprint) and sends its fresh `media.offer` and candidates. It does
 //! not read events itself (the session's owner does): [`crate::HeadlessKiosk`] and a spawned
 //! [`crate::OperatorBot`] feed it theirs.
+//!
+//! **No TURN.** The `auth` reply's `ice_servers` and `ice_transport_policy` (`docs/turn.md`) are
+//! not used here: `rtc`'s ICE agent takes STUN/TURN URLs but gathers no relay candidate by itself
+//! (an application must run `rtc::turn::client`, add the relay candidate and route every packet
+//! through the allocation), and `sfu::client` does not do that. These headless clients always send
+//! media directly to the SFU (host candidates, UDP or ICE-TCP); [`crate::Session`] logs a warning
+//! when a server asks for `relay`.
 
 use protocol::media::{MediaCandidate, MediaOffer};
 use protocol::{ErrorCode, Event, Request};

@@ -420,6 +420,9 @@ impl Session {
                 principal_id: String::new(),
                 heartbeat_s: 0,
                 resumed: false,
+                ice_servers: None,
+                ice_transport_policy: None,
+                ice_servers_ttl_s: None,
             },
             task: Some(task),
             closed: closed_rx,
@@ -458,6 +461,12 @@ impl Session {
                 )));
             }
         };
+        if auth_ok.ice_transport_policy == Some(protocol::IceTransportPolicy::Relay) {
+            tracing::warn!(
+                "the server asks for TURN relay only (ice_transport_policy relay); this headless \
+                 client cannot relay through TURN and sends its media directly to the SFU"
+            );
+        }
         session.auth = auth_ok.clone();
         Ok((session, auth_ok))
     }

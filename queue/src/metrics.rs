@@ -3,9 +3,13 @@
 //! Counters and histograms are fed from the [`MetricEvent`]s of the batches a node commits itself, so a
 //! sum over nodes counts each event once. Gauges describe the whole tenant and are set from a
 //! [`Snapshot`]; every node reports the same value, so dashboards should take `max` over nodes.
-//! Labels are `tenant` and `service` (plus `outcome` and `state`); there are no per-call labels.
+//! Labels are `tenant` and `service` (plus `outcome`, `state` and `window`); there are no per-call
+//! labels. `sportello_queue_service_level{window}` is the snapshot's service level over the rolling
+//! 15 minutes (`window="15m"`) and the tenant-local day (`window="today"`), as `queue.md` defines it.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use crate::effect::{Effect, MetricEvent};
 use crate::error::Error;
@@ -17,6 +21,7 @@ use crate::snapshot::Snapshot;
 pub struct QueueMetrics {
     waiting: IntGaugeVec,
     longest_wait: IntGaugeVec,
+    service_level: GaugeVec,
     calls: IntCounterVec,
     wait: HistogramVec,
     handle: HistogramVec,
@@ -40,6 +45,14 @@ impl QueueMetrics {
                 "Age of the oldest waiting or offered call.",
             ),
             &["tenant", "service"],
+        )?;
+        let service_level = GaugeVec::new(
+            Opts::new(
+                "sportello_queue_service_level",
+                "Answered within the service's target ÷ (answered + abandoned after it), 0-1; 1 when \
+                 nothing was offered. window=15m (rolling) or today (tenant local time).",
+            ),
+            &["tenant", "service", "window"],
         )?;
         let calls = IntCounterVec::new(
             Opts::new(
@@ -72,6 +85,7 @@ impl QueueMetrics {
         )?;
         registry.register(Box::new(waiting.clone()))?;
         registry.register(Box::new(longest_wait.clone()))?;
+        registry.register(Box::new(service_level.clone()))?;
         registry.register(Box::new(calls.clone()))?;
         registry.register(Box::new(wait.clone()))?;
         registry.register(Box::new(handle.clone()))?;
@@ -79,6 +93,7 @@ impl QueueMetrics {
         Ok(QueueMetrics {
             waiting,
             longest_wait,
+            service_level,
             calls,
             wait,
             handle,
@@ -142,6 +157,12 @@ impl QueueMetrics {
             self.longest_wait
                 .with_label_values(&[t, s.service.as_str()])
                 .set(s.longest_wait.as_secs() as i64);
+            self.service_level
+                .with_label_values(&[t, s.service.as_str(), "15m"])
+                .set(s.rolling.service_level);
+            self.service_level
+                .with_label_values(&[t, s.service.as_str(), "today"])
+                .set(s.today.service_level);
         }
         for state in OPERATOR_STATES {
             let n = snapshot
@@ -151,5 +172,81 @@ impl QueueMetrics {
                 .count();
             self.operators.with_label_values(&[t, state]).set(n as i64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::{Service, Time};
+    use crate::snapshot::{ServiceSnapshot, WindowStats};
+    use crate::windows::Bucket;
+
+    fn value(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().to_vec())
+            .find(|m| {
+                labels.iter().all(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                })
+            })
+            .map(|m| m.get_gauge().value())
+    }
+
+    #[test]
+    fn the_gauges_follow_the_snapshot_with_both_service_level_windows() {
+        let registry = Registry::new();
+        let metrics = QueueMetrics::register(&registry).unwrap();
+        let tenant = Tenant::new("parma").unwrap();
+        let bucket = |answered, answered_in_sl| Bucket {
+            offered: answered,
+            answered,
+            answered_in_sl,
+            ..Bucket::default()
+        };
+        let snapshot = Snapshot {
+            at: Time::from_secs(100),
+            services: vec![ServiceSnapshot {
+                service: Service::new("anagrafe").unwrap(),
+                waiting: 3,
+                longest_wait: Duration::from_secs(42),
+                estimated_wait: None,
+                aht_ewma: Duration::from_secs(180),
+                rolling: WindowStats::from(bucket(4, 3)),
+                today: WindowStats::from(bucket(10, 9)),
+            }],
+            operators: vec![],
+        };
+        metrics.set_gauges(&tenant, &snapshot);
+        let svc = [("tenant", "parma"), ("service", "anagrafe")];
+        assert_eq!(value(&registry, "sportello_queue_waiting", &svc), Some(3.0));
+        assert_eq!(
+            value(&registry, "sportello_queue_longest_wait_seconds", &svc),
+            Some(42.0)
+        );
+        let level = |window| {
+            value(
+                &registry,
+                "sportello_queue_service_level",
+                &[svc[0], svc[1], ("window", window)],
+            )
+        };
+        assert_eq!(level("15m"), Some(0.75));
+        assert_eq!(level("today"), Some(0.9));
+        assert_eq!(
+            value(
+                &registry,
+                "sportello_operators",
+                &[("tenant", "parma"), ("state", "available")]
+            ),
+            Some(0.0)
+        );
     }
 }

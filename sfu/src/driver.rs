@@ -672,6 +672,7 @@ impl LoopContext {
             if now >= next_stats {
                 next_stats = now + self.stats_interval;
                 for s in self.engine.stats(now) {
+                    self.metrics.observe(&s);
                     let _ = self.events.send(MediaEvent::Stats(s));
                 }
             }

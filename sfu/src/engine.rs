@@ -125,6 +125,11 @@ pub struct Counters {
     pub dropped_unknown: u64,
     /// RTP packets not forwarded because the call is on hold.
     pub dropped_held: u64,
+    /// Keyframe requests (PLI, FIR entries) received from receivers: each one a picture they
+    /// could not decode.
+    pub keyframes_asked: u64,
+    /// PLIs this SFU sent to senders (a receiver's request, a join or a resume).
+    pub keyframes_sent: u64,
 }
 
 /// One forwarding loop.
@@ -725,8 +730,10 @@ impl Engine {
                             let any = p.as_any();
                             if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
                                 keyframe_for.push(pli.media_ssrc);
+                                self.counters.keyframes_asked += 1;
                             } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
                                 keyframe_for.extend(fir.fir.iter().map(|e| e.ssrc));
+                                self.counters.keyframes_asked += fir.fir.len() as u64;
                             }
                         }
                     }
@@ -973,6 +980,7 @@ impl Engine {
                     })],
                 );
                 asked = true;
+                self.counters.keyframes_sent += 1;
             }
         }
         if asked {

@@ -12,7 +12,8 @@
 //!   (`media.reconnect` with `node_draining`), and exits once its calls are gone, by the end of
 //!   the drain. A second signal, or SIGINT, stops at once.
 //! - **Admin listener**: `/healthz`, `/readyz` (the forwarding loops answer and the store is
-//!   reachable) and `/metrics`, with the node's role, id and advertised load.
+//!   reachable) and `/metrics`, with the node's role, id and advertised load, the process's CPU
+//!   and memory, the SFU's metrics, and whether Redis answers the heartbeat.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -128,6 +129,13 @@ pub async fn start(config: Config) -> anyhow::Result<MediaNode> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let secret = load_secret(&config)?;
     let registry = prometheus::Registry::new();
+    // CPU, memory, file descriptors and start time (`process_*`), as on a signalling node.
+    #[cfg(target_os = "linux")]
+    {
+        let _ = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+    }
     let routing = Routing::open(&config, &registry).await?;
     let media_config = config
         .media
@@ -223,7 +231,11 @@ pub async fn start(config: Config) -> anyhow::Result<MediaNode> {
             }
             // A heartbeat that fails (a Redis failover) is tried again soon, so the node is back
             // in the records as soon as the store is.
-            pause = match tokio::time::timeout(every, hb.beat()).await {
+            let started = std::time::Instant::now();
+            let beat = tokio::time::timeout(every, hb.beat()).await;
+            let answered = beat.as_ref().is_ok_and(crate::routing::answered);
+            hb.routing.record_store("node_heartbeat", answered, started);
+            pause = match beat {
                 Ok(Ok(())) => every,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "media node heartbeat failed");
@@ -378,6 +390,7 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
 #[derive(Clone)]
 struct NodeGauges {
     calls: prometheus::IntGauge,
+    capacity: prometheus::IntGauge,
     connections: prometheus::IntGauge,
     packets: prometheus::Gauge,
     busy: prometheus::Gauge,
@@ -407,6 +420,10 @@ impl NodeGauges {
                 "sportello_node_media_calls",
                 "Calls with media on this node, as advertised.",
             )?,
+            capacity: g(
+                "sportello_node_media_capacity",
+                "Calls this node takes at most (cluster.capacity), as advertised.",
+            )?,
             connections: g(
                 "sportello_node_media_connections",
                 "Peer connections on this node, as advertised.",
@@ -429,6 +446,8 @@ impl NodeGauges {
     fn set(&self, info: &NodeInfo) {
         self.calls
             .set(i64::try_from(info.calls).unwrap_or(i64::MAX));
+        self.capacity
+            .set(i64::try_from(info.capacity).unwrap_or(i64::MAX));
         self.connections
             .set(i64::try_from(info.connections).unwrap_or(i64::MAX));
         self.packets.set(info.packets_per_s);

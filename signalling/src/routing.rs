@@ -1,6 +1,7 @@
 //! The server's side of the queue: opens the configured store (in memory, or Redis with `--redis`),
 //! registers the queue metrics, and runs the timer that every node must run (lease expiry, wrap-up
-//! timeouts, node heartbeats, dead-node cleanup, Prometheus gauges).
+//! timeouts, node heartbeats, dead-node cleanup, Prometheus gauges). With Redis, the timer's
+//! operations also say whether Redis answers (`crate::metrics::StoreMetrics`).
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use queue::{
 };
 
 use crate::config::Config;
+use crate::metrics::StoreMetrics;
 use crate::readiness::Check;
 use crate::shutdown::{Phase, Shutdown};
 
@@ -26,6 +28,8 @@ pub struct Routing {
     pub node: NodeId,
     /// Shared records and the bus that go with the store (in memory, or on the same Redis).
     pub shared: queue::AnyShared,
+    /// Redis reachable, errors and round-trip times (`None` with the in-memory store).
+    pub store_metrics: Option<StoreMetrics>,
 }
 
 impl std::fmt::Debug for Routing {
@@ -53,9 +57,14 @@ impl Routing {
             ),
         };
         let metrics = QueueMetrics::register(registry).context("queue metrics")?;
+        let store_metrics = match &store {
+            AnyStore::Memory(_) => None,
+            AnyStore::Redis(_) => Some(StoreMetrics::register(registry).context("store metrics")?),
+        };
         let shared = store.shared();
         Ok(Routing {
             shared,
+            store_metrics,
             queue: Queue::new(store),
             metrics,
             tenant: Tenant::new(config.tenant.as_str()).context("tenant name")?,
@@ -115,19 +124,33 @@ impl Routing {
             }
             let now = Time::now();
             if n % 3 == 0 {
-                self.step(
-                    "heartbeat",
-                    self.queue.heartbeat(&self.tenant, now, &self.node).await,
-                );
+                let started = std::time::Instant::now();
+                let result = self.queue.heartbeat(&self.tenant, now, &self.node).await;
+                self.record_store("heartbeat", answered(&result), started);
+                self.step("heartbeat", result);
             }
-            self.step("tick", self.queue.tick(&self.tenant, now).await);
+            let started = std::time::Instant::now();
+            let result = self.queue.tick(&self.tenant, now).await;
+            self.record_store("tick", answered(&result), started);
+            self.step("tick", result);
             if n % 2 == 0 {
-                match self.queue.snapshot(&self.tenant, now).await {
+                let started = std::time::Instant::now();
+                let result = self.queue.snapshot(&self.tenant, now).await;
+                self.record_store("snapshot", answered(&result), started);
+                match result {
                     Ok(snapshot) => self.metrics.set_gauges(&self.tenant, &snapshot),
                     Err(e) => tracing::warn!(error = %e, "queue snapshot failed"),
                 }
             }
             n += 1;
+        }
+    }
+
+    /// Records whether Redis answered a store operation, and its time, on the Redis metrics (with
+    /// Redis only); see [`answered`].
+    pub fn record_store(&self, op: &str, ok: bool, started: std::time::Instant) {
+        if let Some(m) = &self.store_metrics {
+            m.record(op, ok, started.elapsed());
         }
     }
 
@@ -137,4 +160,10 @@ impl Routing {
             Err(e) => tracing::warn!(error = %e, "queue {what} failed"),
         }
     }
+}
+
+/// Whether the store answered: anything but [`queue::Error::Unavailable`] (a refusal or a
+/// contention is an answer), for `sportello_redis_up`.
+pub fn answered<T>(result: &Result<T, queue::Error>) -> bool {
+    !matches!(result, Err(queue::Error::Unavailable(_)))
 }

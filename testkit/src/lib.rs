@@ -8,14 +8,18 @@
 //! - [`free_port`] and [`loadavg`], for tests and load programs.
 //! - [`cups`] (a private `cupsd` with PDF queues), [`softhsm`] and [`pki`] (smart cards and their
 //!   CA), [`smtp`] (an SMTP sink), [`janus`] (a private Janus, the peer SFU of `loadtest
-//!   compare-janus`), [`agent`] (the kiosk agent as a child process) and [`images`] (the scans and
-//!   broken images the tests upload).
+//!   compare-janus`), [`coturn`], [`prometheus`] and [`nginx`] (the deployment tests' daemons),
+//!   [`agent`] (the kiosk agent as a child process) and [`images`] (the scans and broken images
+//!   the tests upload).
 
 pub mod agent;
+pub mod coturn;
 pub mod cups;
 pub mod images;
 pub mod janus;
+pub mod nginx;
 pub mod pki;
+pub mod prometheus;
 pub mod sentinel;
 pub mod smtp;
 pub mod softhsm;

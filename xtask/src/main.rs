@@ -1,12 +1,14 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `test`: install missing system packages the suites need (apt-get, when root), check the tidy
-//!   rules, `cargo fmt --check`, `cargo clippy -D warnings`, install the browser tests' npm packages
-//!   into `console-web/tests/node_modules` (`npm ci`, only when missing), and `cargo test
-//!   --workspace`. This is exactly what `.ci/run` calls.
+//! - `test`: install missing system packages the suites need (apt-get, when root) and the tools
+//!   of `deps`, check the tidy rules, `cargo fmt --check`, `cargo clippy -D warnings`, install the
+//!   browser tests' npm packages into `console-web/tests/node_modules` (`npm ci`, only when
+//!   missing), and `cargo test --workspace`. This is exactly what `.ci/run` calls.
 //! - `tidy`: only the tidy rules (module docs, no stray `todo!`, `unimplemented!` or ignored tests,
 //!   only the dependency arrows between crates that `ARCHITECTURE.md` allows: [`arrows`]).
-//! - `deps`: only the system packages.
+//! - `deps`: only the system packages, and the tools unpacked into `target/tools/` ([`tools`]:
+//!   promtool, Prometheus and nginx from Debian's packages without installing their services;
+//!   PyPI's kubernetes-validate in a venv).
 //! - `fuzz [--seconds N] [target…]`: build the fuzz targets and run each for N seconds ([`fuzz`]).
 //!   `test` ends with every target for `FUZZ_SECONDS` (10 by default) when `CI` or
 //!   `FUZZ_SECONDS` is set; `FUZZ_SECONDS=0` skips it.
@@ -23,6 +25,7 @@
 mod arrows;
 mod bench;
 mod fuzz;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,6 +79,13 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // The systemd units (signalling/tests/deploy_systemd.rs): `systemd-analyze verify` and
     // `systemd-analyze security --offline=true`.
     ("systemd-analyze", "systemd"),
+    // TURN (signalling/tests/turn_relay.rs): a private coturn relays two Chromium pages' media.
+    // The package's own service stays disabled (/etc/default/coturn); tests never use it.
+    ("turnserver", "coturn"),
+    // deploy/compose (signalling/tests/deploy_compose.rs): `docker-compose config` validates it.
+    ("docker-compose", "docker-compose"),
+    // deploy/kubernetes (signalling/tests/deploy_kubernetes.rs): `kubectl kustomize` renders it.
+    ("kubectl", "kubernetes-client"),
     // The fuzz targets: libfuzzer-sys builds libFuzzer with the C++ compiler.
     ("c++", "g++"),
 ];
@@ -90,7 +100,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("tidy") => tidy(&root),
-        Some("deps") => ensure_system_packages(),
+        Some("deps") => ensure_system_packages().and_then(|()| tools::ensure(&root)),
         Some("fuzz") => fuzz::command(&root, &args[1..]),
         Some("bench") => bench::command(&root, &args[1..]),
         _ => {
@@ -126,6 +136,7 @@ fn test(extra: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
     report_free_disk(&project_root());
     ensure_system_packages()?;
+    tools::ensure(&project_root())?;
     step("tidy", || tidy(&project_root()))?;
     step("rustfmt", || cargo(&["fmt", "--all", "--", "--check"]))?;
     step("clippy", || {

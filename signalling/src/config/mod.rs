@@ -3,8 +3,10 @@
 //! that `sportello check-config` can list every problem at once.
 
 mod cluster;
+pub mod turn;
 
 pub use cluster::{ClusterFlags, ClusterSettings, NodeRole};
+pub use turn::TurnSettings;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,6 +70,8 @@ pub struct Config {
     pub kiosks: Vec<KioskAccount>,
     /// Several nodes: this node's role, its id, and the media nodes' internal API.
     pub cluster: ClusterSettings,
+    /// STUN/TURN servers for the clients, with time-limited TURN credentials (`docs/turn.md`).
+    pub turn: Option<TurnSettings>,
 }
 
 impl Default for Config {
@@ -95,6 +99,7 @@ impl Default for Config {
             supervisors: Vec::new(),
             kiosks: Vec::new(),
             cluster: ClusterSettings::default(),
+            turn: None,
         }
     }
 }
@@ -778,6 +783,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "supervisors",
     "kiosks",
     "cluster",
+    "turn",
 ];
 
 impl Config {
@@ -838,6 +844,9 @@ impl Config {
             problems.push(e);
         }
         problems.extend(self.cluster.problems(self.redis.is_some()));
+        if let Some(turn) = &self.turn {
+            problems.extend(turn.problems());
+        }
         if !(1..=MAX_DEMO_KIOSKS).contains(&self.demo.kiosks) {
             problems.push(format!(
                 "demo.kiosks: {} must be between 1 and {MAX_DEMO_KIOSKS}",

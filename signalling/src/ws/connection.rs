@@ -3,7 +3,9 @@
 //! The driver feeds it what arrives (`handle_text`, `handle_binary`, `handle_activity`), the passage
 //! of time (`handle_timeout`) and shutdown (`begin_drain`, `close_now`), and drains what to do with
 //! `poll_output`. Everything the protocol says about the opening handshake, framing, errors and the
-//! heartbeat lives here, so tests can run it exactly with a fake clock.
+//! heartbeat lives here, so tests can run it exactly with a fake clock. With `[turn]` it also hands
+//! out TURN credentials: in the `auth` reply, then in an `ice.servers` event every half of their
+//! lifetime, so a long session always holds credentials good for a new call.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use protocol::{
 };
 
 use crate::accounts::Principal;
+use crate::ws::turn::TurnIssuer;
 
 /// Fixed settings of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,12 +111,34 @@ struct Open {
     refilled: Instant,
 }
 
+/// TURN credentials of one connection: the issuer, the wall clock at a known instant (so the
+/// core keeps taking `Instant`s), and when the session's next `ice.servers` is due.
+#[derive(Debug)]
+struct Turn {
+    issuer: TurnIssuer,
+    base: Instant,
+    base_unix_s: u64,
+    next_refresh: Option<Instant>,
+}
+
+impl Turn {
+    fn unix_at(&self, now: Instant) -> u64 {
+        self.base_unix_s + now.saturating_duration_since(self.base).as_secs()
+    }
+
+    /// Half the credentials' lifetime: a session refreshes them this often.
+    fn refresh_every(&self) -> Duration {
+        Duration::from_secs((self.issuer.ttl_s() / 2).max(1))
+    }
+}
+
 /// One connection's protocol state.
 #[derive(Debug)]
 pub struct Connection {
     settings: Settings,
     state: State,
     out: VecDeque<Output>,
+    turn: Option<Turn>,
 }
 
 impl Connection {
@@ -125,7 +150,20 @@ impl Connection {
                 deadline: now + settings.auth_timeout,
             },
             out: VecDeque::new(),
+            turn: None,
         }
+    }
+
+    /// This connection with TURN credentials from `issuer` (none when `None`); `now` is the
+    /// instant at which the wall clock read `now_unix_s`.
+    pub fn with_turn(mut self, issuer: Option<TurnIssuer>, now: Instant, now_unix_s: u64) -> Self {
+        self.turn = issuer.map(|issuer| Turn {
+            issuer,
+            base: now,
+            base_unix_s: now_unix_s,
+            next_refresh: None,
+        });
+        self
     }
 
     /// The open session, once authenticated.
@@ -156,6 +194,9 @@ impl Connection {
                 if let Some(drain) = open.drain_deadline {
                     next = next.min(drain);
                 }
+                if let Some(refresh) = self.turn.as_ref().and_then(|t| t.next_refresh) {
+                    next = next.min(refresh);
+                }
                 Some(next)
             }
             State::Closed => None,
@@ -181,6 +222,24 @@ impl Connection {
                 }
             }
             State::Closed => {}
+        }
+        self.refresh_turn(now);
+    }
+
+    /// Sends fresh TURN credentials when half of the last ones' lifetime has passed.
+    fn refresh_turn(&mut self, now: Instant) {
+        let State::Open(open) = &self.state else {
+            return;
+        };
+        let Some(turn) = &mut self.turn else {
+            return;
+        };
+        if turn.next_refresh.is_some_and(|due| now >= due) {
+            turn.next_refresh = Some(now + turn.refresh_every());
+            let servers = turn
+                .issuer
+                .ice_servers(&open.opened.principal.id, turn.unix_at(now));
+            self.send(ServerFrame::Event(Event::IceServers(servers)));
         }
     }
 
@@ -296,12 +355,20 @@ impl Connection {
         };
         match opener.open(now, auth) {
             Ok(opened) => {
+                let ice = self.turn.as_mut().map(|turn| {
+                    turn.next_refresh = Some(now + turn.refresh_every());
+                    turn.issuer
+                        .ice_servers(&opened.principal.id, turn.unix_at(now))
+                });
                 let reply = AuthOk {
                     session_id: opened.session_id.clone(),
                     role: opened.principal.role,
                     principal_id: opened.principal.id.clone(),
                     heartbeat_s: self.settings.heartbeat.as_secs().max(1),
                     resumed: opened.resumed,
+                    ice_transport_policy: ice.as_ref().and_then(|i| i.ice_transport_policy),
+                    ice_servers_ttl_s: ice.as_ref().map(|i| i.ice_servers_ttl_s),
+                    ice_servers: ice.map(|i| i.ice_servers),
                 };
                 if opened.principal.role != Role::Kiosk && !auth.capabilities.is_empty() {
                     // Capabilities only mean something for kiosks; others' are ignored, not refused.
@@ -708,5 +775,97 @@ mod tests {
         let out = drain(&mut conn);
         assert_eq!(json(&out[0])["code"], "invalid");
         assert!(!conn.is_closed());
+    }
+
+    fn turn_issuer(ttl_s: u64) -> TurnIssuer {
+        let settings = crate::config::TurnSettings {
+            urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
+            secret_file: Some("/etc/sportello/turn.secret".into()),
+            ttl_s,
+            policy: protocol::IceTransportPolicy::Relay,
+        };
+        TurnIssuer::new(&settings, b"north-pole-secret").unwrap()
+    }
+
+    #[test]
+    fn the_auth_reply_carries_turn_credentials_and_long_sessions_get_fresh_ones() {
+        let t0 = Instant::now();
+        let unix0 = 1_700_000_000;
+        // Heartbeat 10 s; credentials for 600 s, refreshed every 300 s.
+        let mut conn = Connection::new(t0, settings()).with_turn(Some(turn_issuer(600)), t0, unix0);
+        // The socket opened 2 s before the auth frame.
+        let t_auth = t0 + Duration::from_secs(2);
+        conn.handle_text(
+            t_auth,
+            r#"{"type":"auth","id":"1","token":"good"}"#,
+            &mut FakeOpener,
+        );
+        let v = json(&drain(&mut conn)[0]);
+        assert_eq!(v["type"], "ok");
+        assert_eq!(v["ice_transport_policy"], "relay");
+        assert_eq!(v["ice_servers_ttl_s"], 600);
+        let servers = v["ice_servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 1);
+        assert_eq!(servers[0]["urls"][0], "turn:127.0.0.1:3478?transport=udp");
+        assert_eq!(servers[0]["username"], "1700000602:maria");
+        let expected = crate::ws::turn::credentials(b"north-pole-secret", "maria", unix0 + 2, 600);
+        assert_eq!(servers[0]["credential"], expected.credential.as_str());
+
+        // Keep the client alive, and run the clock to just before half the lifetime.
+        let mut at = t_auth;
+        let mut refreshed = Vec::new();
+        while at < t_auth + Duration::from_secs(700) {
+            at += Duration::from_secs(5);
+            conn.handle_activity(at);
+            conn.handle_timeout(at);
+            for out in drain(&mut conn) {
+                if let Output::Text(_) = out {
+                    refreshed.push((at, json(&out)));
+                }
+            }
+            assert!(conn.poll_timeout().unwrap() <= at + Duration::from_secs(10));
+        }
+        assert!(!conn.is_closed());
+        // At 302 s and 602 s after the auth (the first 5 s steps at or past 300 s and 600 s).
+        assert_eq!(refreshed.len(), 2, "{refreshed:?}");
+        let (when, event) = &refreshed[0];
+        assert_eq!(*when, t_auth + Duration::from_secs(300));
+        assert_eq!(event["type"], "ice.servers");
+        assert_eq!(event["ice_transport_policy"], "relay");
+        assert_eq!(event["ice_servers_ttl_s"], 600);
+        assert_eq!(event["ice_servers"][0]["username"], "1700000902:maria");
+        assert_eq!(
+            refreshed[1].1["ice_servers"][0]["username"],
+            "1700001202:maria"
+        );
+    }
+
+    #[test]
+    fn without_turn_the_auth_reply_has_no_ice_servers_and_no_refresh() {
+        let t0 = Instant::now();
+        let mut conn = open(t0);
+        let at = t0 + Duration::from_secs(15);
+        conn.handle_activity(at);
+        conn.handle_timeout(at);
+        assert!(drain(&mut conn).iter().all(|o| matches!(o, Output::Ping)));
+        let mut conn = Connection::new(t0, settings());
+        conn.handle_text(
+            t0,
+            r#"{"type":"auth","id":"1","token":"good"}"#,
+            &mut FakeOpener,
+        );
+        let v = json(&drain(&mut conn)[0]);
+        assert!(v.get("ice_servers").is_none());
+        assert!(v.get("ice_transport_policy").is_none());
+        // A refused auth hands out nothing either.
+        let mut conn = Connection::new(t0, settings()).with_turn(Some(turn_issuer(600)), t0, 0);
+        conn.handle_text(
+            t0,
+            r#"{"type":"auth","id":"1","token":"bad"}"#,
+            &mut FakeOpener,
+        );
+        let out = drain(&mut conn);
+        assert_eq!(json(&out[0])["code"], "unauthorized");
+        assert!(conn.poll_timeout().is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! The WebSocket endpoint `/api/v1/ws`: a thin tokio driver around [`connection::Connection`].
 
 pub mod connection;
+pub mod turn;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -70,7 +71,12 @@ pub async fn endpoint(
 async fn run(socket: WebSocket, state: AppState) {
     let settings = Settings::with_heartbeat(Duration::from_secs(state.config.ws.heartbeat_s))
         .with_rate(state.config.ws.rate_per_s, state.config.ws.rate_burst);
-    let mut conn = Connection::new(Instant::now(), settings);
+    let turn = turn::TurnIssuer::load(state.config.turn.as_ref()).await;
+    let opened_at = Instant::now();
+    let unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut conn = Connection::new(opened_at, settings).with_turn(turn, opened_at, unix_s);
     let (mut sink, mut stream) = socket.split();
     let mut phase = state.shutdown.subscribe();
     let mut attachment: Option<(String, u64)> = None;

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::common::{cert_refusal, kiosk_of, method_label, own_call, send, valid_id};
+use super::common::{
+    cert_refusal, failure_reason, kiosk_of, method_label, own_call, send, valid_id,
+};
 use crate::accounts::Principal;
 use crate::calls::{internal, Refusal, SessionCtx};
 use crate::state::AppState;
@@ -104,11 +106,23 @@ pub async fn issue(
         },
     };
     let issuer = state.issuer.clone();
+    let failures = &state.metrics.certificate_failures;
     let document =
         tokio::task::spawn_blocking(move || issuer.issue(&request, OffsetDateTime::now_utc()))
             .await
-            .map_err(|e| internal(&e))?
-            .map_err(cert_refusal)?;
+            .map_err(|e| {
+                failures.with_label_values(&["internal"]).inc();
+                internal(&e)
+            })?
+            .map_err(|e| {
+                if let Some(reason) = failure_reason(&e) {
+                    failures.with_label_values(&[reason]).inc();
+                }
+                if matches!(e, CertError::AuditTampered { .. }) {
+                    state.metrics.audit_chain_ok.set(0);
+                }
+                cert_refusal(e)
+            })?;
     let bollo_due = document.fees.bollo_cents > 0;
     let meta = DocumentMeta {
         call_id: req.call_id.clone(),
@@ -119,7 +133,15 @@ pub async fn issue(
     };
     store_document(state, &document.document_id, &document.pdf, &meta)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| {
+            failures.with_label_values(&["storage"]).inc();
+            internal(&e)
+        })?;
+    state
+        .metrics
+        .certificates_issued
+        .with_label_values(&[kind.code()])
+        .inc();
     state
         .incall
         .store
@@ -157,6 +179,34 @@ pub async fn issue(
     })
     .unwrap_or(Value::Null))
 }
+
+/// Verifies the whole audit chain (in a blocking task) and sets `sportello_audit_chain_ok`,
+/// `sportello_audit_records` and `sportello_audit_last_verification_timestamp_seconds`. The
+/// in-call timer runs it at start and every [`AUDIT_VERIFY_EVERY`].
+pub(super) async fn verify_audit(state: AppState) {
+    let path = state.issuer.audit().path().to_owned();
+    let checked = tokio::task::spawn_blocking(move || certificates::audit_verify(&path)).await;
+    let m = &state.metrics;
+    match checked {
+        Ok(Ok(summary)) => {
+            m.audit_chain_ok.set(1);
+            m.audit_records
+                .set(i64::try_from(summary.records).unwrap_or(i64::MAX));
+        }
+        Ok(Err(e)) => {
+            // An unreadable log is as bad as a broken one: the chain cannot be shown intact.
+            m.audit_chain_ok.set(0);
+            tracing::error!(error = %e, "audit chain verification failed");
+        }
+        Err(e) => return tracing::error!(error = %e, "audit verification task failed"),
+    }
+    let now = OffsetDateTime::now_utc();
+    m.audit_verified_at
+        .set(now.unix_timestamp() as f64 + f64::from(now.millisecond()) / 1000.0);
+}
+
+/// How often the in-call timer verifies the audit chain, in its 1-second ticks (10 minutes).
+pub(super) const AUDIT_VERIFY_EVERY: u64 = 600;
 
 pub(super) fn pdf_url(document_id: &str) -> String {
     format!("/api/v1/documents/{document_id}.pdf")

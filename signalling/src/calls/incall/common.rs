@@ -60,6 +60,31 @@ pub(super) fn cert_refusal(e: CertError) -> Refusal {
     }
 }
 
+/// The `reason` label of `sportello_certificate_failures_total` for an issuing error, or `None`
+/// for a refusal of the request itself (bad input, not issuable, not allowed), which is no failure
+/// of the service.
+pub(super) fn failure_reason(e: &CertError) -> Option<&'static str> {
+    match e {
+        CertError::InvalidFiscalCode(_)
+        | CertError::UnknownKind(_)
+        | CertError::UnknownExemption(_)
+        | CertError::MissingInput(_)
+        | CertError::PersonNotFound(_)
+        | CertError::NotIssuable(_)
+        | CertError::NotAllowed(_) => None,
+        CertError::Registry(_) => Some("registry"),
+        CertError::SignerKey(_)
+        | CertError::StampFormat(_)
+        | CertError::UntrustedSigner(_)
+        | CertError::BadSignature
+        | CertError::SignerNotValid => Some("signing"),
+        CertError::Pdf(_) => Some("pdf"),
+        CertError::AuditTampered { .. } => Some("audit"),
+        CertError::Io { .. } => Some("io"),
+        _ => Some("internal"),
+    }
+}
+
 /// Ids used in file names: letters, digits and `-`.
 pub(super) fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -136,7 +161,44 @@ pub(super) async fn append_audit(state: &AppState, event: AuditEvent) {
     .await;
     match written {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, %action, "audit record not written"),
+        Ok(Err(e)) => {
+            if matches!(e, CertError::AuditTampered { .. }) {
+                state.metrics.audit_chain_ok.set(0);
+            }
+            tracing::error!(error = %e, %action, "audit record not written")
+        }
         Err(e) => tracing::error!(error = %e, %action, "audit task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_no_failures_and_failures_have_a_known_reason() {
+        for refusal in [
+            CertError::InvalidFiscalCode("x".into()),
+            CertError::PersonNotFound("x".into()),
+            CertError::NotIssuable("x".into()),
+            CertError::NotAllowed("x".into()),
+        ] {
+            assert_eq!(failure_reason(&refusal), None, "{refusal}");
+        }
+        for (e, reason) in [
+            (CertError::Registry("down".into()), "registry"),
+            (CertError::SignerKey("bad".into()), "signing"),
+            (CertError::Pdf("font".into()), "pdf"),
+            (
+                CertError::AuditTampered {
+                    line: 3,
+                    reason: "x".into(),
+                },
+                "audit",
+            ),
+        ] {
+            assert_eq!(failure_reason(&e), Some(reason));
+            assert!(crate::metrics::CERTIFICATE_FAILURES.contains(&reason));
+        }
     }
 }

@@ -520,6 +520,51 @@ impl Job {
     }
 }
 
+/// The print jobs not printed yet, for the metrics: how many by last reported state, and the age
+/// of the oldest one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrintBacklog {
+    /// Not acknowledged by the kiosk's agent yet.
+    pub unacknowledged: u64,
+    /// Journaled by the agent.
+    pub received: u64,
+    /// Handed to the printer.
+    pub printing: u64,
+    /// The printer reported a problem.
+    pub failed: u64,
+    /// `now` − the oldest `sent_at` among them (zero when there is none).
+    pub oldest: Duration,
+}
+
+impl PrintBacklog {
+    /// Counts the jobs among `jobs` that are not printed, at `now`.
+    pub fn of(jobs: &[Job], now: Time) -> Self {
+        let mut b = PrintBacklog::default();
+        for job in jobs {
+            match job.state {
+                None => b.unacknowledged += 1,
+                Some(PrintState::Received) => b.received += 1,
+                Some(PrintState::Printing) => b.printing += 1,
+                Some(PrintState::Failed) => b.failed += 1,
+                Some(PrintState::Printed) => continue,
+            }
+            b.oldest = b.oldest.max(now.since(job.sent_at));
+        }
+        b
+    }
+
+    /// The counts in the order of the metric's `state` labels: unacknowledged, received,
+    /// printing, failed.
+    pub fn counts(&self) -> [u64; 4] {
+        [
+            self.unacknowledged,
+            self.received,
+            self.printing,
+            self.failed,
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -829,6 +874,36 @@ mod tests {
         assert!(
             !job("j2").expired(s(1_000_000_000), keep),
             "only printed jobs expire"
+        );
+    }
+
+    #[test]
+    fn print_backlog_counts_jobs_not_printed_and_the_oldest() {
+        let s = Time::from_secs;
+        assert_eq!(PrintBacklog::of(&[], s(10)), PrintBacklog::default());
+        let mut printed = job("p");
+        printed.sent_at = s(1);
+        printed
+            .report("k1", PrintState::Printed, None, s(2))
+            .unwrap();
+        let mut received = job("r");
+        received.sent_at = s(50);
+        received
+            .report("k1", PrintState::Received, None, s(51))
+            .unwrap();
+        let mut failed = job("f");
+        failed.sent_at = s(40);
+        failed
+            .report("k1", PrintState::Failed, Some("media-empty".into()), s(41))
+            .unwrap();
+        let mut waiting = job("w");
+        waiting.sent_at = s(90);
+        let b = PrintBacklog::of(&[printed, received, failed, waiting], s(100));
+        assert_eq!(b.counts(), [1, 1, 0, 1]);
+        assert_eq!(
+            b.oldest,
+            Duration::from_secs(60),
+            "the printed job does not count"
         );
     }
 }

@@ -166,7 +166,8 @@ pub fn on_effect(state: &AppState, effect: &Effect) {
 
 /// The node's in-call timer until the server stops: puts back the jobs of the files, keeps the
 /// device presence fresh, re-sends unacknowledged print jobs every [`store::RESEND`] (one node per job
-/// and interval), and prunes old job files.
+/// and interval), prunes old job files, and verifies the audit chain at start and every 10 minutes
+/// (for `sportello_audit_chain_ok`).
 pub async fn run_resends(state: AppState) {
     let restore = std::mem::take(
         &mut *state
@@ -189,6 +190,10 @@ pub async fn run_resends(state: AppState) {
         print::resend_due(&state).await;
         if ticks % 600 == 0 {
             print::prune_files(&state).await;
+        }
+        if ticks % certificate::AUDIT_VERIFY_EVERY == 0 {
+            // In its own task: a long log must not hold up the re-sends.
+            tokio::spawn(certificate::verify_audit(state.clone()));
         }
         ticks += 1;
     }

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::certificate::pdf_url;
 use super::common::{append_audit, kiosk_of, operator_of, own_call, valid_id};
-use super::core::Job;
+use super::core::{Job, PrintBacklog};
 use super::store::PRINTED_KEEP;
 use crate::calls::{Refusal, SessionCtx};
 use crate::state::AppState;
@@ -234,6 +234,7 @@ pub(super) async fn resend_due(state: &AppState) {
         Ok(jobs) => jobs,
         Err(e) => return tracing::debug!(error = ?e, "print jobs not re-sent: store"),
     };
+    set_backlog(state, &jobs);
     for job in jobs.iter().filter(|j| j.unacknowledged()) {
         match store.claim_send(&job.job_id, &state.incall.node).await {
             Ok(true) => {
@@ -247,6 +248,23 @@ pub(super) async fn resend_due(state: &AppState) {
             Err(e) => return tracing::debug!(error = ?e, "print job claim failed"),
         }
     }
+}
+
+/// Sets `sportello_print_jobs_pending{state}` and `sportello_print_oldest_pending_seconds` from
+/// the shared records (the same figures on every node).
+fn set_backlog(state: &AppState, jobs: &[Job]) {
+    let backlog = PrintBacklog::of(jobs, Time::now());
+    for (label, n) in crate::metrics::PRINT_STATES.iter().zip(backlog.counts()) {
+        state
+            .metrics
+            .print_pending
+            .with_label_values(&[label])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    state
+        .metrics
+        .print_oldest
+        .set(i64::try_from(backlog.oldest.as_secs()).unwrap_or(i64::MAX));
 }
 
 /// Puts the jobs of the files back into the shared records where they are missing (a restarted
