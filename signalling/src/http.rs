@@ -151,11 +151,14 @@ fn with_common_layers(router: Router<AppState>, state: AppState) -> Router {
                     .get(REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
+                let client = crate::login::ClientIp::of(request.extensions())
+                    .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
                 tracing::info_span!(
                     "http",
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id = %request_id,
+                    client = %client,
                 )
             }),
         )
@@ -164,6 +167,12 @@ fn with_common_layers(router: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.config.tls.is_some(),
             crate::headers::security_headers,
+        ))
+        // Outermost: the client's address (behind trusted proxies, the forwarded one) is known
+        // to the request span, the limits and the login throttles.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::client_addr::resolve_layer,
         ))
         .with_state(state)
 }
@@ -211,6 +220,11 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// `/readyz`: ready when this node can serve (running, its store and registry answer, and on a
+/// node with an in-process SFU, its forwarding loops answer). A signalling node's view of the
+/// media pool is reported under `info` but does not decide: every signalling node shares the pool,
+/// so failing them all while the media nodes are down or full would only stop the pages and
+/// logins too.
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut checks = Vec::new();
     checks.push(match state.shutdown.phase() {
@@ -227,36 +241,33 @@ async fn readyz(State(state): State<AppState>) -> Response {
     });
     checks.push(state.routing.check().await);
     checks.push(registry_check(&state).await);
-    checks.push(media_check(&state).await);
-    let ready = checks.iter().all(|c| c.ok);
-    let reason = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let mut info = Vec::new();
+    match media_check(&state).await {
+        Media::Local(check) => checks.push(check),
+        Media::Pool(check) => info.push(check),
+    }
+    let (ready, body) = crate::readiness::report(&checks, &info);
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = json!({"ready": ready, "checks": checks});
-    if !ready {
-        body["reason"] = json!(reason);
-    }
     (status, Json(body)).into_response()
 }
 
-/// Every forwarding loop of the SFU answers.
-async fn media_check(state: &AppState) -> crate::readiness::Check {
+/// The media check of this node: its own SFU's (required), or the pool's (informational).
+enum Media {
+    Local(crate::readiness::Check),
+    Pool(crate::readiness::Check),
+}
+
+/// Every forwarding loop of the in-process SFU answers; or, on a signalling node, how many media
+/// nodes take calls.
+async fn media_check(state: &AppState) -> Media {
     let Some(sfu) = state.media.local() else {
         let nodes = state.media.cluster().map(|c| c.nodes()).unwrap_or_default();
         let usable = nodes.iter().filter(|n| n.has_room()).count();
-        return crate::readiness::Check {
-            name: "media",
-            ok: usable > 0,
-            detail: format!("{usable} of {} media nodes take calls", nodes.len()),
-        };
+        return Media::Pool(crate::readiness::media_pool(nodes.len(), usable));
     };
     let (ok, detail) = match sfu.health(std::time::Duration::from_secs(1)).await {
         Ok(peers) => (
@@ -265,11 +276,11 @@ async fn media_check(state: &AppState) -> crate::readiness::Check {
         ),
         Err(_) => (false, "a media forwarding loop does not answer".to_owned()),
     };
-    crate::readiness::Check {
+    Media::Local(crate::readiness::Check {
         name: "media",
         ok,
         detail,
-    }
+    })
 }
 
 /// The registry answers (the demo registry always does; the HTTP adapter asks the front office).

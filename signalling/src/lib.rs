@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod calls;
+pub mod client_addr;
 pub mod commands;
 pub mod config;
 pub mod datadir;

@@ -5,7 +5,11 @@
 //!   IPv4 address, or the IPv6 /64 (what one host usually gets).
 //! - [`LimitAcceptor`] refuses a TCP connection past its listener's caps at once (over plain HTTP
 //!   with a `429 rate_limited` written first, best effort) and ties the slot to the stream, so the
-//!   place is held until the connection (HTTP or WebSocket) closes.
+//!   place is held until the connection (HTTP or WebSocket) closes. It counts the TCP peer, since
+//!   nothing of the request has been read yet: the public listener's exempt addresses therefore
+//!   include `trusted_proxies`, whose connections carry many clients each (they still count in
+//!   the total). The per-client caps that follow (WebSocket sockets per address, the login
+//!   throttles) count the client address of [`crate::client_addr`].
 //! - [`HeadDeadline`] closes a connection that has not sent a whole first request head within the
 //!   header timeout (idle sockets, half-sent headers, a stalled TLS handshake), and refuses HTTP/2
 //!   prior knowledge, which would escape hyper's HTTP/1 header timeout. Later requests on a
@@ -31,6 +35,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::client_addr::{in_ranges, AddressRange};
 use crate::config::LimitsConfig;
 
 /// The key an address is counted under: the IPv4 address (also for v4-mapped IPv6), or the IPv6
@@ -124,7 +129,7 @@ struct Counts {
 pub struct Limiter {
     per_address: usize,
     total: usize,
-    exempt: Vec<IpAddr>,
+    exempt: Vec<AddressRange>,
     counts: Mutex<Counts>,
     open: prometheus::IntGauge,
     refused: IntCounterVec,
@@ -159,7 +164,7 @@ impl Limiter {
         label: &'static str,
         per_address: usize,
         total: usize,
-        exempt: &[IpAddr],
+        exempt: &[AddressRange],
         metrics: &LimitMetrics,
     ) -> Arc<Self> {
         Arc::new(Limiter {
@@ -174,7 +179,7 @@ impl Limiter {
     }
 
     /// A limiter without metrics (tests of the counting alone).
-    pub fn unmetered(per_address: usize, total: usize, exempt: &[IpAddr]) -> Arc<Self> {
+    pub fn unmetered(per_address: usize, total: usize, exempt: &[AddressRange]) -> Arc<Self> {
         Self::new("test", per_address, total, exempt, &LimitMetrics::new())
     }
 
@@ -184,7 +189,7 @@ impl Limiter {
 
     /// Takes a place for a client at `ip`, or says which cap is reached.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
-        let exempt = self.exempt.contains(&ip);
+        let exempt = in_ranges(&self.exempt, ip);
         let key = (!exempt).then(|| address_key(ip));
         let mut counts = self.lock();
         let refusal = if self.total > 0 && counts.total >= self.total {
@@ -293,10 +298,23 @@ impl Limits {
         let _ = registry.register(Box::new(metrics.open.clone()));
         let _ = registry.register(Box::new(metrics.refused.clone()));
         let exempt = &config.exempt_addresses;
+        // A trusted proxy's connections carry many clients: they are not capped per address at
+        // accept; its clients are capped once their address is read (WebSocket, logins).
+        let public_exempt: Vec<AddressRange> = exempt
+            .iter()
+            .chain(&config.trusted_proxies)
+            .copied()
+            .collect();
         let per_address = config.connections_per_address as usize;
         let public_total = public_cap(nofile, config.fd_reserve, config.max_connections);
         Limits {
-            public: Limiter::new("public", per_address, public_total, exempt, &metrics),
+            public: Limiter::new(
+                "public",
+                per_address,
+                public_total,
+                &public_exempt,
+                &metrics,
+            ),
             admin: Limiter::new(
                 "admin",
                 per_address,
@@ -588,7 +606,7 @@ mod tests {
 
     #[test]
     fn ipv6_counts_per_64_and_exempt_addresses_only_count_in_all() {
-        let limiter = Limiter::unmetered(1, 3, &[ip("192.0.2.9")]);
+        let limiter = Limiter::unmetered(1, 3, &[ip("192.0.2.9").into()]);
         let _x = limiter.try_acquire(ip("2001:db8::1")).unwrap();
         assert_eq!(
             limiter.try_acquire(ip("2001:db8::ffff:2")).unwrap_err(),
@@ -601,6 +619,38 @@ mod tests {
             Refusal::Total
         );
         assert_eq!(address_key(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn exempt_ranges_and_trusted_proxies_are_not_capped_per_address_at_accept() {
+        let limiter = Limiter::unmetered(1, 0, &["10.0.0.0/8".parse().unwrap()]);
+        let _a = limiter.try_acquire(ip("10.1.2.3")).unwrap();
+        let _b = limiter.try_acquire(ip("10.1.2.3")).unwrap();
+        let _c = limiter.try_acquire(ip("::ffff:10.9.9.9")).unwrap();
+        let _d = limiter.try_acquire(ip("192.0.2.1")).unwrap();
+        assert!(limiter.try_acquire(ip("192.0.2.1")).is_err());
+        assert_eq!(limiter.open(), 4);
+
+        let config = LimitsConfig {
+            connections_per_address: 1,
+            ws_per_address: 1,
+            exempt_addresses: vec!["192.0.2.9".parse().unwrap()],
+            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+            ..LimitsConfig::default()
+        };
+        let limits = Limits::new(&config, Some(65_536), &Registry::new());
+        let _p1 = limits.public.try_acquire(ip("127.0.0.1")).unwrap();
+        let _p2 = limits.public.try_acquire(ip("127.0.0.1")).unwrap();
+        let _e1 = limits.public.try_acquire(ip("192.0.2.9")).unwrap();
+        let _e2 = limits.public.try_acquire(ip("192.0.2.9")).unwrap();
+        // The WebSocket cap counts client addresses: a proxy's own address is one like any other.
+        let _w1 = limits.ws.try_acquire(ip("127.0.0.1")).unwrap();
+        assert!(limits.ws.try_acquire(ip("127.0.0.1")).is_err());
+        let _w2 = limits.ws.try_acquire(ip("198.51.100.1")).unwrap();
+        assert!(limits.ws.try_acquire(ip("198.51.100.1")).is_err());
+        // The admin listener is not behind the proxy.
+        let _a1 = limits.admin.try_acquire(ip("127.0.0.1")).unwrap();
+        assert!(limits.admin.try_acquire(ip("127.0.0.1")).is_err());
     }
 
     #[test]

@@ -272,20 +272,28 @@ impl LoginGuard {
     }
 }
 
-/// The client's IP address, from the connection (`0.0.0.0` when the router is driven without one,
-/// as in tests that call it directly).
+/// The client's IP address: the one [`crate::client_addr::resolve_layer`] found (the TCP peer,
+/// or the forwarded client of a trusted proxy), else the TCP peer, else `0.0.0.0` when the router
+/// is driven without a connection, as in tests that call it directly.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    /// The client's address of a request's parts, when it has a connection.
+    pub fn of(parts: &axum::http::Extensions) -> Option<IpAddr> {
+        parts
+            .get::<crate::client_addr::ClientAddr>()
+            .map(|c| c.0)
+            .or_else(|| parts.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip()),
+            ClientIp::of(&parts.extensions).unwrap_or(IpAddr::from([0, 0, 0, 0])),
         ))
     }
 }

@@ -7,7 +7,10 @@
 //!   admin listener still answer, and the public listener's total cap leaves the admin listener
 //!   working;
 //! - WebSocket upgrades past the per-address cap get `429 rate_limited`;
-//! - one kiosk token past the per-principal session cap gets `rate_limited` and close code 4429.
+//! - one kiosk token past the per-principal session cap gets `rate_limited` and close code 4429;
+//! - a trusted proxy (`limits.trusted_proxies`) is not capped per address at accept, and the
+//!   WebSocket cap counts the client it names in `X-Forwarded-For`, which an untrusted peer cannot
+//!   do.
 //!
 //! Timing is only checked to be "closed by the timeout, not never": a generous bound several times
 //! the configured timeout.
@@ -318,4 +321,90 @@ async fn one_kiosk_token_past_the_session_cap_is_refused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(accepted, "a closed session did not make way for a new one");
+}
+
+/// A WebSocket upgrade from `from` with `X-Forwarded-For: forwarded_for`: the socket, or the
+/// refusal's status.
+async fn ws_from(
+    t: &TestServer,
+    from: &str,
+    forwarded_for: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<TcpStream>, u16> {
+    use tungstenite::client::IntoClientRequest as _;
+    let mut request = t.ws_url().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+    let stream = connect_from(from, t.server.addr).await;
+    match tokio_tungstenite::client_async(request, stream).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("websocket from {from}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_not_capped_at_accept_and_its_clients_are_capped_apart() {
+    let t = TestServer::start_with(|c| {
+        c.limits.connections_per_address = 2;
+        c.limits.ws_per_address = 1;
+        c.limits.header_timeout_s = 120;
+        c.limits.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let limits = t.server.state.limits.clone();
+    // The proxy holds more connections than one address may: all accepted, counted in all only.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect_from("127.0.0.1", t.server.addr).await);
+    }
+    tokio::time::timeout(CLOSED_WITHIN, async {
+        while limits.public.open() < 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the proxy's connections are accepted");
+    let through = get_from("127.0.0.1", t.server.addr, "/healthz").await;
+    assert!(through.starts_with("HTTP/1.1 200"), "{through}");
+    // Another peer is capped as before.
+    let mut other = Vec::new();
+    for _ in 0..2 {
+        other.push(connect_from("127.0.0.2", t.server.addr).await);
+    }
+    tokio::time::timeout(CLOSED_WITHIN, async {
+        while limits.public.open_from("127.0.0.2".parse().unwrap()) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the other peer's connections are accepted");
+    let mut refused = connect_from("127.0.0.2", t.server.addr).await;
+    assert!(read_until_closed(&mut refused)
+        .await
+        .starts_with("HTTP/1.1 429"));
+    drop((held, other));
+
+    // Through the proxy, the WebSocket cap counts each forwarded client.
+    let _a = ws_from(&t, "127.0.0.1", "198.51.100.1").await.unwrap();
+    assert_eq!(
+        ws_from(&t, "127.0.0.1", "198.51.100.1").await.err(),
+        Some(429)
+    );
+    assert_eq!(
+        ws_from(&t, "127.0.0.1", "203.0.113.5, 198.51.100.1")
+            .await
+            .err(),
+        Some(429)
+    );
+    let _b = ws_from(&t, "127.0.0.1", "198.51.100.2").await.unwrap();
+    // From an untrusted peer the header is ignored: the peer is the client.
+    let _c = ws_from(&t, "127.0.0.2", "198.51.100.3").await.unwrap();
+    assert_eq!(
+        ws_from(&t, "127.0.0.2", "198.51.100.4").await.err(),
+        Some(429)
+    );
+    // A malformed header from the proxy leaves the proxy's own address.
+    let _p = ws_from(&t, "127.0.0.1", "not-an-address").await.unwrap();
+    assert_eq!(ws_from(&t, "127.0.0.1", "").await.err(), Some(429));
 }

@@ -352,3 +352,85 @@ async fn failed_logins_and_lockouts_are_logged_at_a_bounded_volume() {
     assert_eq!(count(r#"user="evil\nfake=\"line\"""#), 1, "{ours:#?}");
     assert!(!text.lines().any(|l| l.starts_with("fake=")));
 }
+
+/// One login from `client` with `X-Forwarded-For: forwarded_for` (none when `None`): the status.
+async fn login_forwarded(
+    client: &reqwest::Client,
+    url: &str,
+    forwarded_for: Option<&str>,
+    user: &str,
+    password: &str,
+) -> u16 {
+    let mut request = client.post(url);
+    if let Some(forwarded_for) = forwarded_for {
+        request = request.header("x-forwarded-for", forwarded_for);
+    }
+    request
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Behind a trusted proxy (`limits.trusted_proxies`), the throttles and the log lines use the
+/// client address the proxy forwards: one client's failures lock only that client out, and the
+/// log names it. The same header from an untrusted peer is ignored.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_throttled_and_logged() {
+    let _ = captured();
+    let t = TestServer::start_with(|c| {
+        c.auth.login_failures_per_address = 3;
+        c.limits.trusted_proxies = vec!["127.0.0.6/32".parse().unwrap()];
+    })
+    .await;
+    let url = t.url("/api/v1/login");
+    let real = t.demo().operators[0].clone();
+    let (user, password) = (real.username.as_str(), real.password.as_str());
+    let proxy = client_from([127, 0, 0, 6]);
+    let (a, b) = (Some("198.51.100.61"), Some("198.51.100.62"));
+    for _ in 0..3 {
+        assert_eq!(login_forwarded(&proxy, &url, a, user, "wrong").await, 401);
+    }
+    assert_eq!(login_forwarded(&proxy, &url, a, user, password).await, 429);
+    // Another client through the same proxy, and the proxy's own address, are not locked out.
+    assert_eq!(login_forwarded(&proxy, &url, b, user, password).await, 200);
+    assert_eq!(
+        login_forwarded(&proxy, &url, None, user, password).await,
+        200
+    );
+
+    // An untrusted peer's header is ignored: its failures count for its own address.
+    let untrusted = client_from([127, 0, 0, 7]);
+    for _ in 0..3 {
+        let claimed = Some("198.51.100.63");
+        assert_eq!(
+            login_forwarded(&untrusted, &url, claimed, user, "wrong").await,
+            401
+        );
+    }
+    let other_claim = Some("198.51.100.64");
+    assert_eq!(
+        login_forwarded(&untrusted, &url, other_claim, user, password).await,
+        429
+    );
+
+    let text = String::from_utf8(captured().lock().unwrap().clone()).unwrap();
+    // Failures, lockouts and refusals, by address (successful logins are logged too).
+    let lines = |address: &str| {
+        text.lines()
+            .filter(|l| l.contains(&format!("address={address}")))
+            .filter(|l| {
+                ["login failed", "login locked", "login refused"]
+                    .iter()
+                    .any(|w| l.contains(w))
+            })
+            .count()
+    };
+    assert!(lines("198.51.100.61") >= 4, "{text}");
+    assert_eq!(lines("198.51.100.62"), 0, "{text}");
+    assert_eq!(lines("127.0.0.6"), 0, "{text}");
+    assert!(lines("127.0.0.7") >= 4, "{text}");
+    assert_eq!(lines("198.51.100.63") + lines("198.51.100.64"), 0, "{text}");
+}

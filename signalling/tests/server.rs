@@ -535,3 +535,43 @@ async fn processes_sharing_a_data_directory_share_accounts_and_tokens() {
     assert!(creds["kiosks"][0]["token"].as_str().is_some());
     assert!(creds["operators"][0]["password"].as_str().is_some());
 }
+
+#[tokio::test]
+async fn a_signalling_node_stays_ready_without_media_nodes_and_reports_the_pool() {
+    let mut redis = testkit::RedisServer::start().await;
+    let t = TestServer::start_with(|c| {
+        c.redis = Some(redis.url());
+        c.cluster.role = signalling::config::NodeRole::Signalling;
+    })
+    .await;
+    // No media node runs: the node still serves pages and logins, so it is ready, and the body
+    // says that no media node takes calls.
+    let res = reqwest::get(t.admin_url("/readyz")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["ready"], true, "{body}");
+    assert!(
+        body["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "media"),
+        "{body}"
+    );
+    assert_eq!(body["info"][0]["name"], "media", "{body}");
+    assert_eq!(body["info"][0]["ok"], false, "{body}");
+    assert_eq!(
+        body["info"][0]["detail"], "0 of 0 media nodes take calls",
+        "{body}"
+    );
+    // Its store still decides.
+    redis.kill();
+    let res = reqwest::get(t.admin_url("/readyz")).await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["reason"].as_str().unwrap().contains("store"), "{body}");
+    assert!(
+        !body["reason"].as_str().unwrap().contains("media"),
+        "{body}"
+    );
+}

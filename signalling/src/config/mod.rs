@@ -291,9 +291,13 @@ pub struct LimitsConfig {
     pub fd_reserve: u32,
     /// Open connections on the admin listener in all (they come out of the reserve).
     pub admin_connections: u32,
-    /// Addresses not capped per address (a reverse proxy that all clients come through). They
-    /// still count in the totals, and their principals in `sessions_per_principal`.
-    pub exempt_addresses: Vec<std::net::IpAddr>,
+    /// Addresses or CIDR ranges not capped per address. They still count in the totals, and
+    /// their principals in `sessions_per_principal`.
+    pub exempt_addresses: Vec<crate::client_addr::AddressRange>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client. Their
+    /// own connections are not capped per address at accept; the per-client caps and the login
+    /// throttles apply to the forwarded address. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<crate::client_addr::AddressRange>,
 }
 
 impl Default for LimitsConfig {
@@ -308,6 +312,7 @@ impl Default for LimitsConfig {
             fd_reserve: 512,
             admin_connections: 64,
             exempt_addresses: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -334,6 +339,12 @@ impl LimitsConfig {
             problems.push(format!(
                 "limits.fd_reserve: {} must be at least 64",
                 self.fd_reserve
+            ));
+        }
+        if let Some(all) = self.trusted_proxies.iter().find(|r| r.prefix_len() == 0) {
+            problems.push(format!(
+                "limits.trusted_proxies: {all} would let any client choose its own address; list \
+                 the proxies' addresses or their network"
             ));
         }
         problems

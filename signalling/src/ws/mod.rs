@@ -14,8 +14,10 @@ use futures_util::{SinkExt, StreamExt};
 use protocol::{CLOSE_GOING_AWAY, CLOSE_SUPERSEDED, CLOSE_TRY_AGAIN};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
+use tracing::Instrument as _;
 
 use crate::calls::{self, SessionCtx};
+use crate::client_addr::ClientAddr;
 use crate::shutdown::Phase;
 use crate::state::{AppState, StateOpener};
 use connection::{Connection, Output, Settings};
@@ -27,19 +29,24 @@ const TRANSPORT_MAX_MESSAGE: usize = 1 << 20;
 /// Initial read buffer per socket; it grows for larger frames.
 const READ_BUFFER: usize = 4 * 1024;
 
-/// `GET /api/v1/ws`: upgrades and runs the session. An address that holds `limits.ws_per_address`
-/// sockets already gets `429 rate_limited` instead.
+/// `GET /api/v1/ws`: upgrades and runs the session. A client address (the forwarded one behind a
+/// trusted proxy, see [`crate::client_addr`]) that holds `limits.ws_per_address` sockets already
+/// gets `429 rate_limited` instead.
 pub async fn endpoint(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Response {
+    let client = client
+        .map(|Extension(ClientAddr(ip))| ip)
+        .or_else(|| peer.map(|Extension(ConnectInfo(peer))| peer.ip()));
     // Without a peer address (a router driven without a socket) there is nothing to count.
-    let slot = match peer {
-        Some(Extension(ConnectInfo(peer))) => match state.limits.ws.try_acquire(peer.ip()) {
+    let slot = match client {
+        Some(client) => match state.limits.ws.try_acquire(client) {
             Ok(slot) => Some(slot),
             Err(_) => {
-                tracing::debug!(peer = %peer.ip(), "websocket refused: too many from this address");
+                tracing::debug!(%client, "websocket refused: too many from this address");
                 return crate::error::AppError::new(
                     protocol::ErrorCode::RateLimited,
                     format!(
@@ -61,10 +68,19 @@ pub async fn endpoint(
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
             let tasks = state.ws_tasks.clone();
-            tasks.track_future(async move {
-                run(socket, state).await;
-                drop(slot);
-            })
+            // The session's log lines carry the client's address (behind a trusted proxy, the
+            // forwarded one).
+            let span = match client {
+                Some(client) => tracing::info_span!("ws", %client),
+                None => tracing::info_span!("ws"),
+            };
+            tasks.track_future(
+                async move {
+                    run(socket, state).await;
+                    drop(slot);
+                }
+                .instrument(span),
+            )
         })
 }
 
