@@ -19,6 +19,11 @@
 //! (`-c 50`, median), `redis_benchmark_evalsha_c1_per_s`, `redis_to_evalsha_ratio` and
 //! `redis_to_evalsha_c1_ratio`; a figure that was not measured in this run is `null`.
 //!
+//! `redis/call_to_offer_c50` makes the same decision with 50 callers at once on one node and one
+//! tenant (50 free operators; each caller loops enqueue → offer → cancel, and the figure is wall time
+//! over enqueues), which the Redis store's group commit serves with shared commits:
+//! `redis_c50_decisions_per_s` and `redis_c50_to_evalsha_ratio` (against `-c 50`).
+//!
 //! Run: `cargo bench -p queue --bench routing` (criterion's options after `--`, e.g.
 //! `-- --warm-up-time 1 --measurement-time 2` for a short run).
 
@@ -98,6 +103,78 @@ fn bench_store(c: &mut Criterion, name: &str, q: Queue<AnyStore>, rt: &tokio::ru
     group.finish();
 }
 
+/// Concurrent callers of the Redis case: `redis-benchmark -c 50`'s clients.
+const CALLERS: u64 = 50;
+
+/// The same decision with [`CALLERS`] callers at once on one node and one tenant, as a busy node
+/// serves many kiosks: 50 operators are free, and each caller loops enqueue (timed together with
+/// everything else: the figure is wall time over decisions) → offer → cancel. One iteration is one
+/// enqueue that produced an offer; the cancels run in the same wall time, uncounted.
+fn bench_concurrent(c: &mut Criterion, q: Queue<AnyStore>, rt: &tokio::runtime::Runtime) {
+    let tenant = Tenant::new("bench-c50").unwrap();
+    rt.block_on(async {
+        for i in 0..CALLERS {
+            let mut skills = BTreeMap::new();
+            skills.insert(Service::new("anagrafe").unwrap(), 5);
+            let login = OperatorLogin {
+                operator_id: OperatorId::new(format!("op{i}")).unwrap(),
+                skills,
+                languages: vec![Language::new("it").unwrap()],
+                capacity: 1,
+                node: NodeId::new("bench").unwrap(),
+                presence: Presence::Available,
+            };
+            q.operator_online(&tenant, Time::now(), login).await.unwrap();
+        }
+    });
+    let mut round = 0u64;
+    let mut group = c.benchmark_group("routing");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("redis/call_to_offer_c50", |b| {
+        b.iter_custom(|iters| {
+            round += 1;
+            let per_caller = iters.div_ceil(CALLERS);
+            rt.block_on(async {
+                let start = Instant::now();
+                let mut tasks = Vec::new();
+                for caller in 0..CALLERS {
+                    let q = q.clone();
+                    let tenant = tenant.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let kiosk = KioskId::new(format!("kiosk{caller}")).unwrap();
+                        for n in 0..per_caller {
+                            let call_id =
+                                CallId::new(format!("r{round}-c{caller}-{n}")).unwrap();
+                            let call = NewCall {
+                                call_id: call_id.clone(),
+                                kiosk_id: kiosk.clone(),
+                                kiosk_node: NodeId::new("bench").unwrap(),
+                                service: Service::new("anagrafe").unwrap(),
+                                language: Language::new("it").unwrap(),
+                                priority: 0,
+                            };
+                            let a = q.enqueue(&tenant, Time::now(), call).await.unwrap();
+                            assert!(
+                                a.effects.iter().any(|e| matches!(e, Effect::Offer { .. })),
+                                "no offer"
+                            );
+                            q.cancel(&tenant, Time::now(), &kiosk, &call_id)
+                                .await
+                                .unwrap();
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                // Scaled to the iterations asked for (each caller did whole rounds).
+                start.elapsed().mul_f64(iters as f64 / (per_caller * CALLERS) as f64)
+            })
+        })
+    });
+    group.finish();
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -121,7 +198,9 @@ fn routing(c: &mut Criterion) {
         "commit script sha for redis-benchmark: {}",
         redis.commit_script_sha()
     );
-    bench_store(c, "redis", Queue::new(AnyStore::Redis(redis)), &rt);
+    let q = Queue::new(AnyStore::Redis(redis));
+    bench_store(c, "redis", q.clone(), &rt);
+    bench_concurrent(c, q, &rt);
     drop(server);
 }
 
@@ -208,6 +287,7 @@ fn main() {
 
     let memory_ns = testkit::criterion_estimate_ns("routing", "memory/call_to_offer", started);
     let redis_ns = testkit::criterion_estimate_ns("routing", "redis/call_to_offer", started);
+    let c50_ns = testkit::criterion_estimate_ns("routing", "redis/call_to_offer_c50", started);
     let n = env_or("EVALSHA_N", 200_000);
     let (c50, c1) = match redis_ns {
         Some(_) => evalsha_reference(n, env_or("EVALSHA_RUNS", 3)),
@@ -228,6 +308,12 @@ fn main() {
     if let (Some(r50), Some(r1)) = (ratio(redis, c50), ratio(redis, c1)) {
         println!("ratio: {r50:.3} of -c 50, {r1:.3} of -c 1");
     }
+    let redis_c50 = per_s(c50_ns);
+    if let (Some(d), Some(r)) = (redis_c50, ratio(redis_c50, c50)) {
+        println!(
+            "routing decisions, Redis store, {CALLERS} callers on one tenant: {d:.0}/s, {r:.3} of -c 50"
+        );
+    }
     println!(
         "{}",
         json!({
@@ -239,6 +325,8 @@ fn main() {
             "redis_benchmark_evalsha_c1_per_s": c1,
             "redis_to_evalsha_ratio": ratio(redis, c50),
             "redis_to_evalsha_c1_ratio": ratio(redis, c1),
+            "redis_c50_decisions_per_s": redis_c50,
+            "redis_c50_to_evalsha_ratio": ratio(redis_c50, c50),
         })
     );
 }

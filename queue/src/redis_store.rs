@@ -28,6 +28,19 @@
 //! reloaded on `NOSCRIPT` by [`redis::Script`]. They are small loops of `HSET`/`HDEL`/`ZADD`, so Redis is
 //! never blocked for long.
 //!
+//! # Group commit
+//! Operations on one tenant wait for each other on the node (a per-tenant lock), so while one
+//! commit is in flight the next ones queue up. The node runs them as one batch: each operation is
+//! applied to the cached state in arrival order, with its own `now`, and the batch is written with
+//! one commit script (one round trip). Each accepted operation still gets a version of its own and a stream entry of its own,
+//! exactly as if it had been committed alone (the script adds the batch's size to the counter).
+//! An operation the core refuses
+//! changes nothing, so a refusal inside a batch is as authoritative as alone: the batch's commit (or,
+//! when nothing changed, a token check) proves the state it was judged on was current. When the
+//! compare-and-set fails the whole batch is applied again on the reloaded state. Batches are
+//! processed by a spawned task, so a caller that gives up (its future dropped) does not abandon the
+//! other callers' operations halfway. At most [`MAX_BATCH`] operations go in one commit.
+//!
 //! # Durability
 //! With `appendfsync everysec` up to one second of commits can be lost in a Redis crash. The state then
 //! moves back by that second: an offer or an accept may be forgotten. Offers simply happen again (the
@@ -79,8 +92,7 @@ return {v, m, redis.call('HVALS', KEYS[3]), redis.call('HVALS', KEYS[4])}
 const COMMIT: &str = r#"
 local cur = redis.call('GET', KEYS[1]) or ''
 if cur ~= ARGV[1] then return false end
-local nv = (tonumber(string.match(cur, '^%d+')) or 0) + 1
-local tok = nv .. ':' .. ARGV[2]
+local base = tonumber(string.match(cur, '^%d+')) or 0
 local i = 3
 if ARGV[i] ~= '' then redis.call('SET', KEYS[2], ARGV[i]) end
 i = i + 1
@@ -94,10 +106,15 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('ZADD', KEYS[5], ARGV[i + 1], ARGV[i]); i = i + 2 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('ZREM', KEYS[5], ARGV[i]); i = i + 1 end
-redis.call('SET', KEYS[1], tok)
-if ARGV[i] ~= '' then
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', 10000, '*', 'v', nv, 'e', ARGV[i])
+n = tonumber(ARGV[i]); i = i + 1
+for k = 1, n do
+  if ARGV[i] ~= '' then
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', 10000, '*', 'v', base + k, 'e', ARGV[i])
+  end
+  i = i + 1
 end
+local tok = (base + math.max(n, 1)) .. ':' .. ARGV[2]
+redis.call('SET', KEYS[1], tok)
 return tok
 "#;
 
@@ -110,6 +127,41 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How many times an operation is retried when other nodes keep committing first.
 const MAX_ATTEMPTS: u32 = 400;
+
+/// The most operations one commit carries (group commit): enough to absorb a burst, small enough
+/// that one script's arguments stay modest.
+const MAX_BATCH: usize = 64;
+
+/// An operation waiting for its tenant's next batch.
+struct Pending {
+    now: Time,
+    cmd: Command,
+    reply: tokio::sync::oneshot::Sender<Result<Applied, Error>>,
+}
+
+/// One tenant's slot on this node: the cached state (its lock orders the batches) and the operations
+/// waiting for the next batch.
+#[derive(Default)]
+struct Slot {
+    cached: Arc<tokio::sync::Mutex<Cached>>,
+    pending: Mutex<Vec<Pending>>,
+}
+
+/// The same error again, for every caller of a batch that failed as a whole.
+fn replicate(e: &Error) -> Error {
+    match e {
+        Error::Invalid(m) => Error::Invalid(m.clone()),
+        Error::NotFound(m) => Error::NotFound(m.clone()),
+        Error::Forbidden(m) => Error::Forbidden(m.clone()),
+        Error::Conflict(m) => Error::Conflict(m.clone()),
+        Error::Unavailable(r) => {
+            Error::Unavailable(redis::RedisError::from((r.kind(), "redis", r.to_string())))
+        }
+        Error::Contention(m) => Error::Contention(m.clone()),
+        Error::Corrupt(m) => Error::Corrupt(m.clone()),
+        Error::Metrics(m) => Error::Corrupt(m.to_string()),
+    }
+}
 
 struct Keys {
     ver: String,
@@ -165,7 +217,7 @@ struct Inner {
     cfg: QueueConfig,
     load: Script,
     commit: Script,
-    cache: Mutex<HashMap<Tenant, Arc<tokio::sync::Mutex<Cached>>>>,
+    cache: Mutex<HashMap<Tenant, Arc<Slot>>>,
     events: Arc<Fanout<Applied>>,
 }
 
@@ -224,9 +276,106 @@ impl RedisStore {
         self.inner.conn.clone()
     }
 
-    fn entry(&self, tenant: &Tenant) -> Arc<tokio::sync::Mutex<Cached>> {
+    fn entry(&self, tenant: &Tenant) -> Arc<Slot> {
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.entry(tenant.clone()).or_default().clone()
+    }
+
+    /// Runs the tenant's waiting operations, batch after batch, until none is left. Every caller
+    /// spawns one; those that find the queue empty once they hold the lock have nothing to do.
+    async fn drain(&self, tenant: &Tenant, slot: &Slot) {
+        let mut cached = slot.cached.lock().await;
+        loop {
+            let batch: Vec<Pending> = {
+                let mut pending = slot.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let n = pending.len().min(MAX_BATCH);
+                pending.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return;
+            }
+            self.run_batch(tenant, &mut cached, batch).await;
+        }
+    }
+
+    /// Applies a batch to the cached state and commits it once (retrying the whole batch when
+    /// another node committed first), then answers every caller.
+    async fn run_batch(&self, tenant: &Tenant, cached: &mut Cached, batch: Vec<Pending>) {
+        let fail_all = |batch: Vec<Pending>, e: Error| {
+            for p in batch {
+                let _ = p.reply.send(Err(replicate(&e)));
+            }
+        };
+        for attempt in 0..MAX_ATTEMPTS {
+            // The state is taken out of the cache while in flight: if Redis fails mid-commit, the
+            // cache is simply empty and the next operation reloads.
+            let mut state = match cached.state.take() {
+                Some(s) => s,
+                None => match self.load(tenant).await {
+                    Ok((v, s)) => {
+                        cached.token = v;
+                        s
+                    }
+                    Err(e) => return fail_all(batch, e),
+                },
+            };
+            let expected = cached.token.clone();
+            let outcomes: Vec<Result<Vec<Effect>, Error>> = batch
+                .iter()
+                .map(|p| state.apply(&self.inner.cfg, p.now, p.cmd.clone()))
+                .collect();
+            // Each operation the core accepted gets a version of its own and its own stream entry,
+            // as if committed alone: the batch's first takes the stored counter + 1.
+            let accepted: Vec<&[Effect]> = outcomes
+                .iter()
+                .filter_map(|o| o.as_ref().ok().map(Vec::as_slice))
+                .collect();
+            let first = if state.is_dirty() {
+                match self.commit(tenant, &expected, &mut state, &accepted).await {
+                    Ok(Some(token)) => {
+                        cached.token = token;
+                        cached.state = Some(state);
+                        counter(&expected) + 1
+                    }
+                    Ok(None) => {
+                        backoff(attempt).await;
+                        continue;
+                    }
+                    Err(e) => return fail_all(batch, e),
+                }
+            } else {
+                // Nothing changed (refusals only, or no-ops), but the cache may be stale; only a
+                // current state may answer.
+                match self.token(tenant).await {
+                    Ok(token) if token == expected => {
+                        cached.state = Some(state);
+                        // Nothing was written: every operation reports the stored version.
+                        let version = counter(&expected);
+                        for (p, outcome) in batch.into_iter().zip(outcomes) {
+                            let _ = p
+                                .reply
+                                .send(outcome.map(|effects| Applied { version, effects }));
+                        }
+                        return;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => return fail_all(batch, e),
+                }
+            };
+            let mut version = first;
+            for (p, outcome) in batch.into_iter().zip(outcomes) {
+                let answer = outcome.map(|effects| {
+                    version += 1;
+                    Applied {
+                        version: version - 1,
+                        effects,
+                    }
+                });
+                let _ = p.reply.send(answer);
+            }
+            return;
+        }
+        fail_all(batch, Error::Contention(tenant.to_string()))
     }
 
     async fn load(&self, tenant: &Tenant) -> Result<(String, TenantState), Error> {
@@ -283,7 +432,7 @@ impl RedisStore {
         tenant: &Tenant,
         expected: &str,
         state: &mut TenantState,
-        effects: &[Effect],
+        operations: &[&[Effect]],
     ) -> Result<Option<String>, Error> {
         let k = Keys::new(tenant);
         let dirty = state.take_dirty();
@@ -344,10 +493,13 @@ impl RedisStore {
         for id in &zrem {
             inv.arg(*id);
         }
-        if effects.is_empty() {
-            inv.arg("");
-        } else {
-            inv.arg(serde_json::to_string(effects).map_err(json_err)?);
+        inv.arg(operations.len());
+        for effects in operations {
+            if effects.is_empty() {
+                inv.arg("");
+            } else {
+                inv.arg(serde_json::to_string(effects).map_err(json_err)?);
+            }
         }
         let mut conn = self.inner.conn.clone();
         let token: Option<String> = inv.invoke_async(&mut conn).await?;
@@ -372,53 +524,21 @@ impl Store for RedisStore {
     }
 
     async fn apply(&self, tenant: &Tenant, now: Time, cmd: Command) -> Result<Applied, Error> {
-        let entry = self.entry(tenant);
-        let mut cached = entry.lock().await;
-        for attempt in 0..MAX_ATTEMPTS {
-            // The state is taken out of the cache while in flight: if this future is dropped or Redis
-            // fails mid-commit, the cache is simply empty and the next operation reloads.
-            let mut state = match cached.state.take() {
-                Some(s) => s,
-                None => {
-                    let (v, s) = self.load(tenant).await?;
-                    cached.token = v;
-                    s
-                }
-            };
-            let expected = cached.token.clone();
-            let effects = match state.apply(&self.inner.cfg, now, cmd.clone()) {
-                Ok(fx) => fx,
-                Err(e) => {
-                    // Validation changed nothing, but the cache may be stale; only a current state may
-                    // refuse the operation.
-                    if self.token(tenant).await? == expected {
-                        cached.state = Some(state);
-                        return Err(e);
-                    }
-                    continue;
-                }
-            };
-            if !state.is_dirty() {
-                if self.token(tenant).await? == expected {
-                    cached.state = Some(state);
-                    return Ok(Applied {
-                        version: counter(&expected),
-                        effects,
-                    });
-                }
-                continue;
-            }
-            match self.commit(tenant, &expected, &mut state, &effects).await? {
-                Some(token) => {
-                    let version = counter(&token);
-                    cached.token = token;
-                    cached.state = Some(state);
-                    return Ok(Applied { version, effects });
-                }
-                None => backoff(attempt).await,
-            }
-        }
-        Err(Error::Contention(tenant.to_string()))
+        let slot = self.entry(tenant);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        slot.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Pending { now, cmd, reply });
+        let this = self.clone();
+        let tenant = tenant.clone();
+        tokio::spawn(async move { this.drain(&tenant, &slot).await });
+        answer.await.map_err(|_| {
+            Error::Unavailable(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "the queue's batch was interrupted",
+            )))
+        })?
     }
 
     async fn snapshot(&self, tenant: &Tenant, now: Time) -> Result<Snapshot, Error> {
@@ -431,8 +551,8 @@ impl Store for RedisStore {
         R: Send,
         F: FnOnce(&TenantState) -> R + Send,
     {
-        let entry = self.entry(tenant);
-        let mut cached = entry.lock().await;
+        let slot = self.entry(tenant);
+        let mut cached = slot.cached.lock().await;
         self.fresh(tenant, &mut cached).await?;
         match &cached.state {
             Some(s) => Ok(f(s)),
