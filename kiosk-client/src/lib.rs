@@ -28,7 +28,7 @@ mod url;
 pub use bot::{BotHandle, BotStats, OperatorBot, Policy};
 pub use describe::{describe_event, describe_unknown, format_wait};
 pub use kiosk::HeadlessKiosk;
-pub use session::{ConnectOptions, Requester, Session};
+pub use session::{ConnectOptions, IceConfig, Requester, Session};
 pub use tracker::{CallOutcome, CallStatus, CallTracker, REASON_GONE};
 pub use url::{http_base_url, ws_url};
 

@@ -12,17 +12,16 @@
 //! not read events itself (the session's owner does): [`crate::HeadlessKiosk`] and a spawned
 //! [`crate::OperatorBot`] feed it theirs.
 //!
-//! **No TURN.** The `auth` reply's `ice_servers` and `ice_transport_policy` (`docs/turn.md`) are
-//! not used here: `rtc`'s ICE agent takes STUN/TURN URLs but gathers no relay candidate by itself
-//! (an application must run `rtc::turn::client`, add the relay candidate and route every packet
-//! through the allocation), and `sfu::client` does not do that. These headless clients always send
-//! media directly to the SFU (host candidates, UDP or ICE-TCP); [`crate::Session`] logs a warning
-//! when a server asks for `relay`.
+//! **TURN.** Every new peer connection (the first, and each one after `media.reconnect`) takes the
+//! session's current ICE servers and policy ([`crate::Requester::ice`]: the `auth` reply's, or the
+//! latest `ice.servers` event's), unless the caller's [`ClientOptions`] name servers of their own.
+//! [`MediaClient`] then gathers a relay candidate on each `turn:` server (`docs/turn.md`), and with
+//! policy `relay` only those, as a browser does.
 
 use protocol::media::{MediaCandidate, MediaOffer};
 use protocol::{ErrorCode, Event, Request};
 
-pub use sfu::client::{ClientOptions, ClientStats, MediaClient, TrackStats};
+pub use sfu::client::{ClientOptions, ClientStats, MediaClient, RelayInfo, TrackStats};
 
 use crate::session::Requester;
 use crate::ClientError;
@@ -31,7 +30,18 @@ use crate::ClientError;
 /// `unavailable` (the call's new media node is not ready yet).
 const RECONNECT_ATTEMPTS: u32 = 4;
 
-/// Negotiates media for `call_id` over `requester`'s session and starts sending.
+/// `options` with the session's current ICE servers and policy, unless they name servers of
+/// their own.
+pub fn with_session_ice(requester: &Requester, options: ClientOptions) -> ClientOptions {
+    if !options.ice_servers.is_empty() {
+        return options;
+    }
+    let ice = requester.ice();
+    options.with_ice(ice.servers, ice.policy)
+}
+
+/// Negotiates media for `call_id` over `requester`'s session and starts sending, through the
+/// session's TURN servers when it has any (see the module docs).
 pub async fn start_media(
     requester: &Requester,
     call_id: &str,
@@ -47,7 +57,7 @@ async fn start_on_node(
     options: ClientOptions,
 ) -> Result<(MediaClient, Option<String>), ClientError> {
     let monitor = options.monitor;
-    let client = MediaClient::start(options)
+    let client = MediaClient::start(with_session_ice(requester, options))
         .await
         .map_err(|e| ClientError::Connect(format!("media socket: {e}")))?;
     let node = negotiate(
@@ -209,7 +219,7 @@ impl CallMedia {
         tracing::debug!(call_id = %self.call_id, %reason, "media.reconnect: offering again");
         self.last_reason = Some(reason.to_owned());
         self.client.close();
-        let client = MediaClient::start(self.options.clone())
+        let client = MediaClient::start(with_session_ice(&self.requester, self.options.clone()))
             .await
             .map_err(|e| ClientError::Connect(format!("media socket: {e}")))?;
         // The old connection goes away here (its driver was told to close).

@@ -12,6 +12,10 @@
 //! know (`ServerMessage::Unknown`), replies nobody waits for any more (after a timeout, or to frames
 //! sent with [`Requester::send_text`]), `error` frames without an `id`, and unparsable text (kept as
 //! a JSON string).
+//!
+//! The session also keeps the ICE servers and transport policy of the `auth` reply, replaced by
+//! each `ice.servers` event as it arrives ([`Requester::ice`]): [`crate::media`] reads them each
+//! time it creates a peer connection, as the browser pages do.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +24,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
-    parse_server_frame, Auth, AuthOk, ErrorCode, Event, Request, Role, ServerFrame, ServerMessage,
-    CLOSE_UNAUTHORIZED,
+    parse_server_frame, Auth, AuthOk, ErrorCode, Event, IceServer, IceTransportPolicy, Request,
+    Role, ServerFrame, ServerMessage, CLOSE_UNAUTHORIZED,
 };
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -78,6 +82,8 @@ type Reply = Result<Value, (ErrorCode, String)>;
 /// What the socket task and the session share.
 struct Shared {
     state: Mutex<SharedState>,
+    /// The latest ICE servers and policy (`auth` reply, then `ice.servers` events).
+    ice: Mutex<IceConfig>,
     next_id: AtomicU64,
     closed: watch::Sender<bool>,
 }
@@ -104,6 +110,31 @@ impl Shared {
             state.pending.clear();
         }
         self.closed.send_replace(true);
+    }
+}
+
+/// The ICE servers and transport policy a session's peer connections use: those of the `auth`
+/// reply, then of the latest `ice.servers` event. Empty and `all` without `[turn]` on the server.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct IceConfig {
+    /// The servers, in the browser's `RTCIceServer` form (TURN credentials included).
+    pub servers: Vec<IceServer>,
+    /// `relay`: peer connections use only relayed candidates.
+    pub policy: IceTransportPolicy,
+}
+
+impl std::fmt::Debug for IceConfig {
+    // Written by hand so TURN credentials never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers: Vec<(&[String], Option<&str>)> = self
+            .servers
+            .iter()
+            .map(|s| (s.urls.as_slice(), s.username.as_deref()))
+            .collect();
+        f.debug_struct("IceConfig")
+            .field("servers", &servers)
+            .field("policy", &self.policy)
+            .finish()
     }
 }
 
@@ -142,6 +173,16 @@ impl std::fmt::Debug for Requester {
 }
 
 impl Requester {
+    /// The ICE servers and policy for a new peer connection: the `auth` reply's, or those of the
+    /// latest `ice.servers` event.
+    pub fn ice(&self) -> IceConfig {
+        self.shared
+            .ice
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn next_id(&self) -> String {
         (self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1).to_string()
     }
@@ -401,6 +442,7 @@ impl Session {
                 closed: false,
                 close_frame: None,
             }),
+            ice: Mutex::new(IceConfig::default()),
             next_id: AtomicU64::new(0),
             closed: closed_tx,
         });
@@ -461,12 +503,16 @@ impl Session {
                 )));
             }
         };
-        if auth_ok.ice_transport_policy == Some(protocol::IceTransportPolicy::Relay) {
-            tracing::warn!(
-                "the server asks for TURN relay only (ice_transport_policy relay); this headless \
-                 client cannot relay through TURN and sends its media directly to the SFU"
-            );
-        }
+        // `ice.servers` events come only after the reply: they replace this from then on.
+        *session
+            .requester
+            .shared
+            .ice
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = IceConfig {
+            servers: auth_ok.ice_servers.clone().unwrap_or_default(),
+            policy: auth_ok.ice_transport_policy.unwrap_or_default(),
+        };
         session.auth = auth_ok.clone();
         Ok((session, auth_ok))
     }
@@ -733,6 +779,12 @@ fn dispatch(text: &str, seq: u64, events: &mpsc::UnboundedSender<Incoming>, shar
         })) => route(shared, &id, seq, Err((code, message))),
         Ok(ServerMessage::Frame(ServerFrame::Error { id: None, .. })) => true,
         Ok(ServerMessage::Frame(ServerFrame::Event(event))) => {
+            if let Event::IceServers(fresh) = &event {
+                *shared.ice.lock().unwrap_or_else(|e| e.into_inner()) = IceConfig {
+                    servers: fresh.ice_servers.clone(),
+                    policy: fresh.ice_transport_policy.unwrap_or_default(),
+                };
+            }
             let _ = events.send(Incoming::Event(seq, event));
             false
         }
@@ -779,6 +831,47 @@ mod tests {
     }
 
     const SHORT: Duration = Duration::from_millis(50);
+
+    #[test]
+    fn an_ice_servers_event_replaces_the_sessions_ice_config_and_is_still_delivered() {
+        let (closed, _) = watch::channel(false);
+        let shared = Shared {
+            state: Mutex::new(SharedState {
+                pending: HashMap::new(),
+                closed: false,
+                close_frame: None,
+            }),
+            ice: Mutex::new(IceConfig::default()),
+            next_id: AtomicU64::new(0),
+            closed,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let frame = r#"{"type":"ice.servers","ice_servers":[{"urls":["turn:t.example:3478"],
+            "username":"2000000000:k1","credential":"c2VjcmV0"}],"ice_transport_policy":"relay",
+            "ice_servers_ttl_s":600}"#
+            .replace('\n', "");
+        dispatch(&frame, 7, &tx, &shared);
+        let ice = shared.ice.lock().unwrap().clone();
+        assert_eq!(ice.policy, IceTransportPolicy::Relay);
+        assert_eq!(ice.servers[0].urls, ["turn:t.example:3478"]);
+        assert_eq!(ice.servers[0].username.as_deref(), Some("2000000000:k1"));
+        assert!(
+            !format!("{ice:?}").contains("c2VjcmV0"),
+            "no credential in Debug: {ice:?}"
+        );
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Incoming::Event(7, Event::IceServers(_)))
+        ));
+        // Without a policy: `all`.
+        dispatch(
+            r#"{"type":"ice.servers","ice_servers":[],"ice_servers_ttl_s":600}"#,
+            8,
+            &tx,
+            &shared,
+        );
+        assert_eq!(*shared.ice.lock().unwrap(), IceConfig::default());
+    }
 
     #[tokio::test]
     async fn wait_for_keeps_the_skipped_events_in_order() {
