@@ -124,7 +124,9 @@ fn bench_concurrent(c: &mut Criterion, q: Queue<AnyStore>, rt: &tokio::runtime::
                 node: NodeId::new("bench").unwrap(),
                 presence: Presence::Available,
             };
-            q.operator_online(&tenant, Time::now(), login).await.unwrap();
+            q.operator_online(&tenant, Time::now(), login)
+                .await
+                .unwrap();
         }
     });
     let mut round = 0u64;
@@ -143,8 +145,7 @@ fn bench_concurrent(c: &mut Criterion, q: Queue<AnyStore>, rt: &tokio::runtime::
                     tasks.push(tokio::spawn(async move {
                         let kiosk = KioskId::new(format!("kiosk{caller}")).unwrap();
                         for n in 0..per_caller {
-                            let call_id =
-                                CallId::new(format!("r{round}-c{caller}-{n}")).unwrap();
+                            let call_id = CallId::new(format!("r{round}-c{caller}-{n}")).unwrap();
                             let call = NewCall {
                                 call_id: call_id.clone(),
                                 kiosk_id: kiosk.clone(),
@@ -168,7 +169,9 @@ fn bench_concurrent(c: &mut Criterion, q: Queue<AnyStore>, rt: &tokio::runtime::
                     t.await.unwrap();
                 }
                 // Scaled to the iterations asked for (each caller did whole rounds).
-                start.elapsed().mul_f64(iters as f64 / (per_caller * CALLERS) as f64)
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_caller * CALLERS) as f64)
             })
         })
     });

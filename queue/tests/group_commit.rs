@@ -69,8 +69,13 @@ async fn concurrent_operations_share_commits_but_keep_their_versions_and_entries
         let q = q.clone();
         let tenant = tenant.clone();
         tokio::spawn(async move {
-            q.cancel(&tenant, at(1), &KioskId::new("nobody").unwrap(), &cid("nothing"))
-                .await
+            q.cancel(
+                &tenant,
+                at(1),
+                &KioskId::new("nobody").unwrap(),
+                &cid("nothing"),
+            )
+            .await
         })
     };
     let mut versions = BTreeSet::new();
