@@ -19,16 +19,18 @@
 //! within [`START_TIMEOUT`], `start` fails with the tail of its log; a missing binary says
 //! "install coturn (cargo xtask deps)". [`Coturn::check`] tells a running daemon from one that
 //! died later. [`Coturn::allocate`] asks for an allocation with coturn's own client
-//! (`turnutils_uclient`), to check which credentials coturn accepts.
+//! (`turnutils_uclient`), to check which credentials coturn accepts. Starting, watching and
+//! stopping the process is testkit's common daemon code (`testkit/src/daemon.rs`).
 
 use std::net::TcpStream;
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+
+use crate::daemon::{wait_ready, Watched};
 
 /// The TURN server binary.
 const TURNSERVER: &str = "/usr/bin/turnserver";
@@ -46,28 +48,6 @@ const RELAY_PORTS: u16 = 200;
 /// The log lines a failure report quotes.
 const TAIL: usize = 25;
 
-/// How the daemon process is doing.
-#[derive(Debug, Clone)]
-enum Life {
-    Running,
-    /// Exited on its own: how.
-    Exited(String),
-    /// Stopped by [`Coturn`]'s drop.
-    Stopped,
-}
-
-#[derive(Debug)]
-struct Inner {
-    life: Mutex<Life>,
-    changed: Condvar,
-}
-
-impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Life> {
-        self.life.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// What coturn answered to an allocation request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Allocation {
@@ -79,12 +59,12 @@ pub enum Allocation {
 
 /// A private coturn (see the module docs), stopped when dropped.
 pub struct Coturn {
+    /// Declared before `dir`: dropping it stops the daemon before the folder is removed.
+    daemon: Watched,
     dir: tempfile::TempDir,
     port: u16,
     tls_port: u16,
     relay_ports: (u16, u16),
-    pid: u32,
-    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Coturn {
@@ -94,7 +74,7 @@ impl std::fmt::Debug for Coturn {
             .field("port", &self.port)
             .field("tls_port", &self.tls_port)
             .field("relay_ports", &self.relay_ports)
-            .field("pid", &self.pid)
+            .field("pid", &self.daemon.pid())
             .finish_non_exhaustive()
     }
 }
@@ -123,87 +103,40 @@ impl Coturn {
         };
         let relay_ports = relay_port_block();
         configure(dir.path(), (port, tls_port), relay_ports, secret)?;
-        let out =
-            std::fs::File::create(dir.path().join("stdout.log")).context("coturn's stdout.log")?;
         let mut command = Command::new(TURNSERVER);
-        command
-            .arg("-c")
-            .arg(dir.path().join("turnserver.conf"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().context("coturn's stdout.log")?)
-            .stderr(out)
-            .process_group(0);
-        crate::tie_daemon_to_parent(&mut command);
-        let inner = Arc::new(Inner {
-            life: Mutex::new(Life::Running),
-            changed: Condvar::new(),
-        });
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let watched = inner.clone();
-        std::thread::Builder::new()
-            .name(format!("testkit-coturn-watch-{port}"))
-            .spawn(move || {
-                let mut child = match command.spawn() {
-                    Ok(child) => child,
-                    Err(e) => {
-                        let _ = started_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = started_tx.send(Ok(child.id()));
-                let how = match child.wait() {
-                    Ok(s) => match s.signal() {
-                        Some(sig) => format!("was killed by signal {sig}"),
-                        None => format!("exited with {s}"),
-                    },
-                    Err(e) => format!("could not be waited for ({e})"),
-                };
-                let mut life = watched.lock();
-                if let Life::Running = *life {
-                    *life = Life::Exited(how);
-                }
-                drop(life);
-                watched.changed.notify_all();
-            })
-            .context("coturn watcher thread")?;
-        let pid = started_rx
-            .recv()
-            .context("coturn watcher thread")?
-            .with_context(|| format!("cannot run {TURNSERVER}: {INSTALL}"))?;
+        command.arg("-c").arg(dir.path().join("turnserver.conf"));
+        let daemon = Watched::spawn("coturn", dir.path(), "stdout.log", command, INSTALL)?;
         // From here on, dropping `coturn` stops the daemon.
         let coturn = Coturn {
+            daemon,
             dir,
             port,
             tls_port,
             relay_ports,
-            pid,
-            inner,
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Err(e) = coturn.check() {
-                bail!(
-                    "the private coturn died while starting: {e:#}\nstdout:\n{}",
-                    std::fs::read_to_string(coturn.dir.path().join("stdout.log"))
-                        .unwrap_or_default()
-                );
-            }
-            if coturn.log().contains("UDP listener opened")
-                && TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
-            {
-                return Ok(coturn);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "the private coturn (pid {pid}, {}) does not listen on 127.0.0.1:{port} \
-                     and {tls_port} within {START_TIMEOUT:?}; log tail:\n{}",
-                    coturn.dir.path().display(),
-                    tail(coturn.dir.path())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let ready = wait_ready(
+            START_TIMEOUT,
+            Duration::from_millis(50),
+            || coturn.check(),
+            || {
+                coturn.log().contains("UDP listener opened")
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+            },
+        );
+        match ready {
+            Ok(true) => Ok(coturn),
+            Ok(false) => bail!(
+                "the private coturn (pid {}, {}) does not listen on 127.0.0.1:{port} and \
+                 {tls_port} within {START_TIMEOUT:?}; log tail:\n{}",
+                coturn.pid(),
+                coturn.dir.path().display(),
+                tail(coturn.dir.path())
+            ),
+            Err(e) => bail!(
+                "the private coturn died while starting: {e:#}\nstdout:\n{}",
+                std::fs::read_to_string(coturn.dir.path().join("stdout.log")).unwrap_or_default()
+            ),
         }
     }
 
@@ -239,7 +172,7 @@ impl Coturn {
 
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.daemon.pid()
     }
 
     /// The private folder (configuration, `turnserver.log`, `stdout.log`).
@@ -254,16 +187,8 @@ impl Coturn {
 
     /// `Ok` while the daemon runs; how it ended, with the tail of its log, once it exited.
     pub fn check(&self) -> anyhow::Result<()> {
-        match &*self.inner.lock() {
-            Life::Running => Ok(()),
-            Life::Stopped => bail!("the private coturn (pid {}) was stopped", self.pid),
-            Life::Exited(how) => bail!(
-                "the private coturn (pid {}, {}) {how}; log tail:\n{}",
-                self.pid,
-                self.dir.path().display(),
-                tail(self.dir.path())
-            ),
-        }
+        self.daemon
+            .check(|| format!("log tail:\n{}", tail(self.dir.path())))
     }
 
     /// Asks coturn for an allocation over UDP with `username` and `password`, and sends a message
@@ -318,64 +243,13 @@ impl Coturn {
     }
 }
 
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let running = {
-            let mut life = self.inner.lock();
-            let running = matches!(*life, Life::Running);
-            if running {
-                *life = Life::Stopped;
-            }
-            running
-        };
-        if !running {
-            return;
-        }
-        kill_group(self.pid, libc::SIGTERM);
-        if !self.wait_exited(Duration::from_secs(2)) {
-            kill_group(self.pid, libc::SIGKILL);
-            self.wait_exited(Duration::from_secs(5));
-        }
-    }
-}
-
-impl Coturn {
-    /// Waits until the watcher reaped the process (true), or `timeout` (false).
-    fn wait_exited(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Path::new(&format!("/proc/{}/stat", self.pid)).exists() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let life = self.inner.lock();
-            let _ = self
-                .inner
-                .changed
-                .wait_timeout(life, left.min(Duration::from_millis(20)));
-        }
-        true
-    }
-}
-
-fn kill_group(pid: u32, signal: i32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: kill has no memory-safety preconditions; the group is the daemon's own.
-        unsafe {
-            libc::kill(-pid, signal);
-        }
-    }
-}
-
 fn log_path(dir: &Path) -> PathBuf {
     dir.join("turnserver.log")
 }
 
-/// The last lines of the daemon's log.
+/// The last [`TAIL`] lines of the daemon's log.
 fn tail(dir: &Path) -> String {
-    let log = std::fs::read_to_string(log_path(dir)).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(TAIL)..].join("\n")
+    crate::daemon::log_tail(&log_path(dir), TAIL)
 }
 
 /// A block of [`RELAY_PORTS`] relay ports in 10000–19999 (below the ephemeral range, and apart from

@@ -32,17 +32,18 @@
 //! **A daemon that dies is reported.** If the process exits before its WebSocket port answers a
 //! WebSocket handshake, or does not answer within [`START_TIMEOUT`], `start` fails with the tail
 //! of its log. A port taken by someone else between choosing and binding it is retried with
-//! another port. [`Janus::check`] tells a running daemon from one that died later.
+//! another port. [`Janus::check`] tells a running daemon from one that died later. Starting,
+//! watching and stopping the process is testkit's common daemon code (`testkit/src/daemon.rs`).
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
+
+use crate::daemon::{retry_taken_port, wait_ready, Launch, Watched};
 
 /// The Janus binary.
 const JANUS: &str = "/usr/bin/janus";
@@ -60,36 +61,13 @@ const PORT_ATTEMPTS: usize = 3;
 /// The log lines a failure report quotes.
 const TAIL: usize = 25;
 
-/// How the daemon process is doing.
-#[derive(Debug, Clone)]
-enum Life {
-    Running,
-    /// Exited on its own: how.
-    Exited(String),
-    /// Stopped by [`Janus`]'s drop.
-    Stopped,
-}
-
-/// What the watcher thread shares with its [`Janus`].
-#[derive(Debug)]
-struct Inner {
-    life: Mutex<Life>,
-    changed: Condvar,
-}
-
-impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Life> {
-        self.life.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// A private Janus (see the module docs), stopped when dropped.
 pub struct Janus {
+    /// Declared before `dir`: dropping it stops the daemon before the folder is removed.
+    daemon: Watched,
     dir: tempfile::TempDir,
     port: u16,
     media_ip: IpAddr,
-    pid: u32,
-    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Janus {
@@ -98,7 +76,7 @@ impl std::fmt::Debug for Janus {
             .field("dir", &self.dir.path())
             .field("port", &self.port)
             .field("media_ip", &self.media_ip)
-            .field("pid", &self.pid)
+            .field("pid", &self.daemon.pid())
             .finish_non_exhaustive()
     }
 }
@@ -118,18 +96,7 @@ impl Janus {
             }
         }
         let media_ip = media_ip()?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match Janus::launch(media_ip) {
-                Ok(janus) => return Ok(janus),
-                Err(Launch::PortTaken(report)) if attempt < PORT_ATTEMPTS => {
-                    eprintln!("testkit::janus: {report}; trying another port");
-                }
-                Err(Launch::PortTaken(report)) | Err(Launch::Failed(report)) => bail!("{report}"),
-                Err(Launch::Other(e)) => return Err(e),
-            }
-        }
+        retry_taken_port("testkit::janus", PORT_ATTEMPTS, || Janus::launch(media_ip))
     }
 
     /// The WebSocket API's URL, `ws://127.0.0.1:<port>` (subprotocol `janus-protocol`).
@@ -150,7 +117,7 @@ impl Janus {
 
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.daemon.pid()
     }
 
     /// The private folder (configuration, `janus.log`, `stdout.log`).
@@ -165,16 +132,8 @@ impl Janus {
 
     /// `Ok` while the daemon runs; how it ended, with the tail of its log, once it exited.
     pub fn check(&self) -> anyhow::Result<()> {
-        match &*self.inner.lock() {
-            Life::Running => Ok(()),
-            Life::Stopped => bail!("the private Janus (pid {}) was stopped", self.pid),
-            Life::Exited(how) => bail!(
-                "the private Janus (pid {}, {}) {how}; log tail:\n{}",
-                self.pid,
-                self.dir.path().display(),
-                tail(self.dir.path())
-            ),
-        }
+        self.daemon
+            .check(|| format!("log tail:\n{}", tail(self.dir.path())))
     }
 
     /// One attempt: a fresh folder and port, the daemon, and the wait for its WebSocket API.
@@ -185,70 +144,38 @@ impl Janus {
             .context("temporary Janus folder")?;
         let port = crate::free_port();
         configure(dir.path(), port, media_ip)?;
-        let out =
-            std::fs::File::create(dir.path().join("stdout.log")).context("Janus's stdout.log")?;
         let mut command = Command::new(JANUS);
         command
             .arg("-F")
             .arg(dir.path())
             .arg("-C")
             .arg(dir.path().join("janus.jcfg"))
-            .arg("-N")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().context("Janus's stdout.log")?)
-            .stderr(out)
-            .process_group(0);
-        crate::tie_daemon_to_parent(&mut command);
-        let inner = Arc::new(Inner {
-            life: Mutex::new(Life::Running),
-            changed: Condvar::new(),
-        });
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let watched = inner.clone();
-        std::thread::Builder::new()
-            .name(format!("testkit-janus-watch-{port}"))
-            .spawn(move || {
-                let mut child = match command.spawn() {
-                    Ok(child) => child,
-                    Err(e) => {
-                        let _ = started_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = started_tx.send(Ok(child.id()));
-                let how = match child.wait() {
-                    Ok(s) => match s.signal() {
-                        Some(sig) => format!("was killed by signal {sig}"),
-                        None => format!("exited with {s}"),
-                    },
-                    Err(e) => format!("could not be waited for ({e})"),
-                };
-                let mut life = watched.lock();
-                if let Life::Running = *life {
-                    *life = Life::Exited(how);
-                }
-                drop(life);
-                watched.changed.notify_all();
-            })
-            .context("Janus watcher thread")?;
-        let pid = started_rx
-            .recv()
-            .context("Janus watcher thread")?
-            .with_context(|| format!("cannot run {JANUS}: {INSTALL}"))?;
+            .arg("-N");
+        let daemon = Watched::spawn("Janus", dir.path(), "stdout.log", command, INSTALL)?;
         // From here on, dropping `janus` stops the daemon.
         let janus = Janus {
+            daemon,
             dir,
             port,
             media_ip,
-            pid,
-            inner,
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Err(e) = janus.check() {
+        match wait_ready(
+            START_TIMEOUT,
+            Duration::from_millis(50),
+            || janus.check(),
+            || ws_answers(port),
+        ) {
+            Ok(true) => Ok(janus),
+            Ok(false) => Err(Launch::Failed(format!(
+                "the private Janus (pid {}, {}) does not answer a WebSocket handshake on \
+                 127.0.0.1:{port} within {START_TIMEOUT:?}; log tail:\n{}",
+                janus.pid(),
+                janus.dir.path().display(),
+                tail(janus.dir.path())
+            ))),
+            Err(e) => {
                 let report = format!("{e:#}");
-                return Err(if report.contains("Error creating vhost") {
+                Err(if report.contains("Error creating vhost") {
                     Launch::PortTaken(format!("WebSocket port {port} is taken: {report}"))
                 } else {
                     Launch::Failed(format!(
@@ -256,78 +183,9 @@ impl Janus {
                         std::fs::read_to_string(janus.dir.path().join("stdout.log"))
                             .unwrap_or_default()
                     ))
-                });
+                })
             }
-            if ws_answers(port) {
-                return Ok(janus);
-            }
-            if Instant::now() >= deadline {
-                return Err(Launch::Failed(format!(
-                    "the private Janus (pid {pid}, {}) does not answer a WebSocket handshake on \
-                     127.0.0.1:{port} within {START_TIMEOUT:?}; log tail:\n{}",
-                    janus.dir.path().display(),
-                    tail(janus.dir.path())
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Janus {
-    fn drop(&mut self) {
-        let running = {
-            let mut life = self.inner.lock();
-            let running = matches!(*life, Life::Running);
-            if running {
-                *life = Life::Stopped;
-            }
-            running
-        };
-        if !running {
-            return;
-        }
-        kill_group(self.pid, libc::SIGTERM);
-        if !self.wait_exited(Duration::from_secs(2)) {
-            kill_group(self.pid, libc::SIGKILL);
-            self.wait_exited(Duration::from_secs(5));
-        }
-    }
-}
-
-impl Janus {
-    /// Waits until the watcher reaped the process (true), or `timeout` (false).
-    fn wait_exited(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Path::new(&format!("/proc/{}/stat", self.pid)).exists() {
-            // A reaped child leaves no /proc entry; a zombie would, until the watcher waits.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let life = self.inner.lock();
-            let _ = self
-                .inner
-                .changed
-                .wait_timeout(life, left.min(Duration::from_millis(20)));
-        }
-        true
-    }
-}
-
-/// Why one launch failed.
-enum Launch {
-    /// The WebSocket port was taken by someone else: worth another port.
-    PortTaken(String),
-    /// The daemon died or did not answer: the report.
-    Failed(String),
-    /// Preparing the folder or the process failed.
-    Other(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Launch {
-    fn from(e: anyhow::Error) -> Self {
-        Launch::Other(e)
     }
 }
 
@@ -495,24 +353,14 @@ fn ws_answers(port: u16) -> bool {
 
 /// The last [`TAIL`] lines of the daemon's log in `dir`.
 fn tail(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join("janus.log")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(TAIL)..].join("\n")
-}
-
-fn kill_group(pid: u32, signal: i32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: plain kill(2) on the process group the daemon leads (process_group(0)).
-    unsafe {
-        libc::kill(-pid, signal);
-    }
+    crate::daemon::log_tail(&dir.join("janus.log"), TAIL)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::kill_group;
+    use std::time::Instant;
 
     #[test]
     fn starts_answers_websockets_and_stops_on_drop() {

@@ -10,11 +10,14 @@
 //!   CA), [`smtp`] (an SMTP sink), [`janus`] (a private Janus, the peer SFU of `loadtest
 //!   compare-janus`), [`coturn`], [`prometheus`] and [`nginx`] (the deployment tests' daemons),
 //!   [`agent`] (the kiosk agent as a child process) and [`images`] (the scans and broken images
-//!   the tests upload).
+//!   the tests upload). The private Janus, coturn, Prometheus and nginx share one way of running
+//!   a daemon (the crate's private `daemon` module): spawned by a watcher thread that records how
+//!   it ended, in a process group of its own, stopped when dropped.
 
 pub mod agent;
 pub mod coturn;
 pub mod cups;
+mod daemon;
 pub mod images;
 pub mod janus;
 pub mod nginx;

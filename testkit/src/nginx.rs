@@ -16,16 +16,17 @@
 //! **A daemon that dies is reported.** The configuration is checked first with `nginx -t`, whose
 //! message is returned as it is. If the process then exits before the caller's port accepts a
 //! connection, or the port does not answer within [`START_TIMEOUT`], `start` fails with the tail of
-//! `error.log`. [`Nginx::check`] tells a running daemon from one that died later.
+//! `error.log`. [`Nginx::check`] tells a running daemon from one that died later. Starting,
+//! watching and stopping the process is testkit's common daemon code (`testkit/src/daemon.rs`).
 
 use std::net::TcpStream;
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+
+use crate::daemon::{wait_ready, Watched};
 
 /// How long nginx may take to accept connections on the caller's port.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,40 +49,18 @@ pub fn binary() -> anyhow::Result<PathBuf> {
         .with_context(|| format!("nginx is missing: {INSTALL}"))
 }
 
-/// How the daemon process is doing.
-#[derive(Debug, Clone)]
-enum Life {
-    Running,
-    /// Exited on its own: how.
-    Exited(String),
-    /// Stopped by [`Nginx`]'s drop.
-    Stopped,
-}
-
-#[derive(Debug)]
-struct Inner {
-    life: Mutex<Life>,
-    changed: Condvar,
-}
-
-impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Life> {
-        self.life.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// A private nginx (see the module docs), stopped when dropped.
 pub struct Nginx {
+    /// Declared before `dir`: dropping it stops the daemon before the folder is removed.
+    daemon: Watched,
     dir: tempfile::TempDir,
-    pid: u32,
-    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Nginx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Nginx")
             .field("dir", &self.dir.path())
-            .field("pid", &self.pid)
+            .field("pid", &self.daemon.pid())
             .finish_non_exhaustive()
     }
 }
@@ -135,68 +114,27 @@ impl Nginx {
             );
         }
 
-        let out = std::fs::File::create(dir.path().join("stdout.log")).context("stdout.log")?;
         let mut command = Command::new(&bin);
         args(&mut command);
-        command
-            .stdout(out.try_clone().context("stdout.log")?)
-            .stderr(out)
-            .process_group(0);
-        crate::tie_daemon_to_parent(&mut command);
-        let inner = Arc::new(Inner {
-            life: Mutex::new(Life::Running),
-            changed: Condvar::new(),
-        });
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let watched = inner.clone();
-        std::thread::Builder::new()
-            .name(format!("testkit-nginx-watch-{ready_port}"))
-            .spawn(move || {
-                let mut child = match command.spawn() {
-                    Ok(child) => child,
-                    Err(e) => {
-                        let _ = started_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = started_tx.send(Ok(child.id()));
-                let how = match child.wait() {
-                    Ok(s) => match s.signal() {
-                        Some(sig) => format!("was killed by signal {sig}"),
-                        None => format!("exited with {s}"),
-                    },
-                    Err(e) => format!("could not be waited for ({e})"),
-                };
-                let mut life = watched.lock();
-                if let Life::Running = *life {
-                    *life = Life::Exited(how);
-                }
-                drop(life);
-                watched.changed.notify_all();
-            })
-            .context("nginx watcher thread")?;
-        let pid = started_rx
-            .recv()
-            .context("nginx watcher thread")?
-            .with_context(|| format!("cannot run {}: {INSTALL}", bin.display()))?;
-        let nginx = Nginx { dir, pid, inner };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            nginx
-                .check()
-                .context("the private nginx died while starting")?;
-            if TcpStream::connect(("127.0.0.1", ready_port)).is_ok() {
-                return Ok(nginx);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "the private nginx (pid {pid}, {}) does not accept connections on \
-                     127.0.0.1:{ready_port} within {START_TIMEOUT:?}; error.log tail:\n{}",
-                    nginx.dir.path().display(),
-                    nginx.error_log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        // SIGQUIT would wait for open WebSockets; SIGTERM (the drop's) is nginx's fast shutdown.
+        let daemon = Watched::spawn("nginx", dir.path(), "stdout.log", command, INSTALL)?
+            .with_stop_grace(Duration::from_secs(3));
+        let nginx = Nginx { daemon, dir };
+        match wait_ready(
+            START_TIMEOUT,
+            Duration::from_millis(20),
+            || nginx.check(),
+            || TcpStream::connect(("127.0.0.1", ready_port)).is_ok(),
+        ) {
+            Ok(true) => Ok(nginx),
+            Ok(false) => bail!(
+                "the private nginx (pid {}, {}) does not accept connections on \
+                 127.0.0.1:{ready_port} within {START_TIMEOUT:?}; error.log tail:\n{}",
+                nginx.pid(),
+                nginx.dir.path().display(),
+                nginx.error_log_tail()
+            ),
+            Err(e) => Err(e.context("the private nginx died while starting")),
         }
     }
 
@@ -207,7 +145,7 @@ impl Nginx {
 
     /// The daemon's process id (the master).
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.daemon.pid()
     }
 
     /// The access log so far (nginx's `combined` format, with the upstream's status and address).
@@ -217,67 +155,18 @@ impl Nginx {
 
     /// The last lines of `error.log`.
     pub fn error_log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(TAIL)..].join("\n")
+        crate::daemon::log_tail(&self.dir.path().join("error.log"), TAIL)
     }
 
     /// `Ok` while the daemon runs; how it ended, with the tail of its error log, once it exited.
     pub fn check(&self) -> anyhow::Result<()> {
-        match &*self.inner.lock() {
-            Life::Running => Ok(()),
-            Life::Stopped => bail!("the private nginx (pid {}) was stopped", self.pid),
-            Life::Exited(how) => bail!(
-                "the private nginx (pid {}, {}) {how}; error.log tail:\n{}\nstdout:\n{}",
-                self.pid,
-                self.dir.path().display(),
+        self.daemon.check(|| {
+            format!(
+                "error.log tail:\n{}\nstdout:\n{}",
                 self.error_log_tail(),
                 std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
-            ),
-        }
-    }
-
-    /// Waits until the watcher reaped the process (true), or `timeout` (false).
-    fn wait_exited(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if !matches!(*self.inner.lock(), Life::Running)
-                && !Path::new(&format!("/proc/{}/stat", self.pid)).exists()
-            {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let life = self.inner.lock();
-            let _ = self
-                .inner
-                .changed
-                .wait_timeout(life, left.min(Duration::from_millis(20)));
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let running = {
-            let mut life = self.inner.lock();
-            let running = matches!(*life, Life::Running);
-            if running {
-                *life = Life::Stopped;
-            }
-            running
-        };
-        if !running {
-            return;
-        }
-        // SIGQUIT would wait for open WebSockets; SIGTERM is nginx's fast shutdown.
-        kill_group(self.pid, libc::SIGTERM);
-        if !self.wait_exited(Duration::from_secs(3)) {
-            kill_group(self.pid, libc::SIGKILL);
-            self.wait_exited(Duration::from_secs(5));
-        }
+            )
+        })
     }
 }
 
@@ -314,14 +203,4 @@ fn main_conf(dir: &Path) -> String {
          \tinclude {d}/site.conf;\n\
          }}\n"
     )
-}
-
-fn kill_group(pid: u32, signal: i32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: plain kill(2) on the process group the daemon leads (process_group(0)).
-    unsafe {
-        libc::kill(-pid, signal);
-    }
 }

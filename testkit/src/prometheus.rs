@@ -16,17 +16,18 @@
 //! not answer within [`START_TIMEOUT`], `start` fails with the tail of its log; a port taken by
 //! someone else between choosing and binding it is retried with another port. Every query first
 //! checks that the daemon still runs ([`Prometheus::check`]), so a test fails at once, with the
-//! log, rather than waiting for answers that never come.
+//! log, rather than waiting for answers that never come. Starting, watching and stopping the
+//! process is testkit's common daemon code (`testkit/src/daemon.rs`).
 
 use std::collections::BTreeSet;
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use serde_json::Value;
+
+use crate::daemon::{retry_taken_port, wait_ready, Launch, Watched};
 
 /// How long the daemon may take to answer `/-/ready` after it starts.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -78,35 +79,12 @@ impl ScrapeJob {
     }
 }
 
-/// How the daemon process is doing.
-#[derive(Debug, Clone)]
-enum Life {
-    Running,
-    /// Exited on its own: how.
-    Exited(String),
-    /// Stopped by [`Prometheus`]'s drop.
-    Stopped,
-}
-
-/// What the watcher thread shares with its [`Prometheus`].
-#[derive(Debug)]
-struct Inner {
-    life: Mutex<Life>,
-    changed: Condvar,
-}
-
-impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Life> {
-        self.life.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// A private Prometheus (see the module docs), stopped when dropped.
 pub struct Prometheus {
+    /// Declared before `dir`: dropping it stops the daemon before the folder is removed.
+    daemon: Watched,
     dir: tempfile::TempDir,
     port: u16,
-    pid: u32,
-    inner: Arc<Inner>,
     http: reqwest::Client,
 }
 
@@ -115,7 +93,7 @@ impl std::fmt::Debug for Prometheus {
         f.debug_struct("Prometheus")
             .field("dir", &self.dir.path())
             .field("port", &self.port)
-            .field("pid", &self.pid)
+            .field("pid", &self.daemon.pid())
             .finish_non_exhaustive()
     }
 }
@@ -125,18 +103,9 @@ impl Prometheus {
     /// `rule_files` every second, and waits until it is ready (at most [`START_TIMEOUT`]).
     pub fn start(jobs: &[ScrapeJob], rule_files: &[PathBuf]) -> anyhow::Result<Prometheus> {
         let binary = tool("prometheus")?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match Prometheus::launch(&binary, jobs, rule_files) {
-                Ok(p) => return Ok(p),
-                Err(Launch::PortTaken(report)) if attempt < PORT_ATTEMPTS => {
-                    eprintln!("testkit::prometheus: {report}; trying another port");
-                }
-                Err(Launch::PortTaken(report)) | Err(Launch::Failed(report)) => bail!("{report}"),
-                Err(Launch::Other(e)) => return Err(e),
-            }
-        }
+        retry_taken_port("testkit::prometheus", PORT_ATTEMPTS, || {
+            Prometheus::launch(&binary, jobs, rule_files)
+        })
     }
 
     /// The base URL, `http://127.0.0.1:<port>`.
@@ -156,16 +125,8 @@ impl Prometheus {
 
     /// `Ok` while the daemon runs; how it ended, with the tail of its log, once it exited.
     pub fn check(&self) -> anyhow::Result<()> {
-        match &*self.inner.lock() {
-            Life::Running => Ok(()),
-            Life::Stopped => bail!("the private Prometheus (pid {}) was stopped", self.pid),
-            Life::Exited(how) => bail!(
-                "the private Prometheus (pid {}, {}) {how}; log tail:\n{}",
-                self.pid,
-                self.dir.path().display(),
-                tail(self.dir.path())
-            ),
-        }
+        self.daemon
+            .check(|| format!("log tail:\n{}", tail(self.dir.path())))
     }
 
     /// `GET /api/v1/<path>` with `query` parameters: the response's `data` when its status is
@@ -289,8 +250,6 @@ impl Prometheus {
         let port = crate::free_port();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, configuration(jobs, rule_files)).context("prometheus.yml")?;
-        let out =
-            std::fs::File::create(dir.path().join("prometheus.log")).context("Prometheus's log")?;
         let mut command = Command::new(binary);
         command
             .arg(format!("--config.file={}", config.display()))
@@ -299,140 +258,44 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=info")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().context("Prometheus's log")?)
-            .stderr(out)
-            .process_group(0);
-        crate::tie_daemon_to_parent(&mut command);
-        let inner = Arc::new(Inner {
-            life: Mutex::new(Life::Running),
-            changed: Condvar::new(),
-        });
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let watched = inner.clone();
-        std::thread::Builder::new()
-            .name(format!("testkit-prometheus-watch-{port}"))
-            .spawn(move || {
-                let mut child = match command.spawn() {
-                    Ok(child) => child,
-                    Err(e) => {
-                        let _ = started_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = started_tx.send(Ok(child.id()));
-                let how = match child.wait() {
-                    Ok(s) => match s.signal() {
-                        Some(sig) => format!("was killed by signal {sig}"),
-                        None => format!("exited with {s}"),
-                    },
-                    Err(e) => format!("could not be waited for ({e})"),
-                };
-                let mut life = watched.lock();
-                if let Life::Running = *life {
-                    *life = Life::Exited(how);
-                }
-                drop(life);
-                watched.changed.notify_all();
-            })
-            .context("Prometheus watcher thread")?;
-        let pid = started_rx
-            .recv()
-            .context("Prometheus watcher thread")?
-            .with_context(|| format!("cannot run {}: {INSTALL}", binary.display()))?;
+            .arg("--log.level=info");
+        let daemon = Watched::spawn("Prometheus", dir.path(), "prometheus.log", command, INSTALL)?
+            .with_stop_grace(Duration::from_secs(5));
         // From here on, dropping `prometheus` stops the daemon.
         let prometheus = Prometheus {
+            daemon,
             dir,
             port,
-            pid,
-            inner,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .context("HTTP client")?,
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Err(e) = prometheus.check() {
+        match wait_ready(
+            START_TIMEOUT,
+            Duration::from_millis(50),
+            || prometheus.check(),
+            || ready(port),
+        ) {
+            Ok(true) => Ok(prometheus),
+            Ok(false) => Err(Launch::Failed(format!(
+                "the private Prometheus (pid {}, {}) is not ready on 127.0.0.1:{port} within \
+                 {START_TIMEOUT:?}; log tail:\n{}",
+                prometheus.daemon.pid(),
+                prometheus.dir.path().display(),
+                tail(prometheus.dir.path())
+            ))),
+            Err(e) => {
                 let report = format!("{e:#}");
-                return Err(if report.contains("address already in use") {
+                Err(if report.contains("address already in use") {
                     Launch::PortTaken(format!("web port {port} is taken: {report}"))
                 } else {
                     Launch::Failed(format!(
                         "the private Prometheus died while starting: {report}"
                     ))
-                });
+                })
             }
-            if ready(port) {
-                return Ok(prometheus);
-            }
-            if Instant::now() >= deadline {
-                return Err(Launch::Failed(format!(
-                    "the private Prometheus (pid {pid}, {}) is not ready on 127.0.0.1:{port} \
-                     within {START_TIMEOUT:?}; log tail:\n{}",
-                    prometheus.dir.path().display(),
-                    tail(prometheus.dir.path())
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// Waits until the watcher reaped the process (true), or `timeout` (false).
-    fn wait_exited(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Path::new(&format!("/proc/{}/stat", self.pid)).exists() {
-            // A reaped child leaves no /proc entry; a zombie would, until the watcher waits.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let life = self.inner.lock();
-            let _ = self
-                .inner
-                .changed
-                .wait_timeout(life, left.min(Duration::from_millis(20)));
-        }
-        true
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let running = {
-            let mut life = self.inner.lock();
-            let running = matches!(*life, Life::Running);
-            if running {
-                *life = Life::Stopped;
-            }
-            running
-        };
-        if !running {
-            return;
-        }
-        kill_group(self.pid, libc::SIGTERM);
-        if !self.wait_exited(Duration::from_secs(5)) {
-            kill_group(self.pid, libc::SIGKILL);
-            self.wait_exited(Duration::from_secs(5));
-        }
-    }
-}
-
-/// Why one launch failed.
-enum Launch {
-    /// The web port was taken by someone else: worth another port.
-    PortTaken(String),
-    /// The daemon died or did not answer: the report.
-    Failed(String),
-    /// Preparing the folder or the process failed.
-    Other(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Launch {
-    fn from(e: anyhow::Error) -> Self {
-        Launch::Other(e)
     }
 }
 
@@ -478,20 +341,9 @@ fn ready(port: u16) -> bool {
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
+/// The last [`TAIL`] lines of the daemon's output.
 fn tail(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(TAIL)..].join("\n")
-}
-
-fn kill_group(pid: u32, signal: i32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: plain kill(2) on the process group the daemon leads (process_group(0)).
-    unsafe {
-        libc::kill(-pid, signal);
-    }
+    crate::daemon::log_tail(&dir.join("prometheus.log"), TAIL)
 }
 
 #[cfg(test)]
