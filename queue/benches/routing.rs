@@ -63,6 +63,18 @@ async fn setup(q: &Queue<AnyStore>, tenant: &Tenant) {
     }
 }
 
+/// A call for `anagrafe` in Italian from `kiosk`.
+fn new_call(call_id: &CallId, kiosk: &KioskId) -> NewCall {
+    NewCall {
+        call_id: call_id.clone(),
+        kiosk_id: kiosk.clone(),
+        kiosk_node: NodeId::new("bench").unwrap(),
+        service: Service::new("anagrafe").unwrap(),
+        language: Language::new("it").unwrap(),
+        priority: 0,
+    }
+}
+
 fn bench_store(c: &mut Criterion, name: &str, q: Queue<AnyStore>, rt: &tokio::runtime::Runtime) {
     let tenant = Tenant::new(format!("bench-{name}")).unwrap();
     rt.block_on(setup(&q, &tenant));
@@ -77,14 +89,7 @@ fn bench_store(c: &mut Criterion, name: &str, q: Queue<AnyStore>, rt: &tokio::ru
                 for _ in 0..iters {
                     n += 1;
                     let call_id = CallId::new(format!("c{n}")).unwrap();
-                    let call = NewCall {
-                        call_id: call_id.clone(),
-                        kiosk_id: kiosk.clone(),
-                        kiosk_node: NodeId::new("bench").unwrap(),
-                        service: Service::new("anagrafe").unwrap(),
-                        language: Language::new("it").unwrap(),
-                        priority: 0,
-                    };
+                    let call = new_call(&call_id, &kiosk);
                     let start = Instant::now();
                     let a = q.enqueue(&tenant, Time::now(), call).await.unwrap();
                     timed += start.elapsed();
@@ -146,14 +151,7 @@ fn bench_concurrent(c: &mut Criterion, q: Queue<AnyStore>, rt: &tokio::runtime::
                         let kiosk = KioskId::new(format!("kiosk{caller}")).unwrap();
                         for n in 0..per_caller {
                             let call_id = CallId::new(format!("r{round}-c{caller}-{n}")).unwrap();
-                            let call = NewCall {
-                                call_id: call_id.clone(),
-                                kiosk_id: kiosk.clone(),
-                                kiosk_node: NodeId::new("bench").unwrap(),
-                                service: Service::new("anagrafe").unwrap(),
-                                language: Language::new("it").unwrap(),
-                                priority: 0,
-                            };
+                            let call = new_call(&call_id, &kiosk);
                             let a = q.enqueue(&tenant, Time::now(), call).await.unwrap();
                             assert!(
                                 a.effects.iter().any(|e| matches!(e, Effect::Offer { .. })),

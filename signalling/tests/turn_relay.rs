@@ -19,9 +19,12 @@
 #[path = "common/browser.rs"]
 mod browser;
 
-use std::path::Path;
+#[path = "common/turn.rs"]
+mod turn;
+
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use turn::turn_config;
 
 use browser::{run_node, CHROMIUM};
 use kiosk_client::Session;
@@ -37,22 +40,6 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// Writes the shared secret and a configuration file with `[turn]` and `urls` into `dir`.
-fn turn_config(dir: &Path, urls: &[String], ttl_s: u64, policy: &str) -> std::path::PathBuf {
-    let secret = dir.join("turn.secret");
-    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    let config = dir.join("sportello.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[turn]\nurls = {urls:?}\nsecret_file = {:?}\nttl_s = {ttl_s}\npolicy = {policy:?}\n",
-            secret.display().to_string(),
-        ),
-    )
-    .unwrap();
-    config
 }
 
 /// Asks coturn for an allocation in a blocking task.
@@ -82,6 +69,7 @@ async fn coturn_accepts_the_servers_credentials_and_refuses_expired_or_foreign_o
     // Credentials of 10 s, refreshed every 5 s.
     let config = turn_config(
         dir.path(),
+        SECRET,
         &[coturn.udp_url(), coturn.tcp_url()],
         10,
         "relay",
@@ -202,7 +190,7 @@ async fn relay_call(urls: fn(&Coturn) -> Vec<String>, relay_protocol: &str) {
     let coturn = Coturn::start(SECRET).unwrap_or_else(|e| panic!("{e:#}"));
     let dir = tempfile::tempdir().unwrap();
     let urls = urls(&coturn);
-    let config = turn_config(dir.path(), &urls, 3600, "relay");
+    let config = turn_config(dir.path(), SECRET, &urls, 3600, "relay");
     let s = browser::MediaServer::start_with(BIN, &["--config".as_ref(), config.as_os_str()]);
     let kiosk_id = {
         let auth = Auth {

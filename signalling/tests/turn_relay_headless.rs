@@ -24,8 +24,11 @@
 #[path = "common/browser.rs"]
 mod browser;
 
-use std::path::Path;
+#[path = "common/turn.rs"]
+mod turn;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use turn::turn_config;
 
 use kiosk_client::media::{CallMedia, ClientOptions, ClientStats, MediaClient};
 use kiosk_client::{HeadlessKiosk, OperatorBot, Policy};
@@ -42,22 +45,6 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// Writes the shared secret and a configuration file with `[turn]` into `dir`.
-fn turn_config(dir: &Path, urls: &[String], ttl_s: u64) -> std::path::PathBuf {
-    let secret = dir.join("turn.secret");
-    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    let config = dir.join("sportello.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[turn]\nurls = {urls:?}\nsecret_file = {:?}\nttl_s = {ttl_s}\npolicy = \"relay\"\n",
-            secret.display().to_string(),
-        ),
-    )
-    .unwrap();
-    config
 }
 
 /// The user name of the TURN entry of `servers`.
@@ -124,7 +111,7 @@ fn assert_logged(coturn: &Coturn, principal: &str, what: &str) {
 async fn relayed_call(urls: fn(&Coturn) -> Vec<String>, transport: &str, ttl_s: u64) {
     let coturn = Coturn::start(SECRET).unwrap_or_else(|e| panic!("{e:#}"));
     let dir = tempfile::tempdir().unwrap();
-    let config = turn_config(dir.path(), &urls(&coturn), ttl_s);
+    let config = turn_config(dir.path(), SECRET, &urls(&coturn), ttl_s, "relay");
     let s = browser::MediaServer::start_with(BIN, &["--config".as_ref(), config.as_os_str()]);
     let ws = s.server.ws_url();
 
