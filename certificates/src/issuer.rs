@@ -157,8 +157,38 @@ pub struct IssueRequest {
     pub exemption: Option<String>,
     /// The stated reason: required for "alla data" kinds and for people outside the citizen's family.
     pub reason: Option<String>,
+    /// The marca da bollo paid for this certificate (its identifier and date), when the bollo is due
+    /// and was paid before issuing: the PDF then says "imposta di bollo assolta" with the identifier
+    /// instead of leaving an empty space. Whoever issues checks that the identifier is used once
+    /// across all channels (the server's store) before calling [`Issuer::issue`].
+    pub marca: Option<Marca>,
+    /// The printed name of the person responsible for the certificate (art. 3 c. 2 D.Lgs. 39/1993):
+    /// the issuing operator in a call, `[certificates] officer` on the command line.
+    pub officer_name: Option<String>,
     /// Who asks.
     pub requester: Requester,
+}
+
+/// A marca da bollo: the 14-digit identifier printed on it and the date it was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marca {
+    /// The 14-digit identifier (identificativo) printed on the marca.
+    pub id: String,
+    /// The date printed on the marca.
+    pub date: Date,
+}
+
+impl Marca {
+    /// A marca from its identifier (exactly 14 digits, spaces allowed between groups) and date.
+    pub fn new(id: &str, date: Date) -> Result<Marca, CertError> {
+        let id: String = id.chars().filter(|c| !c.is_whitespace()).collect();
+        if id.len() != 14 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CertError::MissingInput(
+                "l'identificativo della marca da bollo è di 14 cifre".into(),
+            ));
+        }
+        Ok(Marca { id, date })
+    }
 }
 
 impl IssueRequest {
@@ -176,6 +206,8 @@ impl IssueRequest {
             parts: vec![],
             exemption,
             reason: None,
+            marca: None,
+            officer_name: None,
             requester: Requester::cli("sportello-cli"),
         }
     }

@@ -50,7 +50,7 @@ pub use error::CertError;
 pub use extract::{extract_stamp, verify_file};
 pub use fiscal_code::FiscalCode;
 pub use issuer::{
-    Channel, IssueRequest, IssuedDocument, Issuer, IssuerConfig, RegistryConfig, Requester,
+    Channel, IssueRequest, IssuedDocument, Issuer, IssuerConfig, Marca, RegistryConfig, Requester,
 };
 pub use kinds::{CertificateKind, ContestualePart};
 pub use registry::{PersonSummary, Registry};

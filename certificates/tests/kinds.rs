@@ -497,6 +497,8 @@ fn who_may_ask() {
         parts: vec![],
         exemption: None,
         reason: reason.map(Into::into),
+        marca: None,
+        officer_name: None,
         requester,
     };
     // Own certificate and a family member's: allowed on the web.

@@ -93,6 +93,8 @@ pub async fn issue(
         parts: vec![],
         exemption,
         reason: req.reason.clone(),
+        marca: None,
+        officer_name: None,
         requester: Requester {
             channel: Channel::Kiosk,
             actor: Actor {
