@@ -84,6 +84,9 @@ pub struct IssuerConfig {
     pub exemptions: Option<PathBuf>,
     /// The audit log; default `<data dir>/audit.log`.
     pub audit_log: Option<PathBuf>,
+    /// The printed name of the officer responsible for certificates issued from the command line
+    /// (in a call, the issuing operator's full name is printed instead).
+    pub officer: Option<String>,
 }
 
 impl Default for IssuerConfig {
@@ -95,6 +98,7 @@ impl Default for IssuerConfig {
             office: "Servizi Demografici - Sportello virtuale".into(),
             exemptions: None,
             audit_log: None,
+            officer: None,
         }
     }
 }
