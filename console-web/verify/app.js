@@ -9,6 +9,8 @@ async function trustList() {
   try {
     const r = await fetch(TRUST_URL, { cache: 'no-cache' });
     if (!r.ok) throw new Error(String(r.status));
+    // The service worker's cached copy while offline: say so, with its date, below.
+    if (r.headers.get('x-sportello-offline')) throw new Error('offline');
     const list = await r.json();
     localStorage.setItem(TRUST_KEY, JSON.stringify({ fetched: Date.now(), list }));
     $('trust-status').textContent = `Elenco dei firmatari aggiornato ora. / Trust list updated now.`;
@@ -90,22 +92,53 @@ async function verify(text) {
 
 $('verify').addEventListener('click', () => verify($('stamp').value));
 
+/**
+ * A QR reader: the browser's own `BarcodeDetector` where it has one, else the ZXing-C++ polyfill
+ * shipped with the page (`vendor/`, loaded on first use and kept offline by the service worker).
+ */
+let detectorPromise = null;
+function qrDetector() {
+  detectorPromise ??= (async () => {
+    if ('BarcodeDetector' in window) {
+      try {
+        const formats = await window.BarcodeDetector.getSupportedFormats();
+        if (formats.includes('qr_code')) return new window.BarcodeDetector({ formats: ['qr_code'] });
+      } catch { /* fall back to the polyfill */ }
+    }
+    await new Promise((resolve, reject) => {
+      const s = document.createElement('script');
+      s.src = new URL('./vendor/barcode-detector.js', import.meta.url).href;
+      s.onload = resolve;
+      s.onerror = () => reject(new Error('vendor/barcode-detector.js'));
+      document.head.append(s);
+    });
+    const api = window.BarcodeDetectionAPI;
+    const wasm = new URL('./vendor/zxing_reader.wasm', import.meta.url).href;
+    api.prepareZXingModule({ overrides: { locateFile: (path, prefix) => (path.endsWith('.wasm') ? wasm : prefix + path) } });
+    return new api.BarcodeDetector({ formats: ['qr_code'] });
+  })();
+  detectorPromise.catch(() => { detectorPromise = null; });
+  return detectorPromise;
+}
+
+/** The stamp text in what a detector found, if any. */
+const stampIn = (codes) => codes.map((c) => c.rawValue).find((v) => v.startsWith('IT1:'));
+
 async function startCamera() {
   const video = $('video');
-  const detector = new BarcodeDetector({ formats: ['qr_code'] });
+  const detector = await qrDetector();
   const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' } });
   video.srcObject = stream;
   video.hidden = false;
   await video.play();
   const tick = async () => {
     try {
-      const codes = await detector.detect(video);
-      const hit = codes.find((c) => c.rawValue.startsWith('IT1:'));
+      const hit = stampIn(await detector.detect(video));
       if (hit) {
         stream.getTracks().forEach((t) => t.stop());
         video.hidden = true;
-        $('stamp').value = hit.rawValue;
-        await verify(hit.rawValue);
+        $('stamp').value = hit;
+        await verify(hit);
         return;
       }
     } catch { /* A frame that cannot be read is skipped. */ }
@@ -114,11 +147,64 @@ async function startCamera() {
   tick();
 }
 
-if ('BarcodeDetector' in window && navigator.mediaDevices) {
+/**
+ * The stamp text of a PDF issued by Sportello: it carries the text in its Info dictionary
+ * (`/SportelloStamp (IT1:…)`), so nothing needs rendering. A scanned PDF has none.
+ */
+function stampOfPdf(bytes) {
+  const text = new TextDecoder('latin1').decode(bytes);
+  const key = '/SportelloStamp (';
+  const at = text.lastIndexOf(key);
+  if (at < 0) return null;
+  const end = text.indexOf(')', at + key.length);
+  const value = end < 0 ? '' : text.slice(at + key.length, end);
+  return value.startsWith('IT1:') ? value : null;
+}
+
+/** Reads the stamp from a chosen file (a photo or scan of the paper, or the certificate's PDF). */
+async function readFile(file) {
+  const status = $('file-status');
+  status.textContent = `Lettura di ${file.name}… / Reading ${file.name}…`;
+  try {
+    let stamp;
+    if (file.type === 'application/pdf' || /\.pdf$/i.test(file.name)) {
+      stamp = stampOfPdf(new Uint8Array(await file.arrayBuffer()));
+      if (!stamp) {
+        throw new StampError('file', 'il PDF non contiene il contrassegno in forma leggibile: fotografare o scansionare la pagina e scegliere l\'immagine',
+          'the PDF carries no readable stamp: take a photo or scan of the page and choose the image');
+      }
+    } else {
+      const detector = await qrDetector();
+      const bitmap = await createImageBitmap(file);
+      try {
+        stamp = stampIn(await detector.detect(bitmap));
+      } finally {
+        bitmap.close();
+      }
+      if (!stamp) {
+        throw new StampError('file', 'nessun contrassegno trovato nell\'immagine: inquadrare tutto il codice, ben illuminato e a fuoco',
+          'no stamp found in the image: show the whole code, well lit and in focus');
+      }
+    }
+    status.textContent = `Contrassegno letto da ${file.name}. / Stamp read from ${file.name}.`;
+    $('stamp').value = stamp;
+    await verify(stamp);
+  } catch (e) {
+    status.textContent = '';
+    show(null, e instanceof StampError ? e : new StampError('file', `file non leggibile: ${e.message}`, 'the file cannot be read'));
+  }
+}
+
+$('file').addEventListener('change', (e) => {
+  const file = e.target.files?.[0];
+  if (file) readFile(file);
+});
+
+if (navigator.mediaDevices?.getUserMedia) {
   $('camera').hidden = false;
   $('camera').addEventListener('click', () => startCamera().catch((e) => show(null, new StampError('camera', `fotocamera non disponibile: ${e.message}`, 'camera unavailable'))));
 } else {
-  $('camera-note').textContent = 'Questo browser non legge i codici QR dalla fotocamera: usare un lettore QR e incollare il testo. / This browser cannot scan QR codes: use any QR reader and paste the text.';
+  $('camera-note').textContent = 'Questo browser non dà accesso alla fotocamera: scegliere una foto del codice qui sotto, o incollarne il testo. / This browser gives no camera access: choose a photo of the code below, or paste its text.';
 }
 
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('./sw.js').catch(() => {});

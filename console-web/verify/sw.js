@@ -1,7 +1,10 @@
 // Keeps the verification page working offline: the page's files are served from the cache first, the
 // trust list from the network first with the cached copy as fallback.
-const CACHE = 'sportello-verify-v1';
-const FILES = ['./', './index.html', './verify.css', './app.js', './stamp.js'];
+const CACHE = 'sportello-verify-v2';
+const FILES = [
+  './', './index.html', './verify.css', './app.js', './stamp.js',
+  './vendor/barcode-detector.js', './vendor/zxing_reader.wasm',
+];
 const TRUST = '/.well-known/sportello/trust-list.json';
 
 self.addEventListener('install', (e) => {
@@ -23,7 +26,13 @@ self.addEventListener('fetch', (e) => {
     e.respondWith(
       fetch(e.request)
         .then((r) => { const copy = r.clone(); caches.open(CACHE).then((c) => c.put(TRUST, copy)); return r; })
-        .catch(() => caches.match(TRUST)),
+        // Offline: the cached copy, marked so that the page says how old it is.
+        .catch(() => caches.match(TRUST).then((hit) => {
+          if (!hit) return Response.error();
+          const headers = new Headers(hit.headers);
+          headers.set('x-sportello-offline', '1');
+          return new Response(hit.body, { status: hit.status, headers });
+        })),
     );
     return;
   }

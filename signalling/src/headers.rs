@@ -34,6 +34,13 @@ pub const CSP_CONSOLE: &str = "default-src 'self'; img-src 'self' data: blob:; \
      frame-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 
+/// The verification page compiles the QR reader it ships (`verify/vendor/`, ZXing-C++ as
+/// WebAssembly) for browsers without `BarcodeDetector`: `'wasm-unsafe-eval'` allows WebAssembly
+/// compilation only, never `eval` of script. Photos chosen by the user are read from `blob:`.
+pub const CSP_VERIFY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
 /// HSTS under TLS: one year; subdomains are left to the municipality's own policy.
 pub const HSTS: &str = "max-age=31536000";
 
@@ -47,6 +54,8 @@ pub fn policy_for(path: &str) -> &'static str {
         CSP_KIOSK
     } else if under("/console") {
         CSP_CONSOLE
+    } else if under("/verify") {
+        CSP_VERIFY
     } else {
         CSP_DEFAULT
     }
@@ -84,7 +93,10 @@ mod tests {
         assert_eq!(policy_for("/kioskx"), CSP_DEFAULT);
         assert_eq!(policy_for("/supervisor/"), CSP_DEFAULT);
         assert_eq!(policy_for("/api/v1/login"), CSP_DEFAULT);
-        for csp in [CSP_DEFAULT, CSP_KIOSK, CSP_CONSOLE] {
+        assert_eq!(policy_for("/verify/"), CSP_VERIFY);
+        assert_eq!(policy_for("/verify/vendor/zxing_reader.wasm"), CSP_VERIFY);
+        assert_eq!(policy_for("/api/v1/verify"), CSP_DEFAULT);
+        for csp in [CSP_DEFAULT, CSP_KIOSK, CSP_CONSOLE, CSP_VERIFY] {
             for directive in [
                 "default-src 'self'",
                 "frame-ancestors 'none'",
@@ -94,7 +106,10 @@ mod tests {
             ] {
                 assert!(csp.contains(directive), "{csp} lacks {directive}");
             }
-            assert!(!csp.contains("unsafe"), "{csp}");
+            // Nothing unsafe but WebAssembly compilation on the verification page.
+            let rest = csp.replace("'wasm-unsafe-eval'", "");
+            assert!(!rest.contains("unsafe"), "{csp}");
+            assert_eq!(csp.contains("wasm"), csp == CSP_VERIFY, "{csp}");
             assert!(HeaderValue::from_str(csp).is_ok());
         }
     }

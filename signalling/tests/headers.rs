@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use signalling::headers::{CSP_CONSOLE, CSP_DEFAULT, CSP_KIOSK, HSTS};
+use signalling::headers::{CSP_CONSOLE, CSP_DEFAULT, CSP_KIOSK, CSP_VERIFY, HSTS};
 
 /// Asserts the headers every response carries, with `csp` as its policy, and returns the response.
 fn hardened(res: &reqwest::Response, csp: &str, what: &str) {
@@ -38,7 +38,7 @@ async fn every_response_of_both_listeners_carries_the_security_headers() {
         ("/console/app.js", CSP_CONSOLE),
         ("/kiosk/", CSP_KIOSK),
         ("/supervisor/", CSP_DEFAULT),
-        ("/verify/", CSP_DEFAULT),
+        ("/verify/", CSP_VERIFY),
         ("/media-test/", CSP_DEFAULT),
         ("/lib/sportello.js", CSP_DEFAULT),
     ] {

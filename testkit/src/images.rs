@@ -83,6 +83,60 @@ pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
+/// A phone photo of a printed page, made from the page rendered as an image (`page`, e.g. a PNG
+/// from `pdftoppm -r 150`): turned by `degrees` around its centre (bilinear), under light that
+/// falls off towards one corner, softened by a 3×3 blur, with a little deterministic noise, and
+/// encoded as a JPEG of quality 80. What a reader of printed certificates really gets, without
+/// a camera.
+pub fn photo_of_page(page: &[u8], degrees: f32) -> Vec<u8> {
+    let src = image::load_from_memory(page)
+        .expect("the page image decodes")
+        .to_luma8();
+    let (w, h) = src.dimensions();
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let sample = |x: f32, y: f32| -> f32 {
+        if x < 0.0 || y < 0.0 || x >= (w - 1) as f32 || y >= (h - 1) as f32 {
+            return 90.0; // the table under the paper
+        }
+        let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+        let p = |x, y| f32::from(src.get_pixel(x, y).0[0]);
+        let top = p(x0, y0) * (1.0 - fx) + p(x0 + 1, y0) * fx;
+        let bottom = p(x0, y0 + 1) * (1.0 - fx) + p(x0 + 1, y0 + 1) * fx;
+        top * (1.0 - fy) + bottom * fy
+    };
+    let mut seed: u32 = 0x9e37_79b9;
+    let turned = image::GrayImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+        let v = sample(cx + dx * cos + dy * sin, cy - dx * sin + dy * cos);
+        // Light: full at the top left, 70% at the far corner.
+        let light = 1.0 - 0.3 * (x as f32 / w as f32 + y as f32 / h as f32) / 2.0;
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let noise = (seed % 17) as f32 - 8.0;
+        image::Luma([(v * light + noise).clamp(0.0, 255.0) as u8])
+    });
+    let blurred = image::GrayImage::from_fn(w, h, |x, y| {
+        let mut sum = 0u32;
+        let mut n = 0u32;
+        for yy in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+            for xx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                sum += u32::from(turned.get_pixel(xx, yy).0[0]);
+                n += 1;
+            }
+        }
+        image::Luma([(sum / n) as u8])
+    });
+    let rgb = image::DynamicImage::ImageLuma8(blurred).to_rgb8();
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&rgb)
+        .expect("a JPEG encodes into memory");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

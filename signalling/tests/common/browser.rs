@@ -66,6 +66,8 @@ pub async fn ensure_node_modules(dir: &Path, packages: &[&str]) {
 /// A `sportello` process with its media plane on loopback, and the demo accounts it created.
 pub struct MediaServer {
     pub server: SportelloProcess,
+    /// The server's data directory.
+    pub data_dir: PathBuf,
     pub kiosk_token: String,
     pub username: String,
     pub password: String,
@@ -100,6 +102,7 @@ impl MediaServer {
         .unwrap();
         let text = |v: &Value| v.as_str().unwrap().to_owned();
         MediaServer {
+            data_dir: data.path().to_owned(),
             kiosk_token: text(&creds["kiosks"][0]["token"]),
             username: text(&creds["operators"][0]["username"]),
             password: text(&creds["operators"][0]["password"]),
@@ -157,10 +160,18 @@ impl MediaServer {
 /// run at a time), the npm packages installed, and a server with its media plane on loopback. Hold
 /// the guard for the whole run.
 pub async fn start_browser_run(bin: &str) -> (tokio::sync::MutexGuard<'static, ()>, MediaServer) {
+    start_browser_run_with(bin, &[]).await
+}
+
+/// [`start_browser_run`] with extra command-line arguments for the server (e.g. `--config FILE`).
+pub async fn start_browser_run_with(
+    bin: &str,
+    extra: &[&std::ffi::OsStr],
+) -> (tokio::sync::MutexGuard<'static, ()>, MediaServer) {
     require_chromium();
     let turn = ONE_AT_A_TIME.lock().await;
     ensure_node_modules(&tests_dir(), &["playwright-core", "axe-core"]).await;
-    (turn, MediaServer::start(bin))
+    (turn, MediaServer::start_with(bin, extra))
 }
 
 /// Where a browser test writes its screenshots: `docs/screenshots/` when `UPDATE_SCREENSHOTS` is set
