@@ -1,6 +1,17 @@
-//! The editable table of exemptions from the imposta di bollo.
+//! The editable table of exemptions from the imposta di bollo and the diritti di segreteria, and of the
+//! uses that change the certificate's wording.
 //!
-//! The comune edits `exemptions.json` (code, legal basis, use and the printed text) without a new build:
+//! Each row is a *use* the requester declares (code, legal basis, use, printed text) and what it does:
+//! - `bollo_exempt` (default true): the certificate owes no bollo; `false` is a use with the bollo due,
+//!   e.g. immigration procedures;
+//! - `diritti_exempt` (default false): no diritti di segreteria either (adoption: art. 82 L. 184/1983);
+//! - `office_only` (default false): offered only to the office, never on a citizen-facing channel
+//!   (ex-officio acts, art. 16 Tab. B; public competitions, L. 28/1999, which since L. 183/2011 no
+//!   longer receive certificates);
+//! - `art40_text`: printed instead of the art. 40, comma 02 sentence (ANPR's destinazioni d'uso for
+//!   court proceedings and immigration).
+//!
+//! The comune edits `exemptions.json` without a new build:
 //! [`ExemptionTable::load_or_default`] reads `<data dir>/exemptions.json` when it exists and falls back to
 //! the table shipped in `data/exemptions.json`. Civil-status certificates are exempt by law and do not
 //! go through this table (see [`CIVIL_STATUS_EXEMPTION`]).
@@ -24,6 +35,39 @@ pub struct Exemption {
     pub use_: String,
     /// The text printed on the certificate.
     pub text: String,
+    /// The use exempts from the imposta di bollo (false: a use with the bollo due).
+    pub bollo_exempt: bool,
+    /// The use exempts from the diritti di segreteria too.
+    pub diritti_exempt: bool,
+    /// Offered only to the office (operator or command line), refused on the web.
+    pub office_only: bool,
+    /// A use whose certificate prints ANPR's dedicated wording instead of the art. 40, comma 02
+    /// DPR 445/2000 sentence.
+    pub art40: Option<Art40Use>,
+}
+
+/// The uses for which ANPR prints a dedicated sentence instead of the art. 40, comma 02 one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Art40Use {
+    /// Court proceedings ("… RILASCIATO PER CAUSE GIUDIZIARIE").
+    CauseGiudiziarie,
+    /// Immigration procedures ("… NORME SULL'IMMIGRAZIONE").
+    Immigrazione,
+}
+
+impl Art40Use {
+    /// The sentence printed instead of [`crate::wording::MANDATORY_WORDING`].
+    pub fn text(self) -> &'static str {
+        match self {
+            Art40Use::CauseGiudiziarie => crate::wording::ART40_JUDICIAL,
+            Art40Use::Immigrazione => crate::wording::ART40_IMMIGRATION,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The wire shape of a table row (`use` is a Rust keyword, so the field is renamed).
@@ -34,6 +78,14 @@ struct Row {
     #[serde(rename = "use")]
     use_: String,
     text: String,
+    #[serde(default = "yes")]
+    bollo_exempt: bool,
+    #[serde(default)]
+    diritti_exempt: bool,
+    #[serde(default)]
+    office_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    art40: Option<Art40Use>,
 }
 
 /// The exemption printed on civil-status certificates (L. 405/1990 art. 7).
@@ -80,6 +132,10 @@ impl ExemptionTable {
                 legal_basis: r.legal_basis,
                 use_: r.use_,
                 text: r.text,
+                bollo_exempt: r.bollo_exempt,
+                diritti_exempt: r.diritti_exempt,
+                office_only: r.office_only,
+                art40: r.art40,
             });
         }
         Ok(ExemptionTable { entries })
@@ -106,6 +162,14 @@ impl ExemptionTable {
     pub fn entries(&self) -> &[Exemption] {
         &self.entries
     }
+
+    /// The rows to offer on a channel: all of them to the office, without the `office_only` ones to a
+    /// citizen (the web).
+    pub fn offered(&self, citizen_facing: bool) -> impl Iterator<Item = &Exemption> {
+        self.entries
+            .iter()
+            .filter(move |e| !(citizen_facing && e.office_only))
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +180,7 @@ mod tests {
     fn shipped_table_has_every_exemption_of_the_spec() {
         let t = ExemptionTable::embedded().unwrap();
         for code in [
+            "b1",
             "b3",
             "b5",
             "b8",
@@ -130,9 +195,22 @@ mod tests {
             "l74_1987",
             "dpr115_2002",
             "l28_1999",
+            "l184_1983",
+            "cause_giudiziarie",
+            "immigrazione",
         ] {
             assert!(t.get(code).is_ok(), "{code}");
         }
+        // Adoption exempts from diritti too; b16 and L. 28/1999 are for the office only; the immigration
+        // use owes the bollo and changes the art. 40 wording.
+        assert!(t.get("l184_1983").unwrap().diritti_exempt);
+        assert!(!t.get("b13").unwrap().diritti_exempt);
+        let offered: Vec<&str> = t.offered(true).map(|e| e.code.as_str()).collect();
+        assert!(!offered.contains(&"b16") && !offered.contains(&"l28_1999"));
+        assert!(t.offered(false).any(|e| e.code == "b16"));
+        let imm = t.get("immigrazione").unwrap();
+        assert!(!imm.bollo_exempt && imm.art40 == Some(Art40Use::Immigrazione));
+        assert!(t.get("b9").unwrap().use_.contains("pensione estera"));
         assert!(t.get("nope").is_err());
         assert!(ExemptionTable::parse(
             "[{\"code\":\"\",\"legal_basis\":\"\",\"use\":\"\",\"text\":\"\"}]",

@@ -18,17 +18,14 @@ use crate::dates::{add_months, iso, italian};
 use crate::error::CertError;
 use crate::exemptions::{ExemptionTable, CIVIL_STATUS_EXEMPTION};
 use crate::fiscal_code::FiscalCode;
-use crate::kinds::{
-    build_content, CertificateContent, CertificateKind, ContentOptions, ContestualePart,
-};
-use crate::pdf::{render, PageText, MANDATORY_WORDING};
+use crate::kinds::{build_content, CertificateKind, ContentOptions, ContestualePart};
+use crate::pdf::{render, PageText};
 use crate::registry::demo::DemoRegistry;
 use crate::registry::http::HttpRegistry;
 use crate::registry::{family_on, Comune, Registry};
 use crate::signer::{Signer, SignerConfig, TrustList, TrustedSigner};
-use crate::stamp::{
-    self, CertificateClaim, MemberClaim, StampClaims, VerifiedStamp, CLAIM_VERSION,
-};
+use crate::stamp::{self, StampClaims, VerifiedStamp};
+use crate::wording::{self, MANDATORY_WORDING};
 
 /// Largest QR version for the full payload. Version 25 at ECC M is 117 modules: at 45 mm that is 0.35 mm a
 /// module, about 4 pixels at 300 dpi, which office scanners and phones still read. Above it the stamp
@@ -41,6 +38,13 @@ pub const FEE_WITH_BOLLO_CENTS: u32 = 52;
 pub const FEE_EXEMPT_CENTS: u32 = 26;
 /// Imposta di bollo per sheet, in cents (DPR 642/1972, Tariffa all. A art. 4).
 pub const BOLLO_CENTS: u32 = 1600;
+
+mod canonical;
+mod fees;
+
+use canonical::claim_of;
+pub use canonical::{canonical_text, canonical_text_of, Canonical};
+pub use fees::CivilStatusDiritti;
 
 /// Which registry backend to use.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +91,9 @@ pub struct IssuerConfig {
     /// The printed name of the officer responsible for certificates issued from the command line
     /// (in a call, the issuing operator's full name is printed instead).
     pub officer: Option<String>,
+    /// The diritti di segreteria of the civil-status certificates (`[certificates.civil_status_diritti]`).
+    #[serde(default)]
+    pub civil_status_diritti: CivilStatusDiritti,
 }
 
 impl Default for IssuerConfig {
@@ -99,6 +106,7 @@ impl Default for IssuerConfig {
             exemptions: None,
             audit_log: None,
             officer: None,
+            civil_status_diritti: CivilStatusDiritti::default(),
         }
     }
 }
@@ -416,6 +424,12 @@ impl Issuer {
             .map(|r| r.trim().to_owned())
             .filter(|r| !r.is_empty());
         let r = &request.requester;
+        // Art. 35, comma 4, DPR 223/1989: past situations only on a reasoned request, on every channel.
+        if request.kind.is_past_situation() && reason.is_none() {
+            return Err(CertError::MissingInput(
+                "i certificati di situazioni pregresse (alla data, alla data del decesso) richiedono il motivo della richiesta (art. 35, comma 4, DPR 223/1989)".into(),
+            ));
+        }
         if r.channel == Channel::Cli {
             // The command line exists for training and tests; its requests are audited with this reason.
             return Ok(Some(reason.unwrap_or_else(|| {
@@ -451,11 +465,6 @@ impl Issuer {
                 ));
             }
         }
-        if request.kind.needs_as_of() && reason.is_none() {
-            return Err(CertError::MissingInput(
-                "i certificati alla data richiedono il motivo della richiesta".into(),
-            ));
-        }
         Ok(reason)
     }
 
@@ -475,7 +484,7 @@ impl Issuer {
             as_of: request.as_of,
             parts: request.parts.clone(),
         };
-        let content = build_content(
+        let mut content = build_content(
             request.kind,
             &person,
             self.registry.as_ref(),
@@ -483,50 +492,112 @@ impl Issuer {
             today,
         )?;
 
-        let exemption = if request.kind.is_civil_status() {
+        let civil = request.kind.is_civil_status();
+        // The declared use: a bollo exemption, or a use with the bollo due that changes the wording.
+        let use_row = match (&request.exemption, civil) {
+            (Some(code), false) => Some(self.exemptions.get(code)?),
+            _ => None,
+        };
+        if let Some(e) = use_row {
+            if e.office_only && request.requester.channel == Channel::Web {
+                return Err(CertError::NotAllowed(format!(
+                    "l'uso \"{}\" ({}) non è disponibile sul web",
+                    e.use_, e.legal_basis
+                )));
+            }
+        }
+        let bollo_exempt = civil || use_row.is_some_and(|e| e.bollo_exempt);
+        let exemption = if civil {
             Some((
                 CIVIL_STATUS_EXEMPTION.0.to_owned(),
                 CIVIL_STATUS_EXEMPTION.2.to_owned(),
             ))
         } else {
-            match &request.exemption {
-                Some(code) => {
-                    let e = self.exemptions.get(code)?;
-                    Some((e.code.clone(), e.text.clone()))
-                }
-                None => None,
+            use_row
+                .filter(|e| e.bollo_exempt)
+                .map(|e| (e.code.clone(), e.text.clone()))
+        };
+        let use_text = use_row.filter(|e| !e.bollo_exempt).map(|e| e.text.clone());
+        if let Some(e) = use_row.filter(|e| !e.bollo_exempt) {
+            content.fields.push(("uso".into(), e.code.clone()));
+        }
+        let art40_text = use_row
+            .and_then(|e| e.art40)
+            .map(|a| a.text())
+            .unwrap_or(MANDATORY_WORDING);
+        let bollo_paid = match &request.marca {
+            Some(_) if bollo_exempt => return Err(CertError::MissingInput(
+                "la marca da bollo non va indicata: il certificato è esente dall'imposta di bollo"
+                    .into(),
+            )),
+            Some(m) => {
+                content
+                    .fields
+                    .push(("mb".into(), format!("{} {}", m.id, iso(m.date))));
+                Some(wording::bollo_paid(&m.id, &italian(m.date)))
             }
+            None => None,
         };
         let valid_until = request.kind.expires().then(|| add_months(today, 6));
         let validity = match valid_until {
-            Some(d) => format!(
-                "Il presente certificato ha validità di sei mesi dalla data di rilascio, fino al {} (art. 41 DPR 445/2000).",
-                italian(d)
-            ),
-            None => "Il presente certificato ha validità illimitata, attestando fatti non soggetti a modificazioni (art. 41, comma 1, DPR 445/2000).".into(),
+            Some(d) => wording::validity_six_months(&italian(d)),
+            None => wording::VALIDITY_UNLIMITED.into(),
         };
-        let diritti = if exemption.is_some() {
-            FEE_EXEMPT_CENTS
+        let diritti = match self.config.civil_status_diritti.cents(request.kind) {
+            Some(cents) => cents,
+            None if use_row.is_some_and(|e| e.diritti_exempt) => 0,
+            None if bollo_exempt => FEE_EXEMPT_CENTS,
+            None => FEE_WITH_BOLLO_CENTS,
+        };
+        let diritti_text = if diritti == 0 {
+            "Diritti di segreteria: esenti".to_owned()
         } else {
-            FEE_WITH_BOLLO_CENTS
+            format!(
+                "Diritti di segreteria: € {},{:02}",
+                diritti / 100,
+                diritti % 100
+            )
         };
         let fees_text = format!(
-            "Diritti di segreteria: € {},{:02}{}.",
-            diritti / 100,
-            diritti % 100,
-            if exemption.is_none() {
-                " - Imposta di bollo: € 16,00 per foglio"
-            } else {
+            "{diritti_text}{}.",
+            if bollo_exempt {
                 ""
+            } else {
+                " - Imposta di bollo: € 16,00 per foglio"
             }
         );
+        let officer_name = request
+            .officer_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        let signatory = officer_name.map(|name| {
+            format!(
+                "{}: {name}",
+                if civil {
+                    wording::SIGNATORY_CIVIL_STATUS
+                } else {
+                    wording::SIGNATORY_REGISTRY
+                }
+            )
+        });
 
         let document_id = new_document_id(&self.comune.istat_code, today);
-        let canonical = canonical_text(
+        let bollo_line = match (&exemption, &bollo_paid) {
+            (Some(e), _) => e.1.clone(),
+            (None, Some(paid)) => paid.clone(),
+            (None, None) => wording::BOLLO_DUE_SHORT.to_owned(),
+        };
+        let canonical = canonical_text_of(
             &content,
             &document_id,
-            exemption.as_ref().map(|e| e.1.as_str()),
-            &validity,
+            &Canonical {
+                bollo: &bollo_line,
+                use_text: use_text.as_deref(),
+                art40: art40_text,
+                validity: &validity,
+                signatory: signatory.as_deref().unwrap_or(&self.config.office),
+            },
         );
         let text_sha256 = hex::encode(Sha256::digest(canonical.as_bytes()));
         let development = self.signer.is_development();
@@ -557,14 +628,15 @@ impl Issuer {
             stamp_text = stamp::sign(&claims, &self.signer)?;
         }
 
-        let officer = if request.kind.is_civil_status() {
-            "L'UFFICIALE DELLO STATO CIVILE"
+        let officer = if civil {
+            wording::OFFICER_CIVIL_STATUS
         } else {
-            "L'UFFICIALE D'ANAGRAFE"
+            wording::OFFICER_REGISTRY
         };
         let page = PageText {
             comune: self.comune.name.clone(),
             province: self.comune.province.clone(),
+            province_line: self.comune.province_line(),
             istat_code: self.comune.istat_code.clone(),
             office: self.config.office.clone(),
             title: request.kind.title().into(),
@@ -573,6 +645,10 @@ impl Issuer {
             subject_lines: content.subject_lines(),
             body: content.body.clone(),
             exemption_text: exemption.as_ref().map(|e| e.1.clone()),
+            bollo_paid: bollo_paid.clone(),
+            use_text: use_text.clone(),
+            art40_text: art40_text.into(),
+            signatory: signatory.clone(),
             validity,
             fees: fees_text,
             place_date: format!("{}, {}", self.comune.name, italian(today)),
@@ -607,6 +683,16 @@ impl Issuer {
         ];
         if let Some(e) = &fees.exemption {
             details.push(("exemption".into(), e.clone()));
+        }
+        if let Some(e) = use_row.filter(|e| !e.bollo_exempt) {
+            details.push(("use".into(), e.code.clone()));
+        }
+        if let Some(m) = &request.marca {
+            details.push(("marca_id".into(), m.id.clone()));
+            details.push(("marca_date".into(), iso(m.date)));
+        }
+        if let Some(name) = officer_name {
+            details.push(("officer".into(), name.to_owned()));
         }
         if let Some(d) = request.as_of {
             details.push(("as_of".into(), iso(d)));
@@ -664,65 +750,6 @@ fn new_document_id(istat: &str, today: Date) -> String {
         u8::from(today.month()),
         today.day()
     )
-}
-
-/// The canonical text whose SHA-256 the stamp signs: everything the certificate states, one item a line.
-pub fn canonical_text(
-    content: &CertificateContent,
-    document_id: &str,
-    exemption_text: Option<&str>,
-    validity: &str,
-) -> String {
-    let mut lines = vec![
-        format!("tipo: {}", content.kind.code()),
-        format!("documento: {document_id}"),
-    ];
-    lines.extend(content.subject_lines());
-    lines.extend(content.body_lines());
-    lines.push(
-        exemption_text
-            .unwrap_or("Imposta di bollo: € 16,00 per foglio")
-            .to_owned(),
-    );
-    lines.push(MANDATORY_WORDING.to_owned());
-    lines.push(validity.to_owned());
-    lines.join("\n")
-}
-
-fn claim_of(
-    content: &CertificateContent,
-    document_id: &str,
-    exemption: Option<String>,
-    text_sha256: &str,
-    development: bool,
-) -> CertificateClaim {
-    CertificateClaim {
-        version: CLAIM_VERSION,
-        document_id: document_id.into(),
-        kind: content.kind.code().into(),
-        fiscal_code: content.subject.fiscal_code.clone(),
-        surname: content.subject.surname.clone(),
-        given_names: content.subject.given_names.clone(),
-        birth_date: content.subject.birth_date.clone(),
-        birth_place: content.subject.birth_place.clone(),
-        as_of: content.as_of.map(iso),
-        fields: content.fields.clone(),
-        members: content
-            .members
-            .iter()
-            .map(|m| MemberClaim {
-                surname: m.surname.clone(),
-                given_names: m.given_names.clone(),
-                birth_date: m.birth_date.clone(),
-                relationship: m.relationship.clone(),
-            })
-            .collect(),
-        member_count: content.members.len() as u64,
-        exemption,
-        text_sha256: text_sha256.into(),
-        development,
-        reduced: false,
-    }
 }
 
 #[cfg(test)]

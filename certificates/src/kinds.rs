@@ -5,7 +5,6 @@
 //! follow DPR 223/1989 art. 33 and 35; civil-status certificates (nascita, matrimonio, morte) read the acts
 //! kept in this comune's registers.
 
-use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -14,146 +13,11 @@ use time::Date;
 use crate::dates::{iso, italian};
 use crate::error::CertError;
 use crate::registry::{family_on, FamilyMember, MaritalEventKind, Person, Registry};
+use crate::wording;
 
-/// Every kind of certificate this crate issues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CertificateKind {
-    /// Certificato di residenza.
-    Residenza,
-    /// Residenza alla data.
-    ResidenzaAllaData,
-    /// Stato di famiglia.
-    StatoFamiglia,
-    /// Stato di famiglia alla data.
-    StatoFamigliaAllaData,
-    /// Stato di famiglia alla data del decesso.
-    StatoFamigliaDecesso,
-    /// Cittadinanza.
-    Cittadinanza,
-    /// Stato libero.
-    StatoLibero,
-    /// Esistenza in vita.
-    EsistenzaInVita,
-    /// Certificato cumulativo di famiglia (residence, citizenship and family).
-    CumulativoFamiglia,
-    /// Certificato contestuale (the parts the requester chooses).
-    Contestuale,
-    /// Residenza con provenienza (emigrazione).
-    ResidenzaProvenienza,
-    /// Estremi della carta d'identità.
-    EstremiCartaIdentita,
-    /// Certificato di nascita (stato civile).
-    Nascita,
-    /// Certificato di matrimonio (stato civile).
-    Matrimonio,
-    /// Certificato di morte (stato civile).
-    Morte,
-}
+mod catalogue;
 
-impl CertificateKind {
-    /// Every kind, registry kinds first.
-    pub const ALL: [CertificateKind; 15] = [
-        Self::Residenza,
-        Self::ResidenzaAllaData,
-        Self::StatoFamiglia,
-        Self::StatoFamigliaAllaData,
-        Self::StatoFamigliaDecesso,
-        Self::Cittadinanza,
-        Self::StatoLibero,
-        Self::EsistenzaInVita,
-        Self::CumulativoFamiglia,
-        Self::Contestuale,
-        Self::ResidenzaProvenienza,
-        Self::EstremiCartaIdentita,
-        Self::Nascita,
-        Self::Matrimonio,
-        Self::Morte,
-    ];
-
-    /// The code used on the command line, in the API and in the stamp.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Residenza => "residenza",
-            Self::ResidenzaAllaData => "residenza_alla_data",
-            Self::StatoFamiglia => "stato_famiglia",
-            Self::StatoFamigliaAllaData => "stato_famiglia_alla_data",
-            Self::StatoFamigliaDecesso => "stato_famiglia_decesso",
-            Self::Cittadinanza => "cittadinanza",
-            Self::StatoLibero => "stato_libero",
-            Self::EsistenzaInVita => "esistenza_in_vita",
-            Self::CumulativoFamiglia => "cumulativo_famiglia",
-            Self::Contestuale => "contestuale",
-            Self::ResidenzaProvenienza => "residenza_provenienza",
-            Self::EstremiCartaIdentita => "estremi_carta_identita",
-            Self::Nascita => "nascita",
-            Self::Matrimonio => "matrimonio",
-            Self::Morte => "morte",
-        }
-    }
-
-    /// The printed title.
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::Residenza => "Certificato di residenza",
-            Self::ResidenzaAllaData => "Certificato di residenza alla data",
-            Self::StatoFamiglia => "Certificato di stato di famiglia",
-            Self::StatoFamigliaAllaData => "Certificato di stato di famiglia alla data",
-            Self::StatoFamigliaDecesso => "Certificato di stato di famiglia alla data del decesso",
-            Self::Cittadinanza => "Certificato di cittadinanza",
-            Self::StatoLibero => "Certificato di stato libero",
-            Self::EsistenzaInVita => "Certificato di esistenza in vita",
-            Self::CumulativoFamiglia => "Certificato cumulativo di famiglia",
-            Self::Contestuale => "Certificato contestuale",
-            Self::ResidenzaProvenienza => "Certificato di residenza con provenienza",
-            Self::EstremiCartaIdentita => "Certificato degli estremi della carta d'identità",
-            Self::Nascita => "Certificato di nascita",
-            Self::Matrimonio => "Certificato di matrimonio",
-            Self::Morte => "Certificato di morte",
-        }
-    }
-
-    /// The legal basis printed under the title.
-    pub fn legal_basis(self) -> &'static str {
-        if self.is_civil_status() {
-            "(DPR 3 novembre 2000, n. 396 - art. 450 c.c.)"
-        } else {
-            "(artt. 33 e 35 DPR 30 maggio 1989, n. 223)"
-        }
-    }
-
-    /// Civil-status kinds are exempt from bollo by law and signed by the Ufficiale dello Stato Civile.
-    pub fn is_civil_status(self) -> bool {
-        matches!(self, Self::Nascita | Self::Matrimonio | Self::Morte)
-    }
-
-    /// "Alla data" kinds need an `as_of` date and a stated reason.
-    pub fn needs_as_of(self) -> bool {
-        matches!(self, Self::ResidenzaAllaData | Self::StatoFamigliaAllaData)
-    }
-
-    /// Certificates of facts that cannot change have no expiry (DPR 445/2000 art. 41).
-    pub fn expires(self) -> bool {
-        !matches!(self, Self::Nascita | Self::Morte)
-    }
-}
-
-impl fmt::Display for CertificateKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-impl FromStr for CertificateKind {
-    type Err = CertError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
-        Self::ALL
-            .into_iter()
-            .find(|k| k.code() == wanted)
-            .ok_or_else(|| CertError::UnknownKind(s.chars().take(40).collect()))
-    }
-}
+pub use catalogue::CertificateKind;
 
 /// The facts a contestuale certificate can combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -232,7 +96,8 @@ pub struct MemberLine {
     pub given_names: String,
     /// `YYYY-MM-DD`.
     pub birth_date: String,
-    /// Relationship to the head of the sheet.
+    /// Relationship to the head of the sheet; empty on the certificates that must not print it (every
+    /// family kind except `stato_famiglia_parentela`).
     pub relationship: String,
     /// Place of birth (printed, covered by the text digest, not carried in the stamp to keep it small).
     #[serde(skip)]
@@ -244,8 +109,11 @@ pub struct MemberLine {
 pub enum Block {
     /// A paragraph of running text.
     Text(String),
-    /// A table of family members.
+    /// A table of family members without their relationships (Circolari Min. Interno 11/1996 e
+    /// 3/1997: the plain stato di famiglia does not certify kinship).
     Family(Vec<MemberLine>),
+    /// A table of family members with their relationship to the intestatario della scheda.
+    FamilyKinship(Vec<MemberLine>),
 }
 
 /// What a certificate says: built from the registry, printed in the PDF, summarised in the stamp.
@@ -283,12 +151,16 @@ fn born(p: &Person) -> String {
     )
 }
 
-fn member_line(m: &FamilyMember) -> MemberLine {
+fn member_line(m: &FamilyMember, kinship: bool) -> MemberLine {
     MemberLine {
         surname: m.person.surname.clone(),
         given_names: m.person.given_names.clone(),
         birth_date: iso(m.person.birth.date),
-        relationship: m.relationship.clone(),
+        relationship: if kinship {
+            m.relationship.clone()
+        } else {
+            String::new()
+        },
         birth_place: m.person.birth.place.display(),
     }
 }
@@ -361,7 +233,10 @@ pub fn build_content(
             )));
             fields.push(("ind".into(), r.address.clone()));
         }
-        K::StatoFamiglia | K::StatoFamigliaAllaData | K::CumulativoFamiglia => {
+        K::StatoFamiglia
+        | K::StatoFamigliaAllaData
+        | K::CumulativoFamiglia
+        | K::StatoFamigliaParentela => {
             let (d, r) = if kind == K::StatoFamigliaAllaData {
                 let d = needs_as_of()?;
                 as_of = Some(d);
@@ -384,7 +259,25 @@ pub fn build_content(
                 d,
                 false,
             );
-            members = family.iter().map(member_line).collect();
+            let kinship = kind == K::StatoFamigliaParentela;
+            if kinship {
+                if !family
+                    .iter()
+                    .any(|m| m.relationship == "intestatario scheda")
+                {
+                    return Err(not_issuable(
+                        person,
+                        "appartiene a una famiglia anagrafica senza intestatario: i rapporti di parentela non sono certificabili",
+                    ));
+                }
+                if family.len() < 2 {
+                    return Err(not_issuable(
+                        person,
+                        "è l'unico componente della famiglia anagrafica: non vi sono rapporti di parentela da certificare",
+                    ));
+                }
+            }
+            members = family.iter().map(|m| member_line(m, kinship)).collect();
             let intro = if kind == K::StatoFamigliaAllaData {
                 format!(
                     "alla data del {} risultava iscritt{a} nell'Anagrafe della popolazione residente di questo Comune in {} e che la famiglia anagrafica era così composta:",
@@ -398,7 +291,11 @@ pub fn build_content(
                 )
             };
             body.push(Block::Text(intro));
-            body.push(Block::Family(members.clone()));
+            body.push(if kinship {
+                Block::FamilyKinship(members.clone())
+            } else {
+                Block::Family(members.clone())
+            });
             fields.push(("ind".into(), r.address.clone()));
             if kind == K::CumulativoFamiglia {
                 let cits = person.citizenships_on(today).join(", ");
@@ -429,7 +326,7 @@ pub fn build_content(
                 d,
                 true,
             );
-            members = family.iter().map(member_line).collect();
+            members = family.iter().map(|m| member_line(m, false)).collect();
             body.push(Block::Text(format!(
                 "{} il {} e che alla data del decesso risultava iscritt{a} nell'Anagrafe della popolazione residente di questo Comune in {}, nella famiglia anagrafica così composta:",
                 sex.pick("è deceduto", "è deceduta"),
@@ -441,6 +338,8 @@ pub fn build_content(
             fields.push(("ind".into(), r.address.clone()));
         }
         K::Cittadinanza => {
+            // Only the Italian citizenship is certified: for an Italian citizen who holds others it
+            // prevails (art. 19, comma 2, L. 218/1995), and ANPR's certificate prints it alone.
             resident_today()?;
             if !person.italian_on(today) {
                 return Err(not_issuable(person, "non risulta cittadino/a italiano/a"));
@@ -485,9 +384,8 @@ pub fn build_content(
             for part in parts {
                 codes.push(part.code());
                 match part {
-                    ContestualePart::Nascita => {
-                        body.push(Block::Text(format!("- è {}.", born(person))));
-                    }
+                    // The birth data are already in the subject lines above: not printed twice.
+                    ContestualePart::Nascita => {}
                     ContestualePart::Residenza => {
                         body.push(Block::Text(format!(
                             "- è residente in questo Comune in {}.",
@@ -570,6 +468,81 @@ pub fn build_content(
             fields.push(("scad".into(), iso(card.expires)));
             fields.push(("da".into(), card.issuer.clone()));
         }
+        K::ResidenzaAire => {
+            if !person.alive_on(today) {
+                return Err(not_issuable(person, "risulta deceduto/a"));
+            }
+            let reg = person.aire_on(today).ok_or_else(|| {
+                not_issuable(person, "non risulta iscritto/a nell'AIRE di questo Comune")
+            })?;
+            if !person.italian_on(today) {
+                return Err(not_issuable(person, "non risulta cittadino/a italiano/a"));
+            }
+            body.push(Block::Text(format!(
+                "risulta iscritt{a} nell'Anagrafe degli italiani residenti all'estero (AIRE) di questo Comune dal {}, con residenza in {} ({}).",
+                italian(reg.from),
+                reg.address,
+                reg.country
+            )));
+            fields.push(("ind".into(), reg.address.clone()));
+            fields.push(("stato".into(), reg.country.clone()));
+            fields.push(("dal".into(), iso(reg.from)));
+        }
+        K::StatoCivile => {
+            resident_today()?;
+            let status = person.marital_status_on(today).italian(sex);
+            body.push(Block::Text(format!(
+                "è di stato civile {status}, come risulta dagli atti dell'Anagrafe di questo Comune."
+            )));
+            fields.push(("sc".into(), status.into()));
+        }
+        K::UnioneCivile => {
+            let (i, union) = person
+                .marital
+                .iter()
+                .enumerate()
+                .rfind(|(_, e)| e.kind == MaritalEventKind::CivilUnion && e.act.is_some())
+                .ok_or_else(|| {
+                    not_issuable(
+                        person,
+                        "non ha atti di unione civile nei registri di questo Comune",
+                    )
+                })?;
+            let act = union.act.as_ref().map(|a| a.display()).unwrap_or_default();
+            let place = union
+                .place
+                .as_ref()
+                .map(|p| p.display())
+                .unwrap_or_default();
+            let partner = union.spouse.clone().unwrap_or_default();
+            body.push(Block::Text(format!(
+                "ha costituito unione civile con {} in {} il {}, come risulta dal registro delle unioni civili ({}).",
+                partner,
+                place,
+                italian(union.date),
+                act
+            )));
+            if let Some(after) = person.marital[i + 1..].iter().find(|e| {
+                matches!(
+                    e.kind,
+                    MaritalEventKind::CivilUnionDissolved | MaritalEventKind::Widowhood
+                )
+            }) {
+                let note = match after.kind {
+                    MaritalEventKind::CivilUnionDissolved => "scioglimento dell'unione civile",
+                    _ => "decesso dell'altra parte dell'unione civile",
+                };
+                body.push(Block::Text(format!(
+                    "Annotazioni: {} in data {}.",
+                    note,
+                    italian(after.date)
+                )));
+                fields.push(("ann".into(), format!("{note} {}", iso(after.date))));
+            }
+            fields.push(("con".into(), partner));
+            fields.push(("du".into(), iso(union.date)));
+            fields.push(("atto".into(), act));
+        }
         K::Nascita => {
             let act = person.birth.act.as_ref().ok_or_else(|| {
                 not_issuable(
@@ -620,10 +593,13 @@ pub fn build_content(
                     MaritalEventKind::Divorce | MaritalEventKind::Widowhood
                 )
             }) {
+                // L. 898/1970: a religious marriage's civil effects cease (art. 2), a civil one is
+                // dissolved (art. 1).
                 let note = match after.kind {
-                    MaritalEventKind::Divorce => {
-                        "cessazione degli effetti civili / scioglimento del matrimonio"
+                    MaritalEventKind::Divorce if marriage.religious => {
+                        "cessazione degli effetti civili del matrimonio"
                     }
+                    MaritalEventKind::Divorce => "scioglimento del matrimonio",
                     _ => "decesso del coniuge",
                 };
                 body.push(Block::Text(format!(
@@ -657,7 +633,26 @@ pub fn build_content(
             )));
             fields.push(("dd".into(), iso(death.date)));
             fields.push(("atto".into(), act.display()));
+            if let Some(r) = person
+                .residences
+                .iter()
+                .rfind(|r| r.from <= death.date && r.to == Some(death.date))
+            {
+                body.push(Block::Text(format!(
+                    "Alla data del decesso risultava residente in questo Comune in {}.",
+                    r.address
+                )));
+                fields.push(("ind".into(), r.address.clone()));
+            }
+            let status = person.marital_status_on(death.date).italian(sex);
+            body.push(Block::Text(format!(
+                "Stato civile alla data del decesso: {status}."
+            )));
+            fields.push(("sc".into(), status.into()));
         }
+    }
+    if kind.is_past_situation() {
+        body.push(Block::Text(wording::PAST_SITUATION.into()));
     }
 
     Ok(CertificateContent {
@@ -711,14 +706,24 @@ impl CertificateContent {
         let birth = crate::dates::parse_date(&m.birth_date)
             .map(italian)
             .unwrap_or_else(|_| m.birth_date.clone());
-        format!(
-            "{} {} | {} | {} | {}",
-            m.surname.to_uppercase(),
-            m.given_names,
-            m.relationship,
-            birth,
-            m.birth_place
-        )
+        if m.relationship.is_empty() {
+            format!(
+                "{} {} | {} | {}",
+                m.surname.to_uppercase(),
+                m.given_names,
+                birth,
+                m.birth_place
+            )
+        } else {
+            format!(
+                "{} {} | {} | {} | {}",
+                m.surname.to_uppercase(),
+                m.given_names,
+                m.relationship,
+                birth,
+                m.birth_place
+            )
+        }
     }
 
     /// The body as plain text lines, the basis of the canonical text.
@@ -727,7 +732,9 @@ impl CertificateContent {
         for b in &self.body {
             match b {
                 Block::Text(t) => out.push(t.clone()),
-                Block::Family(ms) => out.extend(ms.iter().map(Self::member_text)),
+                Block::Family(ms) | Block::FamilyKinship(ms) => {
+                    out.extend(ms.iter().map(Self::member_text))
+                }
             }
         }
         out

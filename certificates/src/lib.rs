@@ -6,8 +6,9 @@
 //! - [`registry`]: the registry data model with history, the [`Registry`] adapter trait, the shipped demo
 //!   registry and the HTTP adapter to a front-office system;
 //! - [`fiscal_code`]: codice fiscale validation, check character and omocodia;
-//! - [`kinds`]: the 12 registry kinds and 3 civil-status kinds, read from the registry's history;
-//! - [`exemptions`]: the editable bollo exemption table;
+//! - [`kinds`]: the 15 registry kinds and 4 civil-status kinds, read from the registry's history;
+//! - [`exemptions`]: the editable table of bollo and diritti exemptions and of uses;
+//! - [`wording`]: the fixed Italian wording of the certificates, with its sources;
 //! - [`stamp`], [`signer`]: the timbro digitale (CWT claims → COSE_Sign1 ES256 → zlib → Base45 `IT1:` → QR),
 //!   the signer key and the trust list;
 //! - [`pdf`]: PDF/A-2b rendering with embedded DejaVu fonts;
@@ -44,13 +45,15 @@ pub mod pdf;
 pub mod registry;
 pub mod signer;
 pub mod stamp;
+pub mod wording;
 
 pub use audit::{audit_verify, Actor, AuditEvent, AuditLog, AuditSummary};
 pub use error::CertError;
 pub use extract::{extract_stamp, verify_file};
 pub use fiscal_code::FiscalCode;
 pub use issuer::{
-    Channel, IssueRequest, IssuedDocument, Issuer, IssuerConfig, Marca, RegistryConfig, Requester,
+    Channel, CivilStatusDiritti, IssueRequest, IssuedDocument, Issuer, IssuerConfig, Marca,
+    RegistryConfig, Requester,
 };
 pub use kinds::{CertificateKind, ContestualePart};
 pub use registry::{PersonSummary, Registry};

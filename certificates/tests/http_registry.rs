@@ -14,7 +14,7 @@ use certificates::registry::demo::{cases, DemoRegistry};
 use certificates::registry::http::HttpRegistry;
 use certificates::registry::{Person, Registry};
 use certificates::{
-    CertError, CertificateKind as K, FiscalCode, IssueRequest, Issuer, IssuerConfig, RegistryConfig,
+    CertError, CertificateKind as K, FiscalCode, Issuer, IssuerConfig, RegistryConfig,
 };
 use common::*;
 
@@ -104,12 +104,7 @@ fn the_http_adapter_answers_like_the_embedded_registry() {
     let issuer = Issuer::open(dir.path(), &config, NOW).unwrap();
     let doc = issuer
         .issue(
-            &IssueRequest::cli(
-                K::StatoFamigliaDecesso,
-                cf(cases::GIUSEPPE_BIANCHI),
-                None,
-                None,
-            ),
+            &request(K::StatoFamigliaDecesso, cases::GIUSEPPE_BIANCHI, None),
             NOW,
         )
         .unwrap();

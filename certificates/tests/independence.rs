@@ -291,3 +291,103 @@ fn resign_with_kid(
     std::io::Write::write_all(&mut z, &sign1.to_tagged_vec().unwrap()).unwrap();
     format!("IT1:{}", certificates::base45::encode(&z.finish().unwrap()))
 }
+
+/// Every kind, with a use, a marca and an officer where they apply: the printed QR read by zbar, the
+/// COSE signature checked by Python, the structure by qpdf and the fonts by pdffonts.
+#[test]
+fn every_kind_verifies_with_independent_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    let trust_file = dir.path().join("trust-list.json");
+    std::fs::write(&trust_file, issuer.trust_list().to_json()).unwrap();
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/independence.py");
+    let subject = |k: K| match k {
+        K::StatoFamigliaDecesso | K::Morte => cases::GIUSEPPE_BIANCHI,
+        K::StatoLibero => cases::MARCO_GALLI,
+        K::ResidenzaProvenienza => cases::ROBERTO_COLOMBO,
+        K::ResidenzaAire => cases::GIORGIA_MARINI,
+        K::UnioneCivile => cases::ALESSANDRO_FONTANA,
+        K::CumulativoFamiglia => cases::NICOLO_DALO,
+        _ => LUCA,
+    };
+    for (i, kind) in K::ALL.into_iter().enumerate() {
+        let as_of = match kind {
+            K::ResidenzaAllaData | K::StatoFamigliaAllaData => {
+                Some(certificates::dates::parse_date("2019-05-13").unwrap())
+            }
+            _ => None,
+        };
+        let mut req = request(kind, subject(kind), as_of);
+        req.officer_name = Some("Maria Teresa D'Angelo".into());
+        match i % 3 {
+            0 if !kind.is_civil_status() => {
+                req.marca = Some(
+                    certificates::Marca::new("01234567890123", time::macros::date!(2025 - 06 - 30))
+                        .unwrap(),
+                )
+            }
+            1 => req.exemption = Some("dpr115_2002".into()),
+            _ => {}
+        }
+        let doc = issuer
+            .issue(&req, NOW)
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let pdf = dir.path().join(format!("{kind}.pdf"));
+        std::fs::write(&pdf, &doc.pdf).unwrap();
+        let p = pdf.to_str().unwrap();
+        run_tool("qpdf", "qpdf", &["--check", p]);
+        let fonts = run_tool("pdffonts", "poppler-utils", &[p]);
+        assert_eq!(fonts.lines().skip(2).count(), 2, "{kind}: {fonts}");
+        let prefix = dir.path().join(format!("{kind}-page"));
+        run_tool(
+            "pdftoppm",
+            "poppler-utils",
+            &[
+                "-r",
+                "300",
+                "-png",
+                "-f",
+                &doc.pages.to_string(),
+                "-singlefile",
+                p,
+                prefix.to_str().unwrap(),
+            ],
+        );
+        let png = dir.path().join(format!("{kind}-page.png"));
+        let decoded = run_tool(
+            "zbarimg",
+            "zbar-tools",
+            &[
+                "--raw",
+                "-q",
+                "-Sdisable",
+                "-Sqrcode.enable",
+                png.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(decoded.trim_end_matches('\n'), doc.stamp, "{kind}");
+        let stamp_file = dir.path().join(format!("{kind}.txt"));
+        std::fs::write(&stamp_file, &doc.stamp).unwrap();
+        let out = run_tool(
+            python,
+            "python3-cbor2 python3-cryptography",
+            &[
+                script,
+                stamp_file.to_str().unwrap(),
+                trust_file.to_str().unwrap(),
+            ],
+        );
+        let claims: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(claims["certificate"]["k"], kind.code(), "{kind}");
+        assert_eq!(
+            claims["certificate"]["h"],
+            doc.text_sha256.as_str(),
+            "{kind}"
+        );
+    }
+}

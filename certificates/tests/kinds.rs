@@ -52,6 +52,7 @@ fn every_kind_issues_for_someone_and_verifies() {
         (K::StatoFamiglia, LUCA, None),
         (K::StatoFamigliaAllaData, LUCA, Some("2019-05-13")),
         (K::StatoFamigliaDecesso, cases::GIUSEPPE_BIANCHI, None),
+        (K::StatoFamigliaParentela, LUCA, None),
         (K::Cittadinanza, LUCA, None),
         (K::StatoLibero, cases::MARCO_GALLI, None),
         (K::EsistenzaInVita, LUCA, None),
@@ -59,9 +60,12 @@ fn every_kind_issues_for_someone_and_verifies() {
         (K::Contestuale, LUCA, None),
         (K::ResidenzaProvenienza, cases::ROBERTO_COLOMBO, None),
         (K::EstremiCartaIdentita, LUCA, None),
+        (K::ResidenzaAire, cases::GIORGIA_MARINI, None),
+        (K::StatoCivile, LUCA, None),
         (K::Nascita, LUCA, None),
         (K::Matrimonio, LUCA, None),
         (K::Morte, cases::GIUSEPPE_BIANCHI, None),
+        (K::UnioneCivile, cases::ALESSANDRO_FONTANA, None),
     ];
     assert_eq!(plan.len(), K::ALL.len());
     for (kind, code, as_of) in plan {
@@ -107,7 +111,7 @@ fn every_kind_issues_for_someone_and_verifies() {
         certificates::audit_verify(&dir.path().join("audit.log"))
             .unwrap()
             .records,
-        15
+        19
     );
 }
 
@@ -176,9 +180,12 @@ fn family_as_of_around_births_and_marriage() {
         ),
         Err(CertError::NotIssuable(_))
     ));
-    let c = content(K::StatoFamiglia, LUCA, None).unwrap();
+    // Kinship only on the kind that certifies it.
+    let c = content(K::StatoFamigliaParentela, LUCA, None).unwrap();
     assert_eq!(c.members[0].relationship, "intestatario scheda");
     assert_eq!(c.members[1].relationship, "coniuge");
+    let plain = content(K::StatoFamiglia, LUCA, None).unwrap();
+    assert!(plain.members.iter().all(|m| m.relationship.is_empty()));
 }
 
 #[test]
@@ -190,7 +197,10 @@ fn a_deceased_persons_family() {
         ["Giuseppe", "Maria", "Elena"],
         "Paolo had left the sheet in 2018"
     );
-    assert_eq!(c.members[1].relationship, "coniuge");
+    assert!(
+        c.members.iter().all(|m| m.relationship.is_empty()),
+        "no kinship on the family at death"
+    );
     // Before Paolo left, and after the death with the widow as head.
     let before = names(
         &content(
@@ -201,7 +211,7 @@ fn a_deceased_persons_family() {
         .unwrap(),
     );
     assert_eq!(before, ["Giuseppe", "Maria", "Paolo", "Elena"]);
-    let now = content(K::StatoFamiglia, cases::MARIA_GRECO, None).unwrap();
+    let now = content(K::StatoFamigliaParentela, cases::MARIA_GRECO, None).unwrap();
     assert_eq!(names(&now), ["Maria", "Elena"]);
     assert_eq!(now.members[0].relationship, "intestatario scheda");
     assert_eq!(
@@ -353,7 +363,7 @@ fn marital_status_citizenship_and_provenance() {
             &content(K::StatoLibero, cases::MARCO_GALLI, None).unwrap(),
             "sc"
         ),
-        "già coniugato (divorziato)"
+        "divorziato"
     );
     assert!(
         matches!(
@@ -391,7 +401,7 @@ fn marital_status_citizenship_and_provenance() {
             &content(K::CumulativoFamiglia, cases::YOUSSEF_EL_AMRANI, None).unwrap(),
             "cit"
         ),
-        "marocchina, italiana"
+        "italiana, marocchina"
     );
     let p = content(K::ResidenzaProvenienza, cases::IOANA_POPESCU, None).unwrap();
     assert_eq!(
@@ -454,7 +464,12 @@ fn contestuale_parts_and_homonyms_and_long_names() {
     let c = build_content(K::Contestuale, &p, &r, &opts, NOW.date()).unwrap();
     assert_eq!(field(&c, "parti"), "nascita,stato_civile");
     assert_eq!(field(&c, "sc"), "coniugato");
-    assert!(matches!(&c.body[0], Block::Text(t) if t.contains("Parma (PR) il 12/04/1985")));
+    // The birth data are in the subject lines, not printed again in the body.
+    assert!(c.subject_lines()[1].contains("Parma (PR) il 12/04/1985"));
+    assert!(!c
+        .body
+        .iter()
+        .any(|b| matches!(b, Block::Text(t) if t.contains("12/04/1985"))));
 
     let a = content(K::Residenza, cases::MARIO_ROSSI_1, None).unwrap();
     let b = content(K::Residenza, cases::MARIO_ROSSI_2, None).unwrap();

@@ -41,6 +41,23 @@ pub struct Comune {
     pub province: String,
     /// Cadastral (Belfiore) code, e.g. "G337".
     pub belfiore: String,
+    /// The province's (or metropolitan city's) full name, e.g. "Parma" for Fidenza: printed in the
+    /// header as "Provincia di …". Absent in older data: the header then prints the abbreviation only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub province_name: Option<String>,
+}
+
+impl Comune {
+    /// The header line naming the province: "Provincia di Parma (PR)", or "(PR)" when the full name is
+    /// not known (never the comune's own name in its place).
+    pub fn province_line(&self) -> String {
+        match &self.province_name {
+            Some(name) if !name.trim().is_empty() => {
+                format!("Provincia di {} ({})", name.trim(), self.province)
+            }
+            _ => format!("({})", self.province),
+        }
+    }
 }
 
 /// Sex as registered.
@@ -180,6 +197,11 @@ pub struct MaritalEvent {
     /// The act in this comune's registers, when it is kept here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<ActRef>,
+    /// A marriage celebrated with a religious rite and transcribed (concordatario or under an
+    /// agreement with another confession): its divorce is a *cessazione degli effetti civili*; a civil
+    /// marriage's is a *scioglimento* (L. 898/1970, artt. 1 e 2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub religious: bool,
 }
 
 /// A period of registered residence on one family sheet.
@@ -243,6 +265,28 @@ pub struct IdCard {
     pub issuer: String,
 }
 
+/// A period of registration in this comune's AIRE (Anagrafe degli italiani residenti all'estero,
+/// L. 470/1988): an Italian citizen living abroad.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AireRegistration {
+    /// First day of the registration.
+    #[serde(with = "iso_date")]
+    pub from: Date,
+    /// First day no longer registered (exclusive); `None` means still registered.
+    #[serde(
+        default,
+        with = "opt_iso_date",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub to: Option<Date>,
+    /// The address abroad, e.g. "Calle de Alcalá 120, Madrid".
+    pub address: String,
+    /// The country, e.g. "Spagna".
+    pub country: String,
+    /// How the registration began: "emigrazione all'estero", "nascita all'estero"…
+    pub origin: String,
+}
+
 /// One person's full record with history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Person {
@@ -273,6 +317,9 @@ pub struct Person {
     /// Registered PEC address (digital domicile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pec: Option<String>,
+    /// Registrations in this comune's AIRE, in date order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aire: Vec<AireRegistration>,
 }
 
 /// Marital status on a day.
@@ -303,8 +350,8 @@ impl MaritalStatus {
             (MaritalStatus::Married, Sex::F) => "coniugata",
             (MaritalStatus::Widowed, Sex::M) => "vedovo",
             (MaritalStatus::Widowed, Sex::F) => "vedova",
-            (MaritalStatus::Divorced, Sex::M) => "già coniugato (divorziato)",
-            (MaritalStatus::Divorced, Sex::F) => "già coniugata (divorziata)",
+            (MaritalStatus::Divorced, Sex::M) => "divorziato",
+            (MaritalStatus::Divorced, Sex::F) => "divorziata",
             (MaritalStatus::CivilUnion, Sex::M) => "unito civilmente",
             (MaritalStatus::CivilUnion, Sex::F) => "unita civilmente",
             (MaritalStatus::CivilUnionDissolved, Sex::M) => "già unito civilmente",
@@ -388,6 +435,13 @@ impl Person {
         self.birth.date <= day && self.death.as_ref().is_none_or(|d| day < d.date)
     }
 
+    /// The AIRE registration covering `day`, if the person was registered abroad then.
+    pub fn aire_on(&self, day: Date) -> Option<&AireRegistration> {
+        self.aire
+            .iter()
+            .find(|a| a.from <= day && a.to.is_none_or(|to| day < to))
+    }
+
     /// The residence period covering `day`, if the person was resident then.
     pub fn residence_on(&self, day: Date) -> Option<&ResidencePeriod> {
         self.residences.iter().find(|r| r.covers(day))
@@ -408,13 +462,17 @@ impl Person {
         first
     }
 
-    /// Citizenships held on `day`.
+    /// Citizenships held on `day`, the Italian one first (for an Italian citizen it prevails: art. 19,
+    /// comma 2, L. 218/1995), the others in registry order.
     pub fn citizenships_on(&self, day: Date) -> Vec<&str> {
-        self.citizenships
+        let mut out: Vec<&str> = self
+            .citizenships
             .iter()
             .filter(|c| c.from.is_none_or(|f| f <= day) && c.to.is_none_or(|t| day < t))
             .map(|c| c.citizenship.as_str())
-            .collect()
+            .collect();
+        out.sort_by_key(|c| *c != "italiana");
+        out
     }
 
     /// Whether the person was an Italian citizen on `day`.

@@ -29,7 +29,16 @@ pub fn issue(
     as_of: Option<&str>,
 ) -> Result<IssuedDocument, certificates::CertError> {
     let as_of = as_of.map(|d| certificates::dates::parse_date(d).unwrap());
-    issuer.issue(&IssueRequest::cli(kind, cf(code), as_of, None), NOW)
+    issuer.issue(&request(kind, code, as_of), NOW)
+}
+
+/// A command-line request; past situations (art. 35, comma 4, DPR 223/1989) carry a stated reason.
+pub fn request(kind: CertificateKind, code: &str, as_of: Option<time::Date>) -> IssueRequest {
+    let mut req = IssueRequest::cli(kind, cf(code), as_of, None);
+    if kind.is_past_situation() {
+        req.reason = Some("pratica di successione".into());
+    }
+    req
 }
 
 pub const LUCA: &str = cases::LUCA_ROSSI;
