@@ -63,35 +63,47 @@ fn stamp_from_pdf_info(bytes: &[u8]) -> Option<String> {
     s.starts_with(PREFIX).then(|| s.to_owned())
 }
 
+/// Resolutions a scanned PDF is rendered at, in turn, until a page yields the stamp: rqrr misses
+/// a code now and then at one module size and reads it at another (as a phone moves closer).
+const RENDER_DPI: [&str; 3] = ["300", "200", "400"];
+
 fn stamp_from_rendered_pdf(path: &Path) -> Result<String, CertError> {
     let dir = std::env::temp_dir().join(format!("sportello-verify-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).map_err(|e| CertError::io(&dir, e))?;
     let result = (|| {
-        let out = Command::new("pdftoppm")
-            .args(["-r", "300", "-gray", "-png"])
-            .arg(path)
-            .arg(dir.join("page"))
-            .output()
-            .map_err(|e| {
-                CertError::NoStampFound(format!(
-                    "il PDF non contiene il testo del contrassegno e pdftoppm (pacchetto poppler-utils) non è eseguibile: {e}"
-                ))
-            })?;
-        if !out.status.success() {
-            return Err(CertError::NoStampFound(format!(
-                "pdftoppm non ha potuto leggere il PDF: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let mut pages: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| CertError::io(&dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        pages.sort();
-        for page in pages.iter().rev() {
-            let bytes = std::fs::read(page).map_err(|e| CertError::io(page, e))?;
-            if let Ok(s) = decode_qr_image(&bytes) {
-                return Ok(s);
+        for dpi in RENDER_DPI {
+            let prefix = dir.join(format!("page-{dpi}"));
+            let out = Command::new("pdftoppm")
+                .args(["-r", dpi, "-gray", "-png"])
+                .arg(path)
+                .arg(&prefix)
+                .output()
+                .map_err(|e| {
+                    CertError::NoStampFound(format!(
+                        "il PDF non contiene il testo del contrassegno e pdftoppm (pacchetto poppler-utils) non è eseguibile: {e}"
+                    ))
+                })?;
+            if !out.status.success() {
+                return Err(CertError::NoStampFound(format!(
+                    "pdftoppm non ha potuto leggere il PDF: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            let mut pages: Vec<_> = std::fs::read_dir(&dir)
+                .map_err(|e| CertError::io(&dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&format!("page-{dpi}")))
+                })
+                .collect();
+            pages.sort();
+            for page in pages.iter().rev() {
+                let bytes = std::fs::read(page).map_err(|e| CertError::io(page, e))?;
+                if let Ok(s) = decode_qr_image(&bytes) {
+                    return Ok(s);
+                }
             }
         }
         Err(CertError::NoStampFound(

@@ -11,21 +11,30 @@
 export const METHODS = ['cie', 'cns', 'pec', 'document'];
 /** Registry certificates (DPR 223/1989), then civil-status ones (exempt from bollo by law). */
 export const REGISTRY_KINDS = [
-  'residenza', 'residenza_alla_data', 'stato_famiglia', 'stato_famiglia_alla_data', 'stato_famiglia_decesso',
-  'cittadinanza', 'stato_libero', 'esistenza_in_vita', 'cumulativo_famiglia', 'contestuale',
-  'residenza_provenienza', 'estremi_carta_identita',
+  'residenza', 'residenza_alla_data', 'residenza_aire', 'stato_famiglia', 'stato_famiglia_parentela',
+  'stato_famiglia_alla_data', 'stato_famiglia_decesso', 'cittadinanza', 'stato_libero', 'stato_civile',
+  'esistenza_in_vita', 'cumulativo_famiglia', 'contestuale', 'residenza_provenienza', 'estremi_carta_identita',
 ];
-export const CIVIL_KINDS = ['nascita', 'matrimonio', 'morte'];
+export const CIVIL_KINDS = ['nascita', 'matrimonio', 'unione_civile', 'morte'];
 /** Kinds that need `as_of` (and a reason). */
 const AS_OF_KINDS = new Set(['residenza_alla_data', 'stato_famiglia_alla_data']);
-/** Exemptions from bollo (codes of certificates/data/exemptions.json). */
+/** Past situations (art. 35 c. 4 DPR 223/1989): a reason is always required. */
+const PAST_KINDS = new Set([...AS_OF_KINDS, 'stato_famiglia_decesso']);
+/** Uses and exemptions (codes of certificates/data/exemptions.json). */
 export const EXEMPTIONS = [
-  'b3', 'b5', 'b8', 'b8bis', 'b9', 'b11', 'b13', 'b16', 'b21bis', 'b24', 'b27bis', 'l74_1987', 'dpr115_2002', 'l28_1999',
+  'b1', 'b3', 'b5', 'b8', 'b8bis', 'b9', 'b11', 'b13', 'l184_1983', 'b16', 'b21bis', 'b24', 'b27bis', 'l74_1987',
+  'dpr115_2002', 'l28_1999', 'cause_giudiziarie', 'immigrazione',
 ];
+/** Uses of the table that leave the bollo due (their certificate takes a marca). */
+const BOLLO_DUE_USES = new Set(['cause_giudiziarie', 'immigrazione']);
 /** Identity document types for a paper identification (sent as `document_type`). */
 const DOCUMENT_TYPES = ['carta_identita', 'passaporto', 'patente', 'altro'];
 /** Printer reasons with words in the catalogue (others are shown as the printer says them). */
 const PRINT_DETAILS = new Set(['media-empty', 'media-jam', 'offline', 'toner-empty', 'door-open', 'paused', 'timeout', 'cups-unavailable']);
+/** The parts an operator may choose for a contestuale certificate (none chosen: every part). */
+export const CONTESTUALE_PARTS = ['nascita', 'residenza', 'cittadinanza', 'stato_civile', 'esistenza_in_vita'];
+/** A marca da bollo's identifier: 14 digits. */
+const MARCA_ID = /^\d{14}$/;
 /** A fiscal code: 16 letters and digits (omocodia letters included). */
 const FISCAL_CODE = /^[A-Z0-9]{16}$/;
 
@@ -149,7 +158,7 @@ export class InCall {
       identity,
       scan: s.scan && { scan_id: s.scan.scan_id, loaded: Boolean(s.scan.blobUrl), error: s.scan.error ?? null },
       docs: s.docs.map((d) => ({
-        document_id: d.document_id, kind: d.kind, pages: d.pages, bollo_due: d.bollo_due, valid_until: d.valid_until ?? null,
+        document_id: d.document_id, kind: d.kind, pages: d.pages, bollo_due: d.bollo_due, valid_until: d.valid_until ?? null, marca_id: d.marca_id ?? null,
         preview: Boolean(d.blobUrl), previewBytes: d.previewBytes ?? 0, previewType: d.previewType ?? null, previewError: d.previewError ?? null,
       })),
       jobs: [...s.jobs.values()].map((j) => ({ ...j })),
@@ -240,12 +249,24 @@ export class InCall {
               <input id="${p}-asof" class="cert-asof" name="as_of" type="date">
               <label for="${p}-reason" class="reason-label"></label>
               <input id="${p}-reason" class="cert-reason" name="reason" autocomplete="off" maxlength="200">
+              <fieldset class="cert-parts" hidden>
+                <legend data-i18n="console.cert.parts"></legend>
+                <p class="hint" data-i18n="console.cert.parts_hint"></p>
+                ${CONTESTUALE_PARTS.map((x) => `<div class="choice"><input type="checkbox" id="${p}-part-${x}" class="cert-part" value="${x}"><label for="${p}-part-${x}" data-i18n="cert.part.${x}"></label></div>`).join('')}
+              </fieldset>
               <fieldset class="usage">
                 <legend data-i18n="console.cert.usage"></legend>
                 <p class="usage-exempt-law hint" data-i18n="console.cert.exempt_by_law" hidden></p>
                 <div class="choice">
                   <input type="radio" id="${p}-bollo" name="usage" value="bollo" class="usage-bollo" checked>
                   <label for="${p}-bollo" data-i18n="console.cert.bollo"></label>
+                </div>
+                <div class="marca">
+                  <label for="${p}-marca-id" data-i18n="console.cert.marca_id"></label>
+                  <input id="${p}-marca-id" class="cert-marca-id" name="marca_id" inputmode="numeric" autocomplete="off" maxlength="14" pattern="\\d{14}" aria-describedby="${p}-marca-hint">
+                  <label for="${p}-marca-date" data-i18n="console.cert.marca_date"></label>
+                  <input id="${p}-marca-date" class="cert-marca-date" name="marca_date" type="date">
+                  <p id="${p}-marca-hint" class="hint" data-i18n="console.cert.marca_hint"></p>
                 </div>
                 <div class="choice">
                   <input type="radio" id="${p}-exempt" name="usage" value="exemption" class="usage-exempt">
@@ -400,23 +421,43 @@ export class InCall {
     }
     if (this.reasonRequired(call) && !reason) return { problem: ['console.cert.no_reason', '.cert-reason'] };
     if (reason) body.reason = reason;
-    body.usage = q('.usage-exempt').checked ? { exemption: q('.cert-exemption').value } : { bollo: true };
+    const exempt = q('.usage-exempt').checked && !CIVIL_KINDS.includes(kind);
+    body.usage = exempt ? { exemption: q('.cert-exemption').value } : { bollo: true };
+    const marcaId = q('.cert-marca-id').value.replace(/\s+/g, '');
+    const marcaDate = q('.cert-marca-date').value;
+    if (this.bolloDue(call) && (marcaId || marcaDate)) {
+      if (!MARCA_ID.test(marcaId)) return { problem: ['console.cert.bad_marca_id', '.cert-marca-id'] };
+      if (!marcaDate) return { problem: ['console.cert.no_marca_date', '.cert-marca-date'] };
+      if (marcaDate > today()) return { problem: ['console.cert.future_marca_date', '.cert-marca-date'] };
+      body.marca = { id: marcaId, date: marcaDate };
+    }
+    if (kind === 'contestuale') {
+      const parts = [...call.panel.querySelectorAll('.cert-part:checked')].map((c) => c.value);
+      if (parts.length) body.parts = parts;
+    }
     if (fiscalCode === citizen) delete body.fiscal_code;
     return { body };
+  }
+
+  /** Whether the certificate as chosen in the form carries the bollo (so a marca may pay it). */
+  bolloDue(call) {
+    const q = (sel) => call.panel.querySelector(sel);
+    if (CIVIL_KINDS.includes(q('.cert-kind').value)) return false;
+    return !q('.usage-exempt').checked || BOLLO_DUE_USES.has(q('.cert-exemption').value);
   }
 
   reasonRequired(call) {
     const q = (sel) => call.panel.querySelector(sel);
     const fiscalCode = q('.cert-cf').value.trim().toUpperCase();
     const citizen = call.incall.identity.subject?.fiscal_code ?? '';
-    return AS_OF_KINDS.has(q('.cert-kind').value) || (fiscalCode !== '' && fiscalCode !== citizen);
+    return PAST_KINDS.has(q('.cert-kind').value) || (fiscalCode !== '' && fiscalCode !== citizen);
   }
 
   async issue(call) {
     const s = call.incall;
     const q = (sel) => call.panel.querySelector(sel);
     const err = q('.cert-error');
-    for (const sel of ['.cert-cf', '.cert-asof', '.cert-reason']) q(sel).removeAttribute('aria-invalid');
+    for (const sel of ['.cert-cf', '.cert-asof', '.cert-reason', '.cert-marca-id', '.cert-marca-date']) q(sel).removeAttribute('aria-invalid');
     const { body, problem } = this.certRequest(call);
     if (problem) {
       err.textContent = this.t(problem[0]);
@@ -736,6 +777,12 @@ export class InCall {
     q('.usage-bollo').disabled = civil;
     q('.usage-exempt').disabled = civil;
     q('.cert-exemption').disabled = civil || !q('.usage-exempt').checked;
+    const marca = this.bolloDue(call);
+    q('.marca').hidden = !marca;
+    q('.cert-marca-id').disabled = !marca;
+    q('.cert-marca-date').disabled = !marca;
+    q('.cert-marca-date').max = today();
+    q('.cert-parts').hidden = kind !== 'contestuale';
   }
 
   /** The issued documents: one card each with its facts, preview, print controls and jobs. */
@@ -820,7 +867,8 @@ export class InCall {
     q('.doc-id').textContent = doc.document_id;
     q('.doc-cf').textContent = doc.fiscal_code ?? '';
     q('.doc-pages').textContent = String(doc.pages);
-    this.set(q('.doc-bollo'), doc.bollo_due ? 'console.cert.bollo_due' : 'console.cert.bollo_not_due');
+    if (doc.marca_id) this.set(q('.doc-bollo'), 'console.cert.bollo_paid', { id: doc.marca_id });
+    else this.set(q('.doc-bollo'), doc.bollo_due ? 'console.cert.bollo_due' : 'console.cert.bollo_not_due');
     if (doc.valid_until) this.set(q('.doc-valid'), 'console.cert.valid_until', { date: italianDate(doc.valid_until) });
     else this.set(q('.doc-valid'), 'console.cert.no_expiry');
     const frame = q('.doc-preview');

@@ -207,6 +207,27 @@ async function main() {
     await consoleShot(op, o, `${CASE} .panel-docs`, 'incall-console-printed');
     await shot(kiosk, o, 'incall-kiosk-printed');
 
+    // 7b. A contestuale of two parts, its bollo paid with a marca recorded in the form: a malformed
+    // identifier is caught in the form; then nothing is due and the card names the marca.
+    await op.page.selectOption(`${CASE} .cert-kind`, 'contestuale');
+    await op.page.check(`${CASE} .usage-bollo`);
+    await op.page.check(`${CASE} .cert-part[value="nascita"]`);
+    await op.page.check(`${CASE} .cert-part[value="residenza"]`);
+    await op.page.fill(`${CASE} .cert-marca-id`, '123');
+    await op.page.fill(`${CASE} .cert-marca-date`, new Date().toISOString().slice(0, 10));
+    await op.page.click(`${CASE} .act-issue`);
+    const marcaError = await text(op, `${CASE} .cert-error`);
+    if (!/14 cifre/.test(marcaError)) throw new Failure(`a malformed marca was not caught: ${marcaError}`);
+    const marcaId = String(Date.now()).padStart(14, '0').slice(-14);
+    await op.page.fill(`${CASE} .cert-marca-id`, marcaId);
+    await op.page.click(`${CASE} .act-issue`);
+    const paid = await incallState(op, o, 'did not show the certificate paid with a marca', result.call_id, (s) => s.docs.length > 1);
+    const paidDoc = paid.docs[1];
+    if (paidDoc.kind !== 'contestuale' || paidDoc.bollo_due || paidDoc.marca_id !== marcaId) throw new Failure(`certificate with a marca: ${JSON.stringify(paidDoc)}`);
+    const card = await text(op, `${CASE} .doc[data-document-id="${paidDoc.document_id}"] .doc-bollo`);
+    if (!card.includes(marcaId)) throw new Failure(`the card does not name the marca: ${card}`);
+    result.marca = { document_id: paidDoc.document_id, marca_id: marcaId };
+
     // 8. axe-core on the console with the panels open.
     result.axe.console = await axeAll(op, 'the console with the in-call panels');
     result.axe.violations = result.axe.console.length + result.axe.kiosk.length;

@@ -73,9 +73,12 @@ function show(result, error) {
   if (c.members.length) {
     const t = el('table');
     const head = el('tr');
-    for (const h of ['Cognome / Surname', 'Nome / Name', 'Nato/a il / Born', 'Rapporto / Relationship']) head.append(el('th', h));
+    // The plain family certificates carry no kinship (Circ. Min. Interno 11/1996): no column then.
+    const kinship = c.members.some((m) => m[3]);
+    const headers = ['Cognome / Surname', 'Nome / Name', 'Nato/a il / Born', 'Rapporto / Relationship'].slice(0, kinship ? 4 : 3);
+    for (const h of headers) head.append(el('th', h));
     t.append(head);
-    for (const m of c.members) { const tr = el('tr'); for (const v of m) tr.append(el('td', String(v))); t.append(tr); }
+    for (const m of c.members) { const tr = el('tr'); for (const v of m.slice(0, headers.length)) tr.append(el('td', String(v ?? ''))); t.append(tr); }
     box.append(t);
   } else if (c.reduced) {
     box.append(el('p', `Componenti: ${c.memberCount} (elenco sul documento) / Members: ${c.memberCount} (listed on the paper)`));

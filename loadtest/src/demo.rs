@@ -28,6 +28,8 @@ pub fn issue_residenza(call_id: &str) -> Request {
         as_of: None,
         usage: Usage::Bollo { bollo: true },
         reason: None,
+        marca: None,
+        parts: vec![],
     })
 }
 

@@ -238,6 +238,25 @@ pub struct CertificateIssue {
     /// citizen's family sheet; audited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The marca da bollo that pays the bollo (extension): its 14-digit identifier and date. With
+    /// it the certificate says "imposta di bollo assolta" with the identifier and nothing is left
+    /// to apply to the paper; a marca pays for one certificate only, across every channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marca: Option<MarcaRef>,
+    /// The parts of a `contestuale` certificate (extension): `nascita`, `residenza`,
+    /// `cittadinanza`, `stato_civile`, `esistenza_in_vita`; absent or empty, every part that
+    /// applies. Refused with `invalid` for any other kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
+}
+
+/// A marca da bollo: `{"id":"<14 digits>","date":"YYYY-MM-DD"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarcaRef {
+    /// The 14-digit identifier printed on the marca.
+    pub id: String,
+    /// The date printed on the marca, `YYYY-MM-DD`.
+    pub date: String,
 }
 
 /// The reply to `certificate.issue`.
@@ -262,6 +281,9 @@ pub struct CertificateIssued {
     /// Last day of validity, `YYYY-MM-DD`, absent for certificates that do not expire (extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<String>,
+    /// The identifier of the marca that paid the bollo, when one did (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marca_id: Option<String>,
 }
 
 /// `certificate.issued` (extension, to the kiosk): a certificate was issued in its call.

@@ -1,12 +1,14 @@
 //! The certificate commands of the `sportello` binary: `verify`, `registry list`,
-//! `certificate issue`, `audit verify` and `purge`. They use the same configuration and data directory as
+//! `certificate issue`, `certificate kinds`, `audit verify` and `purge`. They use the same configuration and data directory as
 //! `sportello serve`, so they sign with the same key and trust the same list the server publishes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use certificates::{CertificateKind, FiscalCode, IssueRequest, Issuer, TrustList};
+use certificates::{
+    CertificateKind, ContestualePart, FiscalCode, IssueRequest, Issuer, Marca, TrustList,
+};
 use time::OffsetDateTime;
 
 use crate::config::Config;
@@ -78,32 +80,131 @@ pub fn registry_list(config: &Config, out: &mut dyn Write) -> anyhow::Result<()>
     Ok(())
 }
 
+/// What `sportello certificate issue` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct IssueArgs {
+    /// The kind code.
+    pub kind: String,
+    /// The subject's fiscal code.
+    pub fiscal_code: String,
+    /// `YYYY-MM-DD`, for "alla data" kinds.
+    pub as_of: Option<String>,
+    /// An exemption code; none means the bollo is due.
+    pub exemption: Option<String>,
+    /// The stated reason, audited.
+    pub reason: Option<String>,
+    /// The marca da bollo's 14-digit identifier (with `marca_date`).
+    pub marca_id: Option<String>,
+    /// The marca's date, `YYYY-MM-DD`.
+    pub marca_date: Option<String>,
+    /// Contestuale parts (codes); empty: every part that applies.
+    pub parts: Vec<String>,
+}
+
 /// `sportello certificate issue`: issues one certificate to a PDF file; returns the document.
+///
+/// A marca is claimed in the data directory's folder of used marche (`crate::marche`), the same
+/// one the server uses, and released if the certificate cannot be issued.
 pub fn certificate_issue(
     config: &Config,
-    kind: &str,
-    fiscal_code: &str,
-    as_of: Option<&str>,
-    exemption: Option<&str>,
+    args: &IssueArgs,
     out_file: &Path,
 ) -> anyhow::Result<certificates::IssuedDocument> {
-    let kind: CertificateKind = kind
+    let kind: CertificateKind = args
+        .kind
         .parse()
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("unknown certificate kind")?;
-    let fiscal_code = FiscalCode::parse(fiscal_code).context("invalid fiscal code")?;
-    let as_of = as_of
+    let fiscal_code = FiscalCode::parse(&args.fiscal_code).context("invalid fiscal code")?;
+    let as_of = args
+        .as_of
+        .as_deref()
         .map(certificates::dates::parse_date)
         .transpose()
         .context("--as-of must be YYYY-MM-DD")?;
+    let parts = args
+        .parts
+        .iter()
+        .map(|p| {
+            p.parse::<ContestualePart>()
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("unknown contestuale part")?;
+    let marca = match (&args.marca_id, &args.marca_date) {
+        (Some(id), Some(date)) => {
+            let date =
+                certificates::dates::parse_date(date).context("--marca-date must be YYYY-MM-DD")?;
+            Some(Marca::new(id, date).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("--marca-id and --marca-date go together"),
+    };
     let issuer = open_issuer(config)?;
-    let request = IssueRequest::cli(kind, fiscal_code, as_of, exemption.map(str::to_owned));
-    let document = issuer
-        .issue(&request, OffsetDateTime::now_utc())
-        .context("cannot issue the certificate")?;
+    let mut request = IssueRequest::cli(kind, fiscal_code, as_of, args.exemption.clone());
+    request.reason = args.reason.clone();
+    request.parts = parts;
+    request.marca = marca.clone();
+    request.officer_name = config.certificates.officer.clone();
+    let marche = crate::marche::dir(&config.data_dir);
+    if let Some(m) = &marca {
+        let using = crate::marche::MarcaUse::new(m, "cli", "sportello-cli");
+        if !crate::marche::claim_file(&marche, &using).context("cannot record the marca")? {
+            let earlier = crate::marche::used(&marche, &m.id);
+            anyhow::bail!(
+                "la marca da bollo {} è già stata usata / this marca was already used{}",
+                m.id,
+                earlier
+                    .map(|u| format!(" ({}, {})", u.channel, u.actor))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let issued = issuer.issue(&request, OffsetDateTime::now_utc());
+    if let (Some(m), Err(_)) = (&marca, &issued) {
+        let _ = crate::marche::release_file(&marche, &m.id);
+    }
+    let document = issued.context("cannot issue the certificate")?;
     std::fs::write(out_file, &document.pdf)
         .with_context(|| format!("cannot write {}", out_file.display()))?;
     Ok(document)
+}
+
+/// `sportello certificate kinds`: every kind with its title, legal basis, validity and rules, one
+/// block a kind.
+pub fn certificate_kinds(out: &mut dyn Write) -> anyhow::Result<()> {
+    for kind in CertificateKind::ALL {
+        writeln!(out, "{}", kind.code())?;
+        writeln!(out, "  titolo / title: {}", kind.title())?;
+        writeln!(
+            out,
+            "  base normativa / legal basis: {}",
+            kind.legal_basis()
+        )?;
+        writeln!(
+            out,
+            "  validità / validity: {}",
+            if kind.expires() {
+                "6 mesi / 6 months (art. 41 DPR 445/2000)"
+            } else {
+                "illimitata / unlimited (art. 41 c. 1 DPR 445/2000)"
+            }
+        )?;
+        let mut rules = Vec::new();
+        if kind.is_civil_status() {
+            rules.push("stato civile: esente da bollo / civil status, exempt from bollo");
+        } else {
+            rules.push("bollo € 16,00 salvo esenzione / bollo due unless exempt");
+        }
+        if kind.needs_as_of() {
+            rules.push("richiede la data e il motivo / needs as_of and a reason");
+        }
+        if kind == CertificateKind::Contestuale {
+            rules.push("parti a scelta / parts may be chosen");
+        }
+        writeln!(out, "  regole / rules: {}", rules.join("; "))?;
+    }
+    Ok(())
 }
 
 /// `sportello audit verify [FILE]`: checks the hash chain of the audit log (default: the data

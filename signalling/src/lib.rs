@@ -19,6 +19,7 @@ pub mod http;
 pub mod limits;
 pub mod login;
 pub mod mail;
+pub mod marche;
 pub mod media_node;
 pub mod metrics;
 pub mod pages;

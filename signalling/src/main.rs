@@ -85,6 +85,8 @@ enum RegistryCommand {
     List(ServeArgs),
 }
 
+// Parsed once at start-up: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum CertificateCommand {
     /// Issue a certificate to a PDF, signed with the data directory's key (training and tests).
@@ -101,12 +103,27 @@ enum CertificateCommand {
         /// An exemption code from the exemption table; without it the bollo is due.
         #[arg(long)]
         exemption: Option<String>,
+        /// The reason for the request, audited (required for "alla data" kinds).
+        #[arg(long)]
+        reason: Option<String>,
+        /// The 14-digit identifier of the marca da bollo that pays the bollo (with --marca-date);
+        /// a marca pays for one certificate only.
+        #[arg(long, value_name = "ID")]
+        marca_id: Option<String>,
+        /// The date printed on the marca da bollo (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        marca_date: Option<String>,
+        /// A part of a contestuale certificate (repeat it; default: every part that applies).
+        #[arg(long = "part", value_name = "PART")]
+        parts: Vec<String>,
         /// Where to write the PDF.
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
         common: ServeArgs,
     },
+    /// List every certificate kind with its title, legal basis, validity and rules.
+    Kinds(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,24 +249,37 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Some(Command::Certificate {
+            command: CertificateCommand::Kinds(common),
+        }) => with_config(&common, |_config| {
+            commands::certificate_kinds(&mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Some(Command::Certificate {
             command:
                 CertificateCommand::Issue {
                     kind,
                     fiscal_code,
                     as_of,
                     exemption,
+                    reason,
+                    marca_id,
+                    marca_date,
+                    parts,
                     out,
                     common,
                 },
         }) => with_config(&common, |config| {
-            let doc = commands::certificate_issue(
-                config,
-                &kind,
-                &fiscal_code,
-                as_of.as_deref(),
-                exemption.as_deref(),
-                &out,
-            )?;
+            let args = commands::IssueArgs {
+                kind,
+                fiscal_code,
+                as_of,
+                exemption,
+                reason,
+                marca_id,
+                marca_date,
+                parts,
+            };
+            let doc = commands::certificate_issue(config, &args, &out)?;
             println!(
                 "{} {} {} -> {} ({} page(s){})",
                 doc.document_id,

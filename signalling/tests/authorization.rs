@@ -219,6 +219,8 @@ fn request(kind: &str, call_id: &str, operator_id: &str, service: &str, sdp: &st
             as_of: None,
             usage: Usage::Bollo { bollo: true },
             reason: None,
+            marca: None,
+            parts: vec![],
         }),
         "print.request" => Request::PrintRequest(PrintRequest {
             call_id: call_id.into(),

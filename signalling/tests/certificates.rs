@@ -373,3 +373,138 @@ fn ours_list(ours: &certificates::signer::Signer, issuer: &str) -> certificates:
         vec![ours.trust_entry().clone()],
     )
 }
+
+/// `sportello certificate kinds` lists every kind; `certificate issue` prints the configured
+/// officer, records a marca once in the data directory's folder (the server's too), refuses it a
+/// second time and refuses a malformed one, and a failed issue leaves the marca unspent.
+#[test]
+fn command_line_kinds_officer_and_marca() {
+    let out = Command::new(BIN)
+        .args(["certificate", "kinds"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let kinds = String::from_utf8_lossy(&out.stdout);
+    for kind in certificates::CertificateKind::ALL {
+        assert!(
+            kinds.lines().any(|l| l == kind.code()),
+            "{} missing from\n{kinds}",
+            kind.code()
+        );
+    }
+    assert!(kinds.contains("validità / validity: 6 mesi"), "{kinds}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sportello.toml");
+    std::fs::write(&config, "[certificates]\nofficer = \"Giulia Verdi\"\n").unwrap();
+    let list = Command::new(BIN)
+        .args(["registry", "list", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    let cf = list
+        .lines()
+        .find(|l| !l.contains("non residente") && !l.contains("deceduto"))
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_owned();
+    let issue = |marca: &str, kind: &str, out: &str| {
+        Command::new(BIN)
+            .args(["certificate", "issue", "--kind", kind, "--fiscal-code", &cf])
+            .args(["--marca-id", marca, "--marca-date", "2026-11-30"])
+            .arg("-c")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap()
+    };
+    let first = issue("01234567890123", "residenza", "a.pdf");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let text = pdf_text(&dir.path().join("a.pdf"));
+    assert!(text.contains("Giulia Verdi"), "{text}");
+    assert!(text.contains("01234567890123"), "{text}");
+    assert!(dir.path().join("marche/01234567890123.json").exists());
+    let again = issue("01234567890123", "stato_famiglia", "b.pdf");
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("già stata usata"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let bad = issue("123", "residenza", "c.pdf");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("14 cifre"));
+    // An "alla data" kind without its date fails, and does not spend the marca.
+    let failed = issue("22222222222222", "residenza_alla_data", "d.pdf");
+    assert_eq!(failed.status.code(), Some(2));
+    assert!(!dir.path().join("marche/22222222222222.json").exists());
+}
+
+fn pdf_text(path: &std::path::Path) -> String {
+    let out = Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) runs");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The console offers every certificate kind and every use of the shipped table, with a label in
+/// each language: a kind or exemption added to the certificates crate without its console entry
+/// fails here.
+#[test]
+fn the_console_offers_every_kind_and_use_with_labels() {
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/../console-web");
+    let console = std::fs::read_to_string(format!("{web}/console/incall.js")).unwrap();
+    let table: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../certificates/data/exemptions.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let codes: Vec<String> = table
+        .iter()
+        .map(|e| e["code"].as_str().unwrap().to_owned())
+        .collect();
+    for lang in ["it", "en"] {
+        let catalogue: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{web}/lib/messages/{lang}.json")).unwrap(),
+        )
+        .unwrap();
+        for kind in certificates::CertificateKind::ALL {
+            let key = format!("cert.kind.{}", kind.code());
+            assert!(catalogue.get(&key).is_some(), "{lang}.json lacks {key}");
+        }
+        for code in &codes {
+            let key = format!("cert.exemption.{code}");
+            assert!(catalogue.get(&key).is_some(), "{lang}.json lacks {key}");
+        }
+    }
+    for kind in certificates::CertificateKind::ALL {
+        assert!(
+            console.contains(&format!("'{}'", kind.code())),
+            "the console does not offer {}",
+            kind.code()
+        );
+    }
+    for code in &codes {
+        assert!(
+            console.contains(&format!("'{code}'")),
+            "the console does not offer the use {code}"
+        );
+    }
+}

@@ -82,6 +82,8 @@ fn issue(id: &str, kind: &str) -> Request {
         as_of: None,
         usage: Usage::Bollo { bollo: true },
         reason: None,
+        marca: None,
+        parts: vec![],
     })
 }
 
@@ -301,6 +303,91 @@ async fn pec_identification_then_certificate() {
         ErrorCode::Invalid
     );
 
+    // A marca da bollo pays the bollo once: the PDF says so with its identifier and the operator's
+    // name; the same marca again, on any certificate, is a conflict; a malformed one is invalid.
+    let with_marca = |marca_id: &str, usage: Usage| {
+        let mut r = issue(&id, "residenza");
+        if let Request::CertificateIssue(c) = &mut r {
+            c.marca = Some(MarcaRef {
+                id: marca_id.into(),
+                date: "2026-11-30".into(),
+            });
+            c.usage = usage;
+        }
+        r
+    };
+    let bollo = || Usage::Bollo { bollo: true };
+    let paid = ok(s.op.session(), with_marca("01234567890123", bollo())).await;
+    assert_eq!(paid["bollo_due"], false, "{paid}");
+    assert_eq!(paid["marca_id"], "01234567890123");
+    let pdf = http
+        .get(s.c.t.url(paid["pdf_url"].as_str().unwrap()))
+        .bearer_auth(s.c.token(Role::Operator, "op1"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let text = pdf_text(&pdf);
+    assert!(text.contains("01234567890123"), "{text}");
+    assert!(text.to_lowercase().contains("assolta"), "{text}");
+    assert!(
+        text.contains("Operatore op1"),
+        "the officer's printed name: {text}"
+    );
+    let Event::CertificateIssued(n) = on_call(s.k.session(), "certificate.issued", &id).await
+    else {
+        unreachable!()
+    };
+    assert!(!n.bollo_due, "nothing left to apply at the kiosk");
+    assert_eq!(
+        refused(
+            s.op.session()
+                .request(&with_marca("0123 4567 8901 23", bollo()))
+                .await
+        ),
+        ErrorCode::Conflict,
+        "a marca pays for one certificate"
+    );
+    assert_eq!(
+        refused(s.op.session().request(&with_marca("12345", bollo())).await),
+        ErrorCode::Invalid
+    );
+    assert_eq!(
+        refused(
+            s.op.session()
+                .request(&with_marca(
+                    "99999999999999",
+                    Usage::Exemption {
+                        exemption: "b9".into()
+                    }
+                ))
+                .await
+        ),
+        ErrorCode::Invalid,
+        "a marca with an exemption"
+    );
+    // A refused certificate does not spend its marca.
+    let mut refused_one = with_marca("55555555555555", bollo());
+    if let Request::CertificateIssue(c) = &mut refused_one {
+        c.kind = "residenza_alla_data".into();
+    }
+    assert_eq!(
+        refused(s.op.session().request(&refused_one).await),
+        ErrorCode::Invalid
+    );
+    ok(s.op.session(), with_marca("55555555555555", bollo())).await;
+    // The command line shares the folder of used marche with the server.
+    let used =
+        s.c.t
+            .server
+            .state
+            .config
+            .data_dir
+            .join("marche/01234567890123.json");
+    assert!(used.exists(), "{}", used.display());
+
     // The audit log has the attempts and the issue, and its chain verifies.
     let audit = std::fs::read_to_string(s.c.t.server.state.issuer.audit().path()).unwrap();
     for needle in [
@@ -315,6 +402,19 @@ async fn pec_identification_then_certificate() {
         assert!(audit.contains(needle), "audit lacks {needle}");
     }
     assert!(!audit.contains(&code), "the code is never audited");
+}
+
+/// The text of a PDF, with poppler's pdftotext.
+fn pdf_text(pdf: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("doc.pdf");
+    std::fs::write(&path, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .args(["-layout", path.to_str().unwrap(), "-"])
+        .output()
+        .expect("pdftotext (poppler-utils) runs");
+    assert!(out.status.success(), "pdftotext failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// An expired PEC code is refused; codes are rate limited per call (the per-citizen limit is

@@ -109,6 +109,8 @@ async fn issue_and_print(op: &mut OperatorBot, id: &str) -> (String, String) {
             as_of: None,
             usage: Usage::Bollo { bollo: true },
             reason: None,
+            marca: None,
+            parts: vec![],
         }),
     )
     .await;

@@ -248,6 +248,8 @@ async fn scan_identify_issue_print_across_nodes_and_the_agent_moving_node() {
             as_of: None,
             usage: Usage::Bollo { bollo: true },
             reason: None,
+            marca: None,
+            parts: vec![],
         }),
     )
     .await;

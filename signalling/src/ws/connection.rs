@@ -71,8 +71,8 @@ pub enum Output {
         reason: String,
     },
     /// A request that the application layer (call lifecycle and the rest) must answer with
-    /// [`Connection::reply`].
-    Dispatch(ClientFrame),
+    /// [`Connection::reply`]. Boxed: a request is far larger than the other outputs.
+    Dispatch(Box<ClientFrame>),
 }
 
 /// An authenticated session, as the opener returns it.
@@ -403,7 +403,7 @@ impl Connection {
             )),
             Request::Ping {} => self.send(ServerFrame::ok(frame.id)),
             #[allow(unreachable_patterns)]
-            _ => self.out.push_back(Output::Dispatch(frame)),
+            _ => self.out.push_back(Output::Dispatch(Box::new(frame))),
         }
     }
 

@@ -138,7 +138,7 @@ async fn run(socket: WebSocket, state: AppState) {
                 }
                 Output::Dispatch(frame) => {
                     let reply = match &ctx {
-                        Some(ctx) => calls::handle(&state, ctx, frame).await,
+                        Some(ctx) => calls::handle(&state, ctx, *frame).await,
                         None => protocol::ServerFrame::error(
                             Some(frame.id),
                             protocol::ErrorCode::Unauthorized,

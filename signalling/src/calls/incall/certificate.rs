@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use certificates::audit::Actor;
 use certificates::issuer::{Channel, Requester};
-use certificates::{CertError, CertificateKind, FiscalCode, IssueRequest};
+use certificates::{CertError, CertificateKind, ContestualePart, FiscalCode, IssueRequest, Marca};
 use protocol::incall::{CertificateIssue, CertificateIssued, CertificateIssuedEvent, Usage};
 use protocol::{ErrorCode, Event, Role};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use super::common::{
 };
 use crate::accounts::Principal;
 use crate::calls::{internal, Refusal, SessionCtx};
+use crate::marche::{self, ClaimError, MarcaUse};
 use crate::state::AppState;
 
 /// What is kept next to an issued PDF, for `GET /api/v1/documents/{id}.pdf`.
@@ -85,16 +86,49 @@ pub async fn issue(
         }
         Usage::Exemption { exemption } => Some(exemption.clone()),
     };
+    let parts = req
+        .parts
+        .iter()
+        .map(|p| {
+            p.parse::<ContestualePart>()
+                .map_err(|e: CertError| Refusal::new(ErrorCode::Invalid, e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !parts.is_empty() && kind != CertificateKind::Contestuale {
+        return Err(Refusal::new(
+            ErrorCode::Invalid,
+            "parts are chosen only for a contestuale certificate",
+        ));
+    }
+    let marca = match &req.marca {
+        Some(m) => {
+            let date = certificates::dates::parse_date(&m.date)
+                .map_err(|_| Refusal::new(ErrorCode::Invalid, "marca.date is not YYYY-MM-DD"))?;
+            Some(
+                Marca::new(&m.id, date)
+                    .map_err(|e| Refusal::new(ErrorCode::Invalid, e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    // A marca with a use that exempts from the bollo is refused by the issuer (`invalid`): only
+    // the table knows which uses leave the bollo due (cause giudiziarie, immigrazione).
     let operator = ctx.principal.id.clone();
+    // The printed name of the officer: the issuing operator's full name.
+    let officer_name = state
+        .directory
+        .operator(&operator)
+        .map(|o| o.display_name.clone())
+        .filter(|n| !n.trim().is_empty());
     let request = IssueRequest {
         kind,
         fiscal_code,
         as_of,
-        parts: vec![],
+        parts,
         exemption,
         reason: req.reason.clone(),
-        marca: None,
-        officer_name: None,
+        marca: marca.clone(),
+        officer_name,
         requester: Requester {
             channel: Channel::Kiosk,
             actor: Actor {
@@ -109,23 +143,32 @@ pub async fn issue(
     };
     let issuer = state.issuer.clone();
     let failures = &state.metrics.certificate_failures;
-    let document =
+    let (shared, tenant) = state.incall.store.shared();
+    if let Some(m) = &marca {
+        claim_marca(state, m, &operator).await?;
+    }
+    let issued =
         tokio::task::spawn_blocking(move || issuer.issue(&request, OffsetDateTime::now_utc()))
-            .await
-            .map_err(|e| {
-                failures.with_label_values(&["internal"]).inc();
-                internal(&e)
-            })?
-            .map_err(|e| {
-                if let Some(reason) = failure_reason(&e) {
-                    failures.with_label_values(&[reason]).inc();
-                }
-                if matches!(e, CertError::AuditTampered { .. }) {
-                    state.metrics.audit_chain_ok.set(0);
-                }
-                cert_refusal(e)
-            })?;
-    let bollo_due = document.fees.bollo_cents > 0;
+            .await;
+    if let (Some(m), Err(_) | Ok(Err(_))) = (&marca, &issued) {
+        marche::release(&state.incall.marche, shared, tenant, &m.id).await;
+    }
+    let document = issued
+        .map_err(|e| {
+            failures.with_label_values(&["internal"]).inc();
+            internal(&e)
+        })?
+        .map_err(|e| {
+            if let Some(reason) = failure_reason(&e) {
+                failures.with_label_values(&[reason]).inc();
+            }
+            if matches!(e, CertError::AuditTampered { .. }) {
+                state.metrics.audit_chain_ok.set(0);
+            }
+            cert_refusal(e)
+        })?;
+    // A marca recorded on the certificate paid the bollo: nothing is left to apply to the paper.
+    let bollo_due = document.fees.bollo_cents > 0 && marca.is_none();
     let meta = DocumentMeta {
         call_id: req.call_id.clone(),
         operator,
@@ -178,8 +221,43 @@ pub async fn issue(
         fiscal_code: document.fiscal_code,
         bollo_due,
         valid_until: document.valid_until,
+        marca_id: marca.map(|m| m.id),
     })
     .unwrap_or(Value::Null))
+}
+
+/// Claims a marca for a certificate of this call, or refuses it: `conflict` when it paid for
+/// another certificate already (on any channel), `unavailable` when it cannot be recorded.
+async fn claim_marca(state: &AppState, marca: &Marca, operator: &str) -> Result<(), Refusal> {
+    let (shared, tenant) = state.incall.store.shared();
+    let using = MarcaUse::new(marca, "kiosk", operator);
+    match marche::claim(&state.incall.marche, shared, tenant, &using).await {
+        Ok(()) => Ok(()),
+        Err(ClaimError::Used(earlier)) => Err(Refusal::new(
+            ErrorCode::Conflict,
+            match earlier {
+                Some(u) => format!(
+                    "la marca da bollo {} è già stata usata ({}, {}) / this marca was already used",
+                    u.id,
+                    u.channel,
+                    time::OffsetDateTime::from_unix_timestamp(u.at)
+                        .map(|t| certificates::dates::iso(t.date()))
+                        .unwrap_or_default()
+                ),
+                None => format!(
+                    "la marca da bollo {} è già stata usata / this marca was already used",
+                    marca.id
+                ),
+            },
+        )),
+        Err(ClaimError::Unavailable(e)) => {
+            tracing::error!(error = %e, "cannot record a marca da bollo");
+            Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "the marca da bollo cannot be recorded now; retry",
+            ))
+        }
+    }
 }
 
 /// Verifies the whole audit chain (in a blocking task) and sets `sportello_audit_chain_ok`,

@@ -55,6 +55,8 @@ pub struct InCall {
     verifier: Option<CardVerifier>,
     mailer: Option<Mailer>,
     documents: PathBuf,
+    /// Used marche da bollo (`crate::marche`).
+    marche: PathBuf,
     jobs: PathBuf,
     presence: presence::Presence,
     /// Jobs read from `print-jobs` at start, put back into the store by [`run_resends`].
@@ -94,6 +96,7 @@ impl InCall {
             verifier,
             mailer,
             documents: data_dir.join("documents"),
+            marche: crate::marche::dir(data_dir),
             jobs,
             presence: presence::Presence::default(),
             to_restore: Mutex::new(to_restore),

@@ -147,6 +147,12 @@ impl InCallStore {
         InCallStore { shared, tenant }
     }
 
+    /// The shared records and the tenant under them, for records kept outside the calls (the
+    /// marche da bollo used).
+    pub fn shared(&self) -> (&AnyShared, &Tenant) {
+        (&self.shared, &self.tenant)
+    }
+
     async fn get<T: DeserializeOwned>(&self, ns: &str, key: &str) -> Result<Option<T>, StoreError> {
         match self.shared.get(&self.tenant, ns, key, Time::now()).await? {
             Some(text) => decode(ns, &text).map(Some),
