@@ -66,6 +66,9 @@ pub enum CertError {
     /// PDF rendering failed (font subsetting, layout).
     #[error("errore nella generazione del PDF: {0}")]
     Pdf(String),
+    /// A PDF's electronic seal is missing, broken or does not match its certificate.
+    #[error("sigillo elettronico non valido: {0}")]
+    SealInvalid(String),
     /// The audit log's hash chain is broken: a record was edited, deleted or reordered.
     #[error("registro di audit alterato alla riga {line}: {reason}")]
     AuditTampered {

@@ -659,7 +659,16 @@ impl Issuer {
             issued_at: now.to_offset(UtcOffset::UTC),
         };
         let rendered = render(&page)?;
-        let pdf_sha256 = hex::encode(Sha256::digest(&rendered.bytes));
+        // The digital original carries the comune's electronic seal (PAdES B-B), made with the
+        // stamp's key; the paper copy carries the stamp (Circ. AgID 62/2013).
+        let sealed = crate::seal::seal_pdf(
+            &rendered.bytes,
+            &self.signer,
+            now,
+            &format!("Comune di {}", self.comune.name),
+            &format!("Sigillo elettronico del certificato n. {document_id}"),
+        )?;
+        let pdf_sha256 = hex::encode(Sha256::digest(&sealed));
         let sheets = rendered.pages.div_ceil(4).max(1);
         let fees = Fees {
             diritti_cents: diritti,
@@ -720,7 +729,7 @@ impl Issuer {
             document_id,
             kind: request.kind,
             fiscal_code: request.fiscal_code.to_string(),
-            pdf: rendered.bytes,
+            pdf: sealed,
             stamp: stamp_text,
             pages: rendered.pages,
             qr_version: rendered.qr_version,

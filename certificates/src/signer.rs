@@ -28,14 +28,23 @@ pub const DEVELOPMENT_SUBJECT: &str =
 /// The trust list's format identifier.
 pub const TRUST_LIST_FORMAT: &str = "sportello-trust-list/1";
 
-/// Where the signer key and certificate come from.
+/// Where the signer key and certificate come from: a key file, a key in a PKCS#11 token
+/// (`pkcs11_module`, `token_label`, `key_label`, `pin_file`), or else the development key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SignerConfig {
     /// PKCS#8 PEM private key (P-256). With `certificate`, replaces the development key.
     pub key: Option<PathBuf>,
-    /// X.509 PEM certificate for `key`.
+    /// X.509 certificate (PEM or DER) of `key` or of the token's key.
     pub certificate: Option<PathBuf>,
+    /// The PKCS#11 module of the token holding the key (an HSM's or SoftHSM2's `.so`).
+    pub pkcs11_module: Option<PathBuf>,
+    /// The token's label.
+    pub token_label: Option<String>,
+    /// The private key's label (`CKA_LABEL`) in the token.
+    pub key_label: Option<String>,
+    /// A file holding the token's user PIN (mode 0600, readable by the service only).
+    pub pin_file: Option<PathBuf>,
     /// Further X.509 PEM certificates to keep in the trust list (earlier signers after a key rotation).
     pub trusted_certificates: Vec<PathBuf>,
 }
@@ -48,10 +57,21 @@ pub struct SignerConfig {
 /// point.
 #[derive(Clone)]
 pub struct Signer {
-    key: SigningKey,
-    fast: std::sync::Arc<ring::signature::EcdsaKeyPair>,
-    rng: ring::rand::SystemRandom,
+    backend: Backend,
     entry: TrustedSigner,
+}
+
+/// Where the private key is.
+#[derive(Clone)]
+enum Backend {
+    /// In this process's memory (a key file, or the development key).
+    Memory {
+        key: SigningKey,
+        fast: std::sync::Arc<ring::signature::EcdsaKeyPair>,
+        rng: ring::rand::SystemRandom,
+    },
+    /// In a PKCS#11 token.
+    Token(std::sync::Arc<crate::pkcs11::Pkcs11Key>),
 }
 
 impl std::fmt::Debug for Signer {
@@ -84,9 +104,46 @@ impl Signer {
         )
         .map_err(|e| CertError::SignerKey(format!("chiave P-256 non utilizzabile: {e}")))?;
         Ok(Signer {
-            key,
-            fast: std::sync::Arc::new(fast),
-            rng,
+            backend: Backend::Memory {
+                key,
+                fast: std::sync::Arc::new(fast),
+                rng,
+            },
+            entry,
+        })
+    }
+
+    /// A signer whose key is in a PKCS#11 token, with its certificate (PEM or DER file). The key
+    /// must be EC P-256 (the stamp is ES256), and match the certificate: a test signature is
+    /// checked against it.
+    pub fn from_token(
+        key: &crate::pkcs11::TokenKey,
+        certificate: &Path,
+    ) -> Result<Self, CertError> {
+        use x509_cert::der::Encode as _;
+        let der = crate::pkcs11::certificate_der(certificate)?;
+        let cert = x509_cert::Certificate::from_der(&der)
+            .map_err(|e| CertError::SignerKey(format!("certificato non leggibile: {e}")))?;
+        let pem = x509_cert::der::EncodePem::to_pem(&cert, x509_cert::der::pem::LineEnding::LF)
+            .map_err(|e| CertError::SignerKey(format!("certificato: {e}")))?;
+        let _ = cert.to_der();
+        let entry = TrustedSigner::from_certificate_pem(&pem)?;
+        let token = crate::pkcs11::Pkcs11Key::open(key)?;
+        if token.algorithm() != crate::seal::SealAlgorithm::EcdsaP256Sha256 {
+            return Err(CertError::SignerKey(
+                "la chiave del token deve essere EC P-256 (il contrassegno è ES256)".into(),
+            ));
+        }
+        let probe = b"sportello: verifica della coppia chiave-certificato";
+        let sig = token.sign(probe)?;
+        let sig = Signature::from_slice(&sig)
+            .map_err(|e| CertError::SignerKey(format!("firma del token non valida: {e}")))?;
+        use p256::ecdsa::signature::Verifier as _;
+        entry.verifying_key()?.verify(probe, &sig).map_err(|_| {
+            CertError::SignerKey("la chiave del token non corrisponde al certificato".into())
+        })?;
+        Ok(Signer {
+            backend: Backend::Token(std::sync::Arc::new(token)),
             entry,
         })
     }
@@ -155,6 +212,30 @@ impl Signer {
         data_dir: &Path,
         now: OffsetDateTime,
     ) -> Result<Self, CertError> {
+        if let Some(module) = &config.pkcs11_module {
+            let (Some(token_label), Some(key_label), Some(pin_file), Some(certificate)) = (
+                &config.token_label,
+                &config.key_label,
+                &config.pin_file,
+                &config.certificate,
+            ) else {
+                return Err(CertError::SignerKey(
+                    "con pkcs11_module configurare anche token_label, key_label, pin_file e certificate".into(),
+                ));
+            };
+            if config.key.is_some() {
+                return Err(CertError::SignerKey(
+                    "configurare la chiave in un file (key) oppure in un token (pkcs11_module), non entrambe".into(),
+                ));
+            }
+            let key = crate::pkcs11::TokenKey {
+                module: module.clone(),
+                token_label: token_label.clone(),
+                key_label: key_label.clone(),
+                pin_file: pin_file.clone(),
+            };
+            return Self::from_token(&key, certificate);
+        }
         match (&config.key, &config.certificate) {
             (Some(k), Some(c)) => Self::from_files(k, c),
             (None, None) => Self::development(data_dir, now),
@@ -164,17 +245,26 @@ impl Signer {
         }
     }
 
-    /// Signs `data` with ES256; the signature is the 64-byte `r || s` that COSE uses.
-    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
-        match self.fast.sign(&self.rng, data) {
-            Ok(sig) => sig.as_ref().to_vec(),
-            // `ring` fails only when the system's random source does; RFC 6979's deterministic
-            // nonce needs none.
-            Err(_) => {
-                let sig: Signature = self.key.sign(data);
-                sig.to_bytes().to_vec()
-            }
+    /// Signs `data` with ES256; the signature is the 64-byte `r || s` that COSE uses. Fails only
+    /// when a token refuses.
+    pub fn try_sign(&self, data: &[u8]) -> Result<Vec<u8>, CertError> {
+        match &self.backend {
+            Backend::Memory { key, fast, rng } => Ok(match fast.sign(rng, data) {
+                Ok(sig) => sig.as_ref().to_vec(),
+                // `ring` fails only when the system's random source does; RFC 6979's
+                // deterministic nonce needs none.
+                Err(_) => {
+                    let sig: Signature = key.sign(data);
+                    sig.to_bytes().to_vec()
+                }
+            }),
+            Backend::Token(token) => token.sign(data),
         }
+    }
+
+    /// Whether the key is in a PKCS#11 token.
+    pub fn in_token(&self) -> bool {
+        matches!(self.backend, Backend::Token(_))
     }
 
     /// The key id.

@@ -332,7 +332,7 @@ pub fn sign(claims: &StampClaims, signer: &Signer) -> Result<String, CertError> 
     let sign1 = CoseSign1Builder::new()
         .protected(protected)
         .payload(payload)
-        .create_signature(b"", |data| signer.sign(data))
+        .try_create_signature(b"", |data| signer.try_sign(data))?
         .build();
     let cose = sign1
         .to_tagged_vec()

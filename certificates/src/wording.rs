@@ -52,14 +52,15 @@ pub const SIGNATORY_CIVIL_STATUS: &str = "L'ufficiale dello stato civile delegat
 pub const PRINTED_NAME: &str = "Firma autografa sostituita a mezzo stampa dall'indicazione del nominativo del responsabile, ai sensi dell'art. 3, comma 2, del D.Lgs. 39/1993.";
 
 /// The stamp's explanation, first part: what the code is. It is a contrassegno elettronico (timbro
-/// digitale) under art. 23-ter, comma 5, CAD and AgID Circolare 62/2013; the PDF itself carries no digital
-/// signature, and the text says so.
+/// digitale) under art. 23-ter, comma 5, CAD and AgID Circolare 62/2013: the paper is a copy of the
+/// digital original, which carries the comune's electronic seal (PAdES, `crate::seal`). Whether that
+/// seal is *qualified* depends on the comune's certificate, so the text does not claim it.
 pub const STAMP_NOTE_HEAD: &str = "Contrassegno elettronico ai sensi dell'art. 23-ter, comma 5, del CAD (D.Lgs. 82/2005) e della Circolare AgID n. 62/2013 (timbro digitale).";
 
 /// The stamp's explanation for the comune `comune`, to verify at `verify_url`, for document `document_id`.
 pub fn stamp_note(comune: &str, verify_url: &str, document_id: &str) -> String {
     format!(
-        "{STAMP_NOTE_HEAD} Il codice contiene i dati essenziali del certificato con un sigillo crittografico del Comune di {comune}; il documento non reca firma digitale. Per verificarne l'autenticità, inquadrare il codice con la fotocamera o incollarne il testo nella pagina {verify_url} ; la verifica funziona anche senza connessione. Documento n. {document_id}."
+        "{STAMP_NOTE_HEAD} Il codice contiene i dati essenziali del certificato con un sigillo crittografico del Comune di {comune}. L'originale informatico (PDF) reca il sigillo elettronico del Comune (PAdES); su carta ne è copia, verificabile con il contrassegno. Per verificarne l'autenticità, inquadrare il codice con la fotocamera o incollarne il testo nella pagina {verify_url} ; la verifica funziona anche senza connessione. Documento n. {document_id}."
     )
 }
 

@@ -285,7 +285,7 @@ fn resign_with_kid(
     let sign1 = CoseSign1Builder::new()
         .protected(protected)
         .payload(claims.to_cbor().unwrap())
-        .create_signature(b"", |d| signer.sign(d))
+        .create_signature(b"", |d| signer.try_sign(d).unwrap())
         .build();
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut z, &sign1.to_tagged_vec().unwrap()).unwrap();

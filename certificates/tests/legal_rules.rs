@@ -84,7 +84,8 @@ fn the_signature_block_prints_the_responsible_name_and_no_false_signature_claim(
     assert!(text.contains(
         "Contrassegno elettronico ai sensi dell'art. 23-ter, comma 5, del CAD (D.Lgs. 82/2005) e della Circolare AgID n. 62/2013"
     ));
-    assert!(text.contains("il documento non reca firma digitale"));
+    assert!(text
+        .contains("L'originale informatico (PDF) reca il sigillo elettronico del Comune (PAdES)"));
     assert!(text.contains("https://sportello.comune.parma.it/verify/"));
     // Without a name: the office only, and no printed-name clause.
     let office = flat(

@@ -58,7 +58,29 @@ pub fn verify(
                 }
             )?;
             write!(out, "{}", verified.report())?;
-            Ok(valid)
+            // A sealed PDF (the digital original): its PAdES seal too.
+            let seal_ok = match std::fs::read(as_path) {
+                Ok(bytes) if as_path.is_file() && bytes.starts_with(b"%PDF") => {
+                    match certificates::seal::verify_seal(&bytes) {
+                        Ok(seal) => {
+                            writeln!(
+                                out,
+                                "Sigillo elettronico PAdES valido / PAdES seal valid: {} ({})",
+                                seal.subject, seal.signed_at
+                            )?;
+                            true
+                        }
+                        Err(e) if bytes.windows(11).any(|w| w == b"/ByteRange ") => {
+                            writeln!(out, "Sigillo elettronico NON valido / seal NOT valid: {e}")?;
+                            false
+                        }
+                        // A copy without the seal (a scan, a printed copy): the stamp decides.
+                        Err(_) => true,
+                    }
+                }
+                _ => true,
+            };
+            Ok(valid && seal_ok)
         }
         Err(error) => {
             writeln!(out, "NON VALIDO / NOT VALID: {error}")?;

@@ -163,6 +163,26 @@ fn command_line_issue_verify_and_audit() {
     assert_eq!(out.status.code(), Some(1), "development key: {text}");
     assert!(text.contains("development key"), "{text}");
     assert!(text.contains("Comune di Parma"), "{text}");
+    assert!(
+        text.contains("PAdES seal valid"),
+        "the digital original's seal: {text}"
+    );
+    // A byte changed after sealing: the seal says so, and the answer is NOT VALID.
+    let mut bytes = std::fs::read(&pdf).unwrap();
+    let at = bytes.windows(8).position(|w| w == b"/Title (").unwrap() + 8;
+    bytes[at] ^= 0x20;
+    let forged = dir.path().join("forged.pdf");
+    std::fs::write(&forged, bytes).unwrap();
+    let out = Command::new(BIN)
+        .arg("verify")
+        .arg(&forged)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("seal NOT valid"), "{text}");
 
     // The same stamp as text, checked against an exported trust list, gives the same answer.
     let stamp = certificates::extract_stamp(&pdf).unwrap();
