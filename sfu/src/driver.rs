@@ -4,9 +4,11 @@
 //!   and hands each datagram to the loop that owns its source address or, for a first STUN check,
 //!   to the loop named by the ufrag. Once ICE validated a peer, its loop opens a socket on the same
 //!   port connected to that peer (`SO_REUSEADDR`, [`udpio::connected`]) and reads it itself: the
-//!   kernel then delivers that peer's datagrams there, with no reader thread and no hand-off.
-//!   Loops send each packet's output as soon as it is processed, with `sendto` on the shared
-//!   socket (safe from several threads).
+//!   kernel then delivers that peer's datagrams there, with no reader thread and no hand-off. The
+//!   loop watches its connected sockets with one `epoll` set (itself registered with the loop's
+//!   runtime) and reads each ready one with `recvmmsg`.
+//! - Output is sent with `sendmmsg` on the shared socket (safe from several threads) at the end
+//!   of every batch of input taken from a socket or the queue: no packet waits for more input.
 //! - N loop threads, each a current-thread tokio runtime owning one [`Engine`]: packets through a
 //!   bounded channel (dropped and counted when full), commands through an unbounded one, and one
 //!   timer — the engine's earliest deadline — rather than one per connection.
@@ -16,6 +18,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rtc::shared::tcp_framing::{frame_packet, TcpFrameDecoder};
 use rtc::shared::TransportProtocol;
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -213,8 +217,13 @@ impl Sfu {
             let ctx = LoopContext {
                 index,
                 engine,
-                own_packets: handles[index].packets.clone(),
                 peer_sockets: HashMap::new(),
+                peer_fds: HashMap::new(),
+                poller: None,
+                ready: Vec::new(),
+                rx: Box::default(),
+                out: Vec::new(),
+                stats_due: Vec::new(),
                 packets: prx,
                 commands: crx,
                 udp: udp.clone(),
@@ -556,13 +565,33 @@ async fn tcp_connection(
     writer.abort();
 }
 
+/// A socket connected to one validated peer, read by its loop.
+struct PeerSocket {
+    peer: SocketAddr,
+    sock: UdpSocket,
+}
+
+/// Calls whose statistics are computed a few per wake-up rather than all at once, so the
+/// statistics of many calls never hold packets back for long.
+const STATS_PER_WAKEUP: usize = 4;
+/// `recvmmsg` batches taken from one connected socket per wake-up.
+const PEER_BATCHES: usize = 4;
+
 struct LoopContext {
     index: usize,
     engine: Engine,
-    /// This loop's own packet queue, fed by its peers' connected sockets.
-    own_packets: mpsc::Sender<Packet>,
-    /// A connected socket per validated UDP peer address, read by a task on this loop's runtime.
-    peer_sockets: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
+    /// The connected sockets of this loop's validated UDP peers, by descriptor (their token in
+    /// `poller`).
+    peer_sockets: HashMap<RawFd, PeerSocket>,
+    peer_fds: HashMap<SocketAddr, RawFd>,
+    /// The `epoll` set of the connected sockets (a second handle on the one the loop awaits).
+    poller: Option<udpio::Poller>,
+    ready: Vec<u64>,
+    rx: Box<udpio::BatchReceiver>,
+    /// UDP datagrams to send at the end of the current batch.
+    out: Vec<(BytesMut, SocketAddr)>,
+    /// Calls whose statistics are still due in this interval.
+    stats_due: Vec<Arc<str>>,
     packets: mpsc::Receiver<Packet>,
     commands: mpsc::UnboundedReceiver<Cmd>,
     udp: Option<Arc<UdpSocket>>,
@@ -591,6 +620,27 @@ impl LoopContext {
     }
 
     async fn serve(&mut self) {
+        // Readiness of every connected socket, registered with the loop's runtime. Without it,
+        // validated peers stay on the shared socket's reader.
+        let mut poll: Option<AsyncFd<udpio::Poller>> = None;
+        if self.udp.is_some() {
+            let registered = udpio::Poller::new().and_then(|p| {
+                let ctl = p.try_clone()?;
+                // SAFETY: the poller owns its epoll descriptor, which stays open and the same
+                // until the poller, owned by the `AsyncFd`, is dropped with it.
+                let p =
+                    unsafe { AsyncFd::register_with_interest(p, tokio::io::Interest::READABLE) }
+                        .map_err(io::Error::from)?;
+                Ok((p, ctl))
+            });
+            match registered {
+                Ok((p, ctl)) => {
+                    poll = Some(p);
+                    self.poller = Some(ctl);
+                }
+                Err(e) => tracing::warn!(error = %e, "media loop without connected peer sockets"),
+            }
+        }
         let label = self.index.to_string();
         let busy_gauge = self.metrics.loop_busy.with_label_values(&[&label]);
         let wakeups = self.metrics.loop_wakeups.with_label_values(&[&label]);
@@ -601,10 +651,13 @@ impl LoopContext {
         let mut peers_reported: i64 = 0;
         let mut calls_reported: i64 = 0;
         loop {
-            let deadline = self
+            let mut deadline = self
                 .engine
                 .next_deadline()
                 .map_or(next_tick, |d| d.min(next_tick));
+            if !self.stats_due.is_empty() {
+                deadline = Instant::now(); // statistics still due: come back at once
+            }
             let woke;
             tokio::select! {
                 biased;
@@ -619,16 +672,23 @@ impl LoopContext {
                     woke = Instant::now();
                     let Some(p) = p else { break };
                     self.engine.handle_packet(p.at, p.protocol, p.from, p.data);
-                    // Each packet's output leaves at once: a packet never waits for the rest of
-                    // the batch to be processed.
-                    self.send_transmits();
                     for _ in 1..BATCH {
                         match self.packets.try_recv() {
-                            Ok(p) => {
-                                self.engine.handle_packet(p.at, p.protocol, p.from, p.data);
-                                self.send_transmits();
-                            }
+                            Ok(p) => self.engine.handle_packet(p.at, p.protocol, p.from, p.data),
                             Err(_) => break,
+                        }
+                    }
+                    // The batch's output leaves now, before anything else is awaited.
+                    self.send_transmits();
+                }
+                guard = readable(&poll) => {
+                    woke = Instant::now();
+                    if let Ok(mut guard) = guard {
+                        guard.get_inner().ready(&mut self.ready);
+                        // Every socket read until it had no more: any datagram from now on
+                        // raises the set's readiness again (its own edge), so it can be cleared.
+                        if self.read_peers() {
+                            guard.clear_ready();
                         }
                     }
                 }
@@ -671,7 +731,16 @@ impl LoopContext {
             }
             if now >= next_stats {
                 next_stats = now + self.stats_interval;
-                for s in self.engine.stats(now) {
+                // Whatever was still due from the last interval is computed now, fresh.
+                let mut due = self.engine.call_ids();
+                due.retain(|c| !self.stats_due.contains(c));
+                self.stats_due.extend(due);
+            }
+            for _ in 0..STATS_PER_WAKEUP {
+                let Some(call) = self.stats_due.pop() else {
+                    break;
+                };
+                if let Some(s) = self.engine.call_stats(now, &call) {
                     self.metrics.observe(&s);
                     let _ = self.events.send(MediaEvent::Stats(s));
                 }
@@ -684,6 +753,54 @@ impl LoopContext {
             .peer_sockets
             .sub(self.peer_sockets.len() as i64);
         self.metrics.calls.sub(calls_reported);
+    }
+
+    /// Reads each connected socket with input, a `recvmmsg` batch at a time (up to
+    /// [`PEER_BATCHES`] per wake-up, so one busy peer cannot hold the others back), and sends
+    /// each batch's output before reading the next: a packet waits for its own batch only.
+    ///
+    /// Returns whether every socket reported was read until it had nothing left.
+    fn read_peers(&mut self) -> bool {
+        let mut ready = std::mem::take(&mut self.ready);
+        let mut drained = ready.len() < udpio::Poller::MAX_EVENTS;
+        for &token in &ready {
+            let mut emptied = false;
+            for _ in 0..PEER_BATCHES {
+                let Some(ps) = self.peer_sockets.get(&(token as RawFd)) else {
+                    emptied = true;
+                    break;
+                };
+                let n = match self.rx.recv(&ps.sock) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        emptied = true;
+                        break;
+                    }
+                    // An ICMP error from a peer that went away (reported once): look again.
+                    Err(_) => break,
+                };
+                let at = Instant::now();
+                for i in 0..n {
+                    if let Some((data, _)) = self.rx.get(i) {
+                        self.engine.handle_packet(
+                            at,
+                            TransportProtocol::UDP,
+                            ps.peer,
+                            BytesMut::from(data),
+                        );
+                    }
+                }
+                self.send_transmits();
+                if n < udpio::BATCH {
+                    emptied = true;
+                    break;
+                }
+            }
+            drained &= emptied;
+        }
+        ready.clear();
+        self.ready = ready;
+        drained
     }
 
     fn command(&mut self, now: Instant, cmd: Cmd) {
@@ -717,84 +834,75 @@ impl LoopContext {
     }
 
     /// From now on this peer's datagrams reach this loop directly: a socket on the media port
-    /// connected to the peer takes them from the kernel (no reader thread, no hand-off). If it
-    /// cannot be made, the shared socket's reader still routes them.
+    /// connected to the peer takes them from the kernel (no reader thread, no hand-off), and the
+    /// loop's `epoll` set watches it. If it cannot be made, the shared socket's reader still
+    /// routes them.
     fn watch_peer(&mut self, peer: SocketAddr) {
         let Some(local) = self.udp.as_ref().and_then(|s| s.local_addr().ok()) else {
             return;
         };
-        if self.peer_sockets.contains_key(&peer) {
+        let Some(poller) = &self.poller else {
+            return;
+        };
+        if self.peer_fds.contains_key(&peer) {
             return;
         }
-        let sock = match udpio::connected(local, peer, SOCKET_BUFFER)
-            .and_then(tokio::net::UdpSocket::from_std)
-        {
+        let sock = match udpio::connected(local, peer, SOCKET_BUFFER) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "no connected socket for a media peer");
                 return;
             }
         };
-        let tx = self.own_packets.clone();
-        let overload = self.metrics.dropped.with_label_values(&["overload"]);
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            loop {
-                if sock.readable().await.is_err() {
-                    return;
-                }
-                loop {
-                    match sock.try_recv(&mut buf) {
-                        Ok(n) => {
-                            let packet = Packet {
-                                protocol: TransportProtocol::UDP,
-                                from: peer,
-                                data: BytesMut::from(&buf[..n]),
-                                at: Instant::now(),
-                            };
-                            match tx.try_send(packet) {
-                                Ok(()) => {}
-                                Err(mpsc::error::TrySendError::Full(_)) => overload.inc(),
-                                Err(mpsc::error::TrySendError::Closed(_)) => return,
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        // An ICMP error from a peer that went away: reported once, go on.
-                        Err(_) => continue,
-                    }
-                }
-            }
-        });
-        self.peer_sockets.insert(peer, task);
+        let fd = sock.as_raw_fd();
+        if let Err(e) = poller.add(fd, fd as u64) {
+            tracing::debug!(%peer, error = %e, "cannot watch a media peer's socket");
+            return;
+        }
+        self.peer_sockets.insert(fd, PeerSocket { peer, sock });
+        self.peer_fds.insert(peer, fd);
         self.metrics.peer_sockets.inc();
     }
 
+    fn unwatch_peer(&mut self, peer: SocketAddr) {
+        let Some(fd) = self.peer_fds.remove(&peer) else {
+            return;
+        };
+        if let Some(poller) = &self.poller {
+            poller.remove(fd);
+        }
+        if self.peer_sockets.remove(&fd).is_some() {
+            self.metrics.peer_sockets.dec();
+        }
+    }
+
     /// Publishes newly validated addresses (before anything is sent that could make the client
-    /// answer from them), then sends the pending datagrams.
+    /// answer from them), then sends the pending datagrams, the UDP ones in `sendmmsg` batches.
     fn send_transmits(&mut self) {
-        let learned: Vec<_> = self.engine.drain_learned().collect();
         let mut changed = Vec::new();
-        if !learned.is_empty() {
-            if let Ok(mut map) = self.addr_map.write() {
-                for (protocol, addr, valid) in learned {
-                    if protocol != TransportProtocol::UDP {
-                        continue;
+        {
+            let mut learned = self.engine.drain_learned().peekable();
+            if learned.peek().is_some() {
+                if let Ok(mut map) = self.addr_map.write() {
+                    for (protocol, addr, valid) in learned {
+                        if protocol != TransportProtocol::UDP {
+                            continue;
+                        }
+                        if valid {
+                            map.insert(addr, self.index);
+                        } else if map.get(&addr) == Some(&self.index) {
+                            map.remove(&addr);
+                        }
+                        changed.push((addr, valid));
                     }
-                    if valid {
-                        map.insert(addr, self.index);
-                    } else if map.get(&addr) == Some(&self.index) {
-                        map.remove(&addr);
-                    }
-                    changed.push((addr, valid));
                 }
             }
         }
         for (addr, valid) in changed {
             if valid {
                 self.watch_peer(addr);
-            } else if let Some(task) = self.peer_sockets.remove(&addr) {
-                task.abort();
-                self.metrics.peer_sockets.dec();
+            } else {
+                self.unwatch_peer(addr);
             }
         }
         for t in self.engine.drain_transmits() {
@@ -806,12 +914,14 @@ impl LoopContext {
                         }
                     }
                 }
-                _ => {
-                    if let Some(sock) = &self.udp {
-                        let _ = sock.send_to(&t.data, t.to);
-                    }
-                }
+                _ => self.out.push((t.data, t.to)),
             }
+        }
+        if !self.out.is_empty() {
+            if let Some(sock) = &self.udp {
+                udpio::send_batch(sock, &self.out);
+            }
+            self.out.clear();
         }
     }
 
@@ -820,6 +930,16 @@ impl LoopContext {
         for e in self.engine.drain_events() {
             let _ = self.events.send(e);
         }
+    }
+}
+
+/// Waits until the loop's `epoll` set has input (forever without one).
+async fn readable(
+    poller: &Option<AsyncFd<udpio::Poller>>,
+) -> io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, udpio::Poller>> {
+    match poller {
+        Some(p) => p.readable().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,10 +1,11 @@
-//! Batched UDP receive (`recvmmsg`) and socket buffer sizing, the two socket calls the standard
-//! library does not offer. Linux only, like the rest of the deployment.
+//! Batched UDP receive (`recvmmsg`) and send (`sendmmsg`), socket buffer sizing, and a small
+//! `epoll` set of sockets: the socket calls the standard library does not offer. Linux only, like
+//! the rest of the deployment.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Datagrams taken per `recvmmsg` call.
 pub const BATCH: usize = 32;
@@ -104,31 +105,13 @@ fn new_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
 fn bind(sock: &UdpSocket, addr: SocketAddr) -> io::Result<()> {
     // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
     let mut storage: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
-            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: as above, for a sockaddr_in6.
-            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            sin6.sin6_scope_id = a.scope_id();
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
+    let len = write_sockaddr(&mut storage, addr);
     // SAFETY: storage holds a valid address of `len` bytes.
     let r = unsafe {
         libc::bind(
             sock.as_raw_fd(),
             &storage as *const _ as *const libc::sockaddr,
-            len as libc::socklen_t,
+            len,
         )
     };
     if r < 0 {
@@ -159,28 +142,22 @@ impl BatchReceiver {
     /// Blocks until at least one datagram arrives (or the socket's read timeout passes), then takes
     /// every datagram already queued, up to [`BATCH`]. Returns how many.
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
-        let mut iovs: Vec<libc::iovec> = self
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr() as *mut libc::c_void,
-                iov_len: DATAGRAM,
-            })
-            .collect();
-        // SAFETY: mmsghdr is plain old data; every pointer set below outlives the call.
-        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-            .map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() })
-            .collect();
-        for (i, m) in msgs.iter_mut().enumerate() {
-            m.msg_hdr.msg_iov = &mut iovs[i];
+        // SAFETY: iovec and mmsghdr are plain old data; every pointer set below outlives the call.
+        let mut iovs: [libc::iovec; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
+        for (i, (m, iov)) in msgs.iter_mut().zip(iovs.iter_mut()).enumerate() {
+            iov.iov_base = self.bufs[i].as_mut_ptr() as *mut libc::c_void;
+            iov.iov_len = DATAGRAM;
+            m.msg_hdr.msg_iov = iov;
             m.msg_hdr.msg_iovlen = 1;
             m.msg_hdr.msg_name =
                 &mut self.addrs[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
             m.msg_hdr.msg_namelen =
                 std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         }
-        // SAFETY: `msgs` holds BATCH valid headers pointing into `self.bufs` and `self.addrs`,
-        // which live for the whole call.
+        // SAFETY: `msgs` holds BATCH valid headers pointing into `iovs`, `self.bufs` and
+        // `self.addrs`, which live for the whole call.
         let n = unsafe {
             libc::recvmmsg(
                 sock.as_raw_fd(),
@@ -204,6 +181,160 @@ impl BatchReceiver {
     pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         let addr = to_socket_addr(&self.addrs[i])?;
         Some((&self.bufs[i][..self.lens[i].min(DATAGRAM)], addr))
+    }
+}
+
+/// Sends every datagram of `out` from `sock` with as few `sendmmsg` calls as it takes (up to
+/// [`BATCH`] datagrams each). A datagram the kernel refuses (an unreachable destination, a
+/// full buffer) is skipped, as a lost datagram would be. Returns how many were accepted.
+pub fn send_batch<B: AsRef<[u8]>>(sock: &UdpSocket, out: &[(B, SocketAddr)]) -> usize {
+    let mut sent = 0;
+    let mut chunk = out;
+    while !chunk.is_empty() {
+        let n = chunk.len().min(BATCH);
+        // SAFETY: plain old data; every pointer set below outlives the call.
+        let mut iovs: [libc::iovec; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
+        // SAFETY: as above.
+        let mut names: [libc::sockaddr_storage; BATCH] =
+            unsafe { MaybeUninit::zeroed().assume_init() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
+        for i in 0..n {
+            let (data, to) = &chunk[i];
+            let data = data.as_ref();
+            iovs[i].iov_base = data.as_ptr() as *mut libc::c_void;
+            iovs[i].iov_len = data.len();
+            let len = write_sockaddr(&mut names[i], *to);
+            let h = &mut msgs[i].msg_hdr;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_name = &mut names[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
+            h.msg_namelen = len;
+        }
+        let mut off = 0;
+        while off < n {
+            // SAFETY: msgs[off..n] are valid headers pointing into `iovs`, `names` and the
+            // caller's buffers (only read by the kernel), which all live for the whole call.
+            let r = unsafe {
+                libc::sendmmsg(
+                    sock.as_raw_fd(),
+                    msgs.as_mut_ptr().add(off),
+                    (n - off) as libc::c_uint,
+                    0,
+                )
+            };
+            if r < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                off += 1; // the first datagram failed: skip it
+            } else {
+                off += r as usize;
+                sent += r as usize;
+            }
+        }
+        chunk = &chunk[n..];
+    }
+    sent
+}
+
+fn write_sockaddr(storage: &mut libc::sockaddr_storage, addr: SocketAddr) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
+            let sin = unsafe { &mut *(storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let sin6 = unsafe { &mut *(storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// A level-triggered `epoll` set of sockets, each with a token. Its own descriptor is readable
+/// while any member is, so one registration with the async runtime covers every member.
+pub struct Poller {
+    fd: OwnedFd,
+}
+
+impl Poller {
+    /// Members reported by one [`Poller::ready`] at most.
+    pub const MAX_EVENTS: usize = 64;
+
+    /// An empty set.
+    pub fn new() -> io::Result<Poller> {
+        // SAFETY: plain epoll_create1(2); the descriptor is checked and then owned.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Poller {
+            // SAFETY: fd is a fresh descriptor nobody else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Another handle on the same set (to add and remove members while this one is registered
+    /// with the runtime).
+    pub fn try_clone(&self) -> io::Result<Poller> {
+        Ok(Poller {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
+    /// Watches `fd` for input, reported with `token`.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: both descriptors are live; `ev` is valid for the call.
+        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd` (closing it does too).
+    pub fn remove(&self, fd: RawFd) {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as above; an fd that is not a member only makes the call fail.
+        unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+    }
+
+    /// The tokens of the members with input now (never blocks), into `ready` (cleared first).
+    pub fn ready(&self, ready: &mut Vec<u64>) {
+        ready.clear();
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; Self::MAX_EVENTS];
+        // SAFETY: `events` has room for `events.len()` entries the kernel writes.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                0,
+            )
+        };
+        for e in events.iter().take(n.max(0) as usize) {
+            ready.push(e.u64);
+        }
+    }
+}
+
+impl AsRawFd for Poller {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 
@@ -285,6 +416,61 @@ mod tests {
         only_a.send(b"reply").unwrap();
         let (_, from) = a.recv_from(&mut buf).unwrap();
         assert_eq!(from, local);
+    }
+
+    #[test]
+    fn a_batch_is_sent_in_order_to_each_destination() {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        // More than one sendmmsg's worth, alternating destinations.
+        let out: Vec<(Vec<u8>, SocketAddr)> = (0..(BATCH as u8 + 8))
+            .map(|i| {
+                (
+                    vec![i; 10 + i as usize],
+                    if i % 2 == 0 { to_a } else { to_b },
+                )
+            })
+            .collect();
+        assert_eq!(send_batch(&tx, &out), out.len());
+        let mut buf = [0u8; 128];
+        for (data, to) in &out {
+            let s = if *to == to_a { &a } else { &b };
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&data[..], tx.local_addr().unwrap()));
+        }
+    }
+
+    #[test]
+    fn the_poller_reports_the_sockets_with_input() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let poller = Poller::new().unwrap();
+        poller.add(a.as_raw_fd(), 1).unwrap();
+        poller.add(b.as_raw_fd(), 2).unwrap();
+        let mut ready = vec![99];
+        poller.ready(&mut ready);
+        assert!(ready.is_empty());
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"x", b.local_addr().unwrap()).unwrap();
+        for _ in 0..2000 {
+            poller.ready(&mut ready);
+            if !ready.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(ready, vec![2]);
+        // Level-triggered: still ready until read.
+        poller.ready(&mut ready);
+        assert_eq!(ready, vec![2]);
+        poller.remove(b.as_raw_fd());
+        poller.ready(&mut ready);
+        assert!(ready.is_empty());
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //!    loopback sockets with `recvmmsg`/`sendmmsg` (batches of 32, no crypto) while a blaster thread
 //!    feeds it; the figure is packets relayed per CPU second of the relay thread
 //!    (`CLOCK_THREAD_CPUTIME_ID`). The same with one `recv_from` + one `send_to` per packet for
-//!    reference: close to the syscalls the SFU pays per packet of an established peer (one `recv`
-//!    on the socket connected to that peer, one `send_to` on the shared media socket per datagram
-//!    out), though the SFU's receive goes through tokio's readiness and the relay's does not.
+//!    reference. The SFU pays batched syscalls like the first: `recvmmsg` on the socket connected
+//!    to each established peer and `sendmmsg` on the shared media socket, though its wake-ups go
+//!    through tokio's readiness (and one `epoll` set of its connected sockets) and the relay's do
+//!    not.
 //! 2. **memory per call** ([`phases`]): resident set and malloc heap of this process before and
 //!    after N kiosk–operator calls at the default kiosk rates
 //!    ([`sfu::client::ClientOptions::default`]). The clients run in a child process ([`clients`]:
@@ -21,9 +22,9 @@
 //!    reader thread takes `recvmmsg` batches of up to 32 from the shared media socket, which after
 //!    ICE carries only first checks and the packets of peers without a connected socket; once
 //!    ICE validates a peer, the loop opens a UDP socket on the media port connected to it and
-//!    reads it on its own runtime, so an established peer's packets never cross threads. The loop
-//!    sends each packet's output (`send_to` on the shared socket) as soon as that packet is
-//!    processed, not after its batch.
+//!    reads it itself (`recvmmsg`, the sockets watched by one `epoll` set), so an established
+//!    peer's packets never cross threads. The loop sends the output of each batch it read
+//!    (`sendmmsg` on the shared socket) before reading the next.
 //! 4. **latency added at 50% load**: offered load is half of figure 3 (so the SFU's threads use
 //!    about half a core), in 5-packet frames at 200 fps per kiosk. One call runs through a tap
 //!    ([`tap`]) in this process: it stamps each video packet just before handing it to the SFU's
