@@ -476,6 +476,27 @@ impl Issuer {
         request: &IssueRequest,
         now: OffsetDateTime,
     ) -> Result<IssuedDocument, CertError> {
+        self.produce(request, now, false)
+    }
+
+    /// The same PDF [`Issuer::issue`] would make for `request`, watermarked ANTEPRIMA / PREVIEW,
+    /// for the operator to check before issuing: the same checks of who may ask, but no number
+    /// (the document id is `ANTEPRIMA`), no stamp, no seal, and nothing in the audit log. The
+    /// returned document's `stamp` is empty and its `audit_seq` 0.
+    pub fn preview(
+        &self,
+        request: &IssueRequest,
+        now: OffsetDateTime,
+    ) -> Result<IssuedDocument, CertError> {
+        self.produce(request, now, true)
+    }
+
+    fn produce(
+        &self,
+        request: &IssueRequest,
+        now: OffsetDateTime,
+        preview: bool,
+    ) -> Result<IssuedDocument, CertError> {
         let local = italian_time(now);
         let today = local.date();
         let reason = self.authorize(request, today)?;
@@ -582,7 +603,11 @@ impl Issuer {
             )
         });
 
-        let document_id = new_document_id(&self.comune.istat_code, today);
+        let document_id = if preview {
+            PREVIEW_ID.to_owned()
+        } else {
+            new_document_id(&self.comune.istat_code, today)
+        };
         let bollo_line = match (&exemption, &bollo_paid) {
             (Some(e), _) => e.1.clone(),
             (None, Some(paid)) => paid.clone(),
@@ -615,14 +640,19 @@ impl Issuer {
                 development,
             ),
         };
-        let mut stamp_text = stamp::sign(&claims, &self.signer)?;
+        // A preview carries no stamp: nothing is signed for it.
+        let mut stamp_text = if preview {
+            String::new()
+        } else {
+            stamp::sign(&claims, &self.signer)?
+        };
         let version =
             qrcode::QrCode::with_error_correction_level(stamp_text.as_bytes(), qrcode::EcLevel::M)
                 .map(|q| match q.version() {
                     qrcode::Version::Normal(v) | qrcode::Version::Micro(v) => v,
                 })
                 .unwrap_or(i16::MAX);
-        if version > MAX_FULL_QR_VERSION {
+        if !preview && version > MAX_FULL_QR_VERSION {
             claims.certificate.members.clear();
             claims.certificate.reduced = true;
             stamp_text = stamp::sign(&claims, &self.signer)?;
@@ -656,9 +686,34 @@ impl Issuer {
             stamp: stamp_text.clone(),
             verify_url: self.config.verify_url.clone(),
             development,
+            preview,
             issued_at: now.to_offset(UtcOffset::UTC),
         };
         let rendered = render(&page)?;
+        if preview {
+            let pdf_sha256 = hex::encode(Sha256::digest(&rendered.bytes));
+            return Ok(IssuedDocument {
+                document_id,
+                kind: request.kind,
+                fiscal_code: request.fiscal_code.to_string(),
+                pdf: rendered.bytes,
+                stamp: String::new(),
+                pages: rendered.pages,
+                qr_version: 0,
+                reduced_stamp: false,
+                issued_at: now.unix_timestamp(),
+                valid_until: valid_until.map(iso),
+                text_sha256,
+                pdf_sha256,
+                fees: Fees {
+                    diritti_cents: diritti,
+                    bollo_cents: 0,
+                    exemption: exemption.as_ref().map(|e| e.0.clone()),
+                },
+                development,
+                audit_seq: 0,
+            });
+        }
         // The digital original carries the comune's electronic seal (PAdES B-B), made with the
         // stamp's key; the paper copy carries the stamp (Circ. AgID 62/2013).
         let sealed = crate::seal::seal_pdf(
@@ -744,6 +799,9 @@ impl Issuer {
         })
     }
 }
+
+/// The document id printed on a preview, which has no number.
+pub const PREVIEW_ID: &str = "ANTEPRIMA";
 
 /// A document id: ISTAT code, issue date and 8 random base-32 characters, e.g. `034027-20261127-7K3M9QX2`.
 fn new_document_id(istat: &str, today: Date) -> String {

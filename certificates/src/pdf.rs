@@ -117,6 +117,8 @@ pub struct PageText {
     pub verify_url: String,
     /// Signed with a development key: print the warning.
     pub development: bool,
+    /// A preview before issuing: watermarked ANTEPRIMA / PREVIEW on every page, no stamp.
+    pub preview: bool,
     /// Issue instant (metadata).
     pub issued_at: OffsetDateTime,
 }
@@ -376,7 +378,25 @@ fn header(l: &mut Layout<'_>, t: &PageText) {
         stroke: false,
     });
     l.y = 738.0;
-    if t.development {
+    if t.preview {
+        l.ops().push(Op::Rect {
+            x: MARGIN_X,
+            y: 716.0,
+            w: PAGE_W - 2.0 * MARGIN_X,
+            h: 18.0,
+            fill: Some((0.1, 0.1, 0.1)),
+            stroke: false,
+        });
+        l.ops().push(Op::Text {
+            face: Face::Bold,
+            size: 9.5,
+            x: MARGIN_X + 6.0,
+            y: 721.5,
+            text: wording::PREVIEW_BANNER.into(),
+            white: true,
+        });
+        l.y = 710.0;
+    } else if t.development {
         l.ops().push(Op::Rect {
             x: MARGIN_X,
             y: 716.0,
@@ -522,14 +542,30 @@ pub fn render(t: &PageText) -> Result<RenderedPdf, CertError> {
         .iter()
         .map(|c| *c == qrcode::Color::Dark)
         .collect();
-    l.ops().push(Op::Qr {
-        x: MARGIN_X,
-        y: top - QR_SIZE,
-        size: QR_SIZE,
-        width,
-        dark,
-    });
-    let note = wording::stamp_note(&t.comune, &t.verify_url, &t.document_id);
+    if t.preview {
+        // No stamp on a preview: an empty frame says where it goes.
+        l.ops().push(Op::Rect {
+            x: MARGIN_X,
+            y: top - QR_SIZE,
+            w: QR_SIZE,
+            h: QR_SIZE,
+            fill: None,
+            stroke: true,
+        });
+    } else {
+        l.ops().push(Op::Qr {
+            x: MARGIN_X,
+            y: top - QR_SIZE,
+            size: QR_SIZE,
+            width,
+            dark,
+        });
+    }
+    let note = if t.preview {
+        wording::PREVIEW_STAMP.to_owned()
+    } else {
+        wording::stamp_note(&t.comune, &t.verify_url, &t.document_id)
+    };
     let text_x = MARGIN_X + QR_SIZE + 10.0;
     let lines = l.wrap(&note, Face::Regular, 8.0, PAGE_W - MARGIN_X - text_x);
     for (i, line) in lines.into_iter().enumerate() {
@@ -557,13 +593,22 @@ pub fn render(t: &PageText) -> Result<RenderedPdf, CertError> {
     let mut pages = std::mem::take(&mut l.pages);
     let total = pages.len();
     for (i, page) in pages.iter_mut().enumerate() {
-        let footer = format!(
-            "Comune di {} - Documento n. {} - Pagina {} di {}",
-            t.comune,
-            t.document_id,
-            i + 1,
-            total
-        );
+        let footer = if t.preview {
+            format!(
+                "{} - Pagina {} di {}",
+                wording::PREVIEW_BANNER,
+                i + 1,
+                total
+            )
+        } else {
+            format!(
+                "Comune di {} - Documento n. {} - Pagina {} di {}",
+                t.comune,
+                t.document_id,
+                i + 1,
+                total
+            )
+        };
         let w = regular.width(&footer, 7.5);
         page.push(Op::Text {
             face: Face::Regular,

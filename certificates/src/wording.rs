@@ -64,6 +64,11 @@ pub fn stamp_note(comune: &str, verify_url: &str, document_id: &str) -> String {
     )
 }
 
+/// The banner and footer of a preview (`Issuer::preview`).
+pub const PREVIEW_BANNER: &str = "ANTEPRIMA / PREVIEW - NON È UN CERTIFICATO, NON HA VALORE LEGALE";
+/// Where a preview's stamp would be.
+pub const PREVIEW_STAMP: &str = "ANTEPRIMA: il contrassegno elettronico, il numero del documento e il sigillo del Comune sono apposti solo all'emissione. / PREVIEW: the stamp, the document number and the seal are added only when the certificate is issued.";
+
 /// The development key's warning beside the stamp.
 pub const DEVELOPMENT_STAMP: &str = "Chiave di sviluppo: contrassegno NON VALIDO.";
 /// The development key's banner under the header.

@@ -162,6 +162,7 @@ export class InCall {
         preview: Boolean(d.blobUrl), previewBytes: d.previewBytes ?? 0, previewType: d.previewType ?? null, previewError: d.previewError ?? null,
       })),
       jobs: [...s.jobs.values()].map((j) => ({ ...j })),
+      draft: s.draft ?? null,
     };
   }
 
@@ -278,10 +279,17 @@ export class InCall {
                 </select>
               </fieldset>
               <p class="cert-error error" role="alert" hidden></p>
-              <button type="submit" class="btn btn-primary act-issue" data-i18n="console.cert.issue"></button>
+              <div class="cert-actions">
+                <button type="button" class="btn act-preview" data-i18n="console.cert.preview"></button>
+                <button type="submit" class="btn btn-primary act-issue" data-i18n="console.cert.issue"></button>
+              </div>
             </fieldset>
           </form>
           <p class="cert-status" role="status" aria-live="polite"></p>
+          <div class="cert-draft" hidden>
+            <p class="hint" data-i18n="console.cert.draft_hint"></p>
+            <iframe class="cert-draft-frame"></iframe>
+          </div>
         </section>
 
         <section class="panel panel-docs" aria-labelledby="${p}-docs-title">
@@ -324,6 +332,7 @@ export class InCall {
     }
     q('.cert-exemption').addEventListener('change', () => { q('.usage-exempt').checked = true; this.renderCertForm(call); });
     q('.cert-form').addEventListener('submit', (e) => { e.preventDefault(); this.issue(call); });
+    q('.act-preview').addEventListener('click', () => this.preview(call));
   }
 
   // ---- Requests ---------------------------------------------------------------------------------
@@ -475,6 +484,9 @@ export class InCall {
       this.o.note(`certificate.issue ok: ${reply.document_id} (${reply.kind}, ${reply.pages} p., bollo ${reply.bollo_due})`);
       const doc = { ...reply, blobUrl: null, previewError: null };
       s.docs.push(doc);
+      // The draft is replaced by the issued document's own preview.
+      q('.cert-draft').hidden = true;
+      s.draft = null;
       this.setBoth(q('.cert-status'), (lang) => this.text.cat.t(lang, 'console.cert.issued',
         { kind: this.text.cat.t(lang, `cert.kind.${reply.kind}`), id: reply.document_id }));
       this.loadPreview(call, doc);
@@ -489,6 +501,45 @@ export class InCall {
       this.render(call);
       // The disabled form dropped the focus: give it back to the button.
       if (document.activeElement === document.body && !call.panel.hidden) q('.act-issue').focus();
+    }
+  }
+
+  /** certificate.preview: the PDF as it would be issued, watermarked, shown before "Emetti". */
+  async preview(call) {
+    const q = (sel) => call.panel.querySelector(sel);
+    const err = q('.cert-error');
+    for (const sel of ['.cert-cf', '.cert-asof', '.cert-reason', '.cert-marca-id', '.cert-marca-date']) q(sel).removeAttribute('aria-invalid');
+    const { body, problem } = this.certRequest(call);
+    if (problem) {
+      err.textContent = this.t(problem[0]);
+      err.hidden = false;
+      q(problem[1]).setAttribute('aria-invalid', 'true');
+      q(problem[1]).focus();
+      return;
+    }
+    err.hidden = true;
+    this.set(q('.cert-status'), 'console.cert.previewing');
+    try {
+      const reply = await this.o.client().request('certificate.preview', body);
+      const bytes = Uint8Array.from(atob(reply.pdf), (c) => c.charCodeAt(0));
+      const s = call.incall;
+      if (s.draftUrl) URL.revokeObjectURL(s.draftUrl);
+      s.draftUrl = URL.createObjectURL(new Blob([bytes], { type: 'application/pdf' }));
+      s.draft = { kind: reply.kind, fiscal_code: reply.fiscal_code, pages: reply.pages, bytes: bytes.length };
+      this.o.note(`certificate.preview ok: ${reply.kind} ${reply.fiscal_code}, ${bytes.length} bytes`);
+      const frame = q('.cert-draft-frame');
+      frame.title = this.t('console.cert.draft_title', { kind: this.t(`cert.kind.${reply.kind}`) });
+      frame.src = s.draftUrl;
+      q('.cert-draft').hidden = false;
+      this.setBoth(q('.cert-status'), (lang) => this.text.cat.t(lang, 'console.cert.previewed',
+        { kind: this.text.cat.t(lang, `cert.kind.${reply.kind}`) }));
+      this.render(call);
+    } catch (e) {
+      this.o.note(`certificate.preview failed: ${e.code} ${e.message}`);
+      delete q('.cert-status').dataset.i18n;
+      q('.cert-status').replaceChildren();
+      err.textContent = this.errorText('console.cert.error', e);
+      err.hidden = false;
     }
   }
 

@@ -166,6 +166,18 @@ async function main() {
     await op.page.check(`${CASE} .usage-bollo`);
     const cf = await op.page.inputValue(`${CASE} .cert-cf`);
     if (cf !== o.fiscalCode) throw new Failure(`the certificate is not for the identified citizen by default: ${cf}`);
+    // First the preview (certificate.preview): shown in the panel, nothing issued yet.
+    await op.page.click(`${CASE} .act-preview`);
+    const drafted = await incallState(op, o, 'did not show the preview', result.call_id, (s) => s.draft);
+    if (drafted.draft.kind !== o.kind || drafted.draft.fiscal_code !== o.fiscalCode || drafted.docs.length) {
+      throw new Failure(`preview: ${JSON.stringify(drafted)}`);
+    }
+    const draftFrame = await op.page.evaluate((sel) => {
+      const f = document.querySelector(`${sel} .cert-draft-frame`);
+      return { src: f?.getAttribute('src') ?? '', visible: Boolean(f && !f.closest('.cert-draft').hidden) };
+    }, CASE);
+    if (!draftFrame.visible || !draftFrame.src.startsWith('blob:')) throw new Failure(`preview frame: ${JSON.stringify(draftFrame)}`);
+    result.draft = { bytes: drafted.draft.bytes };
     await op.page.click(`${CASE} .act-issue`);
     const issued = await incallState(op, o, 'did not show the issued certificate', result.call_id, (s) => s.docs.length > 0);
     const doc = issued.docs[0];

@@ -286,6 +286,23 @@ pub struct CertificateIssued {
     pub marca_id: Option<String>,
 }
 
+/// The reply to `certificate.preview` (extension): the PDF `certificate.issue` would make,
+/// watermarked ANTEPRIMA / PREVIEW, with no number, stamp or seal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificatePreviewed {
+    /// The kind code.
+    pub kind: String,
+    /// The subject's fiscal code.
+    pub fiscal_code: String,
+    /// Pages.
+    pub pages: u32,
+    /// Last day of validity if it were issued today, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+    /// The PDF, Base64.
+    pub pdf: String,
+}
+
 /// `certificate.issued` (extension, to the kiosk): a certificate was issued in its call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateIssuedEvent {

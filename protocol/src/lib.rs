@@ -325,6 +325,9 @@ pub enum Request {
     /// `certificate.issue` (operator).
     #[serde(rename = "certificate.issue")]
     CertificateIssue(incall::CertificateIssue),
+    /// `certificate.preview` (extension, operator): the same body as `certificate.issue`.
+    #[serde(rename = "certificate.preview")]
+    CertificatePreview(incall::CertificateIssue),
     /// `print.request` (operator).
     #[serde(rename = "print.request")]
     PrintRequest(incall::PrintRequest),
@@ -364,6 +367,7 @@ impl Request {
         "identity.confirm",
         "identity.reject",
         "certificate.issue",
+        "certificate.preview",
         "print.request",
         "print.status",
     ];
@@ -399,6 +403,7 @@ impl Request {
             Request::IdentityConfirm(_) => "identity.confirm",
             Request::IdentityReject(_) => "identity.reject",
             Request::CertificateIssue(_) => "certificate.issue",
+            Request::CertificatePreview(_) => "certificate.preview",
             Request::PrintRequest(_) => "print.request",
             Request::PrintStatus(_) => "print.status",
         }

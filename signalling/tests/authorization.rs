@@ -84,7 +84,11 @@ fn expected(role: Role, kind: &str, object: Object) -> Result<(), ErrorCode> {
         "media.offer" | "media.candidate" => true,
         "monitor.start" | "monitor.stop" => role == Role::Supervisor,
         // The operator drives identification, issue and print; the kiosk answers.
-        "identity.request" | "identity.confirm" | "identity.reject" | "certificate.issue"
+        "identity.request"
+        | "identity.confirm"
+        | "identity.reject"
+        | "certificate.issue"
+        | "certificate.preview"
         | "print.request" => role == Role::Operator,
         "identity.card"
         | "identity.card_error"
@@ -213,6 +217,16 @@ fn request(kind: &str, call_id: &str, operator_id: &str, service: &str, sdp: &st
             reason: "matrix".into(),
         }),
         "certificate.issue" => Request::CertificateIssue(CertificateIssue {
+            call_id: call_id.into(),
+            kind: "residenza".into(),
+            fiscal_code: None,
+            as_of: None,
+            usage: Usage::Bollo { bollo: true },
+            reason: None,
+            marca: None,
+            parts: vec![],
+        }),
+        "certificate.preview" => Request::CertificatePreview(CertificateIssue {
             call_id: call_id.into(),
             kind: "residenza".into(),
             fiscal_code: None,

@@ -378,7 +378,32 @@ async fn pec_identification_then_certificate() {
         ErrorCode::Invalid
     );
     ok(s.op.session(), with_marca("55555555555555", bollo())).await;
-    // The command line shares the folder of used marche with the server.
+    // A preview: the same request, the PDF watermarked, nothing issued and the marca not spent.
+    let mut draft = with_marca("77777777777777", bollo());
+    if let Request::CertificateIssue(c) = draft.clone() {
+        draft = Request::CertificatePreview(c);
+    }
+    let preview = ok(s.op.session(), draft).await;
+    use base64::Engine as _;
+    let pdf = base64::engine::general_purpose::STANDARD
+        .decode(preview["pdf"].as_str().unwrap())
+        .unwrap();
+    let text = pdf_text(&pdf);
+    assert!(text.contains("ANTEPRIMA / PREVIEW"), "{text}");
+    assert!(text.contains("77777777777777"), "{text}");
+    assert!(!text.contains("Documento n."), "{text}");
+    assert_eq!(preview["kind"], "residenza");
+    ok(s.op.session(), with_marca("77777777777777", bollo())).await;
+    // The kiosk may not ask for one.
+    let mut kiosk_draft = issue(&id, "residenza");
+    if let Request::CertificateIssue(c) = kiosk_draft.clone() {
+        kiosk_draft = Request::CertificatePreview(c);
+    }
+    assert_eq!(
+        refused(s.k.session().request(&kiosk_draft).await),
+        ErrorCode::Forbidden
+    );
+
     let used =
         s.c.t
             .server

@@ -120,7 +120,11 @@ pub fn allowed(role: Role, kind: &str) -> bool {
         }
         "media.offer" | "media.candidate" => true,
         "monitor.start" | "monitor.stop" => role == Role::Supervisor,
-        "identity.request" | "identity.confirm" | "identity.reject" | "certificate.issue"
+        "identity.request"
+        | "identity.confirm"
+        | "identity.reject"
+        | "certificate.issue"
+        | "certificate.preview"
         | "print.request" => role == Role::Operator,
         "identity.card"
         | "identity.card_error"
@@ -340,6 +344,7 @@ async fn dispatch(state: &AppState, ctx: &SessionCtx, request: Request) -> Resul
         Request::IdentityConfirm(r) => return incall::confirm(state, ctx, r).await,
         Request::IdentityReject(r) => return incall::reject(state, ctx, r).await,
         Request::CertificateIssue(r) => return incall::issue(state, ctx, r).await,
+        Request::CertificatePreview(r) => return incall::preview(state, ctx, r).await,
         Request::PrintRequest(r) => return incall::print(state, ctx, r).await,
         Request::PrintStatus(r) => return incall::print_status(state, ctx, r).await,
         Request::MetricsUnsubscribe {} => {

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use certificates::audit::Actor;
 use certificates::issuer::{Channel, Requester};
 use certificates::{CertError, CertificateKind, ContestualePart, FiscalCode, IssueRequest, Marca};
-use protocol::incall::{CertificateIssue, CertificateIssued, CertificateIssuedEvent, Usage};
+use protocol::incall::{
+    CertificateIssue, CertificateIssued, CertificateIssuedEvent, CertificatePreviewed, Usage,
+};
 use protocol::{ErrorCode, Event, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,12 +39,21 @@ pub struct DocumentMeta {
     pub bollo_due: bool,
 }
 
-/// `certificate.issue` (operator).
-pub async fn issue(
+/// A `certificate.issue` or `certificate.preview` checked against the call: the issuer's request,
+/// the call's kiosk and the operator.
+struct Checked {
+    request: IssueRequest,
+    kiosk: String,
+    operator: String,
+}
+
+/// Checks the call (the operator's, the citizen identified in it) and the request's fields, and
+/// builds the issuer's request.
+async fn check(
     state: &AppState,
     ctx: &SessionCtx,
-    req: CertificateIssue,
-) -> Result<Value, Refusal> {
+    req: &CertificateIssue,
+) -> Result<Checked, Refusal> {
     let call = own_call(state, ctx, &req.call_id, Role::Operator).await?;
     let identified = state
         .incall
@@ -141,6 +152,51 @@ pub async fn issue(
             call_id: Some(req.call_id.clone()),
         },
     };
+    Ok(Checked {
+        request,
+        kiosk: call.kiosk.clone(),
+        operator,
+    })
+}
+
+/// `certificate.preview` (operator, extension): the PDF `certificate.issue` would make, watermarked
+/// ANTEPRIMA / PREVIEW, with no number, stamp or seal; not issued, not audited, no marca spent.
+pub async fn preview(
+    state: &AppState,
+    ctx: &SessionCtx,
+    req: CertificateIssue,
+) -> Result<Value, Refusal> {
+    let Checked { request, .. } = check(state, ctx, &req).await?;
+    let issuer = state.issuer.clone();
+    let document =
+        tokio::task::spawn_blocking(move || issuer.preview(&request, OffsetDateTime::now_utc()))
+            .await
+            .map_err(|e| internal(&e))?
+            .map_err(cert_refusal)?;
+    use base64::Engine as _;
+    Ok(serde_json::to_value(CertificatePreviewed {
+        kind: document.kind.code().into(),
+        fiscal_code: document.fiscal_code,
+        pages: document.pages,
+        valid_until: document.valid_until,
+        pdf: base64::engine::general_purpose::STANDARD.encode(&document.pdf),
+    })
+    .unwrap_or(Value::Null))
+}
+
+/// `certificate.issue` (operator).
+pub async fn issue(
+    state: &AppState,
+    ctx: &SessionCtx,
+    req: CertificateIssue,
+) -> Result<Value, Refusal> {
+    let Checked {
+        request,
+        kiosk,
+        operator,
+    } = check(state, ctx, &req).await?;
+    let kind = request.kind;
+    let marca = request.marca.clone();
     let issuer = state.issuer.clone();
     let failures = &state.metrics.certificate_failures;
     let (shared, tenant) = state.incall.store.shared();
@@ -172,7 +228,7 @@ pub async fn issue(
     let meta = DocumentMeta {
         call_id: req.call_id.clone(),
         operator,
-        kiosk: call.kiosk.clone(),
+        kiosk: kiosk.clone(),
         fiscal_code: document.fiscal_code.clone(),
         bollo_due,
     };
@@ -190,7 +246,7 @@ pub async fn issue(
     state
         .incall
         .store
-        .change_call(&req.call_id, &call.kiosk, |c| {
+        .change_call(&req.call_id, &kiosk, |c| {
             c.add_document(&document.document_id);
             Ok(())
         })
@@ -203,7 +259,7 @@ pub async fn issue(
     );
     send(
         state,
-        &kiosk_of(&call.kiosk),
+        &kiosk_of(&kiosk),
         Event::CertificateIssued(CertificateIssuedEvent {
             call_id: req.call_id.clone(),
             document_id: document.document_id.clone(),

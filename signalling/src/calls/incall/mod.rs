@@ -41,7 +41,7 @@ use crate::shutdown::Phase;
 use crate::state::AppState;
 
 pub use self::core::{Job, PecLimits};
-pub use certificate::{document_for, document_meta, issue, DocumentMeta};
+pub use certificate::{document_for, document_meta, issue, preview, DocumentMeta};
 pub use identity::{card, card_error, confirm, pec_code, pec_start, reject, request, scan};
 pub use print::{print, print_status};
 pub use scans::{decode_scan, get_scan, upload_scan, MAX_SCAN_BYTES, MAX_SCAN_SIDE};
