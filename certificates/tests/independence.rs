@@ -293,7 +293,8 @@ fn resign_with_kid(
 }
 
 /// Every kind, with a use, a marca and an officer where they apply: the printed QR read by zbar, the
-/// COSE signature checked by Python, the structure by qpdf and the fonts by pdffonts.
+/// COSE signature checked by Python, the structure by qpdf, the fonts by pdffonts and the PAdES seal
+/// by pdfsig.
 #[test]
 fn every_kind_verifies_with_independent_tools() {
     let dir = tempfile::tempdir().unwrap();
@@ -343,6 +344,15 @@ fn every_kind_verifies_with_independent_tools() {
         run_tool("qpdf", "qpdf", &["--check", p]);
         let fonts = run_tool("pdffonts", "poppler-utils", &[p]);
         assert_eq!(fonts.lines().skip(2).count(), 2, "{kind}: {fonts}");
+        // The PAdES seal, by poppler (its certificate is not in any trust store: only the
+        // signature and the coverage are asserted).
+        let sig = run_tool("pdfsig", "poppler-utils", &[p]);
+        assert!(
+            sig.contains("Signature Validation: Signature is Valid.")
+                && sig.contains("Total document signed")
+                && sig.contains("ETSI.CAdES.detached"),
+            "{kind}: {sig}"
+        );
         let prefix = dir.path().join(format!("{kind}-page"));
         run_tool(
             "pdftoppm",
