@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::effect::{Effect, EndReason, MetricEvent, OfferOutcome, RequeueReason};
 use crate::error::Error;
+use crate::estimate::History;
 use crate::model::{
     validate_reason, Call, CallId, CallState, KioskId, Language, NewCall, NodeId, Occupancy,
     Operator, OperatorId, OperatorLogin, OperatorState, Presence, QueueConfig, Service, Time,
@@ -159,6 +160,9 @@ pub struct Meta {
     pub aht_ms: BTreeMap<Service, u64>,
     /// Metric windows per service.
     pub windows: BTreeMap<Service, ServiceWindows>,
+    /// Recent handle times and answer delays, which the estimated waits learn from.
+    #[serde(default)]
+    pub history: History,
 }
 
 /// What changed since the last [`TenantState::take_dirty`], so the Redis store writes only that.
@@ -502,6 +506,7 @@ impl TenantState {
             MetricEvent::Answered { service, wait } => {
                 let within = *wait <= sl(service);
                 let ms = wait.as_millis() as u64;
+                meta.history.record_wait(*wait, false);
                 meta.windows
                     .entry(service.clone())
                     .or_default()
@@ -518,6 +523,7 @@ impl TenantState {
             } => {
                 let after = *wait > sl(service);
                 let short = *short;
+                meta.history.record_wait(*wait, true);
                 meta.windows
                     .entry(service.clone())
                     .or_default()
@@ -814,7 +820,14 @@ impl TenantState {
         self.with_op(cfg, at, &operator, fx, |op| {
             op.wrapups = op.wrapups.saturating_sub(1);
         });
-        let handle = at.since(call.accepted_at.unwrap_or(at));
+        let accepted = call.accepted_at.unwrap_or(at);
+        let handle = at.since(accepted);
+        let ended = call.ended_at.unwrap_or(at).max(accepted);
+        self.meta_mut().history.record_handled(
+            &call.service,
+            ended.since(accepted),
+            at.since(ended),
+        );
         self.metric(
             cfg,
             at,
@@ -1085,6 +1098,7 @@ impl TenantState {
                 call.state = CallState::Connected {
                     operator: operator_id.clone(),
                 };
+                let answer = now.since(call.since);
                 call.accepted_at = Some(now);
                 call.since = now;
                 call.head = false;
@@ -1109,6 +1123,7 @@ impl TenantState {
                     op.load += 1;
                     op.missed_offers = 0;
                 });
+                self.meta_mut().history.record_answer(answer);
                 self.metric(cfg, now, MetricEvent::Answered { service, wait }, fx);
             }
             Command::Reject { call_id, .. } => {
@@ -1346,83 +1361,8 @@ impl TenantState {
             .sum()
     }
 
-    /// Estimated waits of every waiting call, by slot projection (see `queue.md`, "or better").
-    ///
-    /// Each capacity slot of an available operator gets the time it is expected to free: now if idle;
-    /// for a call in progress, its accept time plus the service's AHT (handle time runs from accept to
-    /// the end of wrap-up), or [`OVERRUN_SHARE`] of an AHT from now once the call has outlived it; for an
-    /// offer under lease, now plus an AHT (it is about to be accepted); and an operator blocked by an
-    /// idle wrap-up frees at the wrap-up's end. Then the waiting calls, in routing order, each take the
-    /// earliest-freeing slot of an eligible operator, which is refilled by that call for its service's
-    /// AHT. A call's estimate is when its slot frees, minus now; calls of other services compete for the
-    /// shared operators exactly as routing makes them. The basic formula ignored how long the busy
-    /// operators had already been talking; in the `ewt` bench this lowers the median error at every load.
-    fn projected_waits(&self, cfg: &QueueConfig, now: Time) -> HashMap<CallId, Option<Duration>> {
-        let t = now.as_millis();
-        let aht = |s: &Service| self.aht(cfg, s).as_millis() as u64;
-        let mut slots: BTreeMap<&OperatorId, Vec<u64>> = BTreeMap::new();
-        let mut busy: HashMap<&OperatorId, Vec<u64>> = HashMap::new();
-        let mut wrap_end: HashMap<&OperatorId, u64> = HashMap::new();
-        for c in self.calls.values() {
-            match &c.state {
-                CallState::Waiting => {}
-                CallState::Offered { operator, .. } => {
-                    busy.entry(operator).or_default().push(t + aht(&c.service));
-                }
-                CallState::Connected { operator } | CallState::Held { operator } => {
-                    let a = aht(&c.service);
-                    let elapsed = t.saturating_sub(c.accepted_at.unwrap_or(c.since).as_millis());
-                    let left = if elapsed < a {
-                        a - elapsed
-                    } else {
-                        a * OVERRUN_SHARE.0 / OVERRUN_SHARE.1
-                    };
-                    busy.entry(operator).or_default().push(t + left);
-                }
-                CallState::WrapUp { operator, until } => {
-                    let end = wrap_end.entry(operator).or_insert(t);
-                    *end = (*end).max(until.as_millis());
-                }
-            }
-        }
-        for op in self.operators.values() {
-            if op.presence != Presence::Available {
-                continue;
-            }
-            // An operator wrapping up with no other call gets no offers until the wrap-up ends.
-            let idle_wrapup = cfg.wrapup_policy == WrapupPolicy::BlockWhenIdle
-                && op.load == 0
-                && op.offers == 0
-                && op.wrapups > 0;
-            let free_at = if idle_wrapup {
-                wrap_end.get(&op.operator_id).copied().unwrap_or(t)
-            } else {
-                t
-            };
-            let mut v = busy.remove(&op.operator_id).unwrap_or_default();
-            v.resize(usize::from(op.capacity).max(v.len()), free_at);
-            slots.insert(&op.operator_id, v);
-        }
-        let mut out = HashMap::new();
-        for call in self.waiting_in_order(cfg, now) {
-            let best = slots
-                .iter_mut()
-                .filter(|(oid, _)| eligible_level(&self.operators[**oid], call).is_some())
-                .filter_map(|(_, v)| v.iter_mut().min())
-                .min_by_key(|s| **s);
-            let ewt = best.map(|slot| {
-                let free = (*slot).max(t);
-                *slot = free + aht(&call.service);
-                // Whole seconds, so the kiosk is not flooded with updates that differ by milliseconds.
-                Duration::from_secs((free - t).div_ceil(1000))
-            });
-            out.insert(call.call_id.clone(), ewt);
-        }
-        out
-    }
-
     fn update_positions(&mut self, cfg: &QueueConfig, now: Time, fx: &mut Vec<Effect>) {
-        let waits = self.projected_waits(cfg, now);
+        let waits = self.estimate_waits(cfg, now);
         let mut per_service: HashMap<&Service, u32> = HashMap::new();
         let mut updates = Vec::new();
         for call in self.waiting_in_order(cfg, now) {
@@ -1484,10 +1424,6 @@ impl TenantState {
 }
 
 /// Whether the kiosk still sees the call as active (not yet ended for it).
-/// Share of an AHT (numerator, denominator) still expected of a call that has already outlived the AHT:
-/// long calls tend to run on, but not by a whole new AHT.
-const OVERRUN_SHARE: (u64, u64) = (3, 10);
-
 /// An estimate within this many milliseconds (or a tenth) of the one last sent is not sent again: the
 /// projection moves with every tick, and a kiosk needs no update per second.
 const EWT_STEP_MS: u64 = 15_000;
@@ -1531,7 +1467,7 @@ fn routable(op: &Operator, cfg: &QueueConfig) -> bool {
 }
 
 /// The skill level with which `op` could take `call`, or `None` if not eligible (ignoring availability).
-fn eligible_level(op: &Operator, call: &Call) -> Option<u8> {
+pub(crate) fn eligible_level(op: &Operator, call: &Call) -> Option<u8> {
     match &call.pinned {
         // A transfer to a person waits for that person only, whatever their skills.
         Some(p) => {
@@ -1728,35 +1664,37 @@ mod tests {
         let mut st = TenantState::default();
         // Nobody online: unknown.
         assert_eq!(told(&enqueue(&mut st, 0, "c1")), [("c1".into(), None)]);
-        // `a` takes c1 at 0 and accepts at 5: free at 5 + 120 = 125 s.
+        // `a` is offered c1 at 0 and accepts at 5 (an answer takes 5 s): free at 5 + 120 = 125 s.
         online(&mut st, 0, "a");
         op_cmd(&mut st, 5, "a", "c1", false);
-        // `b` comes online at 10 and is offered c2 at once: an offer counts as an AHT from now.
+        // `b` comes online at 10 and is offered c2 at once: an offer counts as an answer and an AHT.
         online(&mut st, 10, "b");
         assert!(told(&enqueue(&mut st, 10, "c2")).is_empty());
-        // c3 at 20: `a` frees first, at 125 s → 105 s.
+        // c3 at 20: `a` frees first, at 125 s, and c3 is answered 5 s later → 110 s.
         assert_eq!(
             told(&enqueue(&mut st, 20, "c3")),
-            [("c3".into(), Some(105))]
+            [("c3".into(), Some(110))]
         );
-        // c4 at 21: `a` is refilled by c3 until 245 s, so c4 waits for `b` (offer: 21 + 120 = 141 s);
-        // c3's own figure moved by a second only, so its kiosk is not told again.
+        // c4 at 21: `a` is refilled by c3 until 250 s, so c4 waits for `b`: the offer is 11 s old,
+        // longer than any answer seen, so 3/10 of one (1.5 s), then an AHT and an answer: 147.5 s.
         assert_eq!(
             told(&enqueue(&mut st, 21, "c4")),
-            [("c4".into(), Some(120))]
+            [("c4".into(), Some(127))]
         );
-        // `b` accepts at 22 (free at 142 s). At 100: c3 → `a` at 125, c4 → `b` at 142.
+        // `b` accepts at 22 (answers seen: 5 s and 12 s; free at 142 s). At 100: c3 → `a` at 125,
+        // c4 → `b` at 142, each plus the median answer of the draws.
         op_cmd(&mut st, 22, "b", "c2", false);
         let fx = run(&mut st, 100, Command::Tick);
         assert_eq!(
             told(&fx),
-            [("c3".into(), Some(25)), ("c4".into(), Some(42))]
+            [("c3".into(), Some(30)), ("c4".into(), Some(47))]
         );
-        // `a` ends c1 at 130 and wraps up until 160 s, blocked; `b` frees at 142 s. At 140 c3 goes to
-        // `b` (2 s) and c4 to `a` at the end of its wrap-up (20 s).
+        // `a` ends c1 at 130 and wraps up until 160 s, blocked (no wrap-up seen yet, so it runs to
+        // its timeout); `b` frees at 142 s. At 140 c3 goes to `b` (142 + 5 s) and c4 to `a` after its
+        // wrap-up (160 + 12 s: the median draw of the answers lands on the other sample here).
         op_cmd(&mut st, 130, "a", "c1", true);
         let fx = run(&mut st, 140, Command::Tick);
-        assert_eq!(told(&fx), [("c3".into(), Some(2)), ("c4".into(), Some(20))]);
+        assert_eq!(told(&fx), [("c3".into(), Some(7)), ("c4".into(), Some(32))]);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 pub mod core;
 pub mod effect;
 pub mod error;
+pub mod estimate;
 pub mod memory;
 pub mod metrics;
 pub mod model;
