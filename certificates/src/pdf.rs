@@ -378,31 +378,21 @@ fn header(l: &mut Layout<'_>, t: &PageText) {
         stroke: false,
     });
     l.y = 738.0;
-    if t.preview {
-        l.ops().push(Op::Rect {
-            x: MARGIN_X,
-            y: 716.0,
-            w: PAGE_W - 2.0 * MARGIN_X,
-            h: 18.0,
-            fill: Some((0.1, 0.1, 0.1)),
-            stroke: false,
-        });
-        l.ops().push(Op::Text {
-            face: Face::Bold,
-            size: 9.5,
-            x: MARGIN_X + 6.0,
-            y: 721.5,
-            text: wording::PREVIEW_BANNER.into(),
-            white: true,
-        });
-        l.y = 710.0;
+    // A banner across the page under the header: a preview, or a development key's warning.
+    let banner = if t.preview {
+        Some(((0.1, 0.1, 0.1), wording::PREVIEW_BANNER))
     } else if t.development {
+        Some(((0.75, 0.0, 0.0), wording::DEVELOPMENT_BANNER))
+    } else {
+        None
+    };
+    if let Some((colour, text)) = banner {
         l.ops().push(Op::Rect {
             x: MARGIN_X,
             y: 716.0,
             w: PAGE_W - 2.0 * MARGIN_X,
             h: 18.0,
-            fill: Some((0.75, 0.0, 0.0)),
+            fill: Some(colour),
             stroke: false,
         });
         l.ops().push(Op::Text {
@@ -410,7 +400,7 @@ fn header(l: &mut Layout<'_>, t: &PageText) {
             size: 9.5,
             x: MARGIN_X + 6.0,
             y: 721.5,
-            text: wording::DEVELOPMENT_BANNER.into(),
+            text: text.into(),
             white: true,
         });
         l.y = 710.0;

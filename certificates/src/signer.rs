@@ -120,13 +120,11 @@ impl Signer {
         key: &crate::pkcs11::TokenKey,
         certificate: &Path,
     ) -> Result<Self, CertError> {
-        use x509_cert::der::Encode as _;
         let der = crate::pkcs11::certificate_der(certificate)?;
         let cert = x509_cert::Certificate::from_der(&der)
             .map_err(|e| CertError::SignerKey(format!("certificato non leggibile: {e}")))?;
         let pem = x509_cert::der::EncodePem::to_pem(&cert, x509_cert::der::pem::LineEnding::LF)
             .map_err(|e| CertError::SignerKey(format!("certificato: {e}")))?;
-        let _ = cert.to_der();
         let entry = TrustedSigner::from_certificate_pem(&pem)?;
         let token = crate::pkcs11::Pkcs11Key::open(key)?;
         if token.algorithm() != crate::seal::SealAlgorithm::EcdsaP256Sha256 {

@@ -492,19 +492,8 @@ fn contestuale_parts_and_homonyms_and_long_names() {
 
 #[test]
 fn who_may_ask() {
-    use certificates::{Actor, Channel, Requester};
     let dir = tempfile::tempdir().unwrap();
     let issuer = issuer(dir.path());
-    let web = |citizen: &str| Requester {
-        channel: Channel::Web,
-        actor: Actor {
-            web_user: Some(citizen.into()),
-            ..Actor::default()
-        },
-        citizen: Some(cf(citizen)),
-        identification: Some("spid".into()),
-        call_id: None,
-    };
     let req = |kind, subject: &str, requester, reason: Option<&str>, as_of| IssueRequest {
         kind,
         fiscal_code: cf(subject),
@@ -535,17 +524,7 @@ fn who_may_ask() {
         Err(CertError::NotAllowed(_))
     ));
     // At a kiosk the operator must record a reason for someone outside the family.
-    let kiosk = Requester {
-        channel: Channel::Kiosk,
-        actor: Actor {
-            operator: Some("op1".into()),
-            kiosk: Some("k1".into()),
-            ..Actor::default()
-        },
-        citizen: Some(cf(LUCA)),
-        identification: Some("cie".into()),
-        call_id: Some("call-1".into()),
-    };
+    let kiosk = kiosk();
     assert!(matches!(
         issuer.issue(
             &req(

@@ -15,8 +15,8 @@ use certificates::kinds::{build_content, ContentOptions};
 use certificates::registry::demo::{cases, DemoRegistry};
 use certificates::registry::Registry;
 use certificates::{
-    Actor, CertError, CertificateKind as K, Channel, IssueRequest, IssuedDocument, Issuer,
-    IssuerConfig, Marca, Requester, Signer,
+    CertError, CertificateKind as K, IssueRequest, IssuedDocument, Issuer, IssuerConfig, Marca,
+    Signer,
 };
 use common::*;
 use time::macros::date;
@@ -28,33 +28,6 @@ fn flat(doc: &IssuedDocument, dir: &std::path::Path) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn kiosk() -> Requester {
-    Requester {
-        channel: Channel::Kiosk,
-        actor: Actor {
-            operator: Some("op1".into()),
-            kiosk: Some("k1".into()),
-            ..Actor::default()
-        },
-        citizen: Some(cf(LUCA)),
-        identification: Some("cie".into()),
-        call_id: Some("call-1".into()),
-    }
-}
-
-fn web(citizen: &str) -> Requester {
-    Requester {
-        channel: Channel::Web,
-        actor: Actor {
-            web_user: Some(citizen.into()),
-            ..Actor::default()
-        },
-        citizen: Some(cf(citizen)),
-        identification: Some("spid".into()),
-        call_id: None,
-    }
 }
 
 fn with_exemption(kind: K, code: &str, exemption: &str) -> IssueRequest {

@@ -455,6 +455,23 @@ export class InCall {
     return !q('.usage-exempt').checked || BOLLO_DUE_USES.has(q('.cert-exemption').value);
   }
 
+  /** The form's request, or null after showing its first problem beside the field. */
+  checkedRequest(call) {
+    const q = (sel) => call.panel.querySelector(sel);
+    const err = q('.cert-error');
+    for (const sel of ['.cert-cf', '.cert-asof', '.cert-reason', '.cert-marca-id', '.cert-marca-date']) q(sel).removeAttribute('aria-invalid');
+    const { body, problem } = this.certRequest(call);
+    if (problem) {
+      err.textContent = this.t(problem[0]);
+      err.hidden = false;
+      q(problem[1]).setAttribute('aria-invalid', 'true');
+      q(problem[1]).focus();
+      return null;
+    }
+    err.hidden = true;
+    return body;
+  }
+
   reasonRequired(call) {
     const q = (sel) => call.panel.querySelector(sel);
     const fiscalCode = q('.cert-cf').value.trim().toUpperCase();
@@ -466,16 +483,8 @@ export class InCall {
     const s = call.incall;
     const q = (sel) => call.panel.querySelector(sel);
     const err = q('.cert-error');
-    for (const sel of ['.cert-cf', '.cert-asof', '.cert-reason', '.cert-marca-id', '.cert-marca-date']) q(sel).removeAttribute('aria-invalid');
-    const { body, problem } = this.certRequest(call);
-    if (problem) {
-      err.textContent = this.t(problem[0]);
-      err.hidden = false;
-      q(problem[1]).setAttribute('aria-invalid', 'true');
-      q(problem[1]).focus();
-      return;
-    }
-    err.hidden = true;
+    const body = this.checkedRequest(call);
+    if (!body) return;
     s.issuing = true;
     this.set(q('.cert-status'), 'console.cert.issuing');
     this.render(call);
@@ -508,16 +517,8 @@ export class InCall {
   async preview(call) {
     const q = (sel) => call.panel.querySelector(sel);
     const err = q('.cert-error');
-    for (const sel of ['.cert-cf', '.cert-asof', '.cert-reason', '.cert-marca-id', '.cert-marca-date']) q(sel).removeAttribute('aria-invalid');
-    const { body, problem } = this.certRequest(call);
-    if (problem) {
-      err.textContent = this.t(problem[0]);
-      err.hidden = false;
-      q(problem[1]).setAttribute('aria-invalid', 'true');
-      q(problem[1]).focus();
-      return;
-    }
-    err.hidden = true;
+    const body = this.checkedRequest(call);
+    if (!body) return;
     this.set(q('.cert-status'), 'console.cert.previewing');
     try {
       const reply = await this.o.client().request('certificate.preview', body);

@@ -8,6 +8,8 @@
 //!
 //! A missing Chromium or Node.js fails the test (it never skips).
 
+#[path = "common/agent.rs"]
+mod agent;
 #[path = "common/browser.rs"]
 mod browser;
 
@@ -45,28 +47,9 @@ async fn the_verify_page_ships_its_qr_decoder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_of_a_printed_certificate_verifies_in_a_browser_without_barcode_detector() {
-    use certificates::signer::generate_signer_pem;
-    use time::{Duration as Days, OffsetDateTime};
-
     // A real signer, so that a genuine stamp is VALIDO (a development key never is).
     let keys = tempfile::tempdir().unwrap();
-    let now = OffsetDateTime::now_utc();
-    let (key_pem, cert_pem) = generate_signer_pem(
-        "Comune di Parma - timbro digitale",
-        now - Days::days(1),
-        now + Days::days(365),
-    )
-    .unwrap();
-    let key = keys.path().join("key.pem");
-    let cert = keys.path().join("cert.pem");
-    std::fs::write(&key, key_pem).unwrap();
-    std::fs::write(&cert, cert_pem).unwrap();
-    let config = keys.path().join("sportello.toml");
-    std::fs::write(
-        &config,
-        format!("[certificates.signer]\nkey = {key:?}\ncertificate = {cert:?}\n"),
-    )
-    .unwrap();
+    let config = agent::RealSigner::create(keys.path()).config;
     let (_turn, s) =
         browser::start_browser_run_with(BIN, &["--config".as_ref(), config.as_os_str()]).await;
 

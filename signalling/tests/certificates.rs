@@ -152,13 +152,16 @@ fn command_line_issue_verify_and_audit() {
     issue_with_cli(dir.path(), "stato_famiglia", &pdf);
     assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-"));
 
-    let out = Command::new(BIN)
-        .arg("verify")
-        .arg(&pdf)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let verify = |file: &std::path::Path| {
+        Command::new(BIN)
+            .arg("verify")
+            .arg(file)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = verify(&pdf);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "development key: {text}");
     assert!(text.contains("development key"), "{text}");
@@ -173,13 +176,7 @@ fn command_line_issue_verify_and_audit() {
     bytes[at] ^= 0x20;
     let forged = dir.path().join("forged.pdf");
     std::fs::write(&forged, bytes).unwrap();
-    let out = Command::new(BIN)
-        .arg("verify")
-        .arg(&forged)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = verify(&forged);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("seal NOT valid"), "{text}");

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use certificates::registry::demo::cases;
 use certificates::{
-    CertificateKind, FiscalCode, IssueRequest, IssuedDocument, Issuer, IssuerConfig,
+    Actor, CertificateKind, Channel, FiscalCode, IssueRequest, IssuedDocument, Issuer,
+    IssuerConfig, Requester,
 };
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -72,4 +73,33 @@ pub fn pdf_text(pdf: &[u8], dir: &Path) -> String {
 fn uuid_like(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(bytes)[..6])
+}
+
+/// A request made in a call at kiosk `k1` by operator `op1` for the citizen Luca, identified by CIE.
+pub fn kiosk() -> Requester {
+    Requester {
+        channel: Channel::Kiosk,
+        actor: Actor {
+            operator: Some("op1".into()),
+            kiosk: Some("k1".into()),
+            ..Actor::default()
+        },
+        citizen: Some(cf(LUCA)),
+        identification: Some("cie".into()),
+        call_id: Some("call-1".into()),
+    }
+}
+
+/// A request on the web by the signed-in `citizen` (SPID).
+pub fn web(citizen: &str) -> Requester {
+    Requester {
+        channel: Channel::Web,
+        actor: Actor {
+            web_user: Some(citizen.into()),
+            ..Actor::default()
+        },
+        citizen: Some(cf(citizen)),
+        identification: Some("spid".into()),
+        call_id: None,
+    }
 }
