@@ -1,3 +1,5 @@
+//! The call state machine, tested exactly: commands in, effects and state out.
+
 use super::*;
 use crate::model::{KioskId, NewCall, NodeId, OperatorLogin};
 
