@@ -65,6 +65,7 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/calls/{call_id}/scans/{scan_id}",
             get(crate::documents::get_scan),
         )
+        .merge(crate::web::router())
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(API_BODY_LIMIT));
     // Scans are images: their route has its own, larger limit.

@@ -33,4 +33,5 @@ pub mod state;
 pub mod throttle;
 pub mod tokens;
 pub mod verification;
+pub mod web;
 pub mod ws;

@@ -1,0 +1,1 @@
+//! Web channel: issue (being built).

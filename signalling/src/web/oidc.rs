@@ -1,0 +1,1 @@
+//! Web channel: oidc (being built).

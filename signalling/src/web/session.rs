@@ -1,0 +1,1 @@
+//! Web channel: session (being built).
