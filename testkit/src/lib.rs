@@ -10,7 +10,8 @@
 //!   CA), [`smtp`] (an SMTP sink), [`janus`] (a private Janus, the peer SFU of `loadtest
 //!   compare-janus`), [`coturn`], [`prometheus`] and [`nginx`] (the deployment tests' daemons),
 //!   [`agent`] (the kiosk agent as a child process) and [`images`] (the scans and broken images
-//!   the tests upload). The private Janus, coturn, Prometheus and nginx share one way of running
+//!   the tests upload), [`oidc`] (a real OpenID provider, `oidc-provider` on node, for the web
+//!   channel's sign-in). The private Janus, coturn, Prometheus and nginx share one way of running
 //!   a daemon (the crate's private `daemon` module): spawned by a watcher thread that records how
 //!   it ended, in a process group of its own, stopped when dropped.
 
@@ -21,6 +22,7 @@ mod daemon;
 pub mod images;
 pub mod janus;
 pub mod nginx;
+pub mod oidc;
 pub mod pki;
 pub mod prometheus;
 pub mod sentinel;
