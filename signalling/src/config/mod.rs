@@ -25,8 +25,8 @@ pub use sections::{
     MAX_DEMO_OPERATORS,
 };
 pub use turn::TurnSettings;
-pub use web::{OidcProviderSettings, WebLink, WebSettings};
 use validate::is_name;
+pub use web::{OidcProviderSettings, WebLink, WebSettings};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

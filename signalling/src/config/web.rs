@@ -185,10 +185,9 @@ mod tests {
 
     #[test]
     fn one_provider_as_a_table_or_several_as_an_array() {
-        let one: WebSettings = toml::from_str(
-            "[oidc]\nissuer = \"https://id.example\"\nclient_id = \"sportello\"\n",
-        )
-        .unwrap();
+        let one: WebSettings =
+            toml::from_str("[oidc]\nissuer = \"https://id.example\"\nclient_id = \"sportello\"\n")
+                .unwrap();
         assert_eq!(one.oidc.len(), 1);
         assert_eq!(one.oidc[0].name, "spid");
         assert_eq!(one.oidc[0].fiscal_number_claim, DEFAULT_FISCAL_NUMBER_CLAIM);
@@ -198,7 +197,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            many.oidc.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            many.oidc
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
             ["spid", "cie"]
         );
         assert!(many.problems().is_empty(), "{:?}", many.problems());

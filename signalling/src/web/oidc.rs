@@ -380,13 +380,13 @@ mod tests {
     #[test]
     fn the_fiscal_number_loses_its_tinit_prefix() {
         let claim = crate::config::web::DEFAULT_FISCAL_NUMBER_CLAIM;
-        let claims: HashMap<_, _> = [(claim.to_owned(), json!("TINIT-RSSMRA80A01G337W"))].into();
+        let claims: HashMap<_, _> = [(claim.to_owned(), json!("TINIT-RSSLCU85D12G337O"))].into();
         assert_eq!(
             fiscal_number(&claims, claim).unwrap(),
-            "RSSMRA80A01G337W".to_owned()
+            "RSSLCU85D12G337O".to_owned()
         );
-        let plain: HashMap<_, _> = [("cf".to_owned(), json!("rssmra80a01g337w"))].into();
-        assert_eq!(fiscal_number(&plain, "cf").unwrap(), "RSSMRA80A01G337W");
+        let plain: HashMap<_, _> = [("cf".to_owned(), json!("rsslcu85d12g337o"))].into();
+        assert_eq!(fiscal_number(&plain, "cf").unwrap(), "RSSLCU85D12G337O");
         assert!(matches!(
             fiscal_number(&plain, claim),
             Err(SignInError::Rejected(_))

@@ -150,7 +150,9 @@ impl Sessions {
     }
 
     fn ttl(&self, s: &Session, now: Time) -> Duration {
-        self.idle.min(s.left(now, self.max)).max(Duration::from_secs(1))
+        self.idle
+            .min(s.left(now, self.max))
+            .max(Duration::from_secs(1))
     }
 
     /// Starts a session for `user`; returns its token.
@@ -280,7 +282,7 @@ mod tests {
     fn user() -> SignedIn {
         SignedIn {
             provider: "spid".into(),
-            fiscal_code: "RSSMRA80A01G337W".into(),
+            fiscal_code: "RSSLCU85D12G337O".into(),
             given_name: None,
             family_name: None,
             acr: None,
