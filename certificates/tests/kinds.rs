@@ -749,3 +749,55 @@ fn the_rest_of_anprs_catalogue_reads_the_registry() {
         );
     }
 }
+
+#[test]
+fn anprs_checks_on_aire_registrations() {
+    use certificates::registry::AireRegistration;
+    let abroad = |from| AireRegistration {
+        from,
+        to: None,
+        address: "Rue de Rivoli 10, Parigi".into(),
+        country: "Francia".into(),
+        origin: "emigrazione all'estero".into(),
+        family_id: None,
+        relationship: None,
+    };
+    let build = |data: &certificates::registry::RegistryData, kind, code: &str| {
+        let r = DemoRegistry::from_data(data.clone());
+        let p = r.person(&cf(code)).unwrap();
+        build_content(kind, &p, &r, &ContentOptions::default(), NOW.date())
+    };
+    let mut data = DemoRegistry::embedded().unwrap().data().clone();
+    for p in &mut data.people {
+        match p.fiscal_code.as_str() {
+            // Already in the AIRE on the wedding day: the marriage is not the anagrafe's to certify.
+            cases::ANTONIO_FERRARO => p.aire[0].from = date!(1988 - 01 - 01),
+            // Left Italy after the contract was registered, and left Italy before it was.
+            cases::SERGIO_BERTOLI | cases::ELISA_ZANETTI => {
+                let left = if p.fiscal_code.as_str() == cases::SERGIO_BERTOLI {
+                    date!(2021 - 01 - 01)
+                } else {
+                    date!(2020 - 02 - 01)
+                };
+                p.residences.last_mut().unwrap().to = Some(left);
+                p.aire.push(abroad(left));
+            }
+            _ => {}
+        }
+    }
+    assert!(matches!(
+        build(&data, K::AnagraficoMatrimonio, cases::ANTONIO_FERRARO),
+        Err(CertError::NotIssuable(m)) if m.contains("alla data del matrimonio")
+    ));
+    let sergio = build(&data, K::ContrattoConvivenza, cases::SERGIO_BERTOLI).unwrap();
+    assert_eq!(field(&sergio, "reg"), "2020-02-20");
+    assert!(matches!(
+        build(&data, K::ContrattoConvivenza, cases::ELISA_ZANETTI),
+        Err(CertError::NotIssuable(m)) if m.contains("dopo l'espatrio")
+    ));
+    // Residenza in convivenza is never issued to an AIRE registration.
+    assert!(matches!(
+        build(&data, K::ResidenzaConvivenza, cases::SERGIO_BERTOLI),
+        Err(CertError::NotIssuable(m)) if m.contains("AIRE")
+    ));
+}
