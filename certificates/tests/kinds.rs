@@ -801,3 +801,18 @@ fn anprs_checks_on_aire_registrations() {
         Err(CertError::NotIssuable(m)) if m.contains("AIRE")
     ));
 }
+
+#[test]
+fn the_certificates_doc_lists_every_kind() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/certificates.md"
+    ))
+    .unwrap();
+    for k in K::ALL {
+        assert!(
+            doc.contains(&format!("| `{}` |", k.code())),
+            "docs/certificates.md has no row for {k}"
+        );
+    }
+}
