@@ -153,4 +153,40 @@ mod tests {
             Taken::Within(1)
         );
     }
+
+    /// Two nodes, each with its own connection to one Redis, take from one quota at once: exactly
+    /// the quota passes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_sharing_a_redis_pass_exactly_the_quota() {
+        let redis = testkit::RedisServer::start().await;
+        let node = || async {
+            let store = queue::RedisStore::connect(&redis.url(), queue::QueueConfig::default())
+                .await
+                .unwrap();
+            AnyShared::Redis(queue::RedisShared::new(store))
+        };
+        let (a, b) = (node().await, node().await);
+        let tenant = Tenant::new("t").unwrap();
+        let now = ts("2026-01-15T10:00:00Z");
+        let race = |shared: AnyShared| {
+            let tenant = tenant.clone();
+            tokio::spawn(async move {
+                let mut within = 0;
+                for _ in 0..15 {
+                    if let Taken::Within(_) = take(&shared, &tenant, "inca", 20, now).await.unwrap()
+                    {
+                        within += 1;
+                    }
+                }
+                within
+            })
+        };
+        let (x, y) = (race(a.clone()), race(b));
+        let passed = x.await.unwrap() + y.await.unwrap();
+        assert_eq!(passed, 20);
+        assert!(matches!(
+            take(&a, &tenant, "inca", 20, now).await.unwrap(),
+            Taken::Over { .. }
+        ));
+    }
 }
