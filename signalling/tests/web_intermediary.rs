@@ -111,8 +111,8 @@ async fn intermediaries_issue_with_reason_and_consent_within_their_quota() {
     let t = TestServer::start().await;
     let dir = t.dir.path().to_owned();
     let inca = add(&dir, "inca", "certificates", "4");
-    let acli = add(&dir, "acli", "certificates", "10");
-    let back_office = add(&dir, "backoffice", "documents", "10");
+    let acli = add(&dir, "acli", "certificates,audit", "10");
+    let auditor = add(&dir, "auditor", "audit", "10");
     assert!(inca.starts_with("spk_") && inca != acli);
     let people = residents(&dir);
     let cf = &people[0];
@@ -135,8 +135,8 @@ async fn intermediaries_issue_with_reason_and_consent_within_their_quota() {
     assert!(pdf.starts_with(b"%PDF"));
     assert_eq!(get(&t, &pdf_url, Some(&acli)).await.status(), 404);
     assert_eq!(get(&t, &pdf_url, None).await.status(), 401);
-    // A key that may only download gets nothing of another's.
-    assert_eq!(get(&t, &pdf_url, Some(&back_office)).await.status(), 404);
+    // A key without the certificates scope downloads nothing.
+    assert_eq!(get(&t, &pdf_url, Some(&auditor)).await.status(), 403);
     let file = dir.join("inca.pdf");
     std::fs::write(&file, &pdf).unwrap();
     let trust: certificates::TrustList = get(&t, "/.well-known/sportello/trust-list.json", None)
@@ -228,12 +228,38 @@ async fn intermediaries_issue_with_reason_and_consent_within_their_quota() {
         (401, Some("unauthorized"))
     );
     assert_eq!(post(&t, None, &exempt).await.0, 401);
-    let (status, answer, _) = post(&t, Some(&back_office), &exempt).await;
+    let (status, answer, _) = post(&t, Some(&auditor), &exempt).await;
     assert_eq!((status, answer["code"].as_str()), (403, Some("forbidden")));
+    // Its own trail, with the audit scope only.
+    let res = get(&t, "/api/v1/intermediary/requests", Some(&acli)).await;
+    assert_eq!(res.status(), 200);
+    let own: Value = res.json().await.unwrap();
+    assert_eq!(own["name"], "acli");
+    let own = own["requests"].as_array().unwrap();
+    assert!(
+        own.iter().any(|r| r["action"] == "certificate.issued"),
+        "{own:?}"
+    );
+    assert!(own
+        .iter()
+        .all(|r| r["consent_ref"] == "DELEGA-2026-0042"
+            || r["action"] == "certificate.download_refused"));
+    assert_eq!(
+        get(&t, "/api/v1/intermediary/requests", Some(&inca))
+            .await
+            .status(),
+        403
+    );
     stdout(&sportello(&dir, &["intermediary", "revoke", "acli"]));
     let (status, _, _) = post(&t, Some(&acli), &exempt).await;
     assert_eq!(status, 401);
     assert_eq!(get(&t, &answer_url(&id), Some(&acli)).await.status(), 401);
+    assert_eq!(
+        get(&t, "/api/v1/intermediary/requests", Some(&acli))
+            .await
+            .status(),
+        401
+    );
 
     // The audit trail on the command line: every request of inca, with reason and consent.
     let lines: Vec<Value> = stdout(&sportello(&dir, &["intermediary", "requests", "inca"]))

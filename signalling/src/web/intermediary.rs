@@ -8,6 +8,8 @@
 //!   daily quota; `409 conflict` for a marca used before on any channel;
 //! - `GET /api/v1/intermediary/documents/{id}.pdf` (the same key): the PDF, to the intermediary that
 //!   asked for it only;
+//! - `GET /api/v1/intermediary/requests?from=&to=` (a key with the `audit` scope): its own audited
+//!   requests;
 //! - `GET /api/v1/intermediary-requests?name=&from=&to=` (a supervisor's bearer token): the
 //!   intermediary's audited requests;
 //! - `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of the citizen and intermediary APIs.
@@ -44,8 +46,8 @@ use crate::state::AppState;
 
 /// The scope `POST /api/v1/intermediary/certificates` needs.
 pub const SCOPE_CERTIFICATES: &str = "certificates";
-/// The scope that lets a key download the certificates it requested, and nothing else.
-pub const SCOPE_DOCUMENTS: &str = "documents";
+/// The scope that lets a key read its intermediary's own audited requests.
+pub const SCOPE_AUDIT: &str = "audit";
 /// The longest `reason` or `consent_ref` accepted.
 pub const MAX_TEXT: usize = 500;
 
@@ -54,6 +56,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/intermediary/certificates", post(post_certificate))
         .route("/api/v1/intermediary/documents/{file}", get(get_document))
+        .route("/api/v1/intermediary/requests", get(get_own_requests))
         .route("/api/v1/intermediary-requests", get(get_requests))
         .route("/api/v1/openapi.json", get(openapi::serve))
 }
@@ -341,7 +344,7 @@ async fn audit_unidentified(
     responses(
         (status = 200, description = "The stamped, sealed PDF", content_type = "application/pdf", body = String),
         (status = 401, description = "Unknown or revoked API key", body = ErrorBody),
-        (status = 403, description = "The key has neither the certificates nor the documents scope", body = ErrorBody),
+        (status = 403, description = "The key lacks the certificates scope", body = ErrorBody),
         (status = 404, description = "No such document of this intermediary", body = ErrorBody),
     ))]
 pub async fn get_document(
@@ -349,17 +352,24 @@ pub async fn get_document(
     headers: HeaderMap,
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&state, &headers)?;
-    if !who.has_scope(SCOPE_CERTIFICATES) && !who.has_scope(SCOPE_DOCUMENTS) {
-        return Err(AppError::new(
-            ErrorCode::Forbidden,
-            format!("this key lacks the {SCOPE_CERTIFICATES} or {SCOPE_DOCUMENTS} scope"),
-        )
-        .into());
-    }
     let Some(document_id) = file.strip_suffix(".pdf") else {
         return Err(AppError::not_found(format!("no document {file}")).into());
     };
+    let who = match authenticate(&state, &headers) {
+        Ok(who) => who,
+        Err(e) => {
+            audit_download_refused(&state, None, document_id, &e).await;
+            return Err(e.into());
+        }
+    };
+    if !who.has_scope(SCOPE_CERTIFICATES) {
+        let e = AppError::new(
+            ErrorCode::Forbidden,
+            format!("this key lacks the {SCOPE_CERTIFICATES} scope"),
+        );
+        audit_download_refused(&state, Some(&who.name), document_id, &e).await;
+        return Err(e.into());
+    }
     let actor = WebActor::Intermediary {
         name: who.name,
         reason: String::new(),
@@ -367,6 +377,29 @@ pub async fn get_document(
     };
     let pdf = issue::pdf_for(&state, &actor, document_id).await?;
     Ok(pdf_response(document_id, pdf))
+}
+
+/// Audits a download refused before the document was looked at (no key, a revoked key, no scope).
+async fn audit_download_refused(
+    state: &AppState,
+    name: Option<&str>,
+    document_id: &str,
+    e: &AppError,
+) {
+    let event = AuditEvent {
+        action: "certificate.download_refused".into(),
+        actor: Actor {
+            intermediary: name.map(str::to_owned),
+            ..Actor::default()
+        },
+        document_id: Some(document_id.chars().take(64).collect()),
+        details: vec![
+            ("channel".into(), "intermediary".into()),
+            ("code".into(), e.code.as_str().into()),
+        ],
+        ..AuditEvent::default()
+    };
+    append_audit(state, event).await;
 }
 
 /// A PDF download: `application/pdf`, never cached.
@@ -416,6 +449,63 @@ fn day(field: &str, value: Option<&str>) -> Result<Option<time::Date>, AppError>
         .transpose()
 }
 
+/// The query of `GET /api/v1/intermediary/requests`.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OwnRequestsQuery {
+    /// First day, `YYYY-MM-DD` (Europe/Rome), inclusive.
+    pub from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (Europe/Rome), inclusive.
+    pub to: Option<String>,
+}
+
+/// `GET /api/v1/intermediary/requests` (the `audit` scope): the intermediary's own audited
+/// requests, as the supervisor sees them.
+#[utoipa::path(get, path = "/api/v1/intermediary/requests", tag = "intermediary",
+    security(("intermediary_key" = [])),
+    params(OwnRequestsQuery),
+    responses(
+        (status = 200, description = "Its requests, oldest first", body = RequestsReport),
+        (status = 400, description = "A bad date", body = ErrorBody),
+        (status = 401, description = "Unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "The key lacks the audit scope", body = ErrorBody),
+    ))]
+pub async fn get_own_requests(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<OwnRequestsQuery>,
+) -> Result<Json<RequestsReport>, ApiError> {
+    let who = authenticate(&state, &headers)?;
+    if !who.has_scope(SCOPE_AUDIT) {
+        return Err(AppError::new(
+            ErrorCode::Forbidden,
+            format!("this key lacks the {SCOPE_AUDIT} scope"),
+        )
+        .into());
+    }
+    Ok(Json(report(&state, who.name, q.from, q.to).await?))
+}
+
+/// An intermediary's audited requests between two days.
+async fn report(
+    state: &AppState,
+    name: String,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<RequestsReport, AppError> {
+    let (from, to) = (day("from", from.as_deref())?, day("to", to.as_deref())?);
+    let path = state.issuer.audit().path().to_owned();
+    let n = name.clone();
+    let found = tokio::task::spawn_blocking(move || requests::requests(&path, &n, from, to))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)?;
+    Ok(RequestsReport {
+        name,
+        requests: found,
+    })
+}
+
 /// `GET /api/v1/intermediary-requests` (supervisors): an intermediary's audited requests.
 #[utoipa::path(get, path = "/api/v1/intermediary-requests", tag = "supervisor",
     security(("supervisor_token" = [])),
@@ -438,17 +528,7 @@ pub async fn get_requests(
         .name
         .filter(|n| accounts::valid_name(n))
         .ok_or_else(|| AppError::invalid("name is required (an intermediary's name)"))?;
-    let (from, to) = (day("from", q.from.as_deref())?, day("to", q.to.as_deref())?);
-    let path = state.issuer.audit().path().to_owned();
-    let n = name.clone();
-    let found = tokio::task::spawn_blocking(move || requests::requests(&path, &n, from, to))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)?;
-    Ok(Json(RequestsReport {
-        name,
-        requests: found,
-    }))
+    Ok(Json(report(&state, name, q.from, q.to).await?))
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 /// The file name under the data directory.
 pub const FILE: &str = "intermediaries.json";
 /// The scopes an intermediary may be given: `certificates` (request certificates and download
-/// them), `documents` (download the certificates it requested only, e.g. for a back office).
-pub const SCOPES: &[&str] = &["certificates", "documents"];
+/// them), `audit` (read its own audited requests, to reconcile them with its records).
+pub const SCOPES: &[&str] = &["certificates", "audit"];
 /// The daily quota when `--quota-per-day` is not given.
 pub const DEFAULT_QUOTA_PER_DAY: u32 = 1000;
 /// The prefix of every API key.

@@ -33,6 +33,7 @@ pub const CITIZEN_COOKIE: &str = "sportello_web";
     paths(
         super::post_certificate,
         super::get_document,
+        super::get_own_requests,
         super::get_requests,
         web_me,
         web_services,
@@ -256,6 +257,7 @@ mod tests {
             "/api/v1/intermediary/certificates",
             "/api/v1/intermediary/documents/{document_id}.pdf",
             "/api/v1/intermediary-requests",
+            "/api/v1/intermediary/requests",
             "/api/v1/web/me",
             "/api/v1/web/services",
             "/api/v1/web/certificates",
