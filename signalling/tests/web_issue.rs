@@ -27,6 +27,7 @@ fn request(fiscal_code: &str, usage: WebUsage) -> WebRequest {
         fiscal_code: fiscal_code.into(),
         reason: None,
         usage,
+        as_of: None,
     }
 }
 

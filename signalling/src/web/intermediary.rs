@@ -76,6 +76,9 @@ pub struct IntermediaryCertificateRequest {
     pub consent_ref: Option<String>,
     /// Bollo paid with a marca, or an exemption.
     pub usage: WebUsage,
+    /// The date of a past situation (`YYYY-MM-DD`), for the kinds that need one.
+    #[serde(default)]
+    pub as_of: Option<String>,
 }
 
 /// The API's error body: the protocol's `{"code","message"}`, with `retry_after_s` on `429`.
@@ -248,6 +251,7 @@ pub async fn post_certificate(
         fiscal_code: req.fiscal_code,
         reason: Some(reason),
         usage: req.usage,
+        as_of: req.as_of,
     };
     let (shared, tenant) = state.incall.store().shared();
     let taken = quota::take(
@@ -302,6 +306,7 @@ fn web_request_of(req: Option<&IntermediaryCertificateRequest>) -> WebRequest {
             bollo: false,
             marca: None,
         }),
+        as_of: req.and_then(|r| r.as_of.as_deref().map(clip)),
     }
 }
 

@@ -142,6 +142,9 @@ pub struct WebRequest {
     pub reason: Option<String>,
     /// Bollo or exemption.
     pub usage: WebUsage,
+    /// The date of a past situation (`YYYY-MM-DD`), for the kinds that need one
+    /// (`residenza_alla_data`, `stato_famiglia_alla_data`…).
+    pub as_of: Option<String>,
 }
 
 /// What was decided about the bollo: `{"marca":"01234567890123"}` (paid with that marca) or
@@ -233,6 +236,8 @@ pub struct Checked {
     pub marca: Option<Marca>,
     /// The reason, trimmed, when one was given.
     pub reason: Option<String>,
+    /// The date of a past situation.
+    pub as_of: Option<time::Date>,
 }
 
 /// Checks a request's fields (no I/O): the kind, the fiscal code, the reason where the kind needs
@@ -255,6 +260,17 @@ pub fn check(
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(str::to_owned);
+    let as_of = match req.as_of.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => Some(
+            certificates::dates::parse_date(d).map_err(|_| invalid("as_of is not YYYY-MM-DD"))?,
+        ),
+        None => None,
+    };
+    if kind.needs_as_of() && as_of.is_none() {
+        return Err(invalid(
+            "questo certificato richiede la data della situazione (as_of) / this certificate needs as_of",
+        ));
+    }
     if kind.is_past_situation() && reason.is_none() {
         return Err(invalid(
             "questo certificato richiede il motivo della richiesta (art. 35, comma 4, DPR 223/1989) / this certificate needs a reason",
@@ -304,6 +320,7 @@ pub fn check(
         exemption,
         marca,
         reason,
+        as_of,
     })
 }
 
@@ -354,7 +371,7 @@ async fn issue_unaudited(
     let request = IssueRequest {
         kind: checked.kind,
         fiscal_code: checked.fiscal_code,
-        as_of: None,
+        as_of: checked.as_of,
         parts: vec![],
         exemption: checked.exemption,
         reason: checked.reason,

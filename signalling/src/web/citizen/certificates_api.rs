@@ -113,6 +113,7 @@ pub async fn request(
         fiscal_code: subject.clone(),
         reason: body.reason,
         usage: body.usage,
+        as_of: body.as_of,
     };
     if subject != me {
         let family = family_of(&state, &me).await?;

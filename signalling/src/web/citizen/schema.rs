@@ -135,6 +135,9 @@ pub struct CitizenCertificateRequest {
     pub reason: Option<String>,
     /// Bollo paid with a marca, or an exemption.
     pub usage: WebUsage,
+    /// The date of a past situation (`YYYY-MM-DD`), for the kinds that need one (extension).
+    #[serde(default)]
+    pub as_of: Option<String>,
 }
 
 /// `GET /api/v1/web/certificates`.
