@@ -9,8 +9,9 @@
 //! - [`cups`] (a private `cupsd` with PDF queues), [`softhsm`] and [`pki`] (smart cards and their
 //!   CA), [`smtp`] (an SMTP sink), [`janus`] (a private Janus, the peer SFU of `loadtest
 //!   compare-janus`), [`coturn`], [`prometheus`] and [`nginx`] (the deployment tests' daemons),
-//!   [`agent`] (the kiosk agent as a child process) and [`images`] (the scans and broken images
-//!   the tests upload). The private Janus, coturn, Prometheus and nginx share one way of running
+//!   [`agent`] (the kiosk agent as a child process), [`images`] (the scans and broken images
+//!   the tests upload) and [`tsa`] (an RFC 3161 timestamp authority answering with `openssl ts`).
+//!   The private Janus, coturn, Prometheus and nginx share one way of running
 //!   a daemon (the crate's private `daemon` module): spawned by a watcher thread that records how
 //!   it ended, in a process group of its own, stopped when dropped.
 
@@ -26,6 +27,7 @@ pub mod prometheus;
 pub mod sentinel;
 pub mod smtp;
 pub mod softhsm;
+pub mod tsa;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
