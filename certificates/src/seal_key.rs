@@ -65,7 +65,10 @@ pub struct SealConfig {
 }
 
 fn bad(what: impl std::fmt::Display) -> CertError {
-    CertError::SignerKey(format!("[certificates.seal] {what}"))
+    CertError::InvalidData {
+        path: "[certificates.seal]".into(),
+        reason: what.to_string(),
+    }
 }
 
 /// The seal's key and time stamping, ready to use.
@@ -213,6 +216,16 @@ impl Sealing {
     /// Whether seals carry a time stamp (a TSA is configured).
     pub fn timestamps(&self) -> bool {
         self.tsa.is_some()
+    }
+
+    /// The timestamp authority's URL, when one is configured.
+    pub fn tsa_url(&self) -> Option<&str> {
+        self.tsa.as_ref().map(|t| t.url())
+    }
+
+    /// Whether a failing TSA lets the seal fall back to B-B (`tsa_optional`).
+    pub fn tsa_optional(&self) -> bool {
+        self.optional
     }
 
     /// The separate seal key's certificate subject; `None` when the stamp's key seals.
@@ -382,7 +395,7 @@ impl TokenSealKey {
     pub fn open(key: &TokenKey, certificate: &Path) -> Result<Self, CertError> {
         let (cert, chain) = chain_der(certificate)?;
         let this = TokenSealKey {
-            key: Pkcs11Key::open(key)?,
+            key: Pkcs11Key::open(key).map_err(|e| bad(e.to_string()))?,
             chain,
         };
         let sig = this.sign(PROBE)?;

@@ -56,6 +56,10 @@ pub(super) fn cert_refusal(e: CertError) -> Refusal {
             tracing::warn!(error = %e, "registry unavailable");
             Refusal::new(ErrorCode::Unavailable, e.to_string())
         }
+        CertError::Timestamp(_) => {
+            tracing::warn!(error = %e, "timestamp authority unavailable");
+            Refusal::new(ErrorCode::Unavailable, e.to_string())
+        }
         other => internal(&other),
     }
 }
@@ -73,6 +77,7 @@ pub(super) fn failure_reason(e: &CertError) -> Option<&'static str> {
         | CertError::NotIssuable(_)
         | CertError::NotAllowed(_) => None,
         CertError::Registry(_) => Some("registry"),
+        CertError::Timestamp(_) => Some("timestamp"),
         CertError::SignerKey(_)
         | CertError::StampFormat(_)
         | CertError::UntrustedSigner(_)
@@ -187,6 +192,7 @@ mod tests {
         }
         for (e, reason) in [
             (CertError::Registry("down".into()), "registry"),
+            (CertError::Timestamp("down".into()), "timestamp"),
             (CertError::SignerKey("bad".into()), "signing"),
             (CertError::Pdf("font".into()), "pdf"),
             (
