@@ -5,9 +5,9 @@
 //!   the signature valid, our [`verify_seal`] reports the time stamp and its TSA, the token taken
 //!   out of the PDF verifies on its own with `openssl ts -verify` over the signature value, and
 //!   the text says the seal is time-stamped.
-//! - A TSA that is down, answers 503, answers for another query or is not trusted fails the
-//!   issue with a [`CertError::Timestamp`]; with `tsa_optional` the certificate is sealed B-B
-//!   and its text does not mention a time stamp.
+//! - A TSA that is down, silent, answers 503, answers for another query, is not trusted or
+//!   refuses the policy fails the issue with a [`CertError::Timestamp`]; with `tsa_optional` the
+//!   certificate is sealed B-B and its text does not mention a time stamp.
 //! - A separate seal key (an RSA key file here) makes the seal: `pdfsig` shows its subject, and
 //!   the stamp still verifies with the stamp's key.
 //!
@@ -238,6 +238,15 @@ fn a_failing_tsa_fails_the_issue_unless_optional() {
     });
     assert!(e.contains("marca temporale non disponibile"), "{e}");
     assert!(e.contains("non raggiungibile"), "{e}");
+
+    let silent = testkit::tsa::Tsa::start_with(testkit::tsa::Behaviour::Silent).unwrap();
+    let e = refused(SealConfig {
+        tsa_url: Some(silent.url().to_owned()),
+        tsa_timeout_ms: Some(300),
+        ..SealConfig::default()
+    });
+    assert!(e.contains("nessuna risposta entro il tempo massimo"), "{e}");
+    drop(silent);
 
     let unavailable = testkit::tsa::Tsa::start_with(testkit::tsa::Behaviour::Unavailable).unwrap();
     let e = refused(SealConfig {

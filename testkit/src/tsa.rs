@@ -10,7 +10,7 @@
 //! root to give as `tsa_ca_file` (or to `openssl ts -verify -CAfile`).
 //!
 //! [`Behaviour`] makes it misbehave for the client's checks: answer with a token for another
-//! query (wrong imprint and nonce), or with HTTP 503. A TSA that is down is a port nobody listens
+//! query (wrong imprint and nonce), with HTTP 503, or not at all (for the client's timeout). A TSA that is down is a port nobody listens
 //! on ([`crate::free_port`]), or a [`Tsa`] after [`Tsa::stop`].
 //!
 //! Needs `openssl` (the command line tool); a missing one fails the test.
@@ -41,6 +41,9 @@ pub enum Behaviour {
     AnswersAnotherQuery,
     /// With HTTP 503 and no reply.
     Unavailable,
+    /// Not at all: it reads the query and keeps the connection open without a word (until
+    /// stopped, at most a minute), for the client's timeout.
+    Silent,
 }
 
 /// A running test TSA; stopped when dropped.
@@ -205,7 +208,7 @@ impl Tsa {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    if answer(conn, &path, behaviour).is_ok() {
+                    if answer(conn, &path, behaviour, &stop2).is_ok() {
                         served2.fetch_add(1, Ordering::SeqCst);
                     }
                 }
@@ -259,7 +262,12 @@ impl Drop for Tsa {
 }
 
 /// Reads one HTTP request and answers it.
-fn answer(conn: TcpStream, dir: &Path, behaviour: Behaviour) -> anyhow::Result<()> {
+fn answer(
+    conn: TcpStream,
+    dir: &Path,
+    behaviour: Behaviour,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request_line = String::new();
@@ -298,6 +306,13 @@ fn answer(conn: TcpStream, dir: &Path, behaviour: Behaviour) -> anyhow::Result<(
     if !request_line.starts_with("POST ") || kind != "application/timestamp-query" {
         respond(&mut conn, "400 Bad Request", "text/plain", b"not a query")?;
         return Ok(());
+    }
+    if behaviour == Behaviour::Silent {
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("silent");
     }
     if behaviour == Behaviour::Unavailable {
         respond(

@@ -206,5 +206,11 @@ mod tests {
             assert_eq!(failure_reason(&e), Some(reason));
             assert!(crate::metrics::CERTIFICATE_FAILURES.contains(&reason));
         }
+        // A timestamp authority that fails (PAdES B-T) is the service being unavailable, with
+        // the reason in the message.
+        let refusal = cert_refusal(CertError::Timestamp("TSA non raggiungibile".into()));
+        assert_eq!(refusal.code, ErrorCode::Unavailable);
+        assert!(refusal.message.contains("marca temporale non disponibile"));
+        assert!(refusal.message.contains("TSA non raggiungibile"));
     }
 }
