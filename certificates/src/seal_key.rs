@@ -64,6 +64,99 @@ pub struct SealConfig {
     pub pin_file: Option<PathBuf>,
 }
 
+impl SealConfig {
+    /// The configuration's own mistakes, found without opening a key, a token or the TSA (for
+    /// `sportello check-config`; [`Sealing::from_config`] checks this first): half a key, both a
+    /// file and a token, TSA settings without `tsa_url`, a URL that is not http(s), a policy that
+    /// is not an OID, a zero timeout, a named file that does not exist.
+    pub fn check(&self) -> Result<(), CertError> {
+        let token_fields =
+            self.token_label.is_some() || self.key_label.is_some() || self.pin_file.is_some();
+        match (&self.pkcs11_module, &self.key_file) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "configurare la chiave del sigillo in un file (key_file) oppure in un token (pkcs11_module), non entrambe",
+                ))
+            }
+            (Some(_), None) => {
+                if self.token_label.is_none()
+                    || self.key_label.is_none()
+                    || self.pin_file.is_none()
+                    || self.certificate.is_none()
+                {
+                    return Err(bad(
+                        "con pkcs11_module configurare anche token_label, key_label, pin_file e certificate",
+                    ));
+                }
+            }
+            (None, Some(_)) => {
+                if self.certificate.is_none() {
+                    return Err(bad("con key_file configurare anche certificate"));
+                }
+                if token_fields {
+                    return Err(bad(
+                        "token_label, key_label e pin_file valgono solo con pkcs11_module",
+                    ));
+                }
+            }
+            (None, None) => {
+                if self.certificate.is_some() || token_fields {
+                    return Err(bad(
+                        "certificate, token_label, key_label e pin_file richiedono key_file o pkcs11_module",
+                    ));
+                }
+            }
+        }
+        match &self.tsa_url {
+            None => {
+                if self.tsa_ca_file.is_some()
+                    || self.tsa_policy.is_some()
+                    || self.tsa_optional
+                    || self.tsa_timeout_ms.is_some()
+                {
+                    return Err(bad(
+                        "tsa_ca_file, tsa_policy, tsa_optional e tsa_timeout_ms richiedono tsa_url",
+                    ));
+                }
+            }
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad(format!(
+                        "tsa_url: URL della TSA non valido (http:// o https://): {url}"
+                    )));
+                }
+                if let Some(p) = &self.tsa_policy {
+                    if ObjectIdentifier::new(p).is_err() {
+                        return Err(bad(format!(
+                            "tsa_policy {p:?} non è un OID (es. 1.3.6.1.4.1.x.y)"
+                        )));
+                    }
+                }
+                if self.tsa_timeout_ms == Some(0) {
+                    return Err(bad("tsa_timeout_ms deve essere almeno 1"));
+                }
+            }
+        }
+        for (name, path) in [
+            ("key_file", &self.key_file),
+            ("certificate", &self.certificate),
+            ("pkcs11_module", &self.pkcs11_module),
+            ("pin_file", &self.pin_file),
+            ("tsa_ca_file", &self.tsa_ca_file),
+        ] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    return Err(bad(format!(
+                        "{name}: il file {} non esiste",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn bad(what: impl std::fmt::Display) -> CertError {
     CertError::InvalidData {
         path: "[certificates.seal]".into(),
@@ -115,22 +208,17 @@ pub struct Sealed {
 impl Sealing {
     /// Opens the configured seal key and TSA client, or refuses the configuration with the reason.
     pub fn from_config(config: &SealConfig) -> Result<Self, CertError> {
+        config.check()?;
+        let incomplete = || bad("configurazione incompleta");
         let key: Option<Arc<dyn SealKey>> = match (&config.pkcs11_module, &config.key_file) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    "configurare la chiave del sigillo in un file (key_file) oppure in un token (pkcs11_module), non entrambe",
-                ))
-            }
-            (Some(module), None) => {
+            (Some(module), _) => {
                 let (Some(token_label), Some(key_label), Some(pin_file), Some(certificate)) = (
                     &config.token_label,
                     &config.key_label,
                     &config.pin_file,
                     &config.certificate,
                 ) else {
-                    return Err(bad(
-                        "con pkcs11_module configurare anche token_label, key_label, pin_file e certificate",
-                    ));
+                    return Err(incomplete());
                 };
                 let key = TokenKey {
                     module: module.clone(),
@@ -141,53 +229,17 @@ impl Sealing {
                 Some(Arc::new(TokenSealKey::open(&key, certificate)?))
             }
             (None, Some(key_file)) => {
-                let Some(certificate) = &config.certificate else {
-                    return Err(bad("con key_file configurare anche certificate"));
-                };
-                if config.token_label.is_some()
-                    || config.key_label.is_some()
-                    || config.pin_file.is_some()
-                {
-                    return Err(bad(
-                        "token_label, key_label e pin_file valgono solo con pkcs11_module",
-                    ));
-                }
+                let certificate = config.certificate.as_ref().ok_or_else(incomplete)?;
                 Some(Arc::new(FileSealKey::from_files(key_file, certificate)?))
             }
-            (None, None) => {
-                if config.certificate.is_some()
-                    || config.token_label.is_some()
-                    || config.key_label.is_some()
-                    || config.pin_file.is_some()
-                {
-                    return Err(bad(
-                        "certificate, token_label, key_label e pin_file richiedono key_file o pkcs11_module",
-                    ));
-                }
-                None
-            }
+            (None, None) => None,
         };
         let tsa = match &config.tsa_url {
-            None => {
-                if config.tsa_ca_file.is_some()
-                    || config.tsa_policy.is_some()
-                    || config.tsa_optional
-                    || config.tsa_timeout_ms.is_some()
-                {
-                    return Err(bad(
-                        "tsa_ca_file, tsa_policy, tsa_optional e tsa_timeout_ms richiedono tsa_url",
-                    ));
-                }
-                None
-            }
+            None => None,
             Some(url) => {
                 let policy = match &config.tsa_policy {
                     None => None,
-                    Some(p) => Some(ObjectIdentifier::new(p).map_err(|_| {
-                        bad(format!(
-                            "tsa_policy {p:?} non è un OID (es. 1.3.6.1.4.1.x.y)"
-                        ))
-                    })?),
+                    Some(p) => Some(ObjectIdentifier::new(p).map_err(|_| incomplete())?),
                 };
                 let trust = match &config.tsa_ca_file {
                     None => None,
@@ -197,9 +249,6 @@ impl Sealing {
                     ),
                 };
                 let timeout = config.tsa_timeout_ms.unwrap_or(DEFAULT_TSA_TIMEOUT_MS);
-                if timeout == 0 {
-                    return Err(bad("tsa_timeout_ms deve essere almeno 1"));
-                }
                 Some(
                     TsaClient::new(url, policy, trust, Duration::from_millis(timeout))
                         .map_err(|e| bad(format!("tsa_url: {e}")))?,
@@ -491,6 +540,21 @@ mod tests {
             ..SealConfig::default()
         });
         assert!(e.contains("key_file o pkcs11_module"), "{e}");
+        let e = refused(SealConfig {
+            key_file: Some("/nonexistent/seal.key".into()),
+            certificate: Some("/nonexistent/seal.pem".into()),
+            ..SealConfig::default()
+        });
+        assert!(
+            e.contains("key_file: il file /nonexistent/seal.key non esiste"),
+            "{e}"
+        );
+        let e = refused(SealConfig {
+            tsa_url: Some("https://tsa.example/tsa".into()),
+            tsa_timeout_ms: Some(0),
+            ..SealConfig::default()
+        });
+        assert!(e.contains("tsa_timeout_ms"), "{e}");
         let sealing = Sealing::from_config(&SealConfig {
             tsa_url: Some("http://127.0.0.1:9/tsa".into()),
             tsa_policy: Some("1.3.6.1.4.1.99999.1".into()),

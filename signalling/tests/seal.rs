@@ -170,5 +170,46 @@ fn a_bad_seal_configuration_stops_start_up_with_the_reason() {
         assert!(!out.status.success(), "{toml}: {said}");
         assert!(said.contains("[certificates.seal]"), "{toml}: {said}");
         assert!(said.contains(reason), "{toml}: {said}");
+        // `check-config` says the same, without starting.
+        let out = Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{toml}: {said}");
+        assert!(said.contains("certificates.seal"), "{toml}: {said}");
+        assert!(said.contains(reason), "{toml}: {said}");
     }
+    // A key that does not match its certificate is found only by opening it: at start.
+    let make = |name: &str| {
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj"])
+            .arg(format!("/CN={name}"))
+            .arg("-keyout")
+            .arg(dir.path().join(format!("{name}.key")))
+            .arg("-out")
+            .arg(dir.path().join(format!("{name}.pem")))
+            .output()
+            .expect("openssl runs");
+        assert!(made.status.success(), "{}", text(&made));
+    };
+    make("seal");
+    make("other");
+    let (key, other) = (dir.path().join("seal.key"), dir.path().join("other.pem"));
+    std::fs::write(
+        &config,
+        format!(
+            "[certificates.seal]\nkey_file = {}\ncertificate = {}\n",
+            toml_path(&key),
+            toml_path(&other)
+        ),
+    )
+    .unwrap();
+    let out = serve_until_exit(dir.path(), &config);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("[certificates.seal]"), "{said}");
+    assert!(said.contains("non corrisponde al certificato"), "{said}");
 }
