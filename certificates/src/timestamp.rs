@@ -8,7 +8,8 @@
 //! policy). [`TimestampRequest::check_reply`] accepts a reply only when its status is granted, the
 //! token's `TSTInfo` repeats the imprint and the nonce (and the policy asked for), and the token
 //! verifies ([`verify_token`]): the `SignedData` holds a `TSTInfo`, its `message-digest` is the
-//! TSTInfo's hash, the signer's certificate is in the token, is meant for time stamping
+//! TSTInfo's hash, the signer's certificate is in the token and named by its ESS
+//! signing-certificate attribute (v1 or v2), is meant for time stamping
 //! (`extendedKeyUsage` `timeStamping`) and its key made the signature. Given trust anchors (the
 //! `tsa_ca_file` of `[certificates.seal]`), the TSA certificate must also chain to one of them,
 //! each certificate valid at `genTime`.
@@ -39,6 +40,10 @@ pub const ID_CT_TST_INFO: ObjectIdentifier =
 const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
 const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
 const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+const ID_SIGNING_CERTIFICATE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.12");
+const ID_SIGNING_CERTIFICATE_V2: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.47");
 const ID_KP_TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
 const ID_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
 const ID_SUBJECT_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
@@ -283,6 +288,33 @@ fn verify_token_info(
     if !eku.0.contains(&ID_KP_TIME_STAMPING) {
         return Err(ts_err(
             "il certificato della TSA non è per la marcatura temporale (timeStamping)",
+        ));
+    }
+    // RFC 3161 2.4.2: the token names its signer's certificate in an ESS signing-certificate
+    // attribute (v1: SHA-1; v2: SHA-256 unless it says otherwise).
+    let tsa_der = tsa.to_der().map_err(der("certificato della TSA"))?;
+    let names = |oid: ObjectIdentifier, hashes: &[Vec<u8>]| {
+        value_of(oid)
+            .and_then(|v| v.to_der().ok())
+            .is_some_and(|v| {
+                hashes
+                    .iter()
+                    .any(|h| v.windows(h.len()).any(|w| w == h.as_slice()))
+            })
+    };
+    let v2 = [
+        Sha256::digest(&tsa_der).to_vec(),
+        Sha384::digest(&tsa_der).to_vec(),
+        Sha512::digest(&tsa_der).to_vec(),
+    ];
+    let v1 = [
+        ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &tsa_der)
+            .as_ref()
+            .to_vec(),
+    ];
+    if !names(ID_SIGNING_CERTIFICATE_V2, &v2) && !names(ID_SIGNING_CERTIFICATE, &v1) {
+        return Err(ts_err(
+            "la marca non indica il certificato della TSA (ESS signing-certificate)",
         ));
     }
     let message = attrs.to_der().map_err(der("attributi firmati"))?;
