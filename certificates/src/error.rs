@@ -69,6 +69,10 @@ pub enum CertError {
     /// A PDF's electronic seal is missing, broken or does not match its certificate.
     #[error("sigillo elettronico non valido: {0}")]
     SealInvalid(String),
+    /// The timestamp authority could not be reached, refused, or answered a time stamp that does
+    /// not check (PAdES B-T): the certificate is not issued, unless `tsa_optional` is set.
+    #[error("marca temporale non disponibile: {0}")]
+    Timestamp(String),
     /// The audit log's hash chain is broken: a record was edited, deleted or reordered.
     #[error("registro di audit alterato alla riga {line}: {reason}")]
     AuditTampered {

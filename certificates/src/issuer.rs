@@ -94,6 +94,9 @@ pub struct IssuerConfig {
     /// The diritti di segreteria of the civil-status certificates (`[certificates.civil_status_diritti]`).
     #[serde(default)]
     pub civil_status_diritti: CivilStatusDiritti,
+    /// The PAdES seal: its own key, the timestamp authority (`[certificates.seal]`).
+    #[serde(default)]
+    pub seal: crate::seal_key::SealConfig,
 }
 
 impl Default for IssuerConfig {
@@ -107,6 +110,7 @@ impl Default for IssuerConfig {
             audit_log: None,
             officer: None,
             civil_status_diritti: CivilStatusDiritti::default(),
+            seal: crate::seal_key::SealConfig::default(),
         }
     }
 }
@@ -286,6 +290,7 @@ pub fn italian_time(now: OffsetDateTime) -> OffsetDateTime {
 pub struct Issuer {
     registry: Arc<dyn Registry>,
     signer: Signer,
+    sealing: crate::seal_key::Sealing,
     extra_trusted: Vec<TrustedSigner>,
     exemptions: ExemptionTable,
     audit: AuditLog,
@@ -350,7 +355,8 @@ impl Issuer {
         )
     }
 
-    /// Builds the service from ready parts (tests, or a server that wires its own registry).
+    /// Builds the service from ready parts (tests, or a server that wires its own registry); the
+    /// seal's key and timestamp authority are opened from `config.seal`.
     pub fn from_parts(
         registry: Arc<dyn Registry>,
         signer: Signer,
@@ -360,9 +366,11 @@ impl Issuer {
         extra_trusted: Vec<TrustedSigner>,
     ) -> Result<Self, CertError> {
         let comune = registry.comune()?;
+        let sealing = crate::seal_key::Sealing::from_config(&config.seal)?;
         Ok(Issuer {
             registry,
             signer,
+            sealing,
             extra_trusted,
             exemptions,
             audit,
@@ -389,6 +397,11 @@ impl Issuer {
     /// The signer.
     pub fn signer(&self) -> &Signer {
         &self.signer
+    }
+
+    /// How issued PDFs are sealed (`[certificates.seal]`).
+    pub fn sealing(&self) -> &crate::seal_key::Sealing {
+        &self.sealing
     }
 
     /// The comune.
@@ -704,6 +717,7 @@ impl Issuer {
             development,
             preview,
             issued_at: now.to_offset(UtcOffset::UTC),
+            timestamped: !preview && self.sealing.timestamps(),
         };
         let rendered = render(&page)?;
         if preview {
@@ -730,16 +744,28 @@ impl Issuer {
                 audit_seq: 0,
             });
         }
-        // The digital original carries the comune's electronic seal (PAdES B-B), made with the
-        // stamp's key; the paper copy carries the stamp (Circ. AgID 62/2013).
-        let sealed = crate::seal::seal_pdf(
-            &rendered.bytes,
+        // The digital original carries the comune's electronic seal (PAdES B-B, or B-T with a
+        // timestamp authority), made with the seal's key or the stamp's; the paper copy carries
+        // the stamp (Circ. AgID 62/2013). The text says whether the seal is time-stamped: when an
+        // optional TSA fails, the page is rendered again without that sentence.
+        let sealed = self.sealing.seal(
             &self.signer,
             now,
             &format!("Comune di {}", self.comune.name),
             &format!("Sigillo elettronico del certificato n. {document_id}"),
+            &|timestamped| {
+                if timestamped == page.timestamped {
+                    Ok(rendered.bytes.clone())
+                } else {
+                    render(&PageText {
+                        timestamped,
+                        ..page.clone()
+                    })
+                    .map(|r| r.bytes)
+                }
+            },
         )?;
-        let pdf_sha256 = hex::encode(Sha256::digest(&sealed));
+        let pdf_sha256 = hex::encode(Sha256::digest(&sealed.pdf));
         let sheets = rendered.pages.div_ceil(4).max(1);
         let fees = Fees {
             diritti_cents: diritti,
@@ -763,6 +789,18 @@ impl Issuer {
         ];
         if let Some(e) = &fees.exemption {
             details.push(("exemption".into(), e.clone()));
+        }
+        details.push((
+            "seal".into(),
+            if sealed.timestamped {
+                "PAdES-B-T"
+            } else {
+                "PAdES-B-B"
+            }
+            .into(),
+        ));
+        if let Some(why) = &sealed.timestamp_failure {
+            details.push(("timestamp_failure".into(), why.clone()));
         }
         if let Some(e) = use_row.filter(|e| !e.bollo_exempt) {
             details.push(("use".into(), e.code.clone()));
@@ -800,7 +838,7 @@ impl Issuer {
             document_id,
             kind: request.kind,
             fiscal_code: request.fiscal_code.to_string(),
-            pdf: sealed,
+            pdf: sealed.pdf,
             stamp: stamp_text,
             pages: rendered.pages,
             qr_version: rendered.qr_version,

@@ -12,6 +12,8 @@
 //! - [`stamp`], [`signer`]: the timbro digitale (CWT claims → COSE_Sign1 ES256 → zlib → Base45 `IT1:` → QR),
 //!   the signer key and the trust list;
 //! - [`pdf`]: PDF/A-2b rendering with embedded DejaVu fonts;
+//! - [`seal`], [`seal_key`], [`timestamp`], [`tsa`]: the PAdES seal of the issued PDF (B-B, or B-T
+//!   with an RFC 3161 time stamp from a timestamp authority), with the stamp's key or its own;
 //! - [`extract`]: finding a stamp in a PDF, an image or text, for offline verification;
 //! - [`audit`]: the append-only hash-chained audit log;
 //! - [`issuer`]: the service that ties them together.
@@ -45,8 +47,11 @@ pub mod pdf;
 pub mod pkcs11;
 pub mod registry;
 pub mod seal;
+pub mod seal_key;
 pub mod signer;
 pub mod stamp;
+pub mod timestamp;
+pub mod tsa;
 pub mod wording;
 
 pub use audit::{audit_records, audit_verify, Actor, AuditEvent, AuditLog, AuditSummary};

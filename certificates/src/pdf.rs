@@ -121,6 +121,8 @@ pub struct PageText {
     pub preview: bool,
     /// Issue instant (metadata).
     pub issued_at: OffsetDateTime,
+    /// The seal will carry a signature time stamp (PAdES B-T): the stamp's note says so.
+    pub timestamped: bool,
 }
 
 use crate::wording;
@@ -554,7 +556,7 @@ pub fn render(t: &PageText) -> Result<RenderedPdf, CertError> {
     let note = if t.preview {
         wording::PREVIEW_STAMP.to_owned()
     } else {
-        wording::stamp_note(&t.comune, &t.verify_url, &t.document_id)
+        wording::stamp_note(&t.comune, &t.verify_url, &t.document_id, t.timestamped)
     };
     let text_x = MARGIN_X + QR_SIZE + 10.0;
     let lines = l.wrap(&note, Face::Regular, 8.0, PAGE_W - MARGIN_X - text_x);

@@ -13,11 +13,19 @@
 //! [`SealKey`]: the stamp's own key ([`crate::signer::Signer`]) or a key in a PKCS#11 token
 //! ([`crate::pkcs11::Pkcs11Key`]: the HSMs and remote-seal services comuni use).
 //!
+//! **B-T.** Given a [`Timestamper`] (a timestamp authority, [`crate::tsa::TsaClient`]), the
+//! SignerInfo also carries, as the unsigned attribute `id-aa-signatureTimeStampToken`, an RFC 3161
+//! time-stamp token over the SHA-256 of its signature value (PAdES baseline B-T), and the
+//! placeholder is larger ([`CONTENTS_BYTES_TIMESTAMPED`]) for the token and the TSA's chain.
+//!
 //! **Checking** ([`verify_seal`]): the last signature's byte ranges must cover the whole file but
 //! the `/Contents` value; the `message-digest` must be their SHA-256; the signing certificate's
 //! hash must match `signing-certificate-v2`; and the signature over the signed attributes must
 //! verify with the certificate's public key (ECDSA P-256 or RSA PKCS#1 v1.5, with `ring`). Trusting
-//! the certificate is the caller's business (the trust list, or `pdfsig`'s NSS database).
+//! the certificate is the caller's business (the trust list, or `pdfsig`'s NSS database). A
+//! time-stamp token, when present, is checked over the signature value and reported with its time
+//! and whether it verifies ([`SealTimestamp`]); [`verify_seal_with`] also requires its TSA
+//! certificate to chain to given anchors.
 
 use ring::signature::{self as rsig, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
@@ -40,6 +48,9 @@ use crate::error::CertError;
 /// Bytes reserved for the CMS signature (written as twice as many hex digits): a P-256 or RSA-4096
 /// signature with a chain of a few certificates fits with room to spare.
 pub const CONTENTS_BYTES: usize = 12 * 1024;
+/// Bytes reserved when the signature carries a time-stamp token: a TSA's token with its RSA chain
+/// takes several more kilobytes.
+pub const CONTENTS_BYTES_TIMESTAMPED: usize = 32 * 1024;
 
 const ID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
 const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
@@ -72,6 +83,31 @@ pub trait SealKey: Send + Sync {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CertError>;
 }
 
+/// A timestamp authority: stamps the SHA-256 of a signature value, returning the checked RFC 3161
+/// token (a DER `ContentInfo`).
+pub trait Timestamper: Send + Sync {
+    /// The token over `imprint`, or [`CertError::Timestamp`].
+    fn timestamp(&self, imprint: &[u8]) -> Result<Vec<u8>, CertError>;
+}
+
+/// The signature time stamp of a seal (PAdES B-T), as [`verify_seal`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealTimestamp {
+    /// The TSA's `genTime`, when the token could be read.
+    pub time: Option<OffsetDateTime>,
+    /// The TSA certificate's subject, when the token could be read.
+    pub tsa: Option<String>,
+    /// `None` when the token verifies over the signature value; else why not.
+    pub problem: Option<String>,
+}
+
+impl SealTimestamp {
+    /// Whether the token verifies.
+    pub fn is_valid(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
 /// What a checked seal says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealInfo {
@@ -83,6 +119,18 @@ pub struct SealInfo {
     pub signed_at: String,
     /// `/SubFilter`.
     pub sub_filter: String,
+    /// The signature time stamp (PAdES B-T), if the signature carries one.
+    pub timestamp: Option<SealTimestamp>,
+}
+
+impl SealInfo {
+    /// The PAdES baseline level: `B-T` with a valid time stamp, else `B-B`.
+    pub fn level(&self) -> &'static str {
+        match &self.timestamp {
+            Some(t) if t.is_valid() => "B-T",
+            _ => "B-B",
+        }
+    }
 }
 
 fn pdf_err(what: impl std::fmt::Display) -> CertError {
@@ -255,8 +303,13 @@ fn algorithm_id(oid: ObjectIdentifier, null_params: bool) -> AlgorithmIdentifier
     }
 }
 
-/// The DER CMS `ContentInfo` (SignedData, detached) sealing `digest`.
-fn cms_signature(digest: &[u8], key: &dyn SealKey) -> Result<Vec<u8>, CertError> {
+/// The DER CMS `ContentInfo` (SignedData, detached) sealing `digest`, with a signature time stamp
+/// from `tsa` when given.
+fn cms_signature(
+    digest: &[u8],
+    key: &dyn SealKey,
+    tsa: Option<&dyn Timestamper>,
+) -> Result<Vec<u8>, CertError> {
     let chain = key.certificates();
     let first = chain.first().ok_or_else(|| pdf_err("nessun certificato"))?;
     let cert = Certificate::from_der(first).map_err(der_err)?;
@@ -266,6 +319,24 @@ fn cms_signature(digest: &[u8], key: &dyn SealKey) -> Result<Vec<u8>, CertError>
     let (sig_alg, null) = match key.algorithm() {
         SealAlgorithm::EcdsaP256Sha256 => (ECDSA_WITH_SHA256, false),
         SealAlgorithm::RsaPkcs1Sha256 => (SHA256_WITH_RSA, true),
+    };
+    let unsigned_attrs = match tsa {
+        None => None,
+        Some(tsa) => {
+            let token = tsa.timestamp(&Sha256::digest(&signature))?;
+            let mut values = SetOfVec::new();
+            values
+                .insert(Any::from_der(&token).map_err(der_err)?)
+                .map_err(der_err)?;
+            let mut attrs = SetOfVec::new();
+            attrs
+                .insert(Attribute {
+                    oid: crate::timestamp::ID_AA_SIGNATURE_TIME_STAMP_TOKEN,
+                    values,
+                })
+                .map_err(der_err)?;
+            Some(attrs)
+        }
     };
     let signer = SignerInfo {
         version: CmsVersion::V1,
@@ -277,7 +348,7 @@ fn cms_signature(digest: &[u8], key: &dyn SealKey) -> Result<Vec<u8>, CertError>
         signed_attrs: Some(attrs),
         signature_algorithm: algorithm_id(sig_alg, null),
         signature: OctetString::new(signature).map_err(der_err)?,
-        unsigned_attrs: None,
+        unsigned_attrs,
     };
     let mut certs = SetOfVec::new();
     for der in &chain {
@@ -314,7 +385,7 @@ fn cms_signature(digest: &[u8], key: &dyn SealKey) -> Result<Vec<u8>, CertError>
 
 /// Seals `pdf` (a PDF this crate wrote) with `key` at `now`; `reason` goes in `/Reason` and
 /// `name` in `/Name` (both ASCII). Returns the sealed PDF: the original bytes, unchanged, then
-/// the update.
+/// the update. PAdES B-B; see [`seal_pdf_with`] for B-T.
 pub fn seal_pdf(
     pdf: &[u8],
     key: &dyn SealKey,
@@ -322,6 +393,24 @@ pub fn seal_pdf(
     name: &str,
     reason: &str,
 ) -> Result<Vec<u8>, CertError> {
+    seal_pdf_with(pdf, key, None, now, name, reason)
+}
+
+/// [`seal_pdf`], with a signature time stamp from `tsa` when given (PAdES B-T). A TSA that fails
+/// fails the seal ([`CertError::Timestamp`]).
+pub fn seal_pdf_with(
+    pdf: &[u8],
+    key: &dyn SealKey,
+    tsa: Option<&dyn Timestamper>,
+    now: OffsetDateTime,
+    name: &str,
+    reason: &str,
+) -> Result<Vec<u8>, CertError> {
+    let reserved = if tsa.is_some() {
+        CONTENTS_BYTES_TIMESTAMPED
+    } else {
+        CONTENTS_BYTES
+    };
     let p = parse(pdf)?;
     let (sig, field, form) = (p.size, p.size + 1, p.size + 2);
     let mut out = pdf.to_vec();
@@ -335,7 +424,7 @@ pub fn seal_pdf(
     };
     // The signature dictionary: fixed-width placeholders, filled in below.
     const BYTE_RANGE: &str = "/ByteRange [0 0000000000 0000000000 0000000000]";
-    let contents_placeholder = "0".repeat(CONTENTS_BYTES * 2);
+    let contents_placeholder = "0".repeat(reserved * 2);
     let sig_body = format!(
         "<<\n  /Type /Sig\n  /Filter /Adobe.PPKLite\n  /SubFilter /ETSI.CAdES.detached\n  {BYTE_RANGE}\n  /Contents <{contents_placeholder}>\n  /M ({})\n  /Name ({})\n  /Reason ({})\n>>",
         pdf_date(now),
@@ -395,7 +484,7 @@ pub fn seal_pdf(
     // The byte ranges: everything but the `<…>` of /Contents.
     let rel = find(&out[sig_at..], b"/Contents <").ok_or_else(|| pdf_err("segnaposto"))?;
     let gap_start = sig_at + rel + "/Contents ".len();
-    let gap_end = gap_start + 2 + CONTENTS_BYTES * 2;
+    let gap_end = gap_start + 2 + reserved * 2;
     let ranges = [0, gap_start, gap_end, out.len() - gap_end];
     let br = format!("/ByteRange [0 {} {} {}]", ranges[1], ranges[2], ranges[3]);
     let br = format!("{br:<width$}", width = BYTE_RANGE.len());
@@ -406,10 +495,10 @@ pub fn seal_pdf(
     let mut h = Sha256::new();
     h.update(&out[..gap_start]);
     h.update(&out[gap_end..]);
-    let cms = cms_signature(&h.finalize(), key)?;
-    if cms.len() > CONTENTS_BYTES {
+    let cms = cms_signature(&h.finalize(), key, tsa)?;
+    if cms.len() > reserved {
         return Err(pdf_err(format!(
-            "firma di {} byte, oltre i {CONTENTS_BYTES} riservati",
+            "firma di {} byte, oltre i {reserved} riservati",
             cms.len()
         )));
     }
@@ -418,8 +507,18 @@ pub fn seal_pdf(
     Ok(out)
 }
 
-/// Checks the last seal of `pdf` (see the module docs); `Err` says what is wrong.
+/// Checks the last seal of `pdf` (see the module docs); `Err` says what is wrong. A time stamp is
+/// checked on its own (it is reported in [`SealInfo::timestamp`], and does not fail the seal).
 pub fn verify_seal(pdf: &[u8]) -> Result<SealInfo, CertError> {
+    verify_seal_with(pdf, None)
+}
+
+/// [`verify_seal`], with the time stamp's TSA certificate required to chain to `tsa_trust` when
+/// given.
+pub fn verify_seal_with(
+    pdf: &[u8],
+    tsa_trust: Option<&[Certificate]>,
+) -> Result<SealInfo, CertError> {
     let bad = |what: &str| CertError::SealInvalid(what.to_owned());
     let at = rfind(pdf, b"/ByteRange [").ok_or_else(|| bad("il PDF non è sigillato"))?;
     let text = String::from_utf8_lossy(&pdf[at..pdf.len().min(at + 200)]).into_owned();
@@ -534,11 +633,42 @@ pub fn verify_seal(pdf: &[u8]) -> Result<SealInfo, CertError> {
             .map(|v| v.trim().trim_matches(['(', ')', '/']).to_owned())
             .unwrap_or_default()
     };
+    let timestamp = signer.unsigned_attrs.as_ref().and_then(|attrs| {
+        let attr = attrs
+            .iter()
+            .find(|a| a.oid == crate::timestamp::ID_AA_SIGNATURE_TIME_STAMP_TOKEN)?;
+        let imprint = Sha256::digest(sig);
+        Some(
+            match attr.values.iter().next().map(|token| {
+                token
+                    .to_der()
+                    .map_err(der_err)
+                    .and_then(|der| crate::timestamp::verify_token(&der, &imprint, tsa_trust))
+            }) {
+                Some(Ok(t)) => SealTimestamp {
+                    time: Some(t.time),
+                    tsa: Some(t.tsa),
+                    problem: None,
+                },
+                Some(Err(e)) => SealTimestamp {
+                    time: None,
+                    tsa: None,
+                    problem: Some(e.to_string()),
+                },
+                None => SealTimestamp {
+                    time: None,
+                    tsa: None,
+                    problem: Some("attributo vuoto".into()),
+                },
+            },
+        )
+    });
     Ok(SealInfo {
         subject: cert.tbs_certificate.subject.to_string(),
         certificate: cert.to_der().map_err(der_err)?,
         signed_at: field("/M "),
         sub_filter: field("/SubFilter "),
+        timestamp,
     })
 }
 

@@ -72,9 +72,18 @@ pub const PRINTED_NAME: &str = "Firma autografa sostituita a mezzo stampa dall'i
 pub const STAMP_NOTE_HEAD: &str = "Contrassegno elettronico ai sensi dell'art. 23-ter, comma 5, del CAD (D.Lgs. 82/2005) e della Circolare AgID n. 62/2013 (timbro digitale).";
 
 /// The stamp's explanation for the comune `comune`, to verify at `verify_url`, for document `document_id`.
-pub fn stamp_note(comune: &str, verify_url: &str, document_id: &str) -> String {
+/// When the seal carries a signature time stamp (PAdES B-T, `[certificates.seal] tsa_url`), the note
+/// says so: an electronic time stamp (eIDAS art. 3(33); "marca temporale", DPCM 22 febbraio 2013)
+/// fixes the date and time of the seal. Whether it is *qualified* depends on the TSA, so the text
+/// does not claim it.
+pub fn stamp_note(comune: &str, verify_url: &str, document_id: &str, timestamped: bool) -> String {
+    let seal = if timestamped {
+        "il sigillo elettronico del Comune (PAdES) con validazione temporale elettronica (marca temporale), che ne attesta data e ora"
+    } else {
+        "il sigillo elettronico del Comune (PAdES)"
+    };
     format!(
-        "{STAMP_NOTE_HEAD} Il codice contiene i dati essenziali del certificato con un sigillo crittografico del Comune di {comune}. L'originale informatico (PDF) reca il sigillo elettronico del Comune (PAdES); su carta ne è copia, verificabile con il contrassegno. Per verificarne l'autenticità, inquadrare il codice con la fotocamera o incollarne il testo nella pagina {verify_url} ; la verifica funziona anche senza connessione. Documento n. {document_id}."
+        "{STAMP_NOTE_HEAD} Il codice contiene i dati essenziali del certificato con un sigillo crittografico del Comune di {comune}. L'originale informatico (PDF) reca {seal}; su carta ne è copia, verificabile con il contrassegno. Per verificarne l'autenticità, inquadrare il codice con la fotocamera o incollarne il testo nella pagina {verify_url} ; la verifica funziona anche senza connessione. Documento n. {document_id}."
     )
 }
 

@@ -4,6 +4,8 @@
 //! ETSI.CAdES.detached) and by the crate's own [`verify_seal`]; its stamp verifies against the
 //! trust list; a changed byte breaks the seal for both. A wrong PIN, an unknown token or key, a
 //! certificate of another key and a half configuration are refused at start with a clear error.
+//! The same token key as a seal key of its own (`[certificates.seal]`) seals while the stamp is
+//! signed by another key.
 //!
 //! Needs `softhsm2`, `opensc` (pkcs11-tool) and `poppler-utils`; a missing one fails the test.
 
@@ -170,4 +172,67 @@ fn a_token_key_seals_and_stamps() {
         ..signer.clone()
     });
     assert!(e.contains("pin_file"), "{e}");
+
+    // The token's key as a seal key of its own (`[certificates.seal]`), the stamp signed by
+    // another key (the development key here): pdfsig names the token's certificate, and the stamp
+    // verifies with the stamp's key.
+    let seal = certificates::seal_key::SealConfig {
+        pkcs11_module: Some(card.module()),
+        token_label: Some("sigillo-comune".into()),
+        key_label: Some("auth".into()),
+        pin_file: Some(pin_file.clone()),
+        certificate: Some(cert_file.clone()),
+        ..Default::default()
+    };
+    let issuer = Issuer::open(
+        &dir.path().join("data-seal"),
+        &IssuerConfig {
+            seal: seal.clone(),
+            ..IssuerConfig::default()
+        },
+        now,
+    )
+    .expect("the seal's token opens");
+    assert!(issuer.signer().is_development());
+    let cf = FiscalCode::parse(certificates::registry::demo::cases::LUCA_ROSSI).unwrap();
+    let doc = issuer
+        .issue(
+            &IssueRequest::cli(CertificateKind::Residenza, cf, None, None),
+            now,
+        )
+        .unwrap();
+    let sealed = dir.path().join("sealed-by-token.pdf");
+    std::fs::write(&sealed, &doc.pdf).unwrap();
+    let report = pdfsig(&sealed);
+    assert!(
+        report.contains("Signature Validation: Signature is Valid."),
+        "{report}"
+    );
+    assert!(
+        report.contains("Comune di Parma - sigillo elettronico"),
+        "{report}"
+    );
+    assert_eq!(
+        verify_seal(&doc.pdf).unwrap().certificate,
+        cert.der().to_vec()
+    );
+    issuer.verify_text(&doc.stamp, now).unwrap();
+    // The seal's token with another key's certificate is refused at start.
+    drop(issuer);
+    let e = Issuer::open(
+        &dir.path().join("data-seal"),
+        &IssuerConfig {
+            seal: certificates::seal_key::SealConfig {
+                certificate: Some(dir.path().join("other.pem")),
+                ..seal
+            },
+            ..IssuerConfig::default()
+        },
+        now,
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("[certificates.seal]"), "{e}");
+    assert!(e.contains("non corrisponde"), "{e}");
 }

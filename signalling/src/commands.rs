@@ -58,17 +58,22 @@ pub fn verify(
                 }
             )?;
             write!(out, "{}", verified.report())?;
-            // A sealed PDF (the digital original): its PAdES seal too.
+            // A sealed PDF (the digital original): its PAdES seal too, and its time stamp (checked
+            // against `[certificates.seal] tsa_ca_file` when set).
             let seal_ok = match std::fs::read(as_path) {
                 Ok(bytes) if as_path.is_file() && bytes.starts_with(b"%PDF") => {
-                    match certificates::seal::verify_seal(&bytes) {
+                    let tsa_trust = match &config.certificates.seal.tsa_ca_file {
+                        Some(path) => Some(certificates::timestamp::load_certificates(path)?),
+                        None => None,
+                    };
+                    match certificates::seal::verify_seal_with(&bytes, tsa_trust.as_deref()) {
                         Ok(seal) => {
                             writeln!(
                                 out,
-                                "Sigillo elettronico PAdES valido / PAdES seal valid: {} ({})",
-                                seal.subject, seal.signed_at
+                                "Sigillo elettronico PAdES valido / PAdES seal valid: {} ({}), livello / level {}",
+                                seal.subject, seal.signed_at, seal.level()
                             )?;
-                            true
+                            seal_timestamp_report(&seal, out)?
                         }
                         Err(e) if bytes.windows(11).any(|w| w == b"/ByteRange ") => {
                             writeln!(out, "Sigillo elettronico NON valido / seal NOT valid: {e}")?;
@@ -84,6 +89,40 @@ pub fn verify(
         }
         Err(error) => {
             writeln!(out, "NON VALIDO / NOT VALID: {error}")?;
+            Ok(false)
+        }
+    }
+}
+
+/// Reports the seal's time stamp, if any; returns false when it does not verify.
+fn seal_timestamp_report(
+    seal: &certificates::seal::SealInfo,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let Some(stamp) = &seal.timestamp else {
+        return Ok(true);
+    };
+    match &stamp.problem {
+        None => {
+            let time = stamp
+                .time
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "Marca temporale valida / time stamp valid: {time} ({})",
+                stamp.tsa.as_deref().unwrap_or("")
+            )?;
+            Ok(true)
+        }
+        Some(problem) => {
+            writeln!(
+                out,
+                "Marca temporale NON valida / time stamp NOT valid: {problem}"
+            )?;
             Ok(false)
         }
     }

@@ -671,6 +671,18 @@ fn print_banner(running: &RunningServer, store: &str, data_dir: &std::path::Path
     } else {
         out.push_str(&format!("  signer       {}\n", signer.subject));
     }
+    let sealing = running.state.issuer.sealing();
+    out.push_str(&format!(
+        "  seal         PAdES {}, {}\n",
+        match (sealing.tsa_url(), sealing.tsa_optional()) {
+            (Some(url), false) => format!("B-T (TSA {url})"),
+            (Some(url), true) => format!("B-T (TSA {url}; B-B when it fails)"),
+            (None, _) => "B-B".to_owned(),
+        },
+        sealing
+            .own_key_subject()
+            .unwrap_or_else(|| "with the signer's key".to_owned())
+    ));
     if let Some(demo) = &running.demo {
         out.push_str(&format!(
             "\nDemo accounts (random per data directory, also in {}):\n",

@@ -66,8 +66,15 @@ pub struct Metrics {
 pub const PRINT_STATES: [&str; 4] = ["unacknowledged", "received", "printing", "failed"];
 
 /// The `reason` label values of `sportello_certificate_failures_total`.
-pub const CERTIFICATE_FAILURES: [&str; 7] = [
-    "registry", "signing", "pdf", "audit", "io", "storage", "internal",
+pub const CERTIFICATE_FAILURES: [&str; 8] = [
+    "registry",
+    "timestamp",
+    "signing",
+    "pdf",
+    "audit",
+    "io",
+    "storage",
+    "internal",
 ];
 
 impl std::fmt::Debug for Metrics {

@@ -104,7 +104,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     })
     .await
     .context("certificate set-up panicked")?
-    .context("cannot open the certificates service (registry, signer key, audit log)")?;
+    .context(
+        "cannot open the certificates service (registry, signer key, seal key and timestamp \
+         authority, audit log)",
+    )?;
     if issuer.signer().trust_entry().development {
         tracing::warn!(
             "no [certificates.signer] configured: stamping with the development key; \

@@ -2,7 +2,7 @@
 //! PEC code, by card (the test signs the nonce as a card would), by scanned document; the refusals
 //! (wrong or expired code, too many attempts, rate limits, untrusted or expired card, a certificate
 //! before identification, someone else's call or job); `certificate.issue` and the document
-//! download; print jobs re-sent until acknowledged, never reported backwards; scans deleted at call
+//! download, sealed PAdES B-T with a real timestamp authority (`unavailable` once it is down); print jobs re-sent until acknowledged, never reported backwards; scans deleted at call
 //! end. The real kiosk agent with CUPS and SoftHSM2 is driven in `incall_devices.rs`.
 
 #[path = "common/agent.rs"]
@@ -1005,5 +1005,65 @@ async fn document_identification_and_print_jobs() {
     assert_eq!(
         refused(s.op.session().request(&print).await),
         ErrorCode::Conflict
+    );
+}
+
+/// `certificate.issue` with a timestamp authority (`[certificates.seal] tsa_url`, a real one from
+/// `testkit::tsa`): the PDF's seal is PAdES B-T; once the TSA is down, the issue is refused as
+/// `unavailable`, with the reason.
+#[tokio::test]
+async fn certificate_issue_with_a_timestamp_authority() {
+    let sink = SmtpSink::start().await;
+    let mut tsa = testkit::tsa::Tsa::start().expect("a test TSA");
+    let (citizen, _) = residents();
+    let address = citizen.pec.clone().unwrap();
+    let cf = citizen.fiscal_code.to_string();
+    let (url, ca) = (tsa.url().to_owned(), tsa.ca_file());
+    let mut s = scene(&sink, move |cfg| {
+        cfg.certificates.seal.tsa_url = Some(url);
+        cfg.certificates.seal.tsa_ca_file = Some(ca);
+        cfg.certificates.seal.tsa_timeout_ms = Some(5_000);
+    })
+    .await;
+    let id = s.id.clone();
+    ok(s.op.session(), identity_request(&id, IdentityMethod::Pec)).await;
+    ok(
+        s.k.session(),
+        Request::IdentityPecStart(IdentityPecStart {
+            call_id: id.clone(),
+            fiscal_code: cf.clone(),
+        }),
+    )
+    .await;
+    let code = code_for(&sink, &address, 0).await;
+    ok(s.k.session(), pec_code(&id, &code)).await;
+    on_call(s.k.session(), "identity.verified", &id).await;
+    on_call(s.op.session(), "identity.verified", &id).await;
+
+    let issued = ok(s.op.session(), issue(&id, "residenza")).await;
+    let doc: CertificateIssued = serde_json::from_value(issued).unwrap();
+    let pdf = reqwest::Client::new()
+        .get(s.c.t.url(&doc.pdf_url))
+        .bearer_auth(s.c.token(Role::Operator, "op1"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let seal = certificates::seal::verify_seal(&pdf).unwrap();
+    assert_eq!(seal.level(), "B-T", "{seal:?}");
+    assert_eq!(tsa.served(), 1);
+
+    // The TSA goes down: no certificate, `unavailable`, and the reason.
+    tsa.stop();
+    let reply = s.op.session().request(&issue(&id, "residenza")).await;
+    let Err(kiosk_client::ClientError::Refused { code, message, .. }) = &reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(*code, ErrorCode::Unavailable, "{message}");
+    assert!(
+        message.contains("marca temporale non disponibile"),
+        "{message}"
     );
 }

@@ -9,9 +9,10 @@
 //! - [`cups`] (a private `cupsd` with PDF queues), [`softhsm`] and [`pki`] (smart cards and their
 //!   CA), [`smtp`] (an SMTP sink), [`janus`] (a private Janus, the peer SFU of `loadtest
 //!   compare-janus`), [`coturn`], [`prometheus`] and [`nginx`] (the deployment tests' daemons),
-//!   [`agent`] (the kiosk agent as a child process) and [`images`] (the scans and broken images
+//!   [`agent`] (the kiosk agent as a child process), [`images`] (the scans and broken images
 //!   the tests upload), [`oidc`] (a real OpenID provider, `oidc-provider` on node, for the web
-//!   channel's sign-in). The private Janus, coturn, Prometheus and nginx share one way of running
+//!   channel's sign-in) and [`tsa`] (an RFC 3161 timestamp authority answering with
+//!   `openssl ts`). The private Janus, coturn, Prometheus and nginx share one way of running
 //!   a daemon (the crate's private `daemon` module): spawned by a watcher thread that records how
 //!   it ended, in a process group of its own, stopped when dropped.
 
@@ -28,6 +29,7 @@ pub mod prometheus;
 pub mod sentinel;
 pub mod smtp;
 pub mod softhsm;
+pub mod tsa;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -66,7 +66,8 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("/usr/sbin/cupsd", "cups"),
     ("gs", "ghostscript"),
     ("lp", "cups-client"),
-    // The kiosk agent's tests read CUPS job attributes over IPP and check RSA card signatures.
+    // The kiosk agent's tests read CUPS job attributes over IPP and check RSA card signatures;
+    // testkit::tsa answers RFC 3161 queries with `openssl ts` (the PAdES B-T seal's tests).
     ("ipptool", "cups-ipp-utils"),
     ("openssl", "openssl"),
     (

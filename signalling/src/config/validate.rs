@@ -122,6 +122,9 @@ impl Config {
                 self.demo.operators
             ));
         }
+        if let Err(e) = self.certificates.seal.check() {
+            problems.push(format!("certificates.seal: {e}"));
+        }
         if let Some(path) = &self.identity.ca_bundle {
             if let Err(e) = certificates::identity::CardVerifier::from_file(path) {
                 problems.push(format!("identity.ca_bundle: {e}"));

@@ -56,6 +56,10 @@ pub(super) fn cert_refusal(e: CertError) -> Refusal {
             tracing::warn!(error = %e, "registry unavailable");
             Refusal::new(ErrorCode::Unavailable, e.to_string())
         }
+        CertError::Timestamp(_) => {
+            tracing::warn!(error = %e, "timestamp authority unavailable");
+            Refusal::new(ErrorCode::Unavailable, e.to_string())
+        }
         other => internal(&other),
     }
 }
@@ -73,6 +77,7 @@ pub(super) fn failure_reason(e: &CertError) -> Option<&'static str> {
         | CertError::NotIssuable(_)
         | CertError::NotAllowed(_) => None,
         CertError::Registry(_) => Some("registry"),
+        CertError::Timestamp(_) => Some("timestamp"),
         CertError::SignerKey(_)
         | CertError::StampFormat(_)
         | CertError::UntrustedSigner(_)
@@ -187,6 +192,7 @@ mod tests {
         }
         for (e, reason) in [
             (CertError::Registry("down".into()), "registry"),
+            (CertError::Timestamp("down".into()), "timestamp"),
             (CertError::SignerKey("bad".into()), "signing"),
             (CertError::Pdf("font".into()), "pdf"),
             (
@@ -200,5 +206,11 @@ mod tests {
             assert_eq!(failure_reason(&e), Some(reason));
             assert!(crate::metrics::CERTIFICATE_FAILURES.contains(&reason));
         }
+        // A timestamp authority that fails (PAdES B-T) is the service being unavailable, with
+        // the reason in the message.
+        let refusal = cert_refusal(CertError::Timestamp("TSA non raggiungibile".into()));
+        assert_eq!(refusal.code, ErrorCode::Unavailable);
+        assert!(refusal.message.contains("marca temporale non disponibile"));
+        assert!(refusal.message.contains("TSA non raggiungibile"));
     }
 }
