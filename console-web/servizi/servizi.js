@@ -341,6 +341,7 @@ function renderOutcome() {
   if (o.ok) {
     box.className = 'result callout callout-success';
     box.setAttribute('role', 'status');
+    box.dataset.documentId = o.document_id;
     const link = make('a', {
       id: 'download',
       className: 'btn btn-primary',
@@ -352,6 +353,7 @@ function renderOutcome() {
   } else {
     box.className = 'result callout callout-danger';
     box.setAttribute('role', 'alert');
+    delete box.dataset.documentId;
     const children = [make('p', { className: 'result-title', i18n: ['servizi.error.title'] }), make('p', { id: 'error-message', i18n: [o.key] })];
     if (o.detail) children.push(make('p', { className: 'note', i18n: ['servizi.error.detail', { detail: o.detail }] }));
     if (o.code === 'unauthorized') {

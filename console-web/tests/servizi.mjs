@@ -51,7 +51,8 @@ function options() {
 const state = (side, o, wanted) => waitFor(side, o, `did not reach the state ${wanted}`,
   (w) => document.body.dataset.state === w, wanted);
 
-const today = () => new Date().toLocaleDateString('sv-SE', { timeZone: 'Europe/Rome' });
+/** Yesterday in Rome (YYYY-MM-DD): a marca's issue date that no time zone puts in the future. */
+const yesterday = () => new Date(Date.now() - 86400e3).toLocaleDateString('sv-SE', { timeZone: 'Europe/Rome' });
 
 /**
  * Fills and sends the request form; waits for its outcome (`data-result` changes from `before`).
@@ -65,7 +66,7 @@ async function request(side, o, { kind, subject, other, marca }) {
   if (other !== undefined) await page.fill('#other-fc', other);
   await page.check('#usage-bollo');
   await page.fill('#marca-id', marca);
-  await page.fill('#marca-date', today());
+  await page.fill('#marca-date', yesterday());
   await page.check('#declaration');
   await page.click('#submit');
   await waitFor(side, o, `gave no outcome for ${kind} ${subject}`, () => document.body.dataset.result);
@@ -76,6 +77,7 @@ async function request(side, o, { kind, subject, other, marca }) {
       text: box.textContent,
       message: document.getElementById('error-message')?.textContent ?? '',
       href: document.getElementById('download')?.getAttribute('href') ?? null,
+      documentId: box.dataset.documentId ?? null,
       role: box.getAttribute('role'),
     };
   });
