@@ -49,6 +49,12 @@ pub struct Actor {
     /// Command-line user or tool, for training and tests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cli: Option<String>,
+    /// The intermediary (patronato, bank, employer) acting on the web API, by its account name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intermediary: Option<String>,
+    /// The reference of the citizen's signed delegation under which the intermediary acts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_ref: Option<String>,
 }
 
 /// An event to record. It holds no scans and no video, only identifiers and digests.

@@ -161,6 +161,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     };
     let incall = in_call(&config, &routing).await?;
     let login = crate::login::LoginGuard::new(&config.auth);
+    let web = {
+        let (shared, tenant) = incall.store().shared();
+        crate::web::WebChannel::new(&config.web, shared.clone(), tenant.clone())
+            .context("cannot set up the web channel ([web])")?
+    };
     let state = AppState {
         incall: Arc::new(incall),
         sessions: Arc::new(SessionHub::with_per_principal(
@@ -184,6 +189,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         login: Arc::new(login),
         limits,
         revocations: Arc::default(),
+        web: Arc::new(web),
     };
 
     // Subscribe before serving, so no batch committed by a request can be missed.

@@ -49,6 +49,8 @@ pub struct AppState {
     pub limits: Arc<crate::limits::Limits>,
     /// This process's copy of the logged-out login sessions.
     pub revocations: Arc<crate::revocation::Revocations>,
+    /// The web channel: OpenID providers and citizens' sessions.
+    pub web: Arc<crate::web::WebChannel>,
 }
 
 impl AppState {

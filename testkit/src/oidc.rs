@@ -36,7 +36,7 @@ use anyhow::{bail, Context as _};
 use crate::daemon::{log_tail, retry_taken_port, wait_ready, Launch, Watched};
 
 /// How long the provider may take to answer its discovery document.
-pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The log lines a failure report quotes.
 const TAIL: usize = 30;
 const INSTALL: &str = "install Node.js (apt-get install -y nodejs npm), then run `npm ci` in \

@@ -3,7 +3,7 @@
 //! that `sportello check-config` can list every problem at once.
 //!
 //! [`Config`] itself is here; its sections are in `sections` (accounts in `accounts`, `[cluster]`
-//! in `cluster`, `[turn]` in `turn`), the command-line flags in `flags`, reading the sources in
+//! in `cluster`, `[turn]` in `turn`, `[web]` in `web`), the command-line flags in `flags`, reading the sources in
 //! `load`, and the rules in `validate`.
 
 mod accounts;
@@ -13,6 +13,7 @@ mod load;
 mod sections;
 pub mod turn;
 mod validate;
+pub mod web;
 
 pub use accounts::{KioskAccount, OperatorAccount, SupervisorAccount};
 pub use cluster::{ClusterFlags, ClusterSettings, NodeRole};
@@ -25,6 +26,7 @@ pub use sections::{
 };
 pub use turn::TurnSettings;
 use validate::is_name;
+pub use web::{OidcProviderSettings, WebLink, WebSettings};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -83,6 +85,8 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// STUN/TURN servers for the clients, with time-limited TURN credentials (`docs/turn.md`).
     pub turn: Option<TurnSettings>,
+    /// The web channel: OpenID providers, citizens' sessions, links (`docs/web.md`).
+    pub web: WebSettings,
 }
 
 impl Default for Config {
@@ -111,6 +115,7 @@ impl Default for Config {
             kiosks: Vec::new(),
             cluster: ClusterSettings::default(),
             turn: None,
+            web: WebSettings::default(),
         }
     }
 }

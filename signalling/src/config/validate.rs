@@ -109,6 +109,7 @@ impl Config {
         if let Some(turn) = &self.turn {
             problems.extend(turn.problems());
         }
+        problems.extend(self.web.problems());
         if !(1..=MAX_DEMO_KIOSKS).contains(&self.demo.kiosks) {
             problems.push(format!(
                 "demo.kiosks: {} must be between 1 and {MAX_DEMO_KIOSKS}",

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use certificates::audit::Actor;
 use certificates::issuer::{Channel, Requester};
-use certificates::{CertError, CertificateKind, ContestualePart, FiscalCode, IssueRequest, Marca};
+use certificates::{
+    CertError, CertificateKind, ContestualePart, FiscalCode, IssueRequest, IssuedDocument, Marca,
+};
 use protocol::incall::{
     CertificateIssue, CertificateIssued, CertificateIssuedEvent, CertificatePreviewed, Usage,
 };
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+pub(crate) use super::common::append_audit;
 use super::common::{
     cert_refusal, failure_reason, kiosk_of, method_label, own_call, send, valid_id,
 };
@@ -24,19 +27,48 @@ use crate::calls::{internal, Refusal, SessionCtx};
 use crate::marche::{self, ClaimError, MarcaUse};
 use crate::state::AppState;
 
-/// What is kept next to an issued PDF, for `GET /api/v1/documents/{id}.pdf`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What is kept next to an issued PDF, for `GET /api/v1/documents/{id}.pdf` and the web channel's
+/// downloads. The fields after `bollo_due` came with the web channel: they are optional, so the
+/// metadata of documents issued before still reads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DocumentMeta {
-    /// The call it was issued in.
+    /// The call it was issued in (empty on the web).
+    #[serde(default)]
     pub call_id: String,
-    /// The operator who issued it.
+    /// The operator who issued it (empty on the web).
+    #[serde(default)]
     pub operator: String,
-    /// The kiosk of the call.
+    /// The kiosk of the call (empty on the web).
+    #[serde(default)]
     pub kiosk: String,
     /// The subject.
     pub fiscal_code: String,
     /// Whether a marca da bollo is due.
     pub bollo_due: bool,
+    /// `kiosk`, `web` or `intermediary` (absent: a kiosk document issued before the web channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The signed-in citizen who asked for it on the web (their fiscal code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_user: Option<String>,
+    /// The intermediary who asked for it through the API (its account name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermediary: Option<String>,
+    /// The kind code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// When it was issued, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<i64>,
+    /// Its last day of validity (`YYYY-MM-DD`), absent for certificates without expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+    /// The marca da bollo that paid the bollo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marca_id: Option<String>,
+    /// The bollo exemption (or the civil-status exemption by law).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exemption: Option<String>,
 }
 
 /// A `certificate.issue` or `certificate.preview` checked against the call: the issuer's request,
@@ -197,52 +229,17 @@ pub async fn issue(
     } = check(state, ctx, &req).await?;
     let kind = request.kind;
     let marca = request.marca.clone();
-    let issuer = state.issuer.clone();
-    let failures = &state.metrics.certificate_failures;
-    let (shared, tenant) = state.incall.store.shared();
-    if let Some(m) = &marca {
-        claim_marca(state, m, &operator).await?;
-    }
-    let issued =
-        tokio::task::spawn_blocking(move || issuer.issue(&request, OffsetDateTime::now_utc()))
-            .await;
-    if let (Some(m), Err(_) | Ok(Err(_))) = (&marca, &issued) {
-        marche::release(&state.incall.marche, shared, tenant, &m.id).await;
-    }
-    let document = issued
-        .map_err(|e| {
-            failures.with_label_values(&["internal"]).inc();
-            internal(&e)
-        })?
-        .map_err(|e| {
-            if let Some(reason) = failure_reason(&e) {
-                failures.with_label_values(&[reason]).inc();
-            }
-            if matches!(e, CertError::AuditTampered { .. }) {
-                state.metrics.audit_chain_ok.set(0);
-            }
-            cert_refusal(e)
-        })?;
+    let document = issue_claiming_marca(state, request, "kiosk", &operator).await?;
     // A marca recorded on the certificate paid the bollo: nothing is left to apply to the paper.
     let bollo_due = document.fees.bollo_cents > 0 && marca.is_none();
     let meta = DocumentMeta {
         call_id: req.call_id.clone(),
         operator,
         kiosk: kiosk.clone(),
-        fiscal_code: document.fiscal_code.clone(),
-        bollo_due,
+        channel: Some("kiosk".into()),
+        ..DocumentMeta::of(&document, marca.as_ref())
     };
-    store_document(state, &document.document_id, &document.pdf, &meta)
-        .await
-        .map_err(|e| {
-            failures.with_label_values(&["storage"]).inc();
-            internal(&e)
-        })?;
-    state
-        .metrics
-        .certificates_issued
-        .with_label_values(&[kind.code()])
-        .inc();
+    store_issued(state, &document, &meta).await?;
     state
         .incall
         .store
@@ -282,11 +279,101 @@ pub async fn issue(
     .unwrap_or(Value::Null))
 }
 
-/// Claims a marca for a certificate of this call, or refuses it: `conflict` when it paid for
-/// another certificate already (on any channel), `unavailable` when it cannot be recorded.
-async fn claim_marca(state: &AppState, marca: &Marca, operator: &str) -> Result<(), Refusal> {
+impl DocumentMeta {
+    /// The metadata every channel keeps of an issued document; the caller sets who asked.
+    pub fn of(document: &IssuedDocument, marca: Option<&Marca>) -> DocumentMeta {
+        DocumentMeta {
+            fiscal_code: document.fiscal_code.clone(),
+            bollo_due: document.fees.bollo_cents > 0 && marca.is_none(),
+            kind: Some(document.kind.code().into()),
+            issued_at: Some(document.issued_at),
+            valid_until: document.valid_until.clone(),
+            marca_id: marca.map(|m| m.id.clone()),
+            exemption: document.fees.exemption.clone(),
+            ..DocumentMeta::default()
+        }
+    }
+}
+
+/// Issues `request` as every channel does: claims its marca first (once across all channels,
+/// recorded with `channel` and `actor`), issues in a blocking task, releases the marca when
+/// issuing fails, and counts failures. The certificate's audit record is the issuer's.
+pub(crate) async fn issue_claiming_marca(
+    state: &AppState,
+    request: IssueRequest,
+    channel: &str,
+    actor: &str,
+) -> Result<IssuedDocument, Refusal> {
+    let marca = request.marca.clone();
+    let issuer = state.issuer.clone();
+    let failures = &state.metrics.certificate_failures;
     let (shared, tenant) = state.incall.store.shared();
-    let using = MarcaUse::new(marca, "kiosk", operator);
+    if let Some(m) = &marca {
+        claim_marca(state, m, channel, actor).await?;
+    }
+    let issued =
+        tokio::task::spawn_blocking(move || issuer.issue(&request, OffsetDateTime::now_utc()))
+            .await;
+    if let (Some(m), Err(_) | Ok(Err(_))) = (&marca, &issued) {
+        marche::release(&state.incall.marche, shared, tenant, &m.id).await;
+    }
+    issued
+        .map_err(|e| {
+            failures.with_label_values(&["internal"]).inc();
+            internal(&e)
+        })?
+        .map_err(|e| {
+            if let Some(reason) = failure_reason(&e) {
+                failures.with_label_values(&[reason]).inc();
+            }
+            if matches!(e, CertError::AuditTampered { .. }) {
+                state.metrics.audit_chain_ok.set(0);
+            }
+            cert_refusal(e)
+        })
+}
+
+/// Stores an issued document's PDF and metadata durably and counts it as issued.
+pub(crate) async fn store_issued(
+    state: &AppState,
+    document: &IssuedDocument,
+    meta: &DocumentMeta,
+) -> Result<(), Refusal> {
+    store_document(state, &document.document_id, &document.pdf, meta)
+        .await
+        .map_err(|e| {
+            state
+                .metrics
+                .certificate_failures
+                .with_label_values(&["storage"])
+                .inc();
+            internal(&e)
+        })?;
+    state
+        .metrics
+        .certificates_issued
+        .with_label_values(&[document.kind.code()])
+        .inc();
+    Ok(())
+}
+
+/// The stored PDF of a document, `not_found` when there is none (never issued, or purged).
+pub(crate) async fn stored_pdf(state: &AppState, document_id: &str) -> Result<Vec<u8>, Refusal> {
+    let not_found = || Refusal::new(ErrorCode::NotFound, format!("no document {document_id}"));
+    let path = pdf_path(state, document_id).ok_or_else(not_found)?;
+    tokio::fs::read(path).await.map_err(|_| not_found())
+}
+
+/// Claims a marca for a certificate, or refuses it: `conflict` when it paid for another
+/// certificate already (on any channel), `unavailable` when it cannot be recorded.
+async fn claim_marca(
+    state: &AppState,
+    marca: &Marca,
+    channel: &str,
+    actor: &str,
+) -> Result<(), Refusal> {
+    let (shared, tenant) = state.incall.store.shared();
+    let using = MarcaUse::new(marca, channel, actor);
     match marche::claim(&state.incall.marche, shared, tenant, &using).await {
         Ok(()) => Ok(()),
         Err(ClaimError::Used(earlier)) => Err(Refusal::new(
@@ -410,8 +497,7 @@ pub async fn document_for(
             "this document is not yours to read",
         ));
     }
-    let path = pdf_path(state, document_id).ok_or_else(not_found)?;
-    tokio::fs::read(path).await.map_err(|_| not_found())
+    stored_pdf(state, document_id).await
 }
 
 fn pdf_path(state: &AppState, document_id: &str) -> Option<PathBuf> {
@@ -420,4 +506,9 @@ fn pdf_path(state: &AppState, document_id: &str) -> Option<PathBuf> {
 
 fn meta_path(state: &AppState, document_id: &str) -> Option<PathBuf> {
     valid_id(document_id).then(|| state.incall.documents.join(format!("{document_id}.json")))
+}
+
+/// Whether `id` is usable as a file name in the data directory (letters, digits and `-`).
+pub(crate) fn usable_id(id: &str) -> bool {
+    valid_id(id)
 }

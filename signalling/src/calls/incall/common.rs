@@ -152,7 +152,7 @@ pub(super) fn method_label(m: IdentityMethod) -> &'static str {
 
 /// Appends an audit record (off the async threads). A record that cannot be written is logged as
 /// an error; the outcome itself is still reported.
-pub(super) async fn append_audit(state: &AppState, event: AuditEvent) {
+pub(crate) async fn append_audit(state: &AppState, event: AuditEvent) {
     let issuer = state.issuer.clone();
     let action = event.action.clone();
     let written = tokio::task::spawn_blocking(move || {
