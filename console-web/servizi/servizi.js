@@ -204,29 +204,28 @@ function kinds() {
 }
 
 function validityText(k) {
+  if ('validity_months' in k) {
+    return typeof k.validity_months === 'number' && k.validity_months > 0
+      ? t('servizi.catalogue.validity_months', { months: k.validity_months })
+      : t('servizi.catalogue.validity_unlimited');
+  }
   const v = k.validity ?? k.validity_days;
   if (v === null || v === undefined || v === 'unlimited' || v === 0) return t('servizi.catalogue.validity_unlimited');
-  if (typeof v === 'number') return v % 30 === 0 && v >= 90 ? t('servizi.catalogue.validity_months', { months: v / 30 }) : t('servizi.catalogue.validity_days', { days: v });
-  if (typeof v === 'object' && typeof v.days === 'number') return t('servizi.catalogue.validity_days', { days: v.days });
+  if (typeof v === 'number') return t('servizi.catalogue.validity_days', { days: v });
   return localized(k, 'validity');
 }
 
+/** Whether the kind owes the bollo (civil-status certificates are exempt by law). */
+const owesBollo = (k) => k.bollo !== false && k.cost?.bollo_cents !== 0;
+
 function costText(k) {
-  const b = k.bollo;
-  let due = Boolean(b);
-  let amount = 16;
-  if (typeof b === 'number') amount = b;
-  else if (b && typeof b === 'object') {
-    due = b.due !== false;
-    if (typeof b.amount_cents === 'number') amount = b.amount_cents / 100;
-    else if (typeof b.amount === 'number') amount = b.amount;
-    else if (typeof b.amount_eur === 'number') amount = b.amount_eur;
-  }
-  const parts = [due ? t('servizi.catalogue.bollo_due', { amount: euro(amount) }) : t('servizi.catalogue.bollo_free')];
-  const d = k.diritti ?? k.diritti_eur;
-  if (typeof d === 'number' && d > 0) parts.push(t('servizi.catalogue.diritti', { amount: euro(d) }));
-  else if (d && typeof d === 'object' && typeof d.amount_cents === 'number' && d.amount_cents > 0) {
-    parts.push(t('servizi.catalogue.diritti', { amount: euro(d.amount_cents / 100) }));
+  const c = k.cost && typeof k.cost === 'object' ? k.cost : {};
+  const amount = typeof c.bollo_cents === 'number' && c.bollo_cents > 0 ? c.bollo_cents / 100 : 16;
+  const parts = [owesBollo(k) ? t('servizi.catalogue.bollo_due', { amount: euro(amount) }) : t('servizi.catalogue.bollo_free')];
+  if (typeof c.diritti_cents === 'number' && c.diritti_cents > 0) {
+    parts.push(typeof c.diritti_exempt_cents === 'number' && c.diritti_exempt_cents !== c.diritti_cents
+      ? t('servizi.catalogue.diritti_exempt', { amount: euro(c.diritti_cents / 100), exempt: euro(c.diritti_exempt_cents / 100) })
+      : t('servizi.catalogue.diritti', { amount: euro(c.diritti_cents / 100) }));
   }
   return parts.join('. ');
 }
@@ -284,6 +283,7 @@ function updateForm() {
   $('as-of-field').hidden = !(k?.needs_date || k?.needs_as_of);
   $('kind-info').textContent = k ? [localized(k, 'purpose'), `${t('servizi.catalogue.validity')}: ${validityText(k)}`, costText(k)].filter(Boolean).join(' — ') : '';
   $('other-fc-field').hidden = $('subject').value !== OTHER;
+  $('usage-field').hidden = Boolean(k) && !owesBollo(k);
   const exempt = $('usage-exempt').checked;
   $('bollo-fields').hidden = exempt;
   $('exemption-fields').hidden = !exempt;
@@ -304,8 +304,10 @@ function renderMine() {
       };
       row('servizi.mine.document', c.document_id, true);
       row('servizi.mine.subject', c.subject_name ?? c.name ?? c.fiscal_code);
+      row('servizi.mine.marca', c.bollo?.marca, true);
       row('servizi.mine.issued', day(c.issued_at));
-      row('servizi.mine.expires', c.expires_at ? day(c.expires_at) : '');
+      const until = c.valid_until ?? c.expires_at;
+      row('servizi.mine.expires', until ? day(until) : '');
       const item = make('li', { className: 'doc' }, make('h3', { textContent: c.title ?? titleOf(c.kind) }), dl);
       if (typeof c.pdf_url === 'string') {
         // The visible words start the link's name; the document's number completes it for
@@ -405,7 +407,11 @@ function readForm() {
   if (k?.needs_reason) body.reason = reason;
   else if (reason) body.reason = reason;
   if (needsDate) body.as_of = asOf;
-  if ($('usage-exempt').checked) {
+  if (k && !owesBollo(k)) {
+    // Exempt by law (civil status): no marca, no exemption to choose.
+    for (const id of ['marca-id', 'marca-date', 'declaration', 'exemption']) fieldError(id, null);
+    body.usage = { bollo: true };
+  } else if ($('usage-exempt').checked) {
     for (const id of ['marca-id', 'marca-date', 'declaration']) fieldError(id, null);
     const code = $('exemption').value;
     if (fieldError('exemption', code ? null : 'servizi.error.exemption')) bad.push('exemption');
