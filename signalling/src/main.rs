@@ -571,6 +571,21 @@ fn print_banner(running: &RunningServer, store: &str, data_dir: &std::path::Path
     out.push_str(&format!("  store        {store}\n"));
     out.push_str(&format!("  data         {}\n", data_dir.display()));
     out.push_str(&format!("  verify page  {base}/verify/\n"));
+    let providers: Vec<String> = running
+        .state
+        .web
+        .rp
+        .providers()
+        .map(|p| p.name.clone())
+        .collect();
+    out.push_str(&format!(
+        "  web portal   {base}/servizi/   sign-in: {}\n",
+        if providers.is_empty() {
+            "off (configure [web.oidc], docs/web.md)".to_owned()
+        } else {
+            providers.join(", ")
+        }
+    ));
     let signer = running.state.issuer.signer().trust_entry();
     if signer.development {
         out.push_str(

@@ -3,7 +3,7 @@
 //! - `test`: install missing system packages the suites need (apt-get, when root) and the tools
 //!   of `deps`, check the tidy rules, `cargo fmt --check`, `cargo clippy -D warnings`, install the
 //!   browser tests' npm packages into `console-web/tests/node_modules` (`npm ci`, only when
-//!   missing), and `cargo test --workspace`. This is exactly what `.ci/run` calls.
+//!   missing or older than the lock file), and `cargo test --workspace`. This is exactly what `.ci/run` calls.
 //! - `tidy`: only the tidy rules (module docs, no stray `todo!`, `unimplemented!` or ignored tests,
 //!   only the dependency arrows between crates that `ARCHITECTURE.md` allows: [`arrows`]).
 //! - `deps`: only the system packages, and the tools unpacked into `target/tools/` ([`tools`]:
@@ -17,6 +17,8 @@
 //!   take the JSON object each prints as its last line, and rewrite the generated section of
 //!   `BENCHMARKS.md` (machine, command, figure, measured, target, ratio) between its markers
 //!   ([`bench`]). `--quick` makes short runs, `--only` picks benchmarks, `--no-write` only prints.
+//! - `web-demo`: the web channel to try by hand ([`web_demo`]): the test OpenID provider of the
+//!   browser tests and `sportello` signing citizens in through it, on loopback.
 //!
 //! In CI (`CI` set) cargo runs with `CARGO_INCREMENTAL=0`: a clean clone gains nothing from
 //! incremental caches, and they cost gigabytes of disk. `test` first says how much disk is free
@@ -26,6 +28,7 @@ mod arrows;
 mod bench;
 mod fuzz;
 mod tools;
+mod web_demo;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -103,9 +106,10 @@ fn main() -> Result<()> {
         Some("deps") => ensure_system_packages().and_then(|()| tools::ensure(&root)),
         Some("fuzz") => fuzz::command(&root, &args[1..]),
         Some("bench") => bench::command(&root, &args[1..]),
+        Some("web-demo") => browser_test_packages().and_then(|()| web_demo::run(&root)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|tidy|deps> [extra cargo test args]\n       \
+                "usage: cargo xtask <test|tidy|deps|web-demo> [extra cargo test args]\n       \
                  cargo xtask fuzz [--seconds N] [{}]\n       \
                  {} (NAME: {})",
                 fuzz::TARGETS.join("|"),
@@ -235,9 +239,17 @@ fn cargo(args: &[&str]) -> Result<()> {
 fn browser_test_packages() -> Result<()> {
     let root = project_root();
     let dir = root.join(BROWSER_TESTS);
-    if dir.join("node_modules").is_dir() {
-        eprintln!("xtask: {BROWSER_TESTS}/node_modules is there");
-        return Ok(());
+    // npm ci writes node_modules/.package-lock.json: when it is as new as the lock file, the
+    // packages are the locked ones (a lock file changed by a pull is installed again).
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(installed), Some(locked)) = (
+        modified(&dir.join("node_modules/.package-lock.json")),
+        modified(&dir.join("package-lock.json")),
+    ) {
+        if installed >= locked {
+            eprintln!("xtask: {BROWSER_TESTS}/node_modules is up to date");
+            return Ok(());
+        }
     }
     let status = Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund"])

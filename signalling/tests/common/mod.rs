@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod centre;
+pub mod web;
 
 use std::time::Duration;
 
