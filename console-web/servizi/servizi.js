@@ -442,6 +442,7 @@ async function submit(event) {
   const button = $('submit');
   button.disabled = true;
   setText(button, 'servizi.request.working');
+  let result;
   try {
     const { status, body: answer } = await api('/api/v1/web/certificates', {
       method: 'POST',
@@ -450,7 +451,7 @@ async function submit(event) {
     });
     if (status === 201 || status === 200) {
       data.outcome = { ok: true, document_id: answer?.document_id ?? '', pdf_url: answer?.pdf_url ?? '' };
-      page.result = 'issued';
+      result = 'issued';
       if (body.usage.marca) {
         $('marca-id').value = '';
         $('declaration').checked = false;
@@ -459,11 +460,11 @@ async function submit(event) {
     } else {
       const { code, message } = errorOf(answer);
       data.outcome = { ok: false, code, key: ERROR_KEYS[code] ?? 'servizi.error.other', detail: message };
-      page.result = code ?? `http-${status}`;
+      result = code ?? `http-${status}`;
     }
   } catch (e) {
     data.outcome = { ok: false, code: 'network', key: 'servizi.unavailable', detail: String(e?.message ?? e) };
-    page.result = 'network';
+    result = 'network';
   } finally {
     button.disabled = false;
     setText(button, 'servizi.request.submit');
@@ -471,6 +472,8 @@ async function submit(event) {
   renderMine();
   renderOutcome();
   $('request-result').focus();
+  // Mirrored last, once the page shows the outcome.
+  page.result = result;
 }
 
 // ---- Loading ----------------------------------------------------------------------------------

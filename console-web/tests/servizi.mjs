@@ -101,6 +101,9 @@ async function main() {
     context.setDefaultTimeout(o.timeoutS * 1000);
     side = watch('servizi', await context.newPage());
     const page = side.page;
+    page.on('response', (r) => {
+      if (r.status() >= 400) side.consoleLines.push(`[http] ${r.status()} ${r.request().method()} ${r.url()}`);
+    });
 
     // 1. Signed out.
     await page.goto(`${o.base}/servizi/`);
