@@ -243,9 +243,12 @@ function renderCatalogue() {
       if (purpose) dl.append(make('dt', { i18n: ['servizi.catalogue.purpose'] }), make('dd', { textContent: purpose }));
       dl.append(make('dt', { i18n: ['servizi.catalogue.validity'] }), make('dd', { textContent: validityText(k) }));
       dl.append(make('dt', { i18n: ['servizi.catalogue.cost'] }), make('dd', { textContent: costText(k) }));
-      const item = make('li', { className: 'kind', attrs: { 'data-kind': k.kind } }, make('h3', { textContent: localized(k, 'title') || k.kind }), dl);
-      if (k.needs_reason) item.append(make('p', { className: 'note', i18n: ['servizi.catalogue.needs_reason'] }));
-      return item;
+      // A native disclosure per kind: 19 kinds stay short to scan, each opens to its details.
+      const details = make('details', {}, make('summary', { textContent: localized(k, 'title') || k.kind }), dl);
+      if (k.needs_reason) details.append(make('p', { className: 'note', i18n: ['servizi.catalogue.needs_reason'] }));
+      // A language switch re-renders the list: what was open stays open.
+      details.open = document.querySelector(`.kind[data-kind="${CSS.escape(k.kind)}"] details`)?.open ?? false;
+      return make('li', { className: 'kind', attrs: { 'data-kind': k.kind } }, details);
     }),
   );
 }
