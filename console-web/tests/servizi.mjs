@@ -12,10 +12,13 @@
 // 8. A phone screen, 360 px wide: nothing wider than the screen; axe-core again.
 // 9. English: the language switch changes the texts.
 // 10. "Esci / Sign out" → signed out again.
+// 11. With --outsider LOGIN: one whose fiscal code is not in the registry signs in and is told so
+//     plainly, without the request form; axe-core.
 // No CSP violation may occur.
 //
 // Usage: node servizi.mjs --base URL --login NAME --fiscal-code FC --family FC --stranger FC
-//                         --marca ID --marca2 ID --out-dir DIR [--chromium PATH] [--timeout-s 60]
+//                         --marca ID --marca2 ID --out-dir DIR [--outsider LOGIN]
+//                         [--chromium PATH] [--timeout-s 60]
 // Screenshots (servizi-*.png) with SCREENSHOTS=1 into SCREENSHOT_DIR (default ../../docs/screenshots).
 // Prints one JSON line: {"ok":true,"own":{…},"family":{…},"conflict":{…},"forbidden":{…},"axe":{…},…}
 import path from 'node:path';
@@ -35,6 +38,7 @@ function options() {
     marca: flag('marca', 'MARCA'),
     marca2: flag('marca2', 'MARCA2'),
     outDir: flag('out-dir', 'OUT_DIR'),
+    outsider: flag('outsider', 'OUTSIDER_LOGIN'),
     chromium: flag('chromium', 'CHROMIUM', '/usr/bin/chromium'),
     timeoutS: Number(flag('timeout-s', 'SERVIZI_TIMEOUT_S', '60')),
     screenshots: process.env.SCREENSHOTS === '1',
@@ -206,6 +210,31 @@ async function main() {
     const after = await page.evaluate(() => fetch('/api/v1/web/me').then((r) => r.status));
     if (after !== 401) throw new Failure(`after signing out, /api/v1/web/me answers ${after}`);
     result.signedOutAgain = true;
+
+    // 11. Someone whose fiscal code is not in the registry: told so plainly, no request form.
+    if (o.outsider) {
+      // The provider remembers Luca (its own session cookie, as a real one would): forget it.
+      await context.clearCookies();
+      await page.click('#login-links a');
+      await page.waitForSelector('#login-name');
+      await page.fill('#login-name', o.outsider);
+      await Promise.all([page.waitForURL(`${o.base}/servizi/**`), page.click('#login-submit')]);
+      await state(side, o, 'signed-in');
+      const outsider = await page.evaluate(() => ({
+        inRegistry: document.body.dataset.inRegistry,
+        notice: document.getElementById('not-in-registry').hidden ? null : document.getElementById('not-in-registry').textContent.trim(),
+        form: !document.getElementById('request').hidden,
+        links: document.querySelectorAll('#links a').length,
+      }));
+      if (outsider.inRegistry !== 'false' || !outsider.notice || !/non risulta nell'anagrafe/.test(outsider.notice) || outsider.form) {
+        throw new Failure(`not in the registry: ${JSON.stringify(outsider)}`);
+      }
+      result.outsider = { ...outsider, axe: await axe(side) };
+      if (result.outsider.axe.serious) throw new Failure(`axe (not in the registry): ${JSON.stringify(result.outsider.axe.violations)}`);
+      await shot(side, o, 'servizi-not-in-registry');
+      await Promise.all([page.waitForURL(`${o.base}/servizi/**`), page.click('#logout button')]);
+      await state(side, o, 'signed-out');
+    }
 
     result.cspViolations = assertNoCsp();
     result.ok = true;

@@ -3,7 +3,7 @@
 //! node, `testkit::oidc`) configured as `[[web.oidc]]`: Luca Rossi of the demo registry signs in
 //! on the provider's login page and is back on `/servizi/`; he gets a residenza with a marca da
 //! bollo (the same marca again: the 409 message), one for his wife, is refused one for a stranger
-//! (403), and downloads the PDFs. Each PDF's QR code is read by zbar from a 300 dpi rendering and
+//! (403), and downloads the PDFs; Giuseppe Verdi, who is not in the registry, is told so. Each PDF's QR code is read by zbar from a 300 dpi rendering and
 //! checked by the independent COSE verifier (`certificates/tests/independence.py`, no code of
 //! ours) against the server's trust list. axe-core checks the page signed out, signed in and on a
 //! 360 px phone screen. Screenshots: `target/tmp/screenshots/servizi-*.png`, or
@@ -178,6 +178,8 @@ async fn a_citizen_signs_in_with_spid_and_gets_stamped_certificates() {
             "01234567890124",
             "--out-dir",
             out.path().to_str().unwrap(),
+            "--outsider",
+            "giuseppe",
             "--chromium",
             CHROMIUM,
         ],
@@ -190,7 +192,8 @@ async fn a_citizen_signs_in_with_spid_and_gets_stamped_certificates() {
     assert_eq!(result["provider"], op.issuer(), "{result}");
     assert_eq!(result["conflict"]["result"], "conflict", "{result}");
     assert_eq!(result["forbidden"]["result"], "forbidden", "{result}");
-    for axe in ["signedOut", "phone"] {
+    assert_eq!(result["outsider"]["inRegistry"], "false", "{result}");
+    for axe in ["signedOut", "phone", "outsider"] {
         assert_eq!(result[axe]["axe"]["serious"], 0, "{axe}: {result}");
     }
     assert_eq!(result["axe"]["serious"], 0, "{result}");
