@@ -521,6 +521,30 @@ pub fn audit_verify(path: &Path) -> Result<AuditSummary, CertError> {
     verify_locked(path, &file).map(|c| c.summary)
 }
 
+/// Reads the records of the log at `path` that `keep` selects, in order, each checked against its
+/// own hash (for reports; [`audit_verify`] checks the chain). A missing log has no records.
+pub fn audit_records(
+    path: &Path,
+    mut keep: impl FnMut(&AuditRecord) -> bool,
+) -> Result<Vec<AuditRecord>, CertError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(CertError::io(path, e)),
+    };
+    // A shared lock keeps a concurrent append from being seen half-written.
+    let _lock = FileLock::shared(&file, path)?;
+    let mut kept = Vec::new();
+    for (i, line) in BufReader::new(&file).lines().enumerate() {
+        let line = line.map_err(|e| CertError::io(path, e))?;
+        let (record, _) = parse_line(&line, i + 1)?;
+        if keep(&record) {
+            kept.push(record);
+        }
+    }
+    Ok(kept)
+}
+
 fn verify_locked(path: &Path, file: &File) -> Result<Checked, CertError> {
     let mut reader = BufReader::new(file);
     reader

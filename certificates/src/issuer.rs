@@ -439,9 +439,25 @@ impl Issuer {
         let citizen = r.citizen.as_ref().ok_or_else(|| {
             CertError::NotAllowed("il richiedente non è stato identificato".into())
         })?;
+        // ANPR issues the contract of cohabitation only to its two parties.
+        if request.kind == CertificateKind::ContrattoConvivenza && citizen != &request.fiscal_code {
+            let subject = self.registry.person(&request.fiscal_code)?;
+            let party = subject
+                .cohabitation_contracts
+                .last()
+                .and_then(|c| c.partner_fiscal_code.as_ref())
+                == Some(citizen);
+            if !party {
+                return Err(CertError::NotAllowed(
+                    "il certificato di contratto di convivenza si rilascia solo alle parti del contratto".into(),
+                ));
+            }
+        }
         let in_family = citizen == &request.fiscal_code || {
             let me = self.registry.person(citizen)?;
             match me.residence_on(today) {
+                // The members of a convivenza anagrafica are not one family (art. 5 DPR 223/1989).
+                Some(p) if p.convivenza.is_some() => false,
                 Some(p) => family_on(
                     &self.registry.family_members(&p.family_id)?,
                     &p.family_id,

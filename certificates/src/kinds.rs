@@ -12,9 +12,12 @@ use time::Date;
 
 use crate::dates::{iso, italian};
 use crate::error::CertError;
-use crate::registry::{family_on, FamilyMember, MaritalEventKind, Person, Registry};
+use crate::registry::{
+    family_on, FamilyMember, MaritalEventKind, Person, Registry, ResidencePeriod,
+};
 use crate::wording;
 
+mod anpr;
 mod catalogue;
 
 pub use catalogue::CertificateKind;
@@ -169,6 +172,21 @@ fn not_issuable(p: &Person, why: &str) -> CertError {
     CertError::NotIssuable(format!("{} {}", p.full_name(), why))
 }
 
+/// The members of a *convivenza anagrafica* are no family (art. 5 DPR 223/1989): the family kinds are
+/// refused, and the residence in convivenza is the certificate to ask for (ANPR).
+fn refuse_convivenza(p: &Person, r: &ResidencePeriod) -> Result<(), CertError> {
+    match &r.convivenza {
+        Some(c) => Err(not_issuable(
+            p,
+            &format!(
+                "risiede nella convivenza anagrafica «{}»: lo stato di famiglia non si rilascia, si rilascia il certificato di residenza in convivenza",
+                c.name
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Builds the content of a certificate of `kind` about `person` on `today`.
 pub fn build_content(
     kind: CertificateKind,
@@ -253,6 +271,7 @@ pub fn build_content(
             } else {
                 (today, resident_today()?)
             };
+            refuse_convivenza(person, r)?;
             let family = family_on(
                 &registry.family_members(&r.family_id)?,
                 &r.family_id,
@@ -320,6 +339,7 @@ pub fn build_content(
                 .ok_or_else(|| {
                     not_issuable(person, "non risultava residente alla data del decesso")
                 })?;
+            refuse_convivenza(person, r)?;
             let family = family_on(
                 &registry.family_members(&r.family_id)?,
                 &r.family_id,
@@ -543,6 +563,16 @@ pub fn build_content(
             fields.push(("du".into(), iso(union.date)));
             fields.push(("atto".into(), act));
         }
+        K::StatoFamigliaAire
+        | K::ResidenzaConvivenza
+        | K::ContrattoConvivenza
+        | K::AnagraficoNascita
+        | K::AnagraficoMatrimonio => {
+            let parts = anpr::build(kind, person, registry, today)?;
+            body = parts.body;
+            fields = parts.fields;
+            members = parts.members;
+        }
         K::Nascita => {
             let act = person.birth.act.as_ref().ok_or_else(|| {
                 not_issuable(
@@ -587,27 +617,15 @@ pub fn build_content(
                 italian(marriage.date),
                 act
             )));
-            if let Some(after) = person.marital[i + 1..].iter().find(|e| {
-                matches!(
-                    e.kind,
-                    MaritalEventKind::Divorce | MaritalEventKind::Widowhood
-                )
-            }) {
-                // L. 898/1970: a religious marriage's civil effects cease (art. 2), a civil one is
-                // dissolved (art. 1).
-                let note = match after.kind {
-                    MaritalEventKind::Divorce if marriage.religious => {
-                        "cessazione degli effetti civili del matrimonio"
-                    }
-                    MaritalEventKind::Divorce => "scioglimento del matrimonio",
-                    _ => "decesso del coniuge",
-                };
+            // L. 898/1970: a religious marriage's civil effects cease (art. 2), a civil one is
+            // dissolved (art. 1).
+            if let Some((note, date)) = anpr::marriage_end_note(&person.marital, i) {
                 body.push(Block::Text(format!(
                     "Annotazioni: {} in data {}.",
                     note,
-                    italian(after.date)
+                    italian(date)
                 )));
-                fields.push(("ann".into(), format!("{note} {}", iso(after.date))));
+                fields.push(("ann".into(), format!("{note} {}", iso(date))));
             }
             fields.push(("con".into(), spouse));
             fields.push(("dm".into(), iso(marriage.date)));

@@ -49,7 +49,7 @@ pub mod signer;
 pub mod stamp;
 pub mod wording;
 
-pub use audit::{audit_verify, Actor, AuditEvent, AuditLog, AuditSummary};
+pub use audit::{audit_records, audit_verify, Actor, AuditEvent, AuditLog, AuditSummary};
 pub use error::CertError;
 pub use extract::{extract_stamp, verify_file};
 pub use fiscal_code::FiscalCode;

@@ -23,6 +23,20 @@ pub const BASIS_REGISTRY: &str = "(artt. 33 e 35 DPR 30 maggio 1989, n. 223)";
 pub const BASIS_PAST: &str = "(art. 33 e art. 35, comma 4, DPR 30 maggio 1989, n. 223)";
 /// Legal basis under the title of the AIRE certificate.
 pub const BASIS_AIRE: &str = "(L. 27 ottobre 1988, n. 470 - DPR 6 settembre 1989, n. 323)";
+/// Legal basis under the title of the AIRE family certificate: the ufficiale d'anagrafe issues the
+/// stato di famiglia from the AIRE's family sheets (L. 470/1988 art. 7, comma 1, lett. a); art. 1, comma 2).
+pub const BASIS_AIRE_FAMILY: &str =
+    "(art. 7, comma 1, lett. a), L. 27 ottobre 1988, n. 470 - DPR 6 settembre 1989, n. 323)";
+/// Legal basis under the title of the residence in a convivenza anagrafica (art. 5 DPR 223/1989
+/// defines the convivenza; artt. 33 e 35 the certificate).
+pub const BASIS_CONVIVENZA: &str = "(artt. 5, 33 e 35 DPR 30 maggio 1989, n. 223)";
+/// Legal basis under the title of the contract of cohabitation: L. 76/2016 art. 1, commi 50-52 (the
+/// contract and its registration in the anagrafe "ai sensi degli articoli 5 e 7" DPR 223/1989).
+pub const BASIS_CONTRACT: &str =
+    "(L. 20 maggio 2016, n. 76, art. 1, commi 50-52 - artt. 5, 7 e 33 DPR 30 maggio 1989, n. 223)";
+/// Legal basis under the title of the "anagrafico" birth and marriage certificates: the data of the
+/// individual sheet (art. 20, comma 1, DPR 223/1989: birth data, marital status and the acts' details).
+pub const BASIS_REGISTRY_RECORDS: &str = "(artt. 20, 33 e 35 DPR 30 maggio 1989, n. 223)";
 /// Legal basis under the title of the civil union certificate.
 pub const BASIS_CIVIL_UNION: &str =
     "(DPR 3 novembre 2000, n. 396 - L. 20 maggio 2016, n. 76, art. 1, comma 3)";

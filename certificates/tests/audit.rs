@@ -345,3 +345,53 @@ fn an_unterminated_last_line_is_detected() {
     assert_eq!(broken_at(&path), 2);
     assert!(AuditLog::open(&path).is_err());
 }
+
+#[test]
+fn intermediary_fields_are_optional_and_records_read_back() {
+    // Records written without the intermediary fields (as before them) and with them share a
+    // chain that verifies; reading selects and returns them whole.
+    let (_dir, path) = log_with(2);
+    assert!(!std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("intermediary"));
+    let log = AuditLog::open(&path).unwrap();
+    log.append(
+        AuditEvent {
+            action: "certificate.refused".into(),
+            actor: Actor {
+                intermediary: Some("inca".into()),
+                consent_ref: Some("DELEGA-1".into()),
+                ..Actor::default()
+            },
+            reason: Some("pensione".into()),
+            ..AuditEvent::default()
+        },
+        datetime!(2025-07-01 11:00 UTC),
+    )
+    .unwrap();
+    assert_eq!(audit_verify(&path).unwrap().records, 3);
+    let all = certificates::audit_records(&path, |_| true).unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].event.actor.intermediary, None);
+    let inca = certificates::audit_records(&path, |r| {
+        r.event.actor.intermediary.as_deref() == Some("inca")
+    })
+    .unwrap();
+    assert_eq!(inca.len(), 1);
+    assert_eq!(inca[0].seq, 3);
+    assert_eq!(inca[0].event.actor.consent_ref.as_deref(), Some("DELEGA-1"));
+    // A record edited in place is refused by the reader too.
+    let mut edited = lines(&path);
+    edited[2] = edited[2].replace("pensione", "altro");
+    write(&path, &edited);
+    assert!(matches!(
+        certificates::audit_records(&path, |_| true),
+        Err(CertError::AuditTampered { line: 3, .. })
+    ));
+    // A missing log has no records.
+    assert!(
+        certificates::audit_records(&path.with_extension("none"), |_| true)
+            .unwrap()
+            .is_empty()
+    );
+}

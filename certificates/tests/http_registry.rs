@@ -110,6 +110,78 @@ fn the_http_adapter_answers_like_the_embedded_registry() {
         .unwrap();
     let v = issuer.verify_text(&doc.stamp, NOW).unwrap();
     assert_eq!(v.stamp.claims.certificate.member_count, 3);
+
+    // The fields of the rest of ANPR's catalogue travel too: an AIRE family sheet, a convivenza, a
+    // contract of cohabitation; and the certificates come out the same.
+    for code in [
+        cases::ANTONIO_FERRARO,
+        cases::ADA_SARTORI,
+        cases::SERGIO_BERTOLI,
+    ] {
+        assert_eq!(
+            http.person(&cf(code)).unwrap(),
+            demo.person(&cf(code)).unwrap()
+        );
+    }
+    let aire_family = demo.person(&cf(cases::ANTONIO_FERRARO)).unwrap().aire[0]
+        .family_id
+        .clone()
+        .unwrap();
+    assert_eq!(http.family_members(&aire_family).unwrap().len(), 3);
+    let doc = issuer
+        .issue(
+            &request(K::StatoFamigliaAire, cases::MARTINA_FERRARO, None),
+            NOW,
+        )
+        .unwrap();
+    let v = issuer.verify_text(&doc.stamp, NOW).unwrap();
+    assert_eq!(v.stamp.claims.certificate.member_count, 3);
+    let local_dir = tempfile::tempdir().unwrap();
+    let embedded = Issuer::open(local_dir.path(), &IssuerConfig::default(), NOW).unwrap();
+    for (kind, code) in [
+        (K::ResidenzaConvivenza, cases::ADA_SARTORI),
+        (K::ContrattoConvivenza, cases::ELISA_ZANETTI),
+    ] {
+        let over_http = issuer.issue(&request(kind, code, None), NOW).unwrap();
+        let local = embedded.issue(&request(kind, code, None), NOW).unwrap();
+        let fields = |d: &certificates::IssuedDocument, i: &Issuer| {
+            i.verify_text(&d.stamp, NOW)
+                .unwrap()
+                .stamp
+                .claims
+                .certificate
+                .fields
+        };
+        assert_eq!(
+            fields(&over_http, &issuer),
+            fields(&local, &embedded),
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn records_without_the_newer_fields_still_read() {
+    // A front office written before the AIRE family, the convivenza and the contracts existed sends
+    // none of them: the record reads, with the fields empty.
+    let old = r#"{
+        "fiscal_code": "MRNGRG92S60G337U", "surname": "Marini", "given_names": "Giorgia", "sex": "F",
+        "birth": {"date": "1992-11-20", "place": {"name": "Parma", "province": "PR", "country": "Italia"}},
+        "citizenships": [{"citizenship": "italiana"}],
+        "residences": [{"from": "2012-09-01", "to": "2021-03-15", "address": "Via Aurelio Saffi n. 9",
+            "family_id": "F1", "relationship": "intestatario scheda", "origin": "costituzione nuova famiglia"}],
+        "aire": [{"from": "2021-03-15", "address": "Calle de Alcalá 120, Madrid", "country": "Spagna",
+            "origin": "emigrazione all'estero"}]
+    }"#;
+    let p: Person = serde_json::from_str(old).unwrap();
+    assert!(p.cohabitation_contracts.is_empty());
+    assert_eq!(p.residences[0].convivenza, None);
+    assert_eq!(p.aire[0].family_id, None);
+    // And the newer fields are left out of a record that has none, so older readers see no change.
+    let text = serde_json::to_string(&p).unwrap();
+    for key in ["convivenza", "cohabitation_contracts", "family_id\":null"] {
+        assert!(!text.contains(key), "{key} in {text}");
+    }
 }
 
 #[test]

@@ -314,6 +314,11 @@ fn every_kind_verifies_with_independent_tools() {
         K::ResidenzaAire => cases::GIORGIA_MARINI,
         K::UnioneCivile => cases::ALESSANDRO_FONTANA,
         K::CumulativoFamiglia => cases::NICOLO_DALO,
+        K::StatoFamigliaAire => cases::ANTONIO_FERRARO,
+        K::ResidenzaConvivenza => cases::ADA_SARTORI,
+        K::ContrattoConvivenza => cases::SERGIO_BERTOLI,
+        K::AnagraficoNascita => cases::GIULIA_CONTI,
+        K::AnagraficoMatrimonio => cases::MARIA_GRECO,
         _ => LUCA,
     };
     for (i, kind) in K::ALL.into_iter().enumerate() {

@@ -62,6 +62,11 @@ fn every_kind_issues_for_someone_and_verifies() {
         (K::EstremiCartaIdentita, LUCA, None),
         (K::ResidenzaAire, cases::GIORGIA_MARINI, None),
         (K::StatoCivile, LUCA, None),
+        (K::StatoFamigliaAire, cases::ANTONIO_FERRARO, None),
+        (K::ResidenzaConvivenza, cases::ADA_SARTORI, None),
+        (K::ContrattoConvivenza, cases::SERGIO_BERTOLI, None),
+        (K::AnagraficoNascita, cases::GIULIA_CONTI, None),
+        (K::AnagraficoMatrimonio, cases::MARIA_GRECO, None),
         (K::Nascita, LUCA, None),
         (K::Matrimonio, LUCA, None),
         (K::Morte, cases::GIUSEPPE_BIANCHI, None),
@@ -80,7 +85,7 @@ fn every_kind_issues_for_someone_and_verifies() {
         assert_eq!(c.text_sha256, doc.text_sha256);
         assert!(v.development, "the default signer is the development key");
         assert_eq!(v.stamp.claims.issuer, "034027");
-        // Civil-status kinds are exempt by law; nascita and morte do not expire.
+        // Civil-status kinds are exempt by law; birth (both kinds) and death do not expire.
         assert_eq!(
             doc.fees.exemption.is_some(),
             kind.is_civil_status(),
@@ -88,7 +93,7 @@ fn every_kind_issues_for_someone_and_verifies() {
         );
         assert_eq!(
             doc.valid_until.is_none(),
-            matches!(kind, K::Nascita | K::Morte),
+            matches!(kind, K::Nascita | K::AnagraficoNascita | K::Morte),
             "{kind}"
         );
         let text = pdf_text(&doc.pdf, dir.path());
@@ -111,7 +116,7 @@ fn every_kind_issues_for_someone_and_verifies() {
         certificates::audit_verify(&dir.path().join("audit.log"))
             .unwrap()
             .records,
-        19
+        24
     );
 }
 
@@ -597,4 +602,217 @@ fn kind_codes_parse() {
         "passaporto".parse::<K>(),
         Err(CertError::UnknownKind(_))
     ));
+}
+
+#[test]
+fn the_rest_of_anprs_catalogue_reads_the_registry() {
+    // Stato di famiglia AIRE: the AIRE family sheet, with the daughter registered abroad; no kinship.
+    let c = content(K::StatoFamigliaAire, cases::CARLA_BASSI, None).unwrap();
+    assert_eq!(names(&c), ["Antonio", "Carla", "Martina"]);
+    assert!(c.members.iter().all(|m| m.relationship.is_empty()));
+    assert_eq!(field(&c, "stato"), "Argentina");
+    assert_eq!(field(&c, "ind"), "Avenida Santa Fe 1234, Buenos Aires");
+    // Refused for a resident, and for an AIRE registration on no family sheet.
+    for code in [LUCA, cases::GIORGIA_MARINI] {
+        assert!(
+            matches!(
+                content(K::StatoFamigliaAire, code, None),
+                Err(CertError::NotIssuable(_))
+            ),
+            "{code}"
+        );
+    }
+    // Before emigrating, the Ferraros were a resident family: the AIRE sheet did not exist then.
+    let r = DemoRegistry::embedded().unwrap();
+    let antonio = r.person(&cf(cases::ANTONIO_FERRARO)).unwrap();
+    assert!(matches!(
+        build_content(
+            K::StatoFamigliaAire,
+            &antonio,
+            &r,
+            &ContentOptions::default(),
+            date!(1990 - 05 - 01)
+        ),
+        Err(CertError::NotIssuable(_))
+    ));
+
+    // Residenza in convivenza: the convivenza's name and kind; only the subject.
+    let c = content(K::ResidenzaConvivenza, cases::ADA_SARTORI, None).unwrap();
+    assert_eq!(field(&c, "conv"), "Casa di riposo Villa Serena");
+    assert_eq!(field(&c, "ind"), "Via Po n. 30");
+    assert!(c.members.is_empty());
+    for code in [LUCA, cases::ANTONIO_FERRARO] {
+        assert!(matches!(
+            content(K::ResidenzaConvivenza, code, None),
+            Err(CertError::NotIssuable(_))
+        ));
+    }
+    // The family kinds are refused to a member of a convivenza (it is no family); before moving in,
+    // she had a family sheet of her own.
+    for k in [
+        K::StatoFamiglia,
+        K::StatoFamigliaParentela,
+        K::CumulativoFamiglia,
+    ] {
+        assert!(
+            matches!(
+                content(k, cases::ADA_SARTORI, None),
+                Err(CertError::NotIssuable(m)) if m.contains("convivenza anagrafica")
+            ),
+            "{k}"
+        );
+    }
+    assert_eq!(
+        names(
+            &content(
+                K::StatoFamigliaAllaData,
+                cases::ADA_SARTORI,
+                Some(date!(2022 - 01 - 31))
+            )
+            .unwrap()
+        ),
+        ["Ada"]
+    );
+    assert!(matches!(
+        content(
+            K::StatoFamigliaAllaData,
+            cases::ADA_SARTORI,
+            Some(date!(2022 - 02 - 01))
+        ),
+        Err(CertError::NotIssuable(_))
+    ));
+
+    // Contratto di convivenza: both parties, the dates and the regime.
+    for (code, partner) in [
+        (cases::SERGIO_BERTOLI, "Zanetti Elisa"),
+        (cases::ELISA_ZANETTI, "Bertoli Sergio"),
+    ] {
+        let c = content(K::ContrattoConvivenza, code, None).unwrap();
+        assert_eq!(field(&c, "con"), partner);
+        assert_eq!(field(&c, "stip"), "2020-02-14");
+        assert_eq!(field(&c, "reg"), "2020-02-20");
+        assert_eq!(field(&c, "rp"), "comunione dei beni");
+    }
+    assert!(matches!(
+        content(K::ContrattoConvivenza, LUCA, None),
+        Err(CertError::NotIssuable(m)) if m.contains("contratto di convivenza")
+    ));
+
+    // Anagrafico di nascita: from the anagrafe, for someone born elsewhere (the civil-status kind is
+    // refused); for an AIRE registration born in Italy; refused for one born abroad.
+    let c = content(K::AnagraficoNascita, cases::GIULIA_CONTI, None).unwrap();
+    assert_eq!(field(&c, "reg"), "APR");
+    assert!(matches!(
+        content(K::Nascita, cases::GIULIA_CONTI, None),
+        Err(CertError::NotIssuable(_))
+    ));
+    let c = content(K::AnagraficoNascita, cases::ANTONIO_FERRARO, None).unwrap();
+    assert_eq!(field(&c, "reg"), "AIRE");
+    assert!(field(&c, "atto").contains("anno 1960"), "{:?}", c.fields);
+    assert!(matches!(
+        content(K::AnagraficoNascita, cases::MARTINA_FERRARO, None),
+        Err(CertError::NotIssuable(m)) if m.contains("nato/a all'estero")
+    ));
+    // Neither resident nor in the AIRE (emigrated to Milano), or dead: refused.
+    for code in [cases::FRANCESCA_MORETTI, cases::GIUSEPPE_BIANCHI] {
+        assert!(matches!(
+            content(K::AnagraficoNascita, code, None),
+            Err(CertError::NotIssuable(_))
+        ));
+    }
+
+    // Anagrafico di matrimonio: a marriage celebrated elsewhere and ended by the spouse's death.
+    let c = content(K::AnagraficoMatrimonio, cases::MARIA_GRECO, None).unwrap();
+    assert_eq!(field(&c, "con"), "Bianchi Giuseppe");
+    assert_eq!(field(&c, "dm"), "1968-05-25");
+    assert_eq!(field(&c, "ann"), "decesso del coniuge 2021-11-03");
+    assert_eq!(field(&c, "sc"), "vedova");
+    assert!(matches!(
+        content(K::Matrimonio, cases::MARIA_GRECO, None),
+        Err(CertError::NotIssuable(_))
+    ));
+    // Married before emigrating: issued to the AIRE registration.
+    let c = content(K::AnagraficoMatrimonio, cases::ANTONIO_FERRARO, None).unwrap();
+    assert_eq!(field(&c, "dm"), "1988-06-25");
+    // Free status, a civil union, no marriage: refused.
+    for code in [
+        cases::MATTEO_ROSSI,
+        cases::ALESSANDRO_FONTANA,
+        cases::MARTINA_FERRARO,
+    ] {
+        assert!(
+            matches!(
+                content(K::AnagraficoMatrimonio, code, None),
+                Err(CertError::NotIssuable(_))
+            ),
+            "{code}"
+        );
+    }
+}
+
+#[test]
+fn anprs_checks_on_aire_registrations() {
+    use certificates::registry::AireRegistration;
+    let abroad = |from| AireRegistration {
+        from,
+        to: None,
+        address: "Rue de Rivoli 10, Parigi".into(),
+        country: "Francia".into(),
+        origin: "emigrazione all'estero".into(),
+        family_id: None,
+        relationship: None,
+    };
+    let build = |data: &certificates::registry::RegistryData, kind, code: &str| {
+        let r = DemoRegistry::from_data(data.clone());
+        let p = r.person(&cf(code)).unwrap();
+        build_content(kind, &p, &r, &ContentOptions::default(), NOW.date())
+    };
+    let mut data = DemoRegistry::embedded().unwrap().data().clone();
+    for p in &mut data.people {
+        match p.fiscal_code.as_str() {
+            // Already in the AIRE on the wedding day: the marriage is not the anagrafe's to certify.
+            cases::ANTONIO_FERRARO => p.aire[0].from = date!(1988 - 01 - 01),
+            // Left Italy after the contract was registered, and left Italy before it was.
+            cases::SERGIO_BERTOLI | cases::ELISA_ZANETTI => {
+                let left = if p.fiscal_code.as_str() == cases::SERGIO_BERTOLI {
+                    date!(2021 - 01 - 01)
+                } else {
+                    date!(2020 - 02 - 01)
+                };
+                p.residences.last_mut().unwrap().to = Some(left);
+                p.aire.push(abroad(left));
+            }
+            _ => {}
+        }
+    }
+    assert!(matches!(
+        build(&data, K::AnagraficoMatrimonio, cases::ANTONIO_FERRARO),
+        Err(CertError::NotIssuable(m)) if m.contains("alla data del matrimonio")
+    ));
+    let sergio = build(&data, K::ContrattoConvivenza, cases::SERGIO_BERTOLI).unwrap();
+    assert_eq!(field(&sergio, "reg"), "2020-02-20");
+    assert!(matches!(
+        build(&data, K::ContrattoConvivenza, cases::ELISA_ZANETTI),
+        Err(CertError::NotIssuable(m)) if m.contains("dopo l'espatrio")
+    ));
+    // Residenza in convivenza is never issued to an AIRE registration.
+    assert!(matches!(
+        build(&data, K::ResidenzaConvivenza, cases::SERGIO_BERTOLI),
+        Err(CertError::NotIssuable(m)) if m.contains("AIRE")
+    ));
+}
+
+#[test]
+fn the_certificates_doc_lists_every_kind() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/certificates.md"
+    ))
+    .unwrap();
+    for k in K::ALL {
+        assert!(
+            doc.contains(&format!("| `{}` |", k.code())),
+            "docs/certificates.md has no row for {k}"
+        );
+    }
 }

@@ -565,3 +565,208 @@ fn anpr_catalogue_aire_stato_civile_and_unione_civile() {
         Err(CertError::NotIssuable(_))
     ));
 }
+
+#[test]
+fn stato_famiglia_aire_prints_the_aire_family_without_kinship() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    let doc = issue(&issuer, K::StatoFamigliaAire, cases::ANTONIO_FERRARO, None).unwrap();
+    let text = flat(&doc, dir.path());
+    assert!(
+        text.contains("CERTIFICATO DI STATO DI FAMIGLIA AIRE"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "(art. 7, comma 1, lett. a), L. 27 ottobre 1988, n. 470 - DPR 6 settembre 1989, n. 323)"
+    ));
+    assert!(text.contains(
+        "risulta iscritto nell'Anagrafe degli italiani residenti all'estero (AIRE) di questo Comune con residenza in Avenida Santa Fe 1234, Buenos Aires (Argentina) e che la famiglia iscritta nell'AIRE è così composta:"
+    ), "{text}");
+    for member in [
+        "FERRARO Antonio",
+        "BASSI Carla",
+        "FERRARO Martina",
+        "Buenos Aires (Argentina)",
+    ] {
+        assert!(text.contains(member), "{member}: {text}");
+    }
+    assert!(!text.contains("Rapporto") && !text.contains("coniuge") && !text.contains("figlia"));
+    // A registry certificate: bollo and diritti, six months, the art. 40 sentence.
+    assert_eq!((doc.fees.bollo_cents, doc.fees.diritti_cents), (1600, 52));
+    assert!(doc.valid_until.is_some());
+    assert!(text.contains("validità di sei mesi"));
+    assert!(text.contains("non può essere prodotto agli organi della pubblica amministrazione"));
+    assert!(text.contains("L'UFFICIALE D'ANAGRAFE"));
+    let v = issuer.verify_text(&doc.stamp, NOW).unwrap();
+    assert_eq!(v.stamp.claims.certificate.member_count, 3);
+    assert!(matches!(
+        issue(&issuer, K::StatoFamigliaAire, LUCA, None),
+        Err(CertError::NotIssuable(m)) if m.contains("AIRE")
+    ));
+}
+
+#[test]
+fn residenza_in_convivenza_names_the_convivenza_and_nobody_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    let doc = issue(&issuer, K::ResidenzaConvivenza, cases::ADA_SARTORI, None).unwrap();
+    let text = flat(&doc, dir.path());
+    assert!(
+        text.contains("CERTIFICATO DI RESIDENZA IN CONVIVENZA"),
+        "{text}"
+    );
+    assert!(text.contains("(artt. 5, 33 e 35 DPR 30 maggio 1989, n. 223)"));
+    assert!(text.contains(
+        "risulta iscritta nell'Anagrafe della popolazione residente di questo Comune con residenza in Via Po n. 30, nella convivenza anagrafica «Casa di riposo Villa Serena» (convivenza per motivi di assistenza, art. 5 DPR 223/1989)."
+    ), "{text}");
+    // The other guest and the responsible person are not printed.
+    assert!(!text.contains("GUIDI") && !text.contains("Ernesto"));
+    assert!(!text.contains("responsabile della convivenza"));
+    assert_eq!((doc.fees.bollo_cents, doc.fees.diritti_cents), (1600, 52));
+    assert!(text.contains("validità di sei mesi"));
+    // The family kinds are refused, pointing to this one.
+    assert!(matches!(
+        issue(&issuer, K::StatoFamiglia, cases::ADA_SARTORI, None),
+        Err(CertError::NotIssuable(m)) if m.contains("residenza in convivenza")
+    ));
+    assert!(matches!(
+        issue(&issuer, K::ResidenzaConvivenza, LUCA, None),
+        Err(CertError::NotIssuable(m)) if m.contains("convivenza anagrafica")
+    ));
+    // On the web a guest of the convivenza is not "family" of another guest.
+    let mut r = request(K::ResidenzaConvivenza, cases::ADA_SARTORI, None);
+    r.requester = web(cases::ERNESTO_GUIDI);
+    assert!(matches!(
+        issuer.issue(&r, NOW),
+        Err(CertError::NotAllowed(_))
+    ));
+    r.requester = web(cases::ADA_SARTORI);
+    assert!(issuer.issue(&r, NOW).is_ok());
+}
+
+#[test]
+fn contratto_di_convivenza_prints_the_registration_and_goes_to_the_parties_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    let doc = issue(&issuer, K::ContrattoConvivenza, cases::SERGIO_BERTOLI, None).unwrap();
+    let text = flat(&doc, dir.path());
+    assert!(
+        text.contains("CERTIFICATO DI CONTRATTO DI CONVIVENZA"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "(L. 20 maggio 2016, n. 76, art. 1, commi 50-52 - artt. 5, 7 e 33 DPR 30 maggio 1989, n. 223)"
+    ));
+    assert!(text.contains(
+        "risulta convivente di fatto con Zanetti Elisa dal 10/05/2019 (art. 1, comma 36, L. 76/2016) e che i conviventi hanno stipulato un contratto di convivenza in data 14/02/2020 (notaio Carlo Verdi di Parma), registrato nell'anagrafe di questo Comune il 20/02/2020 (art. 1, commi 50-52, L. 76/2016)."
+    ), "{text}");
+    assert!(text.contains(
+        "Regime patrimoniale scelto nel contratto: comunione dei beni (art. 1, comma 53, lett. c), L. 76/2016)."
+    ));
+    assert!(!text.contains("Annotazioni"), "not resolved");
+    assert_eq!((doc.fees.bollo_cents, doc.fees.diritti_cents), (1600, 52));
+    assert!(text.contains("validità di sei mesi"));
+
+    // ANPR issues it to the parties only: the partner may ask, a third person may not.
+    let mut r = request(K::ContrattoConvivenza, cases::SERGIO_BERTOLI, None);
+    r.requester = web(cases::ELISA_ZANETTI);
+    assert!(issuer.issue(&r, NOW).is_ok());
+    r.requester = kiosk();
+    r.reason = Some("richiesta di un terzo".into());
+    assert!(matches!(
+        issuer.issue(&r, NOW),
+        Err(CertError::NotAllowed(m)) if m.contains("parti del contratto")
+    ));
+
+    // A resolved contract carries the annotation (L. 76/2016 art. 1 c. 59).
+    let mut data = DemoRegistry::embedded().unwrap().data().clone();
+    for p in &mut data.people {
+        if let Some(c) = p.cohabitation_contracts.last_mut() {
+            c.resolution = Some(certificates::registry::ContractResolution {
+                date: date!(2024 - 09 - 30),
+                cause: certificates::registry::ResolutionCause::Withdrawal,
+            });
+        }
+    }
+    let dir2 = tempfile::tempdir().unwrap();
+    let doc = issuer_over(dir2.path(), data)
+        .issue(
+            &request(K::ContrattoConvivenza, cases::ELISA_ZANETTI, None),
+            NOW,
+        )
+        .unwrap();
+    let text = flat(&doc, dir2.path());
+    assert!(text.contains(
+        "Annotazioni: risoluzione del contratto per recesso unilaterale in data 30/09/2024 (art. 1, comma 59, L. 76/2016)."
+    ), "{text}");
+    assert!(matches!(
+        issue(&issuer, K::ContrattoConvivenza, LUCA, None),
+        Err(CertError::NotIssuable(_))
+    ));
+}
+
+#[test]
+fn the_anagrafico_birth_and_marriage_certificates_read_the_anagrafe_not_the_acts() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = issuer(dir.path());
+    // Birth: from the anagrafe, for someone whose act is kept elsewhere; bollo due (an anagrafe
+    // certificate, not a civil-status one); unlimited validity (art. 41 c. 1 DPR 445/2000).
+    let doc = issue(&issuer, K::AnagraficoNascita, cases::GIULIA_CONTI, None).unwrap();
+    let text = flat(&doc, dir.path());
+    assert!(text.contains("CERTIFICATO ANAGRAFICO DI NASCITA"), "{text}");
+    assert!(text.contains("(artt. 20, 33 e 35 DPR 30 maggio 1989, n. 223)"));
+    assert!(text.contains(
+        "è nata a Reggio nell'Emilia (RE) il 05/10/1987, come risulta dagli atti dell'Anagrafe della popolazione residente di questo Comune."
+    ), "{text}");
+    assert!(!text.contains("Estremi dell'atto"), "no act kept here");
+    assert!(text.contains("L'UFFICIALE D'ANAGRAFE"));
+    assert!(!text.contains("STATO CIVILE"));
+    assert_eq!(doc.fees.exemption, None);
+    assert_eq!((doc.fees.bollo_cents, doc.fees.diritti_cents), (1600, 52));
+    assert!(doc.valid_until.is_none());
+    assert!(text.contains("validità illimitata"), "{text}");
+    // For an AIRE registration born in Parma: the AIRE as source and the act's details.
+    let text = flat(
+        &issue(&issuer, K::AnagraficoNascita, cases::ANTONIO_FERRARO, None).unwrap(),
+        dir.path(),
+    );
+    assert!(text.contains(
+        "come risulta dagli atti dell'Anagrafe degli italiani residenti all'estero (AIRE) di questo Comune."
+    ), "{text}");
+    assert!(
+        text.contains("Estremi dell'atto di nascita: atto n."),
+        "{text}"
+    );
+    assert!(text.contains("anno 1960, Comune di Parma."));
+
+    // Marriage: celebrated in Napoli, ended by the spouse's death; bollo due, six months.
+    let doc = issue(&issuer, K::AnagraficoMatrimonio, cases::MARIA_GRECO, None).unwrap();
+    let text = flat(&doc, dir.path());
+    assert!(
+        text.contains("CERTIFICATO ANAGRAFICO DI MATRIMONIO"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "ha contratto matrimonio con Bianchi Giuseppe in Napoli (NA) il 25/05/1968, come risulta dagli atti dell'Anagrafe della popolazione residente di questo Comune."
+    ), "{text}");
+    assert!(text.contains("Annotazioni: decesso del coniuge in data 03/11/2021."));
+    assert!(text.contains("Stato civile: vedova."));
+    assert_eq!((doc.fees.bollo_cents, doc.fees.diritti_cents), (1600, 52));
+    assert!(doc.valid_until.is_some());
+    // A religious marriage's divorce is named as such here too.
+    let text = flat(
+        &issue(&issuer, K::AnagraficoMatrimonio, cases::MARCO_GALLI, None).unwrap(),
+        dir.path(),
+    );
+    assert!(
+        text.contains(
+            "Annotazioni: cessazione degli effetti civili del matrimonio in data 20/10/2016."
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Stato civile: divorziato."));
+    assert!(matches!(
+        issue(&issuer, K::AnagraficoMatrimonio, cases::ALESSANDRO_FONTANA, None),
+        Err(CertError::NotIssuable(m)) if m.contains("unito civilmente")
+    ));
+}

@@ -14,6 +14,7 @@ export const REGISTRY_KINDS = [
   'residenza', 'residenza_alla_data', 'residenza_aire', 'stato_famiglia', 'stato_famiglia_parentela',
   'stato_famiglia_alla_data', 'stato_famiglia_decesso', 'cittadinanza', 'stato_libero', 'stato_civile',
   'esistenza_in_vita', 'cumulativo_famiglia', 'contestuale', 'residenza_provenienza', 'estremi_carta_identita',
+  'stato_famiglia_aire', 'residenza_convivenza', 'contratto_convivenza', 'anagrafico_nascita', 'anagrafico_matrimonio',
 ];
 export const CIVIL_KINDS = ['nascita', 'matrimonio', 'unione_civile', 'morte'];
 /** Kinds that need `as_of` (and a reason). */

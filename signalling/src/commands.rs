@@ -224,6 +224,9 @@ pub fn certificate_kinds(out: &mut dyn Write) -> anyhow::Result<()> {
         if kind == CertificateKind::Contestuale {
             rules.push("parti a scelta / parts may be chosen");
         }
+        if kind == CertificateKind::ContrattoConvivenza {
+            rules.push("solo alle parti del contratto / to the parties only");
+        }
         writeln!(out, "  regole / rules: {}", rules.join("; "))?;
     }
     Ok(())

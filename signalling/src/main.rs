@@ -64,6 +64,12 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Intermediaries (patronati, banks, employers) of the web API: keys, scopes, quotas, and
+    /// their audited requests.
+    Intermediary {
+        #[command(subcommand)]
+        command: IntermediaryCommand,
+    },
     /// Delete issued certificates (PDF and metadata in DATA_DIR/documents) older than the
     /// retention; the audit log keeps the record that they were issued. Run it from cron or a
     /// systemd timer.
@@ -133,6 +139,46 @@ enum AuditCommand {
         /// The log file; default DATA_DIR/audit.log.
         #[arg(long)]
         file: Option<PathBuf>,
+        #[command(flatten)]
+        common: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IntermediaryCommand {
+    /// Add an intermediary and print its API key (shown once; only its hash is stored).
+    Add {
+        /// Its name (letters, digits, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+        /// What it may do: certificates (comma-separated or repeated).
+        #[arg(long, required = true)]
+        scopes: Vec<String>,
+        /// Requests per day (Europe/Rome) [default: 1000].
+        #[arg(long, value_name = "N")]
+        quota_per_day: Option<u32>,
+        #[command(flatten)]
+        common: ServeArgs,
+    },
+    /// List the intermediaries: name, scopes, quota, created, state.
+    List(ServeArgs),
+    /// Revoke an intermediary's key at once, on every node.
+    Revoke {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        common: ServeArgs,
+    },
+    /// Print an intermediary's audited requests, one JSON object a line.
+    Requests {
+        /// Its name.
+        name: String,
+        /// First day (YYYY-MM-DD, Europe/Rome).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day (YYYY-MM-DD, Europe/Rome).
+        #[arg(long)]
+        to: Option<String>,
         #[command(flatten)]
         common: ServeArgs,
     },
@@ -320,6 +366,7 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         }),
+        Some(Command::Intermediary { command }) => intermediary_cmd(command),
         Some(Command::Audit {
             command: AuditCommand::Verify { file, common },
         }) => with_config(&common, |config| {
@@ -329,6 +376,35 @@ fn main() -> ExitCode {
                 summary.records, summary.head
             );
             Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+/// `sportello intermediary …`.
+fn intermediary_cmd(command: IntermediaryCommand) -> ExitCode {
+    use signalling::web::intermediary::cli;
+    let out = &mut std::io::stdout();
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    match command {
+        IntermediaryCommand::Add {
+            name,
+            scopes,
+            quota_per_day,
+            common,
+        } => with_config(&common, |c| {
+            done(cli::add(c, &name, &scopes, quota_per_day, out))
+        }),
+        IntermediaryCommand::List(common) => with_config(&common, |c| done(cli::list(c, out))),
+        IntermediaryCommand::Revoke { name, common } => {
+            with_config(&common, |c| done(cli::revoke(c, &name, out)))
+        }
+        IntermediaryCommand::Requests {
+            name,
+            from,
+            to,
+            common,
+        } => with_config(&common, |c| {
+            done(cli::requests(c, &name, from.as_deref(), to.as_deref(), out))
         }),
     }
 }

@@ -38,8 +38,8 @@ pub struct Metrics {
     /// `sportello_logins_total{outcome}`: `ok`, `failed` (wrong user name or password),
     /// `throttled` (too many failures: `429`), `busy` (too many logins at once: `429` or `503`).
     pub logins: IntCounterVec,
-    /// `sportello_certificates_issued_total{kind}`: certificates issued, by kind code (one of the
-    /// 15 kinds).
+    /// `sportello_certificates_issued_total{kind}`: certificates issued, by kind code (one of
+    /// `CertificateKind::ALL`).
     pub certificates_issued: IntCounterVec,
     /// `sportello_certificate_failures_total{reason}`: issues that failed on the server's side
     /// (`registry`, `signing`, `pdf`, `audit`, `io`, `storage`, `internal`); a refused request (bad

@@ -227,3 +227,75 @@ async fn services_are_public_and_sign_in_needs_a_provider() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn each_provider_signs_in_through_its_own_issuer() {
+    // A second provider, "cie", beside the site's "spid".
+    let dir = tempfile::tempdir().unwrap();
+    let cie = testkit::oidc::OidcProvider::start(
+        dir.path(),
+        "http://127.0.0.1:0/servizi/auth/callback",
+        &testkit::oidc::demo_accounts(),
+    )
+    .unwrap();
+    let secret = dir.path().join("cie-secret");
+    std::fs::write(&secret, cie.client_secret()).unwrap();
+    let site = Site::start(|c| {
+        c.web.oidc.push(signalling::config::OidcProviderSettings {
+            name: "cie".into(),
+            issuer: cie.issuer(),
+            client_id: cie.client_id().to_owned(),
+            client_secret_file: Some(secret),
+            ..Default::default()
+        })
+    })
+    .await;
+    let r = site
+        .http
+        .get(site.t.url("/servizi/login?provider=cie"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let (signin_cookie, _) = cookie_value(&r, "sportello_signin").unwrap();
+    let authorize = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(authorize.starts_with(&cie.issuer()), "{authorize}");
+    let back = cie.sign_in(&authorize, "marco").await.unwrap();
+    let r = site.callback(&back, Some(&signin_cookie)).await;
+    assert_eq!(r.status(), 303);
+    let (session, _) = cookie_value(&r, "sportello_web").unwrap();
+    let (_, me) = site.me(&session).await;
+    assert_eq!(me["provider"], "cie");
+    assert_eq!(me["fiscal_code"], "GLLMRC72A18A944W");
+    // The code of one provider is no good at the other: the spid sign-in of the same browser
+    // cannot be completed with a code minted by cie.
+    let started = site.begin().await;
+    let cie_start = site
+        .http
+        .get(site.t.url("/servizi/login?provider=cie"))
+        .send()
+        .await
+        .unwrap();
+    let cie_authorize = cie_start.headers()["location"].to_str().unwrap().to_owned();
+    let cie_back = cie.sign_in(&cie_authorize, "luca").await.unwrap();
+    let code = reqwest::Url::parse(&cie_back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let spid_state = reqwest::Url::parse(&started.authorize)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let forged = site.t.url(&format!(
+        "/servizi/auth/callback?code={code}&state={spid_state}"
+    ));
+    let r = site.callback(&forged, Some(&started.signin_cookie)).await;
+    assert_eq!(r.status(), 401);
+    assert!(cookie_value(&r, "sportello_web").is_none());
+}

@@ -7,7 +7,8 @@
 //!   with `apt-get download` and unpacked with `dpkg-deb -x`; the binaries land in
 //!   `target/tools/bin/`. Installing them with apt-get would start a Prometheus on :9090 and an
 //!   nginx on :80 as system services, which the tests must never rely on or change.
-//! - PyPI's `kubernetes-validate` (the Kubernetes objects' JSON schemas, every version, offline),
+//! - PyPI's `kubernetes-validate` (the Kubernetes objects' JSON schemas, every version, offline)
+//!   and `openapi-spec-validator` (checks `/api/v1/openapi.json` against the OpenAPI 3.1 schema),
 //!   in a virtual environment at `target/tools/venv/`.
 //!
 //! Each tool is fetched only when missing. The tests look for exactly these paths
@@ -29,6 +30,9 @@ const DEB_TOOLS: &[(&str, &str, &str)] = &[
 /// The PyPI package for the Kubernetes schema checks, pinned so that a schema update cannot turn
 /// the suite red overnight.
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
+/// The PyPI package that validates the OpenAPI document, pinned for the same reason.
+const OPENAPI_SPEC_VALIDATOR: &str = "openapi-spec-validator==0.9.0";
 
 fn tools_dir(root: &Path) -> PathBuf {
     root.join("target/tools")
@@ -54,10 +58,14 @@ pub fn ensure(root: &Path) -> Result<()> {
             );
         }
     }
-    let validate = dir.join("venv/bin/kubernetes-validate");
-    if !validate.is_file() {
-        if let Err(e) = python_venv(&dir.join("venv"), KUBERNETES_VALIDATE) {
-            eprintln!("xtask: cannot install {KUBERNETES_VALIDATE}: {e:#}");
+    for (bin, requirement) in [
+        ("kubernetes-validate", KUBERNETES_VALIDATE),
+        ("openapi-spec-validator", OPENAPI_SPEC_VALIDATOR),
+    ] {
+        if !dir.join("venv/bin").join(bin).is_file() {
+            if let Err(e) = python_venv(&dir.join("venv"), requirement) {
+                eprintln!("xtask: cannot install {requirement}: {e:#}");
+            }
         }
     }
     Ok(())
@@ -110,7 +118,7 @@ fn unpack_deb(dir: &Path, package: &str) -> Result<()> {
     Ok(())
 }
 
-/// A virtual environment with one package, pip's cache inside the clone.
+/// A virtual environment with a package added, pip's cache inside the clone.
 fn python_venv(venv: &Path, requirement: &str) -> Result<()> {
     eprintln!("xtask: installing {requirement} into {}", venv.display());
     let status = Command::new("python3")

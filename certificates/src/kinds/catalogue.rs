@@ -42,6 +42,16 @@ pub enum CertificateKind {
     ResidenzaAire,
     /// Stato civile (the current marital status, from the registry).
     StatoCivile,
+    /// Stato di famiglia AIRE: the family sheet of a family registered in this comune's AIRE.
+    StatoFamigliaAire,
+    /// Residenza in convivenza: residence in a *convivenza anagrafica* (art. 5 DPR 223/1989).
+    ResidenzaConvivenza,
+    /// Contratto di convivenza: the registration of a contract of cohabitation (L. 76/2016).
+    ContrattoConvivenza,
+    /// Anagrafico di nascita: the birth data as recorded in the anagrafe (not the civil-status act).
+    AnagraficoNascita,
+    /// Anagrafico di matrimonio: the marriage data as recorded in the anagrafe.
+    AnagraficoMatrimonio,
     /// Certificato di nascita (stato civile).
     Nascita,
     /// Certificato di matrimonio (stato civile).
@@ -54,7 +64,7 @@ pub enum CertificateKind {
 
 impl CertificateKind {
     /// Every kind, registry kinds first.
-    pub const ALL: [CertificateKind; 19] = [
+    pub const ALL: [CertificateKind; 24] = [
         Self::Residenza,
         Self::ResidenzaAllaData,
         Self::StatoFamiglia,
@@ -70,6 +80,11 @@ impl CertificateKind {
         Self::EstremiCartaIdentita,
         Self::ResidenzaAire,
         Self::StatoCivile,
+        Self::StatoFamigliaAire,
+        Self::ResidenzaConvivenza,
+        Self::ContrattoConvivenza,
+        Self::AnagraficoNascita,
+        Self::AnagraficoMatrimonio,
         Self::Nascita,
         Self::Matrimonio,
         Self::Morte,
@@ -94,6 +109,11 @@ impl CertificateKind {
             Self::EstremiCartaIdentita => "estremi_carta_identita",
             Self::ResidenzaAire => "residenza_aire",
             Self::StatoCivile => "stato_civile",
+            Self::StatoFamigliaAire => "stato_famiglia_aire",
+            Self::ResidenzaConvivenza => "residenza_convivenza",
+            Self::ContrattoConvivenza => "contratto_convivenza",
+            Self::AnagraficoNascita => "anagrafico_nascita",
+            Self::AnagraficoMatrimonio => "anagrafico_matrimonio",
             Self::UnioneCivile => "unione_civile",
             Self::Nascita => "nascita",
             Self::Matrimonio => "matrimonio",
@@ -121,6 +141,11 @@ impl CertificateKind {
             Self::EstremiCartaIdentita => "Certificato degli estremi della carta d'identità",
             Self::ResidenzaAire => "Certificato di residenza AIRE",
             Self::StatoCivile => "Certificato di stato civile",
+            Self::StatoFamigliaAire => "Certificato di stato di famiglia AIRE",
+            Self::ResidenzaConvivenza => "Certificato di residenza in convivenza",
+            Self::ContrattoConvivenza => "Certificato di contratto di convivenza",
+            Self::AnagraficoNascita => "Certificato anagrafico di nascita",
+            Self::AnagraficoMatrimonio => "Certificato anagrafico di matrimonio",
             Self::UnioneCivile => "Certificato di unione civile",
             Self::Nascita => "Certificato di nascita",
             Self::Matrimonio => "Certificato di matrimonio",
@@ -134,6 +159,14 @@ impl CertificateKind {
             wording::BASIS_CIVIL_UNION
         } else if self == Self::ResidenzaAire {
             wording::BASIS_AIRE
+        } else if self == Self::StatoFamigliaAire {
+            wording::BASIS_AIRE_FAMILY
+        } else if self == Self::ResidenzaConvivenza {
+            wording::BASIS_CONVIVENZA
+        } else if self == Self::ContrattoConvivenza {
+            wording::BASIS_CONTRACT
+        } else if matches!(self, Self::AnagraficoNascita | Self::AnagraficoMatrimonio) {
+            wording::BASIS_REGISTRY_RECORDS
         } else if self.is_civil_status() {
             wording::BASIS_CIVIL_STATUS
         } else if self.is_past_situation() {
@@ -165,9 +198,10 @@ impl CertificateKind {
         matches!(self, Self::ResidenzaAllaData | Self::StatoFamigliaAllaData)
     }
 
-    /// Certificates of facts that cannot change have no expiry (DPR 445/2000 art. 41).
+    /// Certificates of facts that cannot change have no expiry (DPR 445/2000 art. 41, comma 1): birth
+    /// (from the civil-status act or from the anagrafe) and death. Everything else is valid six months.
     pub fn expires(self) -> bool {
-        !matches!(self, Self::Nascita | Self::Morte)
+        !matches!(self, Self::Nascita | Self::AnagraficoNascita | Self::Morte)
     }
 }
 

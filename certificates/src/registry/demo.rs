@@ -7,6 +7,7 @@
 //! Alongside about 80 random families it holds hand-written families for the edge cases the tests use:
 //! see [`cases`] for their fiscal codes.
 
+mod anpr_cases;
 mod families;
 mod generator;
 
@@ -58,8 +59,12 @@ impl DemoRegistry {
         let mut by_family: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, p) in data.people.iter().enumerate() {
             by_code.insert(p.fiscal_code.clone(), i);
-            let families: HashSet<&str> =
-                p.residences.iter().map(|r| r.family_id.as_str()).collect();
+            let families: HashSet<&str> = p
+                .residences
+                .iter()
+                .map(|r| r.family_id.as_str())
+                .chain(p.aire.iter().filter_map(|a| a.family_id.as_deref()))
+                .collect();
             for f in families {
                 by_family.entry(f.to_owned()).or_default().push(i);
             }
@@ -150,8 +155,26 @@ pub mod cases {
     pub const STEFANO_FERRI: &str = "FRRSFN80C14G337T";
     /// Paola Lombardi, Stefano's former wife, alone on her own sheet since 2017-05-01.
     pub const PAOLA_LOMBARDI: &str = "LMBPLA82L42G337Y";
-    /// Giorgia Marini, emigrated to Spain on 2021-03-15 and registered in this comune's AIRE.
+    /// Giorgia Marini, emigrated to Spain on 2021-03-15 and registered in this comune's AIRE (on no
+    /// AIRE family sheet: data in the older shape).
     pub const GIORGIA_MARINI: &str = "MRNGRG92S60G337U";
+    /// Antonio Ferraro: married in Parma on 1988-06-25, emigrated to Argentina on 1990-05-02, head of
+    /// an AIRE family of three in Buenos Aires.
+    pub const ANTONIO_FERRARO: &str = "FRRNTN60C21G337D";
+    /// Carla Bassi, Antonio's wife, on the same AIRE family sheet.
+    pub const CARLA_BASSI: &str = "BSSCRL62M49G337O";
+    /// Martina Ferraro, born in Buenos Aires on 1993-11-05, registered in the AIRE on the
+    /// transcription of her birth act.
+    pub const MARTINA_FERRARO: &str = "FRRMTN93S45Z600P";
+    /// Sergio Bertoli: convivente di fatto with Elisa Zanetti since 2019-05-10, contract of
+    /// cohabitation signed 2020-02-14 and registered 2020-02-20 (comunione dei beni).
+    pub const SERGIO_BERTOLI: &str = "BRTSRG86P12G337A";
+    /// Elisa Zanetti, the other party to Sergio's contract.
+    pub const ELISA_ZANETTI: &str = "ZNTLSE89A67B034N";
+    /// Ada Sartori, widow, in the convivenza anagrafica "Casa di riposo Villa Serena" since 2022-02-01.
+    pub const ADA_SARTORI: &str = "SRTDAA31D58G337P";
+    /// Ernesto Guidi, another guest of the same convivenza since 2020-10-15.
+    pub const ERNESTO_GUIDI: &str = "GDURST34L02G535H";
 }
 
 #[cfg(test)]

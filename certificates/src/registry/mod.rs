@@ -228,6 +228,53 @@ pub struct ResidencePeriod {
     /// How it ended, when it did: "emigrazione a Milano (MI)", "decesso", "cambio di abitazione"…
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
+    /// Set when the sheet is that of a *convivenza anagrafica* (art. 5 DPR 223/1989) rather than of a
+    /// family: `family_id` is then the convivenza's sheet. Absent in older data (a family sheet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convivenza: Option<Convivenza>,
+}
+
+/// A *convivenza anagrafica* (art. 5 DPR 223/1989): people normally living together for religious
+/// reasons, care, assistance, military service, detention and the like. Its sheet (art. 22) names it;
+/// its responsible person (art. 6) is kept by the registry but printed on no certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Convivenza {
+    /// The convivenza's name as registered, e.g. "Casa di riposo Villa Serena".
+    pub name: String,
+    /// Its kind (ANPR's "specie della convivenza").
+    pub specie: ConvivenzaSpecie,
+}
+
+/// ANPR's "specie della convivenza" (its table of codes 1-6), the reasons of art. 5 DPR 223/1989.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvivenzaSpecie {
+    /// Motivi religiosi (istituti religiosi, conventi).
+    Religiosa,
+    /// Di cura (ospedali, case di cura).
+    Cura,
+    /// Di assistenza (case di riposo, istituti assistenziali).
+    Assistenza,
+    /// Militare (caserme).
+    Militare,
+    /// Di pena (istituti penitenziari).
+    Pena,
+    /// Altri motivi.
+    Altra,
+}
+
+impl ConvivenzaSpecie {
+    /// The Italian wording printed on the certificate.
+    pub fn italian(self) -> &'static str {
+        match self {
+            Self::Religiosa => "convivenza per motivi religiosi",
+            Self::Cura => "convivenza per motivi di cura",
+            Self::Assistenza => "convivenza per motivi di assistenza",
+            Self::Militare => "convivenza per motivi militari",
+            Self::Pena => "convivenza per motivi di pena",
+            Self::Altra => "convivenza per altri motivi",
+        }
+    }
 }
 
 impl ResidencePeriod {
@@ -285,6 +332,79 @@ pub struct AireRegistration {
     pub country: String,
     /// How the registration began: "emigrazione all'estero", "nascita all'estero"…
     pub origin: String,
+    /// The AIRE family sheet (L. 470/1988 art. 1 c. 2: the AIRE holds individual and family sheets).
+    /// Absent in older data: the person is then on no AIRE family sheet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<String>,
+    /// Relationship to the head of the AIRE family sheet, as registered ("intestatario scheda",
+    /// "coniuge", "figlio"…), with `family_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<String>,
+}
+
+/// A contract of cohabitation (*contratto di convivenza*, L. 76/2016 art. 1 cc. 50-64) between two
+/// *conviventi di fatto*, registered in the anagrafe on the professional's notice (c. 52).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CohabitationContract {
+    /// The other party, as "Surname Names".
+    pub partner: String,
+    /// The other party's fiscal code, when known (ANPR issues the certificate only to the two parties).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_fiscal_code: Option<FiscalCode>,
+    /// The day the *convivenza di fatto* was registered as begun (c. 37).
+    #[serde(with = "iso_date")]
+    pub cohabitation_from: Date,
+    /// The day the contract was signed (ANPR's "data di stipula").
+    #[serde(with = "iso_date")]
+    pub signed: Date,
+    /// The notary or lawyer who drew it up or authenticated the signatures (c. 51), e.g.
+    /// "notaio Carlo Verdi di Parma".
+    pub professional: String,
+    /// The day the comune registered it on the professional's notice (ANPR's "data di notifica", c. 52).
+    #[serde(with = "iso_date")]
+    pub registered: Date,
+    /// The property regime, when the contract chose one (c. 53 lett. c): "comunione dei beni".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property_regime: Option<String>,
+    /// Its resolution, when registered (c. 59).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<ContractResolution>,
+}
+
+/// The resolution of a contract of cohabitation (L. 76/2016 art. 1 c. 59).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractResolution {
+    /// When it took effect.
+    #[serde(with = "iso_date")]
+    pub date: Date,
+    /// Why (ANPR's codes 31, 32, 34 and 98).
+    pub cause: ResolutionCause,
+}
+
+/// Causes of resolution of a contract of cohabitation (L. 76/2016 art. 1 c. 59).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolutionCause {
+    /// Accordo delle parti (lett. a).
+    Agreement,
+    /// Recesso unilaterale (lett. b).
+    Withdrawal,
+    /// Matrimonio o unione civile tra i conviventi o con altra persona (lett. c).
+    MarriageOrUnion,
+    /// Morte di uno dei contraenti (lett. d).
+    Death,
+}
+
+impl ResolutionCause {
+    /// The Italian wording printed in the annotation.
+    pub fn italian(self) -> &'static str {
+        match self {
+            Self::Agreement => "accordo delle parti",
+            Self::Withdrawal => "recesso unilaterale",
+            Self::MarriageOrUnion => "matrimonio o unione civile",
+            Self::Death => "morte di uno dei contraenti",
+        }
+    }
 }
 
 /// One person's full record with history.
@@ -320,6 +440,9 @@ pub struct Person {
     /// Registrations in this comune's AIRE, in date order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aire: Vec<AireRegistration>,
+    /// Contracts of cohabitation registered in this comune's anagrafe, in date order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cohabitation_contracts: Vec<CohabitationContract>,
 }
 
 /// Marital status on a day.
@@ -504,6 +627,35 @@ pub struct FamilyMember {
     pub relationship: String,
 }
 
+/// The composition of the AIRE family sheet `family_id` on `day` (L. 470/1988 art. 1 c. 2), ordered as
+/// [`family_on`]: everyone whose AIRE registration covering `day` is on that sheet.
+pub fn aire_family_on(members: &[Person], family_id: &str, day: Date) -> Vec<FamilyMember> {
+    let mut out: Vec<FamilyMember> = members
+        .iter()
+        .filter(|p| p.alive_on(day))
+        .filter_map(|p| {
+            p.aire_on(day)
+                .filter(|a| a.family_id.as_deref() == Some(family_id))
+                .map(|a| FamilyMember {
+                    person: p.clone(),
+                    relationship: a.relationship.clone().unwrap_or_default(),
+                })
+        })
+        .collect();
+    sort_sheet(&mut out);
+    out
+}
+
+fn sort_sheet(out: &mut [FamilyMember]) {
+    out.sort_by_key(|m| {
+        (
+            m.relationship != "intestatario scheda",
+            m.person.birth.date,
+            m.person.fiscal_code.clone(),
+        )
+    });
+}
+
 /// The composition of family sheet `family_id` on `day`: head first, then by birth date.
 ///
 /// `members` is everyone who has ever been on the sheet ([`Registry::family_members`]). With
@@ -531,12 +683,6 @@ pub fn family_on(
                 })
         })
         .collect();
-    out.sort_by_key(|m| {
-        (
-            m.relationship != "intestatario scheda",
-            m.person.birth.date,
-            m.person.fiscal_code.clone(),
-        )
-    });
+    sort_sheet(&mut out);
     out
 }

@@ -371,37 +371,85 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Va
 
 /// What a kind is for, in a few words (Italian, English).
 fn purpose(kind: CertificateKind) -> (&'static str, &'static str) {
-    use CertificateKind as K;
     match kind.code() {
         "residenza" => ("Dove risiedi oggi.", "Where you live today."),
+        "residenza_alla_data" => (
+            "Dove risiedevi a una data passata.",
+            "Where you lived on a past date.",
+        ),
         "stato_famiglia" => (
             "Chi compone oggi la tua famiglia anagrafica.",
             "Who is on your family sheet today.",
         ),
+        "stato_famiglia_alla_data" => (
+            "Chi componeva la famiglia anagrafica a una data passata.",
+            "Who was on the family sheet on a past date.",
+        ),
+        "stato_famiglia_decesso" => (
+            "La famiglia anagrafica di una persona alla data della sua morte.",
+            "A person's family sheet on the day they died.",
+        ),
+        "stato_famiglia_parentela" => (
+            "La famiglia anagrafica con i rapporti di parentela.",
+            "The family sheet with the kinship of each member.",
+        ),
         "cittadinanza" => ("La tua cittadinanza.", "Your citizenship."),
+        "stato_libero" => (
+            "Che non sei sposato/a né unito/a civilmente.",
+            "That you are not married or in a civil union.",
+        ),
         "esistenza_in_vita" => (
             "Che sei in vita (pensioni, pratiche all'estero).",
             "That you are alive (pensions, matters abroad).",
         ),
-        "stato_libero" => (
-            "Che non sei sposato/a né unito/a civilmente.",
-            "That you are not married or in a civil union.",
+        "cumulativo_famiglia" => (
+            "Residenza, cittadinanza e famiglia in un solo certificato.",
+            "Residence, citizenship and family in one certificate.",
         ),
         "contestuale" => (
             "Più dati in un solo certificato (residenza, cittadinanza, stato civile…).",
             "Several facts in one certificate (residence, citizenship, marital status…).",
         ),
+        "residenza_provenienza" => (
+            "La residenza, con il comune da cui provieni.",
+            "Your residence, with the comune you moved from.",
+        ),
+        "estremi_carta_identita" => (
+            "Gli estremi della tua carta d'identità.",
+            "The details of your identity card.",
+        ),
+        "residenza_aire" => (
+            "L'iscrizione all'AIRE (italiani residenti all'estero).",
+            "Registration in AIRE (Italians living abroad).",
+        ),
+        "stato_civile" => ("Il tuo stato civile oggi.", "Your marital status today."),
+        "stato_famiglia_aire" => (
+            "La famiglia iscritta all'AIRE.",
+            "The family registered in AIRE.",
+        ),
+        "residenza_convivenza" => (
+            "La residenza in una convivenza anagrafica (istituti, case di riposo…).",
+            "Residence in an institutional household (care homes, convents…).",
+        ),
+        "contratto_convivenza" => (
+            "Il contratto di convivenza registrato (solo alle due parti).",
+            "The registered cohabitation contract (to its two parties only).",
+        ),
+        "anagrafico_nascita" => (
+            "I dati di nascita registrati in anagrafe.",
+            "Your birth data as recorded in the registry.",
+        ),
+        "anagrafico_matrimonio" => (
+            "I dati del matrimonio registrati in anagrafe.",
+            "Your marriage data as recorded in the registry.",
+        ),
+        "unione_civile" => (
+            "L'unione civile dall'atto di stato civile.",
+            "The civil union, from the civil-status record.",
+        ),
         "nascita" => ("Estratto dell'atto di nascita.", "Birth record."),
         "matrimonio" => ("Estratto dell'atto di matrimonio.", "Marriage record."),
         "morte" => ("Estratto dell'atto di morte.", "Death record."),
-        _ if kind.is_past_situation() || kind.needs_as_of() => (
-            "Una situazione passata, a una data: serve il motivo.",
-            "A past situation, on a date: a reason is needed.",
-        ),
-        _ if matches!(kind, K::ResidenzaAire) => (
-            "Iscrizione all'AIRE (italiani residenti all'estero).",
-            "Registration in AIRE (Italians living abroad).",
-        ),
         _ => (kind.title(), kind.title()),
     }
 }
@@ -482,4 +530,18 @@ async fn services(State(state): State<AppState>) -> Json<Value> {
         "exemptions": exemptions,
         "links": links,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_says_what_it_is_for_in_both_languages() {
+        for kind in CertificateKind::ALL {
+            let (it, en) = purpose(kind);
+            assert_ne!(it, kind.title(), "{} has no purpose", kind.code());
+            assert_ne!(it, en, "{}", kind.code());
+        }
+    }
 }

@@ -80,7 +80,7 @@ impl WebActor {
                 name, consent_ref, ..
             } => Actor {
                 intermediary: Some(name.clone()),
-                consent_ref: Some(consent_ref.clone()),
+                consent_ref: Some(consent_ref.clone()).filter(|c| !c.trim().is_empty()),
                 ..Actor::default()
             },
         }
@@ -329,7 +329,7 @@ pub async fn issue(
     match issue_unaudited(state, actor, &req).await {
         Ok(issued) => Ok(issued),
         Err(refusal) => {
-            audit_refusal(state, actor, &req, &refusal);
+            record_refusal(state, actor, &req, &refusal).await;
             Err(refusal)
         }
     }
@@ -457,6 +457,16 @@ pub fn audit_refusal(state: &AppState, actor: &WebActor, req: &WebRequest, refus
     let event = refusal_event(actor, req, refusal);
     let state = state.clone();
     tokio::spawn(async move { append_audit(&state, event).await });
+}
+
+/// [`audit_refusal`], returning once the record is written (or its failure logged).
+pub async fn record_refusal(
+    state: &AppState,
+    actor: &WebActor,
+    req: &WebRequest,
+    refusal: &Refusal,
+) {
+    append_audit(state, refusal_event(actor, req, refusal)).await;
 }
 
 /// The citizen's own certificates (those they asked for, about themselves or their family)

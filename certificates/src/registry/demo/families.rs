@@ -618,5 +618,7 @@ pub(super) fn later_cases(g: &mut Gen) {
         address: "Calle de Alcalá 120, Madrid".into(),
         country: "Spagna".into(),
         origin: "emigrazione all'estero".into(),
+        family_id: None,
+        relationship: None,
     });
 }

@@ -61,6 +61,8 @@ const PLACES: &[(&str, Option<&str>, &str, &str)] = &[
     ("Wenzhou", None, "Cina", "Z210"),
     ("Ludhiana", None, "India", "Z222"),
     ("Chișinău", None, "Moldavia", "Z140"),
+    // Added after the random families' indices, which it leaves unchanged.
+    ("Buenos Aires", None, "Argentina", "Z600"),
 ];
 
 const STREETS: &[&str] = &[
@@ -351,6 +353,7 @@ impl Gen {
             id_card: None,
             pec: None,
             aire: vec![],
+            cohabitation_contracts: vec![],
         });
         self.people.len() - 1
     }
@@ -372,6 +375,7 @@ impl Gen {
             relationship: rel.into(),
             origin: origin.into(),
             end_reason: None,
+            convivenza: None,
         });
     }
 
@@ -497,6 +501,7 @@ pub fn generate() -> RegistryData {
     super::families::hand_written(&mut g);
     random_families(&mut g, 80);
     super::families::later_cases(&mut g);
+    super::anpr_cases::anpr_catalogue_cases(&mut g);
     let mut people = g.people;
     people.sort_by(|a, b| a.fiscal_code.cmp(&b.fiscal_code));
     RegistryData {
