@@ -18,15 +18,19 @@ use certificates::{CertError, CertificateKind, FiscalCode};
 use protocol::ErrorCode;
 use queue::Time;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::oidc::SignInError;
 use super::session::{Session, SessionError, COOKIE, SIGNIN_COOKIE};
 use crate::error::AppError;
 use crate::state::AppState;
 
-mod certificates_api;
+pub mod certificates_api;
 mod pages;
+pub mod schema;
+
+use schema::{
+    Cost, FamilyMember, Me, ProviderInfo, ServiceExemption, ServiceKind, ServiceLink, Services,
+};
 
 /// This module's routes.
 pub fn routes() -> Router<AppState> {
@@ -340,32 +344,41 @@ pub(super) async fn family_of(
     })
 }
 
-/// `GET /api/v1/web/me`.
-async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, AppError> {
+/// The signed-in citizen and their family today.
+#[utoipa::path(get, path = "/api/v1/web/me", tag = "citizen",
+    security(("citizen_session" = [])),
+    responses(
+        (status = 200, description = "The citizen", body = Me),
+        (status = 401, description = "Not signed in", body = crate::web::intermediary::ErrorBody),
+        (status = 503, description = "The registry cannot be reached", body = crate::web::intermediary::ErrorBody),
+    ))]
+pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me>, AppError> {
     let (_, session) = signed_in(&state, &headers).await?;
     let user = &session.user;
     let found = family_of(&state, &user.fiscal_code).await?;
-    let name = |p: &certificates::registry::Person| format!("{} {}", p.given_names, p.surname);
     Ok(Json(match found {
-        Some((person, family)) => json!({
-            "fiscal_code": user.fiscal_code,
-            "given_name": person.given_names,
-            "family_name": person.surname,
-            "family": family.iter().map(|p| json!({
-                "fiscal_code": p.fiscal_code.as_str(),
-                "name": name(p),
-            })).collect::<Vec<_>>(),
-            "in_registry": true,
-            "provider": user.provider,
-        }),
-        None => json!({
-            "fiscal_code": user.fiscal_code,
-            "given_name": user.given_name,
-            "family_name": user.family_name,
-            "family": [],
-            "in_registry": false,
-            "provider": user.provider,
-        }),
+        Some((person, family)) => Me {
+            fiscal_code: user.fiscal_code.clone(),
+            given_name: Some(person.given_names.clone()),
+            family_name: Some(person.surname.clone()),
+            family: family
+                .iter()
+                .map(|p| FamilyMember {
+                    fiscal_code: p.fiscal_code.as_str().to_owned(),
+                    name: format!("{} {}", p.given_names, p.surname),
+                })
+                .collect(),
+            in_registry: true,
+            provider: user.provider.clone(),
+        },
+        None => Me {
+            fiscal_code: user.fiscal_code.clone(),
+            given_name: user.given_name.clone(),
+            family_name: user.family_name.clone(),
+            family: Vec::new(),
+            in_registry: false,
+            provider: user.provider.clone(),
+        },
     }))
 }
 
@@ -454,82 +467,101 @@ fn purpose(kind: CertificateKind) -> (&'static str, &'static str) {
     }
 }
 
-/// `GET /api/v1/web/services` (public: what the portal offers).
-async fn services(State(state): State<AppState>) -> Json<Value> {
+/// The services offered: sign-in providers, certificate kinds (what each is for, validity,
+/// cost), the exemptions a citizen may use, and links to the comune's other services. Public.
+#[utoipa::path(get, path = "/api/v1/web/services", tag = "citizen",
+    responses((status = 200, description = "The catalogue", body = Services)))]
+pub async fn services(State(state): State<AppState>) -> Json<Services> {
+    use certificates::issuer::{BOLLO_CENTS, FEE_EXEMPT_CENTS, FEE_WITH_BOLLO_CENTS};
     let diritti = &state.config.certificates.civil_status_diritti;
     let euro = |c: u32| format!("€ {},{:02}", c / 100, c % 100);
-    let certificates: Vec<Value> = CertificateKind::ALL
+    let certificates = CertificateKind::ALL
         .iter()
         .map(|&kind| {
             let (purpose_it, purpose_en) = purpose(kind);
             let cost = match diritti.cents(kind) {
-                Some(c) => json!({
-                    "bollo_cents": 0,
-                    "diritti_cents": c,
-                    "text": format!("Esente da bollo; diritti {} / No stamp duty; fee {}", euro(c), euro(c)),
-                }),
-                None => json!({
-                    "bollo_cents": certificates::issuer::BOLLO_CENTS,
-                    "diritti_cents": certificates::issuer::FEE_WITH_BOLLO_CENTS,
-                    "diritti_exempt_cents": certificates::issuer::FEE_EXEMPT_CENTS,
-                    "text": format!(
+                Some(c) => Cost {
+                    bollo_cents: 0,
+                    diritti_cents: c,
+                    diritti_exempt_cents: None,
+                    text: format!(
+                        "Esente da bollo; diritti {} / No stamp duty; fee {}",
+                        euro(c),
+                        euro(c)
+                    ),
+                },
+                None => Cost {
+                    bollo_cents: BOLLO_CENTS,
+                    diritti_cents: FEE_WITH_BOLLO_CENTS,
+                    diritti_exempt_cents: Some(FEE_EXEMPT_CENTS),
+                    text: format!(
                         "Marca da bollo € 16,00 e diritti {} (con esenzione: diritti {}) / \
                          € 16.00 stamp duty and a {} fee ({} when exempt)",
-                        euro(certificates::issuer::FEE_WITH_BOLLO_CENTS),
-                        euro(certificates::issuer::FEE_EXEMPT_CENTS),
-                        euro(certificates::issuer::FEE_WITH_BOLLO_CENTS),
-                        euro(certificates::issuer::FEE_EXEMPT_CENTS),
+                        euro(FEE_WITH_BOLLO_CENTS),
+                        euro(FEE_EXEMPT_CENTS),
+                        euro(FEE_WITH_BOLLO_CENTS),
+                        euro(FEE_EXEMPT_CENTS),
                     ),
-                }),
+                },
             };
-            json!({
-                "kind": kind.code(),
-                "title": kind.title(),
-                "purpose": purpose_it,
-                "purpose_en": purpose_en,
-                "legal_basis": kind.legal_basis(),
-                "validity": if kind.expires() { "6 mesi / 6 months" } else { "illimitata / unlimited" },
-                "validity_months": if kind.expires() { Some(6) } else { None },
-                "bollo": !kind.is_civil_status(),
-                "needs_reason": kind.is_past_situation(),
-                "needs_as_of": kind.needs_as_of(),
-                "cost": cost,
-            })
+            ServiceKind {
+                kind: kind.code().into(),
+                title: kind.title().into(),
+                purpose: purpose_it.into(),
+                purpose_en: purpose_en.into(),
+                legal_basis: kind.legal_basis().into(),
+                validity: if kind.expires() {
+                    "6 mesi / 6 months"
+                } else {
+                    "illimitata / unlimited"
+                }
+                .into(),
+                validity_months: kind.expires().then_some(6),
+                bollo: !kind.is_civil_status(),
+                needs_reason: kind.is_past_situation(),
+                needs_as_of: kind.needs_as_of(),
+                cost,
+            }
         })
         .collect();
-    let exemptions: Vec<Value> = state
+    let exemptions = state
         .issuer
         .exemptions()
         .offered(true)
-        .map(|e| {
-            json!({
-                "code": e.code,
-                "label": e.use_,
-                "legal_basis": e.legal_basis,
-                "bollo_exempt": e.bollo_exempt,
-            })
+        .map(|e| ServiceExemption {
+            code: e.code.clone(),
+            label: e.use_.clone(),
+            legal_basis: e.legal_basis.clone(),
+            bollo_exempt: e.bollo_exempt,
         })
         .collect();
-    let providers: Vec<Value> = state
+    let providers = state
         .web
         .rp
         .providers()
-        .map(|p| json!({ "name": p.name, "label": p.label() }))
+        .map(|p| ProviderInfo {
+            name: p.name.clone(),
+            label: p.label(),
+        })
         .collect();
-    let links: Vec<Value> = state
+    let links = state
         .web
         .settings
         .links
         .iter()
-        .map(|l| json!({ "label": l.label, "label_en": l.label_en, "url": l.url }))
+        .map(|l| ServiceLink {
+            label: l.label.clone(),
+            label_en: l.label_en.clone(),
+            url: l.url.clone(),
+        })
         .collect();
-    Json(json!({
-        "municipality": state.config.municipality,
-        "providers": providers,
-        "certificates": certificates,
-        "exemptions": exemptions,
-        "links": links,
-    }))
+    Json(Services {
+        municipality: state.config.municipality.clone(),
+        providers,
+        certificates,
+        exemptions,
+        links,
+    })
 }
 
 #[cfg(test)]

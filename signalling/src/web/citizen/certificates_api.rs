@@ -15,14 +15,15 @@ use axum::{Json, Router};
 use certificates::FiscalCode;
 use protocol::ErrorCode;
 use queue::Time;
-use serde::Deserialize;
 use serde_json::json;
 
+use super::schema::{CertificateList, CitizenCertificateRequest, RateLimited};
 use super::{family_of, same_origin, signed_in, store_unavailable};
 use crate::calls::Refusal;
 use crate::error::{ApiJson, AppError};
 use crate::state::AppState;
-use crate::web::issue::{self, WebActor, WebRequest, WebUsage};
+use crate::web::intermediary::ErrorBody;
+use crate::web::issue::{self, WebActor, WebDocument, WebIssued, WebRequest};
 use crate::web::session::{Session, SessionError};
 
 /// The certificate routes.
@@ -30,22 +31,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/web/certificates", get(list).post(request))
         .route("/api/v1/web/documents/{file}", get(document))
-}
-
-/// `POST /api/v1/web/certificates`'s body (`web-channel.md`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertificateBody {
-    /// The kind code.
-    pub kind: String,
-    /// The subject: the citizen when absent, else a member of their family.
-    #[serde(default)]
-    pub fiscal_code: Option<String>,
-    /// The reason, where the kind needs one.
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// Bollo with a marca, or an exemption.
-    pub usage: WebUsage,
 }
 
 fn actor(session: &Session) -> WebActor {
@@ -79,11 +64,23 @@ fn over_budget(retry_after_s: u64) -> Response {
     response
 }
 
-/// `POST /api/v1/web/certificates`.
-async fn request(
+/// Issues a certificate for the citizen or a member of their family.
+#[utoipa::path(post, path = "/api/v1/web/certificates", tag = "citizen",
+    security(("citizen_session" = [])),
+    request_body = CitizenCertificateRequest,
+    responses(
+        (status = 201, description = "Issued", body = WebIssued),
+        (status = 400, description = "Invalid request (kind, fiscal code, usage, missing reason)", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not the citizen nor a member of their family, cross-origin, or an office-only exemption", body = ErrorBody),
+        (status = 409, description = "The marca da bollo was already used, or the certificate cannot be issued for this person", body = ErrorBody),
+        (status = 429, description = "Over the session's hourly budget", body = RateLimited,
+            headers(("Retry-After" = u64, description = "Seconds until a request is allowed"))),
+    ))]
+pub async fn request(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<CertificateBody>,
+    ApiJson(body): ApiJson<CitizenCertificateRequest>,
 ) -> Result<Response, AppError> {
     same_origin(&state, &headers)?;
     let (token, session) = signed_in(&state, &headers).await?;
@@ -137,20 +134,34 @@ async fn request(
     Ok((StatusCode::CREATED, Json(issued)).into_response())
 }
 
-/// `GET /api/v1/web/certificates`.
-async fn list(
+/// The citizen's own certificates still valid, newest first.
+#[utoipa::path(get, path = "/api/v1/web/certificates", tag = "citizen",
+    security(("citizen_session" = [])),
+    responses(
+        (status = 200, description = "The list", body = CertificateList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<CertificateList>, AppError> {
     let (_, session) = signed_in(&state, &headers).await?;
-    let documents = issue::list_for_citizen(&state, &session.user.fiscal_code)
+    let certificates: Vec<WebDocument> = issue::list_for_citizen(&state, &session.user.fiscal_code)
         .await
         .map_err(refused)?;
-    Ok(Json(json!({ "certificates": documents })))
+    Ok(Json(CertificateList { certificates }))
 }
 
-/// `GET /api/v1/web/documents/{id}.pdf`.
-async fn document(
+/// A certificate's PDF, to the citizen who asked for it only.
+#[utoipa::path(get, path = "/api/v1/web/documents/{document_id}.pdf", tag = "citizen",
+    security(("citizen_session" = [])),
+    params(("document_id" = String, Path, description = "The document id")),
+    responses(
+        (status = 200, description = "The stamped, sealed PDF", content_type = "application/pdf", body = String),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such document of this citizen", body = ErrorBody),
+    ))]
+pub async fn document(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(file): Path<String>,

@@ -1,21 +1,19 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of the web channel's APIs, generated from
 //! the code with `utoipa`.
 //!
-//! The intermediaries' paths are annotated on their handlers. The citizens' paths of the contract
-//! (`/api/v1/web/*`) are described here on small documented stub functions that are never routed
-//! (the handlers live in `web::citizen`; their annotations can move onto them), with the bodies the
-//! contract fixes. Security schemes: `intermediary_key` (bearer API key), `citizen_session` (the
+//! Every path is annotated on its handler (`web::intermediary`, `web::citizen`), with the typed
+//! bodies the handlers answer with. Security schemes: `intermediary_key` (bearer API key), `citizen_session` (the
 //! session cookie) and `supervisor_token` (the login's bearer token).
 
 use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use super::{ErrorBody, IntermediaryCertificateRequest, RequestsReport};
+use crate::web::citizen::schema;
 use crate::web::issue::{WebBollo, WebDocument, WebIssued, WebMarca, WebUsage};
 
 /// The name of the citizens' session cookie as documented (the citizen module sets it).
@@ -35,11 +33,11 @@ pub const CITIZEN_COOKIE: &str = "sportello_web";
         super::get_document,
         super::get_own_requests,
         super::get_requests,
-        web_me,
-        web_services,
-        web_certificates_post,
-        web_certificates_get,
-        web_document,
+        crate::web::citizen::me,
+        crate::web::citizen::services,
+        crate::web::citizen::certificates_api::request,
+        crate::web::citizen::certificates_api::list,
+        crate::web::citizen::certificates_api::document,
     ),
     components(schemas(
         WebUsage,
@@ -51,12 +49,17 @@ pub const CITIZEN_COOKIE: &str = "sportello_web";
         IntermediaryCertificateRequest,
         RequestsReport,
         super::requests::IntermediaryRequest,
-        CitizenCertificateRequest,
-        Me,
-        FamilyMember,
-        Services,
-        ServiceKind,
-        ServiceLink,
+        schema::CitizenCertificateRequest,
+        schema::CertificateList,
+        schema::RateLimited,
+        schema::Me,
+        schema::FamilyMember,
+        schema::Services,
+        schema::ProviderInfo,
+        schema::ServiceKind,
+        schema::Cost,
+        schema::ServiceExemption,
+        schema::ServiceLink,
     )),
     modifiers(&Security),
     tags(
@@ -122,128 +125,6 @@ pub async fn serve() -> Response {
     )
         .into_response()
 }
-
-/// The body of `POST /api/v1/web/certificates`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CitizenCertificateRequest {
-    /// The kind code.
-    pub kind: String,
-    /// The subject: the citizen (default) or a member of their family sheet.
-    #[serde(default)]
-    pub fiscal_code: Option<String>,
-    /// The reason, required for past situations.
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// Bollo paid with a marca, or an exemption.
-    pub usage: WebUsage,
-}
-
-/// `GET /api/v1/web/me`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Me {
-    /// The signed-in citizen's fiscal code.
-    pub fiscal_code: String,
-    /// Given name.
-    pub given_name: String,
-    /// Family name.
-    pub family_name: String,
-    /// The other members of the citizen's family sheet (empty when not in the registry).
-    pub family: Vec<FamilyMember>,
-}
-
-/// A member of the citizen's family sheet.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct FamilyMember {
-    /// Fiscal code.
-    pub fiscal_code: String,
-    /// Name as in the registry.
-    pub name: String,
-}
-
-/// `GET /api/v1/web/services`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Services {
-    /// The certificate kinds offered.
-    pub certificates: Vec<ServiceKind>,
-    /// Other services of the comune (configurable links).
-    pub links: Vec<ServiceLink>,
-}
-
-/// A certificate kind as offered.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ServiceKind {
-    /// The kind code.
-    pub kind: String,
-    /// Its title.
-    pub title: String,
-    /// Its validity.
-    pub validity: String,
-    /// Whether the bollo is due (registry kinds) unless an exemption applies.
-    pub bollo: bool,
-}
-
-/// A link to another service of the comune.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ServiceLink {
-    /// Its title, e.g. "Attività economiche".
-    pub title: String,
-    /// Where it is.
-    pub url: String,
-}
-
-/// The signed-in citizen and their family.
-#[utoipa::path(get, path = "/api/v1/web/me", tag = "citizen",
-    security(("citizen_session" = [])),
-    responses(
-        (status = 200, description = "The citizen", body = Me),
-        (status = 401, description = "Not signed in", body = ErrorBody),
-    ))]
-#[allow(dead_code)]
-fn web_me() {}
-
-/// The services offered: certificate kinds and links to the comune's other services.
-#[utoipa::path(get, path = "/api/v1/web/services", tag = "citizen",
-    security(("citizen_session" = [])),
-    responses((status = 200, description = "The catalogue", body = Services)))]
-#[allow(dead_code)]
-fn web_services() {}
-
-/// Issues a certificate for the citizen or a member of their family.
-#[utoipa::path(post, path = "/api/v1/web/certificates", tag = "citizen",
-    security(("citizen_session" = [])),
-    request_body = CitizenCertificateRequest,
-    responses(
-        (status = 201, description = "Issued", body = WebIssued),
-        (status = 400, description = "Invalid request (kind, fiscal code, usage, missing reason)", body = ErrorBody),
-        (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 403, description = "Not the citizen nor a member of their family, cross-origin, or an office-only exemption", body = ErrorBody),
-        (status = 409, description = "The marca da bollo was already used", body = ErrorBody),
-        (status = 429, description = "Too many requests", body = ErrorBody),
-    ))]
-#[allow(dead_code)]
-fn web_certificates_post() {}
-
-/// The citizen's own certificates still valid, newest first.
-#[utoipa::path(get, path = "/api/v1/web/certificates", tag = "citizen",
-    security(("citizen_session" = [])),
-    responses(
-        (status = 200, description = "The list", body = [WebDocument]),
-        (status = 401, description = "Not signed in", body = ErrorBody),
-    ))]
-#[allow(dead_code)]
-fn web_certificates_get() {}
-
-/// A certificate's PDF, to the citizen who asked for it only.
-#[utoipa::path(get, path = "/api/v1/web/documents/{document_id}.pdf", tag = "citizen",
-    security(("citizen_session" = [])),
-    params(("document_id" = String, Path, description = "The document id")),
-    responses(
-        (status = 200, description = "The stamped, sealed PDF", content_type = "application/pdf", body = String),
-        (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 404, description = "No such document of this citizen", body = ErrorBody),
-    ))]
-#[allow(dead_code)]
-fn web_document() {}
 
 #[cfg(test)]
 mod tests {
