@@ -359,7 +359,7 @@ function renderOutcome() {
     box.className = 'result callout callout-danger';
     box.setAttribute('role', 'alert');
     delete box.dataset.documentId;
-    const children = [make('p', { className: 'result-title', i18n: ['servizi.error.title'] }), make('p', { id: 'error-message', i18n: [o.key] })];
+    const children = [make('p', { className: 'result-title', i18n: ['servizi.error.title'] }), make('p', { id: 'error-message', i18n: [o.key, o.vars ?? {}] })];
     if (o.detail) children.push(make('p', { className: 'note', i18n: ['servizi.error.detail', { detail: o.detail }] }));
     if (o.code === 'unauthorized') {
       children.push(make('a', { className: 'btn btn-primary', href: '/servizi/login', i18n: ['servizi.signin.default'] }));
@@ -462,7 +462,11 @@ async function submit(event) {
       await loadMine();
     } else {
       const { code, message } = errorOf(answer);
-      data.outcome = { ok: false, code, key: ERROR_KEYS[code] ?? 'servizi.error.other', detail: message };
+      const retry = Number(answer?.retry_after_s ?? answer?.error?.retry_after_s);
+      const minutes = code === 'rate_limited' && retry > 0 ? Math.max(1, Math.ceil(retry / 60)) : 0;
+      data.outcome = minutes
+        ? { ok: false, code, key: 'servizi.error.rate_limited_for', vars: { minutes }, detail: message }
+        : { ok: false, code, key: ERROR_KEYS[code] ?? 'servizi.error.other', detail: message };
       result = code ?? `http-${status}`;
     }
   } catch (e) {

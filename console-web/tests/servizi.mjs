@@ -8,6 +8,7 @@
 // 4. The same marca again → the 409 message ("già stata usata").
 // 5. A residenza for a family member (chosen in "Per chi") with another marca → issued, PDF.
 // 6. One for a stranger (typed as "another person") → the 403 message.
+// 6b. With --budget 4 (the server's requests_per_hour): a fifth request → the 429 message.
 // 7. The list of one's certificates holds both; axe-core on the signed-in page with a result shown.
 // 8. A phone screen, 360 px wide: nothing wider than the screen; axe-core again.
 // 9. English: the language switch changes the texts.
@@ -17,7 +18,7 @@
 // No CSP violation may occur.
 //
 // Usage: node servizi.mjs --base URL --login NAME --fiscal-code FC --family FC --stranger FC
-//                         --marca ID --marca2 ID --out-dir DIR [--outsider LOGIN]
+//                         --marca ID --marca2 ID --out-dir DIR [--outsider LOGIN] [--budget 4]
 //                         [--chromium PATH] [--timeout-s 60]
 // Screenshots (servizi-*.png) with SCREENSHOTS=1 into SCREENSHOT_DIR (default ../../docs/screenshots).
 // Prints one JSON line: {"ok":true,"own":{…},"family":{…},"conflict":{…},"forbidden":{…},"axe":{…},…}
@@ -39,6 +40,7 @@ function options() {
     marca2: flag('marca2', 'MARCA2'),
     outDir: flag('out-dir', 'OUT_DIR'),
     outsider: flag('outsider', 'OUTSIDER_LOGIN'),
+    budget: flag('budget', 'WEB_BUDGET'),
     chromium: flag('chromium', 'CHROMIUM', '/usr/bin/chromium'),
     timeoutS: Number(flag('timeout-s', 'SERVIZI_TIMEOUT_S', '60')),
     screenshots: process.env.SCREENSHOTS === '1',
@@ -158,6 +160,14 @@ async function main() {
     const stranger = await request(side, o, { kind: 'residenza', subject: '__other__', other: o.stranger, marca: '99999999999999' });
     if (stranger.result !== 'forbidden' || !/solo per te/.test(stranger.message)) throw new Failure(`stranger: ${JSON.stringify(stranger)}`);
     result.forbidden = stranger;
+
+    // 6b. With --budget N (the server's [web] requests_per_hour), the request after N: 429, and
+    //     the page says in how many minutes to try again.
+    if (o.budget && Number(o.budget) === 4) {
+      const over = await request(side, o, { kind: 'residenza', subject: '', marca: '99999999999998' });
+      if (over.result !== 'rate_limited' || !/Riprova tra \d+ minuti/.test(over.message)) throw new Failure(`over the budget: ${JSON.stringify(over)}`);
+      result.rateLimited = over;
+    }
 
     // 7. One's certificates, and axe on the signed-in page.
     await page.reload();

@@ -3,7 +3,7 @@
 //! node, `testkit::oidc`) configured as `[[web.oidc]]`: Luca Rossi of the demo registry signs in
 //! on the provider's login page and is back on `/servizi/`; he gets a residenza with a marca da
 //! bollo (the same marca again: the 409 message), one for his wife, is refused one for a stranger
-//! (403), and downloads the PDFs; Giuseppe Verdi, who is not in the registry, is told so. Each PDF's QR code is read by zbar from a 300 dpi rendering and
+//! (403), is asked to wait after four requests in the hour (429), and downloads the PDFs; Giuseppe Verdi, who is not in the registry, is told so. Each PDF's QR code is read by zbar from a 300 dpi rendering and
 //! checked by the independent COSE verifier (`certificates/tests/independence.py`, no code of
 //! ours) against the server's trust list. axe-core checks the page signed out, signed in and on a
 //! 360 px phone screen. Screenshots: `target/tmp/screenshots/servizi-*.png`, or
@@ -144,8 +144,9 @@ async fn a_citizen_signs_in_with_spid_and_gets_stamped_certificates() {
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let mut config = std::fs::read_to_string(&signer.config).unwrap();
+    // Four requests an hour: the fifth shows the 429 message.
     config.push_str(&format!(
-        "[[web.oidc]]\nname = \"spid\"\nissuer = {:?}\nclient_id = {:?}\n\
+        "[web]\nrequests_per_hour = 4\n[[web.oidc]]\nname = \"spid\"\nissuer = {:?}\nclient_id = {:?}\n\
          client_secret_file = {:?}\nfiscal_number_claim = {FISCAL_NUMBER_CLAIM:?}\n\
          acr_values = {SPID_L2:?}\n",
         op.issuer(),
@@ -180,6 +181,8 @@ async fn a_citizen_signs_in_with_spid_and_gets_stamped_certificates() {
             out.path().to_str().unwrap(),
             "--outsider",
             "giuseppe",
+            "--budget",
+            "4",
             "--chromium",
             CHROMIUM,
         ],
@@ -192,6 +195,7 @@ async fn a_citizen_signs_in_with_spid_and_gets_stamped_certificates() {
     assert_eq!(result["provider"], op.issuer(), "{result}");
     assert_eq!(result["conflict"]["result"], "conflict", "{result}");
     assert_eq!(result["forbidden"]["result"], "forbidden", "{result}");
+    assert_eq!(result["rateLimited"]["result"], "rate_limited", "{result}");
     assert_eq!(result["outsider"]["inRegistry"], "false", "{result}");
     for axe in ["signedOut", "phone", "outsider"] {
         assert_eq!(result[axe]["axe"]["serious"], 0, "{axe}: {result}");
