@@ -2,6 +2,8 @@
 // provider (oidc-provider.mjs, started by the Rust test with testkit::oidc):
 //
 // 1. /servizi/ signed out: the sign-in link(s); axe-core.
+// 1b. "Annulla / Cancel" on the provider's login page → the server's page says the sign-in was
+//     cancelled; axe-core.
 // 2. Sign in: the link → the provider's login page → `login` typed and sent → back on /servizi/
 //    signed in, with the citizen's fiscal code and family shown.
 // 3. A residenza for oneself with a marca da bollo → issued, and its PDF downloaded.
@@ -119,6 +121,21 @@ async function main() {
     result.signedOut = { links, axe: await axe(side) };
     if (result.signedOut.axe.serious) throw new Failure(`axe (signed out): ${JSON.stringify(result.signedOut.axe.violations)}`);
     await shot(side, o, 'servizi-signed-out');
+
+    // 1b. Cancel at the provider: the server's page says so, in plain words.
+    await page.click('#login-links a');
+    await page.waitForSelector('#cancel-submit');
+    await Promise.all([page.waitForURL(`${o.base}/servizi/**`), page.click('#cancel-submit')]);
+    const cancelled = await page.evaluate(() => ({
+      failure: document.querySelector('main')?.dataset.failure ?? null,
+      title: document.querySelector('h1')?.textContent ?? '',
+    }));
+    if (!/annullato/i.test(cancelled.title)) throw new Failure(`cancelled sign-in: ${JSON.stringify(cancelled)}`);
+    result.cancelled = { ...cancelled, axe: await axe(side) };
+    if (result.cancelled.axe.serious) throw new Failure(`axe (cancelled): ${JSON.stringify(result.cancelled.axe.violations)}`);
+    await shot(side, o, 'servizi-cancelled');
+    await page.goto(`${o.base}/servizi/`);
+    await state(side, o, 'signed-out');
 
     // 2. Sign in through the provider's login page.
     await page.click('#login-links a');

@@ -1,12 +1,14 @@
 //! The citizens' portal `/servizi/` in real headless Chromium, driven by
 //! `console-web/tests/servizi.mjs`, signing in through a real OpenID provider (`oidc-provider` on
-//! node, `testkit::oidc`) configured as `[[web.oidc]]`: Luca Rossi of the demo registry signs in
-//! on the provider's login page and is back on `/servizi/`; he gets a residenza with a marca da
-//! bollo (the same marca again: the 409 message), one for his wife, is refused one for a stranger
-//! (403), is asked to wait after four requests in the hour (429), and downloads the PDFs; Giuseppe Verdi, who is not in the registry, is told so. Each PDF's QR code is read by zbar from a 300 dpi rendering and
-//! checked by the independent COSE verifier (`certificates/tests/independence.py`, no code of
-//! ours) against the server's trust list. axe-core checks the page signed out, signed in and on a
-//! 360 px phone screen. Screenshots: `target/tmp/screenshots/servizi-*.png`, or
+//! node, `testkit::oidc`) configured as `[[web.oidc]]`. A cancelled sign-in shows the server's
+//! page that says so. Luca Rossi of the demo registry signs in on the provider's login page and is
+//! back on `/servizi/`; he gets a residenza with a marca da bollo (the same marca again: the 409
+//! message), one for his wife, is refused one for a stranger (403), is asked to wait after four
+//! requests in the hour (429), and downloads the PDFs. Giuseppe Verdi, who is not in the registry,
+//! is told so. Each PDF's QR code is read by zbar from a 300 dpi rendering and checked by the
+//! independent COSE verifier (`certificates/tests/independence.py`, no code of ours) against the
+//! server's trust list. axe-core checks the pages signed out, cancelled, signed in, on a 360 px
+//! phone screen and not in the registry. Screenshots: `target/tmp/screenshots/servizi-*.png`, or
 //! `docs/screenshots/` with `UPDATE_SCREENSHOTS=1`.
 //!
 //! A missing Chromium, Node.js, npm package, poppler, zbar or Python module fails the test (it
@@ -197,7 +199,8 @@ async fn a_citizen_signs_in_with_spid_and_gets_stamped_certificates() {
     assert_eq!(result["forbidden"]["result"], "forbidden", "{result}");
     assert_eq!(result["rateLimited"]["result"], "rate_limited", "{result}");
     assert_eq!(result["outsider"]["inRegistry"], "false", "{result}");
-    for axe in ["signedOut", "phone", "outsider"] {
+    assert_eq!(result["cancelled"]["failure"], "Cancelled", "{result}");
+    for axe in ["signedOut", "cancelled", "phone", "outsider"] {
         assert_eq!(result[axe]["axe"]["serious"], 0, "{axe}: {result}");
     }
     assert_eq!(result["axe"]["serious"], 0, "{result}");
