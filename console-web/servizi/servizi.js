@@ -246,6 +246,15 @@ function renderCatalogue() {
       // A native disclosure per kind: 19 kinds stay short to scan, each opens to its details.
       const details = make('details', {}, make('summary', { textContent: localized(k, 'title') || k.kind }), dl);
       if (k.needs_reason) details.append(make('p', { className: 'note', i18n: ['servizi.catalogue.needs_reason'] }));
+      if (inRegistry()) {
+        const ask = make('button', { type: 'button', className: 'btn btn-outline', i18n: ['servizi.catalogue.request'] });
+        ask.addEventListener('click', () => {
+          $('kind').value = k.kind;
+          updateForm();
+          $('kind').focus();
+        });
+        details.append(ask);
+      }
       // A language switch re-renders the list: what was open stays open.
       details.open = document.querySelector(`.kind[data-kind="${CSS.escape(k.kind)}"] details`)?.open ?? false;
       return make('li', { className: 'kind', attrs: { 'data-kind': k.kind } }, details);

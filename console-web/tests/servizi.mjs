@@ -155,6 +155,12 @@ async function main() {
     if (!me.family.some((f) => f.includes(o.family))) throw new Failure(`the family ${JSON.stringify(me.family)} lacks ${o.family}`);
     result.me = me;
 
+    // 2b. "Richiedi questo certificato" in the catalogue chooses that kind in the form.
+    await page.click('.kind[data-kind="stato_famiglia"] summary');
+    await page.click('.kind[data-kind="stato_famiglia"] button');
+    const chosen = await page.evaluate(() => ({ kind: document.getElementById('kind').value, focused: document.activeElement?.id }));
+    if (chosen.kind !== 'stato_famiglia' || chosen.focused !== 'kind') throw new Failure(`the catalogue's request button: ${JSON.stringify(chosen)}`);
+
     // 3. A residenza for oneself with a marca.
     const own = await request(side, o, { kind: 'residenza', subject: '', marca: o.marca });
     if (own.result !== 'issued' || !own.href) throw new Failure(`own residenza: ${JSON.stringify(own)}`);
