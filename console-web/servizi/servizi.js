@@ -104,9 +104,9 @@ function render() {
   renderBrand();
   renderLogin();
   renderLinks();
+  renderCatalogue();
   if (page.state === 'signed-in') {
     renderMe();
-    renderCatalogue();
     renderForm();
     renderMine();
     renderOutcome();
@@ -232,6 +232,8 @@ function costText(k) {
 
 function renderCatalogue() {
   const list = kinds();
+  // Public: shown signed out too, so what is offered and what it costs is known before signing in.
+  $('catalogue-box').hidden = !['signed-in', 'signed-out'].includes(page.state) || (list.length === 0 && page.state !== 'signed-in');
   if (list.length === 0) {
     $('catalogue').replaceChildren(make('li', { className: 'note', i18n: ['servizi.catalogue.none'] }));
     return;
@@ -246,7 +248,7 @@ function renderCatalogue() {
       // A native disclosure per kind: 19 kinds stay short to scan, each opens to its details.
       const details = make('details', {}, make('summary', { textContent: localized(k, 'title') || k.kind }), dl);
       if (k.needs_reason) details.append(make('p', { className: 'note', i18n: ['servizi.catalogue.needs_reason'] }));
-      if (inRegistry()) {
+      if (page.state === 'signed-in' && inRegistry()) {
         const ask = make('button', { type: 'button', className: 'btn btn-outline', i18n: ['servizi.catalogue.request'] });
         ask.addEventListener('click', () => {
           $('kind').value = k.kind;

@@ -1,7 +1,7 @@
 // The citizens' portal /servizi/ in real headless Chromium, signing in through a real OpenID
 // provider (oidc-provider.mjs, started by the Rust test with testkit::oidc):
 //
-// 1. /servizi/ signed out: the sign-in link(s); axe-core.
+// 1. /servizi/ signed out: the sign-in link(s) and the catalogue; axe-core.
 // 1b. "Annulla / Cancel" on the provider's login page → the server's page says the sign-in was
 //     cancelled; axe-core.
 // 2. Sign in: the link → the provider's login page → `login` typed and sent → back on /servizi/
@@ -118,7 +118,11 @@ async function main() {
     await state(side, o, 'signed-out');
     const links = await page.$$eval('#login-links a', (as) => as.map((a) => ({ href: a.getAttribute('href'), text: a.textContent })));
     if (!links.length || !links.every((l) => l.href.startsWith('/servizi/login'))) throw new Failure(`sign-in links: ${JSON.stringify(links)}`);
-    result.signedOut = { links, axe: await axe(side) };
+    const offered = await page.$$eval('#catalogue .kind', (ks) => ks.map((k) => k.dataset.kind));
+    if (!offered.includes('residenza') || (await page.$$('#catalogue .kind button')).length) {
+      throw new Failure(`the catalogue signed out (shown, without request buttons): ${JSON.stringify(offered)}`);
+    }
+    result.signedOut = { links, kinds: offered.length, axe: await axe(side) };
     if (result.signedOut.axe.serious) throw new Failure(`axe (signed out): ${JSON.stringify(result.signedOut.axe.violations)}`);
     await shot(side, o, 'servizi-signed-out');
 
