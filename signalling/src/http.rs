@@ -43,6 +43,9 @@ pub fn app(state: AppState) -> Router {
         .route("/verify", get(crate::pages::verify_root))
         .route("/verify/", get(crate::pages::verify))
         .route("/verify/{*file}", get(crate::pages::verify))
+        .route("/servizi", get(crate::pages::servizi_root))
+        .route("/servizi/", get(crate::pages::servizi))
+        .route("/servizi/{*file}", get(crate::pages::servizi))
         .route("/lib/{*file}", get(crate::pages::lib))
         .route("/media-test", get(crate::pages::media_test_root))
         .route("/media-test/", get(crate::pages::media_test))
@@ -318,7 +321,7 @@ async fn index(State(state): State<AppState>) -> impl IntoResponse {
         "version": env!("CARGO_PKG_VERSION"),
         "municipality": state.config.municipality,
         "api": {"login": "/api/v1/login", "websocket": "/api/v1/ws", "health": "/healthz", "ready": "/readyz", "verify": "/api/v1/verify", "trust_list": "/.well-known/sportello/trust-list.json"},
-        "pages": {"verify": "/verify/"},
+        "pages": {"verify": "/verify/", "servizi": "/servizi/"},
     }))
 }
 

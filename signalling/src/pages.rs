@@ -14,6 +14,11 @@ use crate::error::AppError;
 #[folder = "../console-web/verify/"]
 struct VerifyAssets;
 
+/// `console-web/servizi/`: the citizens' portal.
+#[derive(RustEmbed)]
+#[folder = "../console-web/servizi/"]
+struct ServiziAssets;
+
 /// `console-web/lib/`: the ES modules shared by the pages (the protocol client).
 #[derive(RustEmbed)]
 #[folder = "../console-web/lib/"]
@@ -47,6 +52,17 @@ pub async fn verify_root() -> Redirect {
 /// `GET /verify/` and `GET /verify/{*file}`.
 pub async fn verify(file: Option<Path<String>>) -> Response {
     serve::<VerifyAssets>(file)
+}
+
+/// `GET /servizi` → `/servizi/`.
+pub async fn servizi_root() -> Redirect {
+    Redirect::permanent("/servizi/")
+}
+
+/// `GET /servizi/` and `GET /servizi/{*file}`: the citizens' portal (its sign-in, callback and
+/// logout are the web channel's own, more specific routes).
+pub async fn servizi(file: Option<Path<String>>) -> Response {
+    serve::<ServiziAssets>(file)
 }
 
 /// `GET /lib/{*file}`: the shared ES modules.

@@ -39,6 +39,8 @@ async fn every_response_of_both_listeners_carries_the_security_headers() {
         ("/kiosk/", CSP_KIOSK),
         ("/supervisor/", CSP_DEFAULT),
         ("/verify/", CSP_VERIFY),
+        ("/servizi/", CSP_DEFAULT),
+        ("/servizi/servizi.js", CSP_DEFAULT),
         ("/media-test/", CSP_DEFAULT),
         ("/lib/sportello.js", CSP_DEFAULT),
     ] {
@@ -108,6 +110,7 @@ async fn no_test_hook_is_served() {
         "supervisor",
         "lib",
         "verify",
+        "servizi",
         "media-test",
     ] {
         for entry in std::fs::read_dir(web.join(folder)).unwrap() {

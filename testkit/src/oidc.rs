@@ -21,7 +21,9 @@
 //!
 //! **Failures.** `node` missing, the npm package missing (run `npm ci` in `console-web/tests`),
 //! or the process dying while starting: [`OidcProvider::start`] fails with the reason and the
-//! tail of node's output. Starting, watching and stopping the process is testkit's common daemon
+//! tail of node's output. A start that does not answer within 20 s is stopped and tried again on
+//! another port, three times at most (node was seen to stall before listening, rarely, on a
+//! loaded machine). Starting, watching and stopping the process is testkit's common daemon
 //! code (`testkit/src/daemon.rs`).
 
 use std::collections::BTreeMap;
@@ -37,6 +39,11 @@ use crate::daemon::{log_tail, retry_taken_port, wait_ready, Launch, Watched};
 
 /// How long the provider may take to answer its discovery document.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one start may take before it is stopped and tried again on another port: once in a
+/// few dozen concurrent starts on a loaded machine, node was seen to stall before listening.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Starts tried before giving up.
+const ATTEMPTS: usize = 3;
 /// The log lines a failure report quotes.
 const TAIL: usize = 30;
 const INSTALL: &str = "install Node.js (apt-get install -y nodejs npm), then run `npm ci` in \
@@ -193,7 +200,7 @@ impl OidcProvider {
             .timeout(Duration::from_secs(20))
             .build()
             .context("HTTP client for the test OpenID provider")?;
-        retry_taken_port("testkit::oidc", 5, || {
+        retry_taken_port("testkit::oidc", ATTEMPTS, || {
             let port = crate::free_port();
             let mut command = Command::new("node");
             command
@@ -219,15 +226,16 @@ impl OidcProvider {
                 http: http.clone(),
             };
             match wait_ready(
-                START_TIMEOUT,
+                ATTEMPT_TIMEOUT.min(START_TIMEOUT),
                 Duration::from_millis(50),
                 || provider.check(),
                 || discovery_answers(port),
             ) {
                 Ok(true) => Ok(provider),
-                Ok(false) => Err(Launch::Failed(format!(
+                // Retried like a taken port: dropping `provider` stops this one.
+                Ok(false) => Err(Launch::PortTaken(format!(
                     "the test OpenID provider (pid {}) does not answer on 127.0.0.1:{port} within \
-                     {START_TIMEOUT:?}; its output:\n{}",
+                     {ATTEMPT_TIMEOUT:?}; its output:\n{}",
                     provider.daemon.pid(),
                     provider.output_tail()
                 ))),
