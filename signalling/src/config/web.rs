@@ -118,8 +118,10 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OidcProviderSettin
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
-        One(Box<OidcProviderSettings>),
+        // Many first: with `#[serde(default)]`, a struct also accepts an empty sequence, so an
+        // empty array (the serialized defaults) would otherwise become one default provider.
         Many(Vec<OidcProviderSettings>),
+        One(Box<OidcProviderSettings>),
     }
     Ok(match OneOrMany::deserialize(d)? {
         OneOrMany::One(p) => vec![*p],
@@ -204,6 +206,17 @@ mod tests {
             ["spid", "cie"]
         );
         assert!(many.problems().is_empty(), "{:?}", many.problems());
+    }
+
+    #[test]
+    fn the_defaults_round_trip_without_a_provider() {
+        // What the configuration loader does: the defaults serialized, then read back.
+        let value = serde_json::to_value(WebSettings::default()).unwrap();
+        let back: WebSettings = serde_json::from_value(value).unwrap();
+        assert!(back.oidc.is_empty(), "{:?}", back.oidc);
+        assert!(back.problems().is_empty(), "{:?}", back.problems());
+        let empty: WebSettings = toml::from_str("oidc = []\n").unwrap();
+        assert!(empty.oidc.is_empty());
     }
 
     #[test]
