@@ -32,6 +32,10 @@ let audio = null;
 let beepTimer = null;
 /** The in-call panels (identification, certificates, printing) of every call. */
 let incall = null;
+/** The dispositions of `wrapup.done`, from `state.sync`: `{code, label, label_en}`. */
+let dispositions = [];
+/** Dispositions with a digit key (1–5) while the selected booth is in wrap-up. */
+const DISPOSITION_KEYS = 5;
 
 const state = reflect({
   /** login · console */
@@ -235,6 +239,10 @@ function wire(c) {
 /** `state.sync`: the calls and offers as they are now; anything else has ended. */
 function onSync(e) {
   note(`state.sync: ${e.calls.length} call(s)`);
+  if (Array.isArray(e.dispositions)) {
+    dispositions = e.dispositions;
+    for (let i = 0; i < SLOTS; i += 1) buildDispositions(i);
+  }
   if (e.operator_state) state.operator = { state: e.operator_state.state, reason: e.operator_state.reason ?? null };
   const seen = new Set();
   for (const call of e.calls) {
@@ -436,8 +444,47 @@ function holdOrResume(call) {
 function end(call) {
   if (call && call.state !== 'wrapup') act('call.end', { call_id: call.call_id });
 }
-function wrapupDone(call) {
-  if (call?.state === 'wrapup') act('wrapup.done', { call_id: call.call_id });
+/** Closes the wrap-up with the chosen disposition and the notes typed in the booth's tile. */
+function wrapupDone(call, code) {
+  if (call?.state !== 'wrapup') return;
+  const body = { call_id: call.call_id };
+  if (code) body.disposition = code;
+  const notes = $(`tile-${call.slot + 1}`)?.querySelector('.wrapup-notes')?.value.trim();
+  if (notes) body.notes = notes;
+  act('wrapup.done', body);
+}
+
+/** `W`: with no dispositions configured, closes the wrap-up; otherwise moves to its choices. */
+function wrapupKey(call) {
+  if (call?.state !== 'wrapup') return;
+  if (dispositions.length === 0) wrapupDone(call);
+  else $(`tile-${call.slot + 1}`)?.querySelector('.disposition')?.focus();
+}
+
+/** The disposition buttons of a tile (rebuilt when `state.sync` lists them). */
+function buildDispositions(slot) {
+  const tile = $(`tile-${slot + 1}`);
+  const box = tile?.querySelector('.dispositions');
+  if (!box) return;
+  const buttons = dispositions.map((d, i) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'btn btn-primary disposition';
+    b.dataset.code = d.code;
+    const main = Object.assign(document.createElement('span'), { textContent: LANG === 'it' ? d.label : d.label_en });
+    const sub = Object.assign(document.createElement('span'), { className: 'sub', textContent: LANG === 'it' ? d.label_en : d.label });
+    sub.lang = OTHER;
+    sub.setAttribute('aria-hidden', 'true');
+    b.append(main, sub);
+    if (i < DISPOSITION_KEYS) {
+      b.setAttribute('aria-keyshortcuts', String(i + 1));
+      b.append(' ', Object.assign(document.createElement('kbd'), { textContent: String(i + 1) }));
+    }
+    b.setAttribute('aria-describedby', `tile-${slot + 1}-kiosk`);
+    b.addEventListener('click', () => { select(slot); wrapupDone(state.calls.get(state.slots[slot]), d.code); });
+    return b;
+  });
+  box.querySelector('.disposition-list').replaceChildren(...buttons);
 }
 function transfer(call, service) {
   if (call && call.state !== 'wrapup') act('call.transfer', { call_id: call.call_id, service });
@@ -454,6 +501,7 @@ const SHORTCUTS = [
   ['E', 'console.shortcut.end'],
   ['W', 'console.shortcut.wrapup'],
   ['1–3', 'console.shortcut.select'],
+  ['1–5', 'console.shortcut.disposition'],
 ];
 
 function onKey(event) {
@@ -466,11 +514,19 @@ function onKey(event) {
     r: () => reject(oldestOffer()?.call_id),
     h: () => holdOrResume(selectedCall()),
     e: () => end(selectedCall()),
-    w: () => wrapupDone(selectedCall()),
+    w: () => wrapupKey(selectedCall()),
     1: () => select(0),
     2: () => select(1),
     3: () => select(2),
   }[key];
+  // While the selected booth is in wrap-up, digits choose its disposition instead of a booth.
+  const digit = Number.parseInt(key, 10);
+  const call = selectedCall();
+  if (call?.state === 'wrapup' && digit >= 1 && digit <= Math.min(DISPOSITION_KEYS, dispositions.length)) {
+    event.preventDefault();
+    wrapupDone(call, dispositions[digit - 1].code);
+    return;
+  }
   if (handled) {
     event.preventDefault();
     note(`key ${key}`);
@@ -589,6 +645,12 @@ function buildTiles() {
           <button type="button" class="btn act-transfer" aria-describedby="tile-${slot + 1}-kiosk"></button>
           <button type="button" class="btn btn-primary act-wrapup" aria-describedby="tile-${slot + 1}-kiosk"></button>
         </div>
+        <fieldset class="dispositions" hidden>
+          <legend id="tile-${slot + 1}-disposition"></legend>
+          <div class="disposition-list"></div>
+          <label class="notes-label" for="notes-${slot + 1}"></label>
+          <input id="notes-${slot + 1}" class="wrapup-notes" type="text" maxlength="500" autocomplete="off">
+        </fieldset>
       </div>`;
     const call = () => state.calls.get(state.slots[slot]);
     tile.querySelector('.tile-select').addEventListener('click', () => select(slot));
@@ -678,7 +740,14 @@ function renderTile(slot) {
   const wrBtn = q('.act-wrapup');
   setText(wrBtn, 'console.call.wrapup_done');
   if (selected) wrBtn.append(' ', Object.assign(document.createElement('kbd'), { textContent: 'W' }));
-  wrBtn.hidden = call.state !== 'wrapup';
+  // With dispositions, the wrap-up closes by choosing one; without, with the plain button.
+  wrBtn.hidden = call.state !== 'wrapup' || dispositions.length > 0;
+  const disp = q('.dispositions');
+  const wasHidden = disp.hidden;
+  disp.hidden = call.state !== 'wrapup' || dispositions.length === 0;
+  if (disp.hidden && !wasHidden) q('.wrapup-notes').value = '';
+  setText(q('legend'), 'console.disposition.legend');
+  setText(q('.notes-label'), 'console.disposition.notes');
   const badge = q('.id-badge');
   const identity = call.incall?.identity.status ?? 'none';
   badge.dataset.status = identity;

@@ -31,6 +31,10 @@ const LANGUAGES = (params.get('languages') ?? 'it,en').split(',').filter(Boolean
 const END_S = Number(params.get('end_s') ?? 8);
 /** Back to the start (and Italian) after this long untouched on the welcome screen. */
 const IDLE_S = 90;
+/** Back to the start this long after an answered call when the citizen neither rates nor skips. */
+const FEEDBACK_S = Number(params.get('feedback_s') ?? 30);
+/** The rating faces' mouths, 1 (very unhappy) to 5 (very happy): how far the smile bends. */
+const SMILES = [-10, -5, 0, 5, 10];
 
 const $ = (id) => document.getElementById(id);
 
@@ -65,6 +69,8 @@ let media = null;
 let localStream = null;
 let endTimer = null;
 let idleTimer = null;
+/** The call an operator answered, which the citizen may rate once it ends. */
+let answeredCall = null;
 /** @type {KioskInCall | null} */
 let incall = null;
 
@@ -87,7 +93,12 @@ const ui = reflect({
   /** The call's media is being moved to another media node (`media.reconnect`), and how often it was. */
   mediaReconnecting: false,
   mediaReconnects: 0,
+  /** The rating after an answered call: asking · sent · skipped · failed, or null. */
+  feedback: null,
+  /** The rating sent (1–5), or null. */
+  rating: null,
 }, {
+  feedback: true, rating: true,
   screen: true, callId: true, screens: true, connection: true, lost: true, opened: true, banner: true, cameraError: true,
   mediaReconnecting: true, mediaReconnects: true,
   prompt: true, prompts: true, identity: true, notices: true, agent: true,
@@ -224,9 +235,76 @@ function showEnded(reason) {
   const cancelled = reason === 'abandoned';
   setText($('ended-title'), cancelled ? 'ended.cancelled' : 'ended.title');
   setText($('ended-text'), reason === 'kiosk_lost' ? 'ended.lost' : 'ended.thanks');
+  // An answered call that ended normally is rated once; anything else is not asked about.
+  const rate = reason === 'completed' && answeredCall && answeredCall === ui.callId ? answeredCall : null;
+  answeredCall = null;
   ui.callId = null;
+  askFeedback(rate);
   show('ended');
-  let left = cancelled ? Math.min(3, END_S) : END_S;
+  countdown(cancelled ? Math.min(3, END_S) : rate ? FEEDBACK_S : END_S);
+  if (rate) $('faces').querySelector('button')?.focus({ preventScroll: true });
+}
+
+/** Shows the rating faces for `callId` (or hides them with null). */
+function askFeedback(callId) {
+  ui.feedback = callId ? 'asking' : null;
+  ui.rating = null;
+  $('feedback').hidden = !callId;
+  $('feedback-thanks').hidden = true;
+  // While asking, "skip" is the way back; the usual button returns once it is answered.
+  $('back').hidden = Boolean(callId);
+  $('feedback').dataset.callId = callId ?? '';
+}
+
+/** Sends the citizen's rating once; thanks them and goes back to the start shortly after. */
+async function sendFeedback(rating) {
+  const callId = $('feedback').dataset.callId;
+  if (ui.feedback !== 'asking' || !callId) return;
+  ui.feedback = 'sending';
+  try {
+    await client.request('feedback.submit', { call_id: callId, rating });
+    ui.feedback = 'sent';
+    ui.rating = rating;
+  } catch (e) {
+    note(`feedback failed: ${e.code} ${e.message}`);
+    ui.feedback = 'failed';
+  }
+  $('feedback').hidden = true;
+  $('feedback-thanks').hidden = false;
+  $('back').hidden = false;
+  countdown(Math.min(3, END_S));
+}
+
+/** A face drawn in SVG (the system may lack emoji): a circle, two eyes and a mouth bent by `smile`. */
+function faceIcon(smile) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 64 64');
+  svg.setAttribute('class', 'face-icon');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('focusable', 'false');
+  const part = (tag, attrs) => {
+    const el = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    svg.append(el);
+  };
+  const line = { fill: 'none', stroke: 'currentColor', 'stroke-width': 4, 'stroke-linecap': 'round' };
+  part('circle', { cx: 32, cy: 32, r: 28, ...line });
+  part('circle', { cx: 22, cy: 26, r: 3.5, fill: 'currentColor' });
+  part('circle', { cx: 42, cy: 26, r: 3.5, fill: 'currentColor' });
+  part('path', { d: `M20 ${44 - smile / 2} Q32 ${44 + smile * 1.5} 44 ${44 - smile / 2}`, ...line });
+  return svg;
+}
+
+/** Skipping the rating is allowed: straight back to the start. */
+function skipFeedback() {
+  ui.feedback = 'skipped';
+  reset();
+}
+
+/** Counts `seconds` down on the ended screen, then goes back to the start. */
+function countdown(seconds) {
+  let left = seconds;
   const tick = () => {
     setText($('ended-countdown'), 'ended.countdown', { seconds: left });
     if (left <= 0) reset();
@@ -241,6 +319,9 @@ function showEnded(reason) {
 function reset() {
   clearInterval(endTimer);
   endTimer = null;
+  $('feedback').hidden = true;
+  $('feedback-thanks').hidden = true;
+  $('back').hidden = false;
   stopMedia();
   incall?.clear();
   ui.callId = null;
@@ -396,6 +477,7 @@ function stopMedia() {
 }
 
 function inCall(callId, operator) {
+  answeredCall = callId;
   ui.callId = callId;
   $('waiting-requeued').hidden = true;
   if (operator?.display_name) setText($('call-with'), 'call.with', { name: operator.display_name });
@@ -404,6 +486,7 @@ function inCall(callId, operator) {
 }
 
 function onHold(callId, operator) {
+  answeredCall = callId;
   ui.callId = callId;
   if (operator?.display_name) setText($('call-with'), 'call.with', { name: operator.display_name });
   show('hold');
@@ -512,6 +595,20 @@ async function main() {
   $('cancel').addEventListener('click', cancel);
   $('hang-up').addEventListener('click', cancel);
   $('back').addEventListener('click', reset);
+  $('feedback-skip').addEventListener('click', skipFeedback);
+  SMILES.forEach((smile, i) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'btn face';
+    b.dataset.rating = String(i + 1);
+    const icon = faceIcon(smile);
+    const label = document.createElement('span');
+    label.className = 'face-label';
+    label.dataset.i18n = `feedback.r${i + 1}`;
+    b.append(icon, label);
+    b.addEventListener('click', () => sendFeedback(i + 1));
+    $('faces').append(b);
+  });
   $('camera-retry').addEventListener('click', () => retryCamera().catch((e) => note(`camera retry failed: ${e.message}`)));
   $('volume').addEventListener('input', (e) => {
     $('remote').volume = Number(e.target.value);

@@ -22,6 +22,8 @@ const $ = (id) => document.getElementById(id);
 /** @type {CallMedia | null} */
 let media = null;
 let client = null;
+/** The operator's dispositions from `state.sync`; the wrap-up closes with the first. */
+let dispositions = [];
 
 const mediaTest = {
   role,
@@ -118,7 +120,9 @@ const mediaTest = {
       await client.request('call.cancel', { call_id: callId });
     } else {
       await client.request('call.end', { call_id: callId });
-      await client.request('wrapup.done', { call_id: callId });
+      const done = { call_id: callId };
+      if (dispositions[0]) done.disposition = dispositions[0].code;
+      await client.request('wrapup.done', done);
     }
   },
 };
@@ -218,6 +222,9 @@ async function kiosk(localStream) {
 }
 
 async function operator(localStream) {
+  client.on('state.sync', (event) => {
+    if (Array.isArray(event.dispositions)) dispositions = event.dispositions;
+  });
   client.on('call.offered', async (event) => {
     if (mediaTest.callId) return;
     mediaTest.callId = event.call_id;

@@ -2,13 +2,14 @@
 // operator logs in and goes available; two kiosk pages (/kiosk/) call one after the other; the
 // console rings for each offer and accepts both (the first with the A key, the second with its
 // button); both booth tiles decode their kiosk's video; booth 1 is held (its kiosk shows the hold
-// screen) and resumed with the keyboard; booth 2 is ended and its wrap-up closed (its kiosk shows the
-// end screen); in between the console reloads and state.sync restores both tiles. axe-core checks the login form, the ringing offer and the console (serious or critical violations fail).
+// screen) and resumed with the keyboard; booth 2 is ended (its kiosk shows the end screen and the
+// citizen rates the call with a face) and its wrap-up closed with a disposition by key and notes;
+// booth 1's citizen skips the rating; in between the console reloads and state.sync restores both tiles. axe-core checks the login form, the ringing offer and the console (serious or critical violations fail).
 //
 // Usage:
 //   node console.mjs --base http://127.0.0.1:PORT --username USER --password PASS
 //                    --kiosk-token TOKEN --kiosk2-token TOKEN [--timeout-s 90] [--chromium PATH]
-// With SCREENSHOTS=1 it writes console-login/offer/two-booths.png (1280×900) into SCREENSHOT_DIR
+// With SCREENSHOTS=1 it writes console-login/offer/two-booths/disposition.png and kiosk-feedback.png (1280×900) into SCREENSHOT_DIR
 // (default ../../docs/screenshots).
 //
 // On success prints one JSON line {"ok":true,…} and exits 0; on failure prints the reason and every
@@ -146,13 +147,34 @@ async function main() {
     await waitFor(op, o, 'never refreshed its token', () => Number(document.body.dataset.tokenRefreshes ?? 0) >= 1);
     result.tokenRefreshed = (await op.page.evaluate(() => sessionStorage.getItem('sportello.console.token'))) !== firstToken;
 
-    // 8. End booth 2 and close its wrap-up: the kiosk shows its end screen; the booth is free.
+    // 8. End booth 2: the kiosk shows its end screen and asks for a rating, which the citizen
+    // gives (4, "soddisfatto"). The booth's tile asks for the disposition: its buttons carry the
+    // labels as accessible names and keys 1–5; key 2 ("informazioni") closes the wrap-up.
     await op.page.keyboard.press(String(booth2.slot));
     await op.page.keyboard.press('e');
     await tileOf(op, o, 'centro-torri', 'wrapup');
     await waitFor(kiosk2, o, 'did not show the end screen', () => JSON.parse(document.body.dataset.screens).includes('ended'));
     result.kiosk2Ended = true;
-    await op.page.keyboard.press('w');
+    await waitFor(kiosk2, o, 'did not ask for a rating', () => document.body.dataset.feedback === 'asking'
+      && document.querySelectorAll('#faces .face').length === 5);
+    result.kioskFaces = await kiosk2.page.evaluate(() => [...document.querySelectorAll('#faces .face')].map((b) => b.innerText.replace(/\s+/g, ' ').trim()));
+    await shot(kiosk2, o, 'kiosk-feedback');
+    await kiosk2.page.click('#faces .face[data-rating="4"]');
+    await waitFor(kiosk2, o, 'did not send the rating', () => document.body.dataset.feedback === 'sent' && document.body.dataset.rating === '4');
+    result.kioskRated = 4;
+    await waitFor(kiosk2, o, 'did not return to the welcome screen after the rating', () => document.body.dataset.screen === 'welcome');
+    result.kioskBackToWelcome = true;
+    const slot2 = booth2.slot;
+    await waitFor(op, o, 'did not ask for a disposition', (slot) => {
+      const box = document.querySelector(`#tile-${slot} .dispositions`);
+      return box && !box.hidden && box.querySelectorAll('button.disposition').length === 5;
+    }, slot2);
+    result.dispositions = await op.page.evaluate((slot) => [...document.querySelectorAll(`#tile-${slot} button.disposition`)]
+      .map((b) => ({ code: b.dataset.code, keys: b.getAttribute('aria-keyshortcuts'), name: b.innerText.replace(/\s+/g, ' ').trim() })), slot2);
+    await op.page.fill(`#notes-${slot2}`, 'orari dello sportello');
+    await shot(op, o, 'console-disposition');
+    await op.page.evaluate(() => document.activeElement?.blur());
+    await op.page.keyboard.press('2');
     await waitFor(op, o, 'kept booth 2 after wrap-up', (slot) => window.__probe.tiles()[slot - 1].state === 'free', booth2.slot);
 
     // 9. axe-core on the console with a call in progress.
@@ -163,9 +185,13 @@ async function main() {
     };
     if (result.axe.serious > 0) throw new Failure(`axe-core: ${JSON.stringify(result.axe.violations)}`);
 
-    // 10. Clean up: end booth 1 with its button.
+    // 10. Clean up: end booth 1 with its button; its citizen skips the rating.
     await op.page.click(`#tile-${booth1.slot} .act-end`);
     await kioskScreen(kiosk1, o, 'ended');
+    await waitFor(kiosk1, o, 'did not ask kiosk 1 for a rating', () => document.body.dataset.feedback === 'asking');
+    await kiosk1.page.click('#feedback-skip');
+    await waitFor(kiosk1, o, 'skipping did not go back to the welcome screen', () => document.body.dataset.screen === 'welcome' && document.body.dataset.feedback === 'skipped');
+    result.kioskSkipped = true;
     result.tiles = await op.page.evaluate(() => window.__probe.tiles());
     // 11. Log out: the login is revoked on the server, not only forgotten by the page.
     const lastToken = await op.page.evaluate(() => sessionStorage.getItem('sportello.console.token'));

@@ -137,7 +137,7 @@ async function main() {
   const result = { ok: false };
   try {
     // 1. The welcome screen: token out of the URL, axe-core, screenshot.
-    const kiosk = await openPage(browser, o, 'kiosk', `${o.base}/kiosk/#token=${encodeURIComponent(o.kioskToken)}`);
+    const kiosk = await openPage(browser, o, 'kiosk', `${o.base}/kiosk/#token=${encodeURIComponent(o.kioskToken)}&feedback_s=5`);
     sides.push(kiosk);
     await kioskScreen(kiosk, o, 'welcome');
     await waitFor(kiosk, o, 'did not connect', () => document.body.dataset.connection === 'open');
@@ -189,10 +189,13 @@ async function main() {
     result.reconnected = true;
     result.framesDecoded = await kiosk.page.evaluate(() => window.__probe.framesDecoded());
 
-    // 6. The operator ends: end screen, then welcome, everything cleared.
+    // 6. The operator ends: end screen with the rating faces, which return to the welcome screen by
+    // themselves when nobody answers; everything cleared.
     await operator.page.evaluate(() => window.mediaTest.hangUp());
     await kioskScreen(kiosk, o, 'ended');
+    await waitFor(kiosk, o, 'did not ask for a rating', () => document.body.dataset.feedback === 'asking');
     await waitFor(kiosk, o, 'did not return to welcome', () => document.body.dataset.screen === 'welcome', null, 20000);
+    result.feedbackAsked = true;
     const cleared = await kiosk.page.evaluate(() => ({
       callId: document.body.dataset.callId ?? null,
       lang: document.documentElement.lang,

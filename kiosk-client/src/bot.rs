@@ -22,6 +22,11 @@ use tokio::task::JoinHandle;
 use crate::session::{ConnectOptions, Requester, Session};
 use crate::ClientError;
 
+/// The disposition bots close their wrap-ups with: one of the server's default dispositions
+/// (`informazioni`, an information call). A server configured without it refuses the bots'
+/// `wrapup.done`, and their wrap-ups end by timeout.
+pub const BOT_DISPOSITION: &str = "informazioni";
+
 /// How a spawned bot answers offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Policy {
@@ -362,9 +367,26 @@ impl OperatorBot {
         self.call_request(Request::CallEnd, call_id).await
     }
 
-    /// Sends `wrapup.done`.
+    /// Sends `wrapup.done` with the disposition [`BOT_DISPOSITION`].
     pub async fn wrapup_done(&self, call_id: &str) -> Result<(), ClientError> {
-        self.call_request(Request::WrapupDone, call_id).await
+        self.wrapup_done_with(call_id, BOT_DISPOSITION, None).await
+    }
+
+    /// Sends `wrapup.done` with a disposition and optional notes.
+    pub async fn wrapup_done_with(
+        &self,
+        call_id: &str,
+        disposition: &str,
+        notes: Option<&str>,
+    ) -> Result<(), ClientError> {
+        self.session
+            .request(&Request::WrapupDone(protocol::outcome::WrapupDone {
+                call_id: call_id.to_owned(),
+                disposition: Some(disposition.to_owned()),
+                notes: notes.map(str::to_owned),
+            }))
+            .await
+            .map(|_| ())
     }
 
     async fn call_request(
@@ -743,7 +765,8 @@ async fn accept_call(
     if signalled(&mut signal, wrapup, |s| s.wrapup_ended).await {
         return;
     }
-    match requester.request(&Request::WrapupDone(this_call())).await {
+    let done = protocol::outcome::WrapupDone::with(call_id.clone(), BOT_DISPOSITION);
+    match requester.request(&Request::WrapupDone(done)).await {
         Ok(_) => stats.send_modify(|s| s.wrapups_done += 1),
         // The wrap-up already ended, or the call left this operator without one (transfer).
         Err(e) if is_stale(&e) => {}

@@ -150,6 +150,7 @@ mod tests {
             describe_event(&Event::StateSync(StateSync {
                 calls: vec![],
                 operator_state: None,
+                dispositions: None,
             })),
             "synchronised: no active call"
         );

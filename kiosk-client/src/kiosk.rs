@@ -322,6 +322,7 @@ mod tests {
         let sync = Event::StateSync(StateSync {
             calls: vec![],
             operator_state: None,
+            dispositions: None,
         });
         assert!(!is_about(&sync, "c1", 1, 2));
         assert!(is_about(&sync, "c1", 3, 2));

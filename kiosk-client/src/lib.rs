@@ -25,7 +25,7 @@ mod tls;
 mod tracker;
 mod url;
 
-pub use bot::{BotHandle, BotStats, OperatorBot, Policy};
+pub use bot::{BotHandle, BotStats, OperatorBot, Policy, BOT_DISPOSITION};
 pub use describe::{describe_event, describe_unknown, format_wait};
 pub use kiosk::HeadlessKiosk;
 pub use session::{ConnectOptions, IceConfig, Requester, Session};

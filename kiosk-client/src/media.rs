@@ -349,6 +349,7 @@ mod tests {
                     media_node: node.map(str::to_owned),
                 }],
                 operator_state: None,
+                dispositions: None,
             })
         };
         let on = Some("m1@a");

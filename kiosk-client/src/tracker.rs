@@ -316,6 +316,7 @@ mod tests {
         t.apply(&Event::StateSync(StateSync {
             calls: vec![listed],
             operator_state: None,
+            dispositions: None,
         }));
         assert_eq!(
             t.status(),
@@ -327,6 +328,7 @@ mod tests {
         t.apply(&Event::StateSync(StateSync {
             calls: vec![],
             operator_state: None,
+            dispositions: None,
         }));
         let out = t.outcome().unwrap();
         assert_eq!(out.reason, REASON_GONE);

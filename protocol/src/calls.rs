@@ -238,6 +238,10 @@ pub struct StateSync {
     /// For operators: their queue state (`available`, `paused`, `offline`, `wrapup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_state: Option<OperatorStateEvent>,
+    /// Extension, for operators: the dispositions `wrapup.done` accepts, in the order to offer
+    /// them (the console's keys 1–9 follow it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispositions: Option<Vec<crate::outcome::Disposition>>,
 }
 
 /// One service in `metrics.snapshot`.

@@ -18,6 +18,7 @@ pub mod calls;
 pub mod ice;
 pub mod incall;
 pub mod media;
+pub mod outcome;
 
 pub use calls::{
     CallAssigned, CallConnected, CallCreated, CallEnded, CallOfferRevoked, CallOffered, CallRef,
@@ -274,9 +275,9 @@ pub enum Request {
     /// `call.end` (operator): ends the conversation and starts wrap-up.
     #[serde(rename = "call.end")]
     CallEnd(CallRef),
-    /// `wrapup.done` (operator).
+    /// `wrapup.done` (operator), with a disposition (extension).
     #[serde(rename = "wrapup.done")]
-    WrapupDone(CallRef),
+    WrapupDone(outcome::WrapupDone),
     /// `metrics.subscribe` (supervisor): `metrics.snapshot` at least every 2 s.
     #[serde(rename = "metrics.subscribe")]
     MetricsSubscribe {},
@@ -334,6 +335,9 @@ pub enum Request {
     /// `print.status` (kiosk agent).
     #[serde(rename = "print.status")]
     PrintStatus(incall::PrintStatus),
+    /// `feedback.submit` (extension, kiosk): the citizen's rating of an ended call.
+    #[serde(rename = "feedback.submit")]
+    FeedbackSubmit(outcome::FeedbackSubmit),
 }
 
 impl Request {
@@ -370,6 +374,7 @@ impl Request {
         "certificate.preview",
         "print.request",
         "print.status",
+        "feedback.submit",
     ];
 
     /// The request's wire `type`.
@@ -406,6 +411,7 @@ impl Request {
             Request::CertificatePreview(_) => "certificate.preview",
             Request::PrintRequest(_) => "print.request",
             Request::PrintStatus(_) => "print.status",
+            Request::FeedbackSubmit(_) => "feedback.submit",
         }
     }
 

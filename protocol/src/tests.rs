@@ -243,3 +243,90 @@ fn media_reconnect_round_trips_and_keeps_unknown_reasons() {
         ServerMessage::Unknown(_)
     ));
 }
+
+#[test]
+fn wrapup_done_and_feedback_round_trip() {
+    let frame = parse_client_frame(
+        r#"{"type":"wrapup.done","id":"9","call_id":"c1","disposition":"informazioni","notes":"ok"}"#,
+    )
+    .unwrap();
+    let expected = Request::WrapupDone(outcome::WrapupDone {
+        call_id: "c1".into(),
+        disposition: Some("informazioni".into()),
+        notes: Some("ok".into()),
+    });
+    assert_eq!(frame.request, expected);
+    let again = parse_client_frame(&expected.to_frame("9")).unwrap();
+    assert_eq!(again.request, expected);
+    // The contract's original form still parses: the server decides whether it is enough.
+    let bare = parse_client_frame(r#"{"type":"wrapup.done","id":"1","call_id":"c1"}"#).unwrap();
+    assert_eq!(
+        bare.request,
+        Request::WrapupDone(outcome::WrapupDone {
+            call_id: "c1".into(),
+            disposition: None,
+            notes: None,
+        })
+    );
+    assert_eq!(
+        Request::WrapupDone(outcome::WrapupDone::with("c1", "non_risolto")).to_frame("2"),
+        r#"{"call_id":"c1","disposition":"non_risolto","id":"2","type":"wrapup.done"}"#
+    );
+
+    let feedback = Request::FeedbackSubmit(outcome::FeedbackSubmit {
+        call_id: "c1".into(),
+        rating: 4,
+        comment: Some("gentili".into()),
+    });
+    assert_eq!(feedback.kind(), "feedback.submit");
+    assert_eq!(
+        parse_client_frame(&feedback.to_frame("3")).unwrap().request,
+        feedback
+    );
+    let plain =
+        parse_client_frame(r#"{"type":"feedback.submit","id":"4","call_id":"c1","rating":5}"#)
+            .unwrap();
+    assert!(
+        matches!(plain.request, Request::FeedbackSubmit(f) if f.rating == 5 && f.comment.is_none())
+    );
+    for bad in [
+        r#"{"type":"feedback.submit","id":"5","call_id":"c1"}"#,
+        r#"{"type":"feedback.submit","id":"5","call_id":"c1","rating":-1}"#,
+        r#"{"type":"feedback.submit","id":"5","call_id":"c1","rating":2.5}"#,
+        r#"{"type":"feedback.submit","id":"5","call_id":"c1","rating":"5"}"#,
+        r#"{"type":"feedback.submit","id":"5","call_id":"c1","rating":3,"comment":"a\nb"}"#,
+    ] {
+        assert!(
+            matches!(parse_client_frame(bad), Err((Some(id), _)) if id == "5"),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn state_sync_lists_dispositions_only_when_present() {
+    let sync = StateSync {
+        calls: vec![],
+        operator_state: None,
+        dispositions: Some(vec![outcome::Disposition {
+            code: "informazioni".into(),
+            label: "Informazioni".into(),
+            label_en: "Information".into(),
+        }]),
+    };
+    let json = Event::StateSync(sync.clone()).to_json();
+    assert_eq!(
+        json,
+        r#"{"type":"state.sync","calls":[],"dispositions":[{"code":"informazioni","label":"Informazioni","label_en":"Information"}]}"#
+    );
+    let back: Event = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, Event::StateSync(sync));
+    let old: Event = serde_json::from_str(r#"{"type":"state.sync","calls":[]}"#).unwrap();
+    assert!(matches!(
+        old,
+        Event::StateSync(StateSync {
+            dispositions: None,
+            ..
+        })
+    ));
+}

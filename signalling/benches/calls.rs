@@ -129,7 +129,10 @@ async fn run(
             .await
             .unwrap();
         op.session()
-            .request(&Request::WrapupDone(call))
+            .request(&Request::WrapupDone(protocol::outcome::WrapupDone::with(
+                call.call_id,
+                kiosk_client::BOT_DISPOSITION,
+            )))
             .await
             .unwrap();
         // Keep the buffers small: drop events nobody waits for.

@@ -10,6 +10,7 @@ use queue::{
     AnyStore, Applied, MemoryStore, NodeId, Queue, QueueMetrics, RedisStore, Store, Tenant, Time,
 };
 
+use crate::calls::outcome::{Done, Recorder};
 use crate::config::Config;
 use crate::metrics::StoreMetrics;
 use crate::readiness::Check;
@@ -30,6 +31,8 @@ pub struct Routing {
     pub shared: queue::AnyShared,
     /// Redis reachable, errors and round-trip times (`None` with the in-memory store).
     pub store_metrics: Option<StoreMetrics>,
+    /// The calls' outcome records (end, disposition, rating) in `shared`.
+    pub outcomes: Recorder,
 }
 
 impl std::fmt::Debug for Routing {
@@ -62,12 +65,16 @@ impl Routing {
             AnyStore::Redis(_) => Some(StoreMetrics::register(registry).context("store metrics")?),
         };
         let shared = store.shared();
+        let tenant = Tenant::new(config.tenant.as_str()).context("tenant name")?;
+        let outcomes = Recorder::register(shared.clone(), tenant.clone(), registry)
+            .context("outcome metrics")?;
         Ok(Routing {
+            outcomes,
             shared,
             store_metrics,
             queue: Queue::new(store),
             metrics,
-            tenant: Tenant::new(config.tenant.as_str()).context("tenant name")?,
+            tenant,
             node: NodeId::new(
                 config
                     .cluster
@@ -104,10 +111,19 @@ impl Routing {
         }
     }
 
-    /// Counts a batch this node committed. Only the committing node observes a batch, so counters
-    /// add up across nodes.
-    pub fn observe(&self, applied: &Applied) {
+    /// Counts a batch this node committed and records the outcomes of the calls it ended (see
+    /// `calls::outcome`). Only the committing node observes a batch, so counters add up across
+    /// nodes and each outcome is written by one node.
+    pub async fn observe(&self, applied: &Applied) {
+        self.observe_wrapup(applied, None).await;
+    }
+
+    /// [`Routing::observe`] for the batch of a `wrapup.done`, whose disposition it records.
+    pub async fn observe_wrapup(&self, applied: &Applied, done: Option<&Done>) {
         self.metrics.observe(&self.tenant, &applied.effects);
+        self.outcomes
+            .record(&applied.effects, Time::now(), done)
+            .await;
     }
 
     /// The timer every node runs until the server stops: `tick` every second, a heartbeat every
@@ -127,12 +143,12 @@ impl Routing {
                 let started = std::time::Instant::now();
                 let result = self.queue.heartbeat(&self.tenant, now, &self.node).await;
                 self.record_store("heartbeat", answered(&result), started);
-                self.step("heartbeat", result);
+                self.step("heartbeat", result).await;
             }
             let started = std::time::Instant::now();
             let result = self.queue.tick(&self.tenant, now).await;
             self.record_store("tick", answered(&result), started);
-            self.step("tick", result);
+            self.step("tick", result).await;
             if n % 2 == 0 {
                 let started = std::time::Instant::now();
                 let result = self.queue.snapshot(&self.tenant, now).await;
@@ -154,9 +170,9 @@ impl Routing {
         }
     }
 
-    fn step(&self, what: &str, result: Result<Applied, queue::Error>) {
+    async fn step(&self, what: &str, result: Result<Applied, queue::Error>) {
         match result {
-            Ok(applied) => self.observe(&applied),
+            Ok(applied) => self.observe(&applied).await,
             Err(e) => tracing::warn!(error = %e, "queue {what} failed"),
         }
     }

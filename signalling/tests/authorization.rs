@@ -48,7 +48,8 @@ fn needs(kind: &str) -> Needs {
         "media.offer" | "media.candidate" | "monitor.start" | "monitor.stop" => Needs::Connected,
         "call.resume" => Needs::Held,
         k if in_call(k) && k != "print.status" => Needs::Connected,
-        "wrapup.done" => Needs::WrapUp,
+        // The kiosk rates its call once it ended (the operator is wrapping up).
+        "wrapup.done" | "feedback.submit" => Needs::WrapUp,
         _ => Needs::Nothing,
     }
 }
@@ -95,7 +96,8 @@ fn expected(role: Role, kind: &str, object: Object) -> Result<(), ErrorCode> {
         | "identity.pec_start"
         | "identity.pec_code"
         | "identity.scan"
-        | "print.status" => role == Role::Kiosk,
+        | "print.status"
+        | "feedback.submit" => role == Role::Kiosk,
         other => panic!("no rule for {other}"),
     };
     if !mine {
@@ -159,7 +161,14 @@ fn request(kind: &str, call_id: &str, operator_id: &str, service: &str, sdp: &st
             operator_id: None,
         }),
         "call.end" => Request::CallEnd(call()),
-        "wrapup.done" => Request::WrapupDone(call()),
+        "wrapup.done" => {
+            Request::WrapupDone(protocol::outcome::WrapupDone::with(call_id, "informazioni"))
+        }
+        "feedback.submit" => Request::FeedbackSubmit(protocol::outcome::FeedbackSubmit {
+            call_id: call_id.into(),
+            rating: 5,
+            comment: None,
+        }),
         "metrics.subscribe" => Request::MetricsSubscribe {},
         "metrics.unsubscribe" => Request::MetricsUnsubscribe {},
         "operator.set_state" => Request::OperatorSetState(OperatorSetState {

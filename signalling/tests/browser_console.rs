@@ -3,8 +3,9 @@
 //! operator logs in with a demo account of capacity 3, goes available, two kiosk pages (`/kiosk/`)
 //! call, the console rings for each offer and accepts both (one with the `A` key), both booth tiles
 //! decode their kiosk's video, booth 1 is held (its kiosk shows the hold screen) and resumed, the
-//! console reloads and `state.sync` restores both tiles with their video, booth 2 is ended and its
-//! wrap-up closed (its kiosk shows the end screen). The console is checked with
+//! console reloads and `state.sync` restores both tiles with their video, booth 2 is ended (its
+//! kiosk shows the end screen and its citizen rates the call with a face) and its wrap-up closed
+//! with a disposition chosen by key, booth 1's citizen skips the rating. The console is checked with
 //! axe-core (no serious or critical violations) and screenshots are taken (into
 //! `target/tmp/screenshots/`, or `docs/screenshots/console-*.png` with `UPDATE_SCREENSHOTS=1`).
 //! Every page runs under the server's Content-Security-Policy without a violation, and the script
@@ -89,6 +90,48 @@ async fn an_operator_serves_two_booths_from_the_console() {
     }
     assert_eq!(result["kiosk1Held"], true, "{result}");
     assert_eq!(result["kiosk2Ended"], true, "{result}");
+    // The citizen rated the call with a face; the operator closed its wrap-up with key 2.
+    assert_eq!(result["kioskRated"], 4, "{result}");
+    assert_eq!(result["kioskBackToWelcome"], true, "{result}");
+    assert_eq!(result["kioskSkipped"], true, "{result}");
+    let faces = result["kioskFaces"].as_array().expect("the faces");
+    assert_eq!(faces.len(), 5, "{result}");
+    assert!(
+        faces[0].as_str().unwrap().contains("Molto insoddisfatto"),
+        "{result}"
+    );
+    assert!(
+        faces[4].as_str().unwrap().contains("Very happy"),
+        "{result}"
+    );
+    let dispositions = result["dispositions"].as_array().expect("the dispositions");
+    assert_eq!(dispositions.len(), 5, "{result}");
+    assert_eq!(dispositions[1]["code"], "informazioni", "{result}");
+    assert_eq!(dispositions[1]["keys"], "2", "{result}");
+    assert!(
+        dispositions[1]["name"]
+            .as_str()
+            .unwrap()
+            .contains("Informazioni fornite"),
+        "{result}"
+    );
+    // The server kept both: Prometheus counts the rating and the disposition.
+    let metrics_url = server
+        .metrics
+        .clone()
+        .expect("the admin listener's metrics URL");
+    let text = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "sportello_feedback_ratings_total{rating=\"4\"} 1",
+        "sportello_dispositions_total{disposition=\"informazioni\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in {text}");
+    }
     assert_eq!(result["restoredAfterReload"], true, "{result}");
     assert_eq!(result["axe"]["serious"], 0, "{result}");
 }

@@ -151,7 +151,7 @@ async fn whole_call(kind: Kind) {
         |e| matches!(e, Event::CallEnded(x) if x.call_id == id && x.reason == "completed"),
     )
     .await;
-    ok(b.session(), Request::WrapupDone(call(&id))).await;
+    ok(b.session(), common::centre::wrapup(&id)).await;
     on_call(b.session(), "wrapup.ended", &id).await;
     // The call is gone: acting on it again is not_found.
     assert_eq!(
@@ -296,7 +296,7 @@ async fn kiosk_cancels(kind: Kind) {
         unreachable!()
     };
     assert_eq!(e.reason, "completed");
-    ok(a.session(), Request::WrapupDone(call(&id))).await;
+    ok(a.session(), common::centre::wrapup(&id)).await;
 }
 
 /// Within the grace period a kiosk and an operator reconnect and keep their call, offer and place.
@@ -441,7 +441,7 @@ async fn metrics_agree_with_the_calls(kind: Kind) {
     on_call(a.session(), "call.offered", &one).await;
     ok(a.session(), Request::CallAccept(call(&one))).await;
     ok(a.session(), Request::CallEnd(call(&one))).await;
-    ok(a.session(), Request::WrapupDone(call(&one))).await;
+    ok(a.session(), common::centre::wrapup(&one)).await;
     let mut k2 = c.kiosk("k2").await;
     let two = request_call(&mut k2, "anagrafe").await;
     on_call(a.session(), "call.offered", &two).await;

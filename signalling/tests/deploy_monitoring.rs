@@ -539,7 +539,7 @@ async fn every_metric_the_rules_and_dashboards_name_is_served_and_evaluates() {
     drop((kiosk_media, op_media));
     ok(op.session(), Request::CallEnd(call(&id))).await;
     on_call(kiosk.session(), "call.ended", &id).await;
-    ok(op.session(), Request::WrapupDone(call(&id))).await;
+    ok(op.session(), common::centre::wrapup(&id)).await;
     on_call(op.session(), "wrapup.ended", &id).await;
     let (mut raw, _) = tokio_tungstenite::connect_async(signalling.ws_url())
         .await

@@ -257,7 +257,7 @@ async fn pec_and_document_then_printer_failures() {
     let pdfs = r.printer.wait_printed_async(1, T * 3).await.unwrap();
     r.verify(&pdfs[0]);
     ok(op.session(), Request::CallEnd(call(&id))).await;
-    ok(op.session(), Request::WrapupDone(call(&id))).await;
+    ok(op.session(), common::centre::wrapup(&id)).await;
     drop(screen);
 
     // Paper document: the agent uploads the scan when the screen says the document is in place.

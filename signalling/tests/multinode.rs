@@ -142,7 +142,7 @@ async fn a_call_across_two_processes_survives_the_kiosk_node_dying() {
         unreachable!()
     };
     assert_eq!(ended.reason, "completed");
-    ok(op.session(), Request::WrapupDone(call(&id))).await;
+    ok(op.session(), common::centre::wrapup(&id)).await;
     on_call(op.session(), "wrapup.ended", &id).await;
     drop(gone);
 }

@@ -347,7 +347,10 @@ impl CallTask {
         tokio::time::sleep(self.config.wrapup).await;
         match self
             .requester
-            .request(&Request::WrapupDone(self.call()))
+            .request(&Request::WrapupDone(protocol::outcome::WrapupDone::with(
+                self.call_id.clone(),
+                kiosk_client::BOT_DISPOSITION,
+            )))
             .await
         {
             // The wrap-up may have ended by itself.

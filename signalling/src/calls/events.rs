@@ -379,6 +379,7 @@ pub fn state_sync(
     StateSync {
         calls,
         operator_state: operator_state_event,
+        dispositions: None,
     }
 }
 

@@ -692,6 +692,6 @@ async fn end_failed_call(
     let r = &state.routing;
     let op = OperatorId::new(op).map_err(Refusal::from)?;
     let applied = r.queue.end(&r.tenant, Time::now(), &op, &id).await?;
-    r.observe(&applied);
+    r.observe(&applied).await;
     Ok(())
 }

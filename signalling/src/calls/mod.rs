@@ -19,6 +19,7 @@ pub mod hub;
 pub mod incall;
 pub mod live;
 pub mod media;
+pub mod outcome;
 pub mod placement;
 
 use std::collections::BTreeMap;
@@ -131,7 +132,8 @@ pub fn allowed(role: Role, kind: &str) -> bool {
         | "identity.pec_start"
         | "identity.pec_code"
         | "identity.scan"
-        | "print.status" => role == Role::Kiosk,
+        | "print.status"
+        | "feedback.submit" => role == Role::Kiosk,
         _ => false,
     }
 }
@@ -245,7 +247,7 @@ async fn dispatch(state: &AppState, ctx: &SessionCtx, request: Request) -> Resul
             };
             let call_id = call.call_id.to_string();
             let applied = q.enqueue(&r.tenant, now, call).await?;
-            r.observe(&applied);
+            r.observe(&applied).await;
             return Ok(serde_json::to_value(CallCreated { call_id }).unwrap_or(Value::Null));
         }
         Request::CallCancel(c) => {
@@ -290,9 +292,17 @@ async fn dispatch(state: &AppState, ctx: &SessionCtx, request: Request) -> Resul
         }
         Request::CallEnd(c) => q.end(&r.tenant, now, &op()?, &call_id(&c.call_id)?).await?,
         Request::WrapupDone(c) => {
-            q.wrapup_done(&r.tenant, now, &op()?, &call_id(&c.call_id)?)
-                .await?
+            let (disposition, notes) = outcome::core::check_wrapup(&state.config.dispositions, &c)?;
+            let done = outcome::Done {
+                call_id: call_id(&c.call_id)?,
+                disposition,
+                notes,
+            };
+            let applied = q.wrapup_done(&r.tenant, now, &op()?, &done.call_id).await?;
+            r.observe_wrapup(&applied, Some(&done)).await;
+            return Ok(Value::Null);
         }
+        Request::FeedbackSubmit(f) => return outcome::submit_feedback(state, ctx, f).await,
         Request::CallTransfer(t) => {
             let target = match (t.service, t.operator_id) {
                 (Some(s), None) => {
@@ -396,7 +406,7 @@ async fn dispatch(state: &AppState, ctx: &SessionCtx, request: Request) -> Resul
             ))
         }
     };
-    r.observe(&applied);
+    r.observe(&applied).await;
     Ok(Value::Null)
 }
 
@@ -435,7 +445,7 @@ pub async fn on_open(state: &AppState, principal: &Principal) -> Result<Event, R
                 presence: Presence::Paused(LOGIN_PAUSE_REASON.into()),
             };
             let applied = r.queue.operator_online(&r.tenant, now, login).await?;
-            r.observe(&applied);
+            r.observe(&applied).await;
         }
         Role::Kiosk => {
             let node = r.node.clone();
@@ -475,7 +485,7 @@ async fn move_kiosk_calls(
             .reattach_kiosk(&r.tenant, Time::now(), &call, to)
             .await
         {
-            Ok(applied) => r.observe(&applied),
+            Ok(applied) => r.observe(&applied).await,
             // It ended in the meantime.
             Err(queue::Error::NotFound(_)) => {}
             Err(e) => return Err(e),
@@ -489,12 +499,23 @@ async fn sync_event(state: &AppState, who: &Recipient) -> Result<Event, Refusal>
     let cfg = r.queue.store().config().clone();
     let directory = state.directory.clone();
     let now = Time::now();
-    let sync = r
+    let operator = who.role == Role::Operator;
+    let mut sync = r
         .queue
         .read(&r.tenant, move |st| {
             state_sync(st, &cfg, now, who, directory.as_ref())
         })
         .await?;
+    if operator {
+        sync.dispositions = Some(
+            state
+                .config
+                .dispositions
+                .iter()
+                .map(crate::config::DispositionSetting::to_wire)
+                .collect(),
+        );
+    }
     Ok(Event::StateSync(sync))
 }
 
@@ -559,7 +580,7 @@ async fn try_lost(state: &AppState, principal: &Principal) -> Result<(), queue::
                 match moved {
                     Some((login, true)) => {
                         let applied = r.queue.operator_online(&r.tenant, now, login).await?;
-                        r.observe(&applied);
+                        r.observe(&applied).await;
                         Ok(())
                     }
                     _ => Ok(()),
@@ -589,7 +610,7 @@ async fn try_lost(state: &AppState, principal: &Principal) -> Result<(), queue::
                     "principal lost: queue rules applied"
                 );
             }
-            r.observe(&applied);
+            r.observe(&applied).await;
             Ok(())
         }
         // An operator who never reached the queue has nothing to clean up.

@@ -419,7 +419,7 @@ pub async fn ensure_placed(
             .await
         {
             Ok(applied) => {
-                r.observe(&applied);
+                r.observe(&applied).await;
                 cluster.placed(id.as_str(), &next);
                 cluster.count_one(&next);
                 return Ok(next);

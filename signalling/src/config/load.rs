@@ -149,6 +149,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "kiosks",
     "cluster",
     "turn",
+    "dispositions",
 ];
 
 #[cfg(test)]

@@ -3,11 +3,12 @@
 //! that `sportello check-config` can list every problem at once.
 //!
 //! [`Config`] itself is here; its sections are in `sections` (accounts in `accounts`, `[cluster]`
-//! in `cluster`, `[turn]` in `turn`, `[web]` in `web`), the command-line flags in `flags`, reading the sources in
+//! in `cluster`, `[[dispositions]]` in `dispositions`, `[turn]` in `turn`, `[web]` in `web`), the command-line flags in `flags`, reading the sources in
 //! `load`, and the rules in `validate`.
 
 mod accounts;
 mod cluster;
+pub mod dispositions;
 mod flags;
 mod load;
 mod sections;
@@ -17,6 +18,7 @@ pub mod web;
 
 pub use accounts::{KioskAccount, OperatorAccount, SupervisorAccount};
 pub use cluster::{ClusterFlags, ClusterSettings, NodeRole};
+pub use dispositions::DispositionSetting;
 pub use flags::{DemoFlags, FlagOverrides, LogFlags, MediaFlags};
 pub use load::{load, load_with_env, ConfigError, ENV_PREFIX};
 pub use sections::{
@@ -87,6 +89,9 @@ pub struct Config {
     pub turn: Option<TurnSettings>,
     /// The web channel: OpenID providers, citizens' sessions, links (`docs/web.md`).
     pub web: WebSettings,
+    /// The dispositions operators close wrap-ups with (`[[dispositions]]`; the defaults of
+    /// [`dispositions::default_dispositions`] when absent).
+    pub dispositions: Vec<DispositionSetting>,
 }
 
 impl Default for Config {
@@ -116,6 +121,7 @@ impl Default for Config {
             cluster: ClusterSettings::default(),
             turn: None,
             web: WebSettings::default(),
+            dispositions: dispositions::default_dispositions(),
         }
     }
 }

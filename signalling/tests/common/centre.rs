@@ -72,6 +72,19 @@ impl Centre {
             Kind::Redis => Some(testkit::RedisServer::start().await),
         };
         let url = redis.as_ref().map(|r| r.url());
+        let mut c = Self::on(url, ops, kiosks, edit).await;
+        c._redis = redis;
+        c
+    }
+
+    /// A centre on the store at `redis` (`None`: in memory) that another centre may share: two
+    /// nodes of one deployment in this process.
+    pub async fn on(
+        url: Option<String>,
+        ops: &[Op],
+        kiosks: &[&str],
+        edit: impl FnOnce(&mut Config),
+    ) -> Self {
         let operators: Vec<OperatorAccount> = ops
             .iter()
             .map(|o| OperatorAccount {
@@ -109,7 +122,7 @@ impl Centre {
             edit(cfg);
         })
         .await;
-        Centre { t, _redis: redis }
+        Centre { t, _redis: None }
     }
 
     pub fn ws(&self) -> String {
@@ -219,6 +232,14 @@ pub fn refused(r: Result<Value, ClientError>) -> ErrorCode {
 
 pub fn call(id: &str) -> CallRef {
     CallRef { call_id: id.into() }
+}
+
+/// `wrapup.done` for `id` with the bots' disposition (one of the defaults).
+pub fn wrapup(id: &str) -> protocol::Request {
+    protocol::Request::WrapupDone(protocol::outcome::WrapupDone::with(
+        id,
+        kiosk_client::BOT_DISPOSITION,
+    ))
 }
 
 pub fn available() -> Request {
