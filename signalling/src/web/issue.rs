@@ -260,7 +260,12 @@ pub fn check(
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(str::to_owned);
-    let as_of = match req.as_of.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+    let as_of = match req
+        .as_of
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
         Some(d) => Some(
             certificates::dates::parse_date(d).map_err(|_| invalid("as_of is not YYYY-MM-DD"))?,
         ),

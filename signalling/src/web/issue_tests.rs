@@ -279,13 +279,21 @@ fn the_index_lists_what_was_indexed_and_refuses_odd_names() {
 #[test]
 fn a_past_situation_needs_its_date_and_a_reason() {
     let (offered, office) = offered();
-    let mut r = req("residenza_alla_data", WebUsage::Exemption { exemption: "b5".into() });
+    let mut r = req(
+        "residenza_alla_data",
+        WebUsage::Exemption {
+            exemption: "b5".into(),
+        },
+    );
     r.reason = Some("pratica di successione".into());
     let e = check(&r, &offered, &office).unwrap_err();
     assert_eq!(e.code, ErrorCode::Invalid);
     assert!(e.message.contains("as_of"), "{}", e.message);
     r.as_of = Some("2019-31-02".into());
-    assert_eq!(check(&r, &offered, &office).unwrap_err().code, ErrorCode::Invalid);
+    assert_eq!(
+        check(&r, &offered, &office).unwrap_err().code,
+        ErrorCode::Invalid
+    );
     r.as_of = Some("2019-03-02".into());
     let ok = check(&r, &offered, &office).unwrap();
     assert_eq!(ok.as_of.map(|d| d.to_string()), Some("2019-03-02".into()));
