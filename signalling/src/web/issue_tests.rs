@@ -160,6 +160,9 @@ fn civil_status_needs_no_marca_and_past_situations_need_a_reason() {
     r.reason = Some("   ".into());
     assert_eq!(checked(&r).unwrap_err().code, ErrorCode::Invalid);
     r.reason = Some("pratica di successione".into());
+    if past.needs_as_of() {
+        r.as_of = Some("2020-01-31".into());
+    }
     assert_eq!(
         checked(&r).unwrap().reason.as_deref(),
         Some("pratica di successione")
