@@ -52,6 +52,20 @@ async fn outcome(c: &Centre, id: &str) -> Outcome {
         .expect("an outcome record")
 }
 
+/// The outcome record once its wrap-up part is written. A wrap-up that times out is recorded by
+/// the node whose timer committed it, after the commit's events went out: the operator may see
+/// `wrapup.ended` a moment before the record has it.
+async fn outcome_with_wrapup(c: &Centre, id: &str) -> Outcome {
+    for _ in 0..100 {
+        let o = outcome(c, id).await;
+        if o.wrapup.is_some() {
+            return o;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    outcome(c, id).await
+}
+
 async fn metric(c: &Centre, line_start: &str) -> f64 {
     let text = reqwest::get(c.t.admin_url("/metrics"))
         .await
@@ -134,7 +148,7 @@ async fn wrapup_records_the_disposition(kind: Kind) {
     )
     .await;
     on_call(op.session(), "wrapup.ended", &id).await;
-    let wrapup = outcome(&c, &id)
+    let wrapup = outcome_with_wrapup(&c, &id)
         .await
         .wrapup
         .expect("the wrap-up is recorded");
@@ -177,7 +191,7 @@ async fn a_timed_out_wrapup_records_none(kind: Kind) {
     let (mut op, _) = operator(&c, "op-a").await;
     let id = answered_and_ended(&c, &mut op).await;
     on_call(op.session(), "wrapup.ended", &id).await;
-    let wrapup = outcome(&c, &id)
+    let wrapup = outcome_with_wrapup(&c, &id)
         .await
         .wrapup
         .expect("the wrap-up is recorded");
