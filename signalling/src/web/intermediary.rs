@@ -118,25 +118,31 @@ impl From<Refusal> for ApiError {
     }
 }
 
+/// `429 rate_limited`: the error body with `retry_after_s`, and `Retry-After`.
+pub fn rate_limited(message: impl Into<String>, retry_after_s: u64) -> Response {
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(ErrorBody {
+            code: ErrorCode::RateLimited.as_str().into(),
+            message: message.into(),
+            retry_after_s: Some(retry_after_s),
+        }),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::App(e) => e.into_response(),
-            ApiError::OverQuota { retry_after_s } => {
-                let mut response = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Json(ErrorBody {
-                        code: ErrorCode::RateLimited.as_str().into(),
-                        message: "quota giornaliera esaurita / daily quota used up".into(),
-                        retry_after_s: Some(retry_after_s),
-                    }),
-                )
-                    .into_response();
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-                response
-            }
+            ApiError::OverQuota { retry_after_s } => rate_limited(
+                "quota giornaliera esaurita / daily quota used up",
+                retry_after_s,
+            ),
         }
     }
 }

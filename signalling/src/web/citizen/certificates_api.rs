@@ -8,21 +8,20 @@
 //! Issuing itself (usage, marca once across channels, audit, storage) is `web::issue`'s.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use certificates::FiscalCode;
 use protocol::ErrorCode;
 use queue::Time;
-use serde_json::json;
 
-use super::schema::{CertificateList, CitizenCertificateRequest, RateLimited};
+use super::schema::{CertificateList, CitizenCertificateRequest};
 use super::{family_of, same_origin, signed_in, store_unavailable};
 use crate::calls::Refusal;
 use crate::error::{ApiJson, AppError};
 use crate::state::AppState;
-use crate::web::intermediary::ErrorBody;
+use crate::web::intermediary::{pdf_response, rate_limited, ErrorBody};
 use crate::web::issue::{self, WebActor, WebDocument, WebIssued, WebRequest};
 use crate::web::session::{Session, SessionError};
 
@@ -44,26 +43,6 @@ fn refused(r: Refusal) -> AppError {
     AppError::new(r.code, r.message)
 }
 
-/// `429 rate_limited` with `retry_after_s` (and `Retry-After`).
-fn over_budget(retry_after_s: u64) -> Response {
-    let mut response = (
-        StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({
-            "code": "rate_limited",
-            "message": format!(
-                "troppe richieste: riprova tra {} minuti / too many requests: retry in {retry_after_s} s",
-                retry_after_s.div_ceil(60)
-            ),
-            "retry_after_s": retry_after_s,
-        })),
-    )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
-}
-
 /// Issues a certificate for the citizen or a member of their family.
 #[utoipa::path(post, path = "/api/v1/web/certificates", tag = "citizen",
     security(("citizen_session" = [])),
@@ -74,7 +53,7 @@ fn over_budget(retry_after_s: u64) -> Response {
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not the citizen nor a member of their family, cross-origin, or an office-only exemption", body = ErrorBody),
         (status = 409, description = "The marca da bollo was already used, or the certificate cannot be issued for this person", body = ErrorBody),
-        (status = 429, description = "Over the session's hourly budget", body = RateLimited,
+        (status = 429, description = "Over the session's hourly budget", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a request is allowed"))),
     ))]
 pub async fn request(
@@ -91,7 +70,15 @@ pub async fn request(
         .await
     {
         Ok(()) => {}
-        Err(SessionError::Budget(s)) => return Ok(over_budget(s)),
+        Err(SessionError::Budget(s)) => {
+            return Ok(rate_limited(
+                format!(
+                    "troppe richieste: riprova tra {} minuti / too many requests: retry in {s} s",
+                    s.div_ceil(60)
+                ),
+                s,
+            ))
+        }
         Err(SessionError::None) => {
             return Err(AppError::unauthorized(
                 "sessione scaduta: accedi di nuovo / session expired: sign in again",
@@ -174,16 +161,5 @@ pub async fn document(
     let pdf = issue::pdf_for(&state, &actor(&session), document_id)
         .await
         .map_err(refused)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/pdf".to_owned()),
-            (header::CACHE_CONTROL, "private, no-store".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{document_id}.pdf\""),
-            ),
-        ],
-        pdf,
-    )
-        .into_response())
+    Ok(pdf_response(document_id, pdf))
 }

@@ -146,14 +146,3 @@ pub struct CertificateList {
     /// The citizen's certificates still valid, newest first.
     pub certificates: Vec<WebDocument>,
 }
-
-/// `429 rate_limited`: the protocol's error body with when to retry.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct RateLimited {
-    /// `rate_limited`.
-    pub code: String,
-    /// What happened, Italian / English.
-    pub message: String,
-    /// Seconds until a request is allowed again.
-    pub retry_after_s: u64,
-}

@@ -51,7 +51,6 @@ pub const CITIZEN_COOKIE: &str = "sportello_web";
         super::requests::IntermediaryRequest,
         schema::CitizenCertificateRequest,
         schema::CertificateList,
-        schema::RateLimited,
         schema::Me,
         schema::FamilyMember,
         schema::Services,
