@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::effect::{Effect, EndReason, MetricEvent, OfferOutcome, RequeueReason};
+use crate::effect::{CallRecord, Effect, EndReason, MetricEvent, OfferOutcome, RequeueReason};
 use crate::error::Error;
 use crate::estimate::History;
 use crate::model::{
-    validate_reason, Call, CallId, CallState, KioskId, Language, NewCall, NodeId, Occupancy,
+    validate_reason, Call, CallId, CallLog, CallState, KioskId, Language, NewCall, NodeId, Occupancy,
     Operator, OperatorId, OperatorLogin, OperatorState, Presence, QueueConfig, Service, Time,
     TransferTarget, WrapupPolicy,
 };
@@ -512,6 +512,7 @@ impl TenantState {
                 operator: oid.clone(),
                 expires_at,
             };
+            call.log.offered_at.get_or_insert(now);
             call.since = now;
             call.last_update = None;
             let (kiosk_id, service, language, waited) = (

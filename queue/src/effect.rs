@@ -187,6 +187,62 @@ pub enum Effect {
     },
     /// A metric event; Prometheus counters and histograms are fed from these.
     Metric(MetricEvent),
+    /// For the call history: what the queue knew of a call when it ended (right after its
+    /// `CallEnded`) and again when its wrap-up ended (right after its `WrapupEnded`, then with
+    /// `wrapup_ended_at` and `handle`).
+    Record(Box<CallRecord>),
+}
+
+/// What the call history keeps of a call, from the queue's side (`Effect::Record`). Its `wait`,
+/// `short_abandon`, `sl_threshold` and `handle` are exactly what the queue's metrics counted, so
+/// reports built from records agree with them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The call.
+    pub call_id: CallId,
+    /// Its kiosk.
+    pub kiosk_id: KioskId,
+    /// Its service at the end (after any transfer).
+    pub service: Service,
+    /// The citizen's language.
+    pub language: Language,
+    /// The operator at the end, if it was answered.
+    pub operator_id: Option<OperatorId>,
+    /// Every operator who answered it, in order.
+    pub operators: Vec<OperatorId>,
+    /// How it ended.
+    pub reason: EndReason,
+    /// When the kiosk asked (entered the queue first).
+    pub enqueued_at: Time,
+    /// When it entered its last service's queue.
+    pub queued_at: Time,
+    /// When it was first offered.
+    pub offered_at: Option<Time>,
+    /// When it was first answered.
+    pub answered_at: Option<Time>,
+    /// When its last operator accepted it.
+    pub accepted_at: Option<Time>,
+    /// When the conversation (or the wait) ended.
+    pub ended_at: Time,
+    /// Time on hold.
+    pub held: Duration,
+    /// Times put on hold.
+    pub holds: u32,
+    /// Times transferred.
+    pub transfers: u32,
+    /// The wait the metrics counted: to its last acceptance, or to its end when never answered
+    /// there (both from `queued_at`).
+    pub wait: Duration,
+    /// The service-level threshold of its service at the time.
+    pub sl_threshold: Duration,
+    /// An abandon shorter than the short-abandon limit (counted apart).
+    pub short_abandon: bool,
+    /// The tenant-local day it was asked on (days since 1970-01-01).
+    pub day: i64,
+    /// When its wrap-up ended (the second record only).
+    pub wrapup_ended_at: Option<Time>,
+    /// Connected + hold + wrap-up time, as the metrics' handle time (the second record only).
+    pub handle: Option<Duration>,
 }
 
 /// A measurement for Prometheus. These carry no call identifiers, only services.

@@ -34,12 +34,12 @@ mod stream_fanout;
 pub mod windows;
 
 pub use crate::core::{Command, TenantState, MISSED_OFFERS_REASON};
-pub use crate::effect::{Applied, Effect, EndReason, MetricEvent, OfferOutcome, RequeueReason};
+pub use crate::effect::{Applied, CallRecord, Effect, EndReason, MetricEvent, OfferOutcome, RequeueReason};
 pub use crate::error::Error;
 pub use crate::memory::MemoryStore;
 pub use crate::metrics::QueueMetrics;
 pub use crate::model::{
-    waiting_score, Call, CallId, CallState, KioskId, Language, NewCall, NodeId, Operator,
+    waiting_score, Call, CallId, CallLog, CallState, KioskId, Language, NewCall, NodeId, Operator,
     OperatorId, OperatorLogin, OperatorState, Presence, QueueConfig, Service, Tenant, Time,
     TransferTarget, WrapupPolicy,
 };

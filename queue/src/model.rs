@@ -336,6 +336,40 @@ pub struct Call {
     /// (`None`: not placed, or media in the process each party talks to).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_node: Option<String>,
+    /// What the call history records of it beyond its state: first offer, hold time, transfers,
+    /// operators (absent in records written before the history: empty).
+    #[serde(default, skip_serializing_if = "CallLog::is_empty")]
+    pub log: CallLog,
+}
+
+/// The facts of a call kept for the history (`Effect::Summary`), not for routing.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CallLog {
+    /// When it was first offered to an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_at: Option<Time>,
+    /// When it was first answered (`accepted_at` is the current operator's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<Time>,
+    /// Time on hold so far, ms (the current hold counts when it ends).
+    #[serde(default)]
+    pub held_ms: u64,
+    /// Times it was put on hold.
+    #[serde(default)]
+    pub holds: u32,
+    /// Times it was transferred.
+    #[serde(default)]
+    pub transfers: u32,
+    /// The operators who answered it, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<OperatorId>,
+}
+
+impl CallLog {
+    /// Nothing recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self == &CallLog::default()
+    }
 }
 
 /// An operator's own choice of presence; `wrapup` is derived from their calls.

@@ -69,6 +69,7 @@ pub fn app(state: AppState) -> Router {
             get(crate::documents::get_scan),
         )
         .merge(crate::web::router())
+        .merge(crate::reports::api::routes())
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(API_BODY_LIMIT));
     // Scans are images: their route has its own, larger limit.

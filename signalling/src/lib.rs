@@ -24,6 +24,7 @@ pub mod media_node;
 pub mod metrics;
 pub mod pages;
 pub mod readiness;
+pub mod reports;
 pub mod revocation;
 pub mod routing;
 pub mod server;

@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: IntermediaryCommand,
     },
+    /// Reports from the call history, as `GET /api/v1/reports/…` gives them (JSON or CSV).
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Delete issued certificates (PDF and metadata in DATA_DIR/documents) older than the
     /// retention; the audit log keeps the record that they were issued. Run it from cron or a
     /// systemd timer.
@@ -83,6 +88,33 @@ enum Command {
         #[command(flatten)]
         common: ServeArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Calls: answered, abandoned, service level, ASA, AHT, dispositions, ratings, certificates.
+    Calls(ReportArgs),
+    /// Certificates by kind, channel and bollo or exemption.
+    Certificates(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// The first day, YYYY-MM-DD [default: the first of the month].
+    #[arg(long, value_name = "DAY")]
+    from: Option<String>,
+    /// The last day, YYYY-MM-DD [default: today].
+    #[arg(long, value_name = "DAY")]
+    to: Option<String>,
+    /// The grouping: day, month, service, kiosk, operator or disposition for calls [default:
+    /// day]; kind, channel, fee, day, month or kiosk for certificates [default: kind].
+    #[arg(long, value_name = "GROUP")]
+    by: Option<String>,
+    /// json or csv [default: json].
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    #[command(flatten)]
+    common: ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +233,10 @@ struct ServeArgs {
     /// Redis URL for shared state; absent means the embedded in-memory store.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// The call history's database (sqlite://PATH or postgres://USER:PASSWORD@HOST/DB)
+    /// [default: SQLite in the data directory].
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -255,6 +291,7 @@ impl ServeArgs {
                 node_id: self.node_id.clone(),
                 internal_listen: self.internal_listen,
             }),
+            history: self.database.clone().map(|database| config::HistoryFlags { database }),
         }
     }
 
@@ -367,6 +404,24 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Some(Command::Intermediary { command }) => intermediary_cmd(command),
+        Some(Command::Report { command }) => {
+            use signalling::reports::cli::{run, Which};
+            let (which, args) = match command {
+                ReportCommand::Calls(a) => (Which::Calls, a),
+                ReportCommand::Certificates(a) => (Which::Certificates, a),
+            };
+            let query = signalling::reports::api::ReportQuery {
+                from: args.from.clone(),
+                to: args.to.clone(),
+                by: args.by.clone(),
+                format: args.format.clone(),
+            };
+            with_config(&args.common, |config| {
+                let text = run(config, which, &query)?;
+                println!("{}", text.trim_end());
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Some(Command::Audit {
             command: AuditCommand::Verify { file, common },
         }) => with_config(&common, |config| {

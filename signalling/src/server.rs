@@ -126,7 +126,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         public_connections = limits.public.open_cap(),
         "file-descriptor limit"
     );
-    let routing = Routing::open(&config, &metrics.registry).await?;
+    let mut routing = Routing::open(&config, &metrics.registry).await?;
+    let history = crate::reports::open(&config, &metrics.registry).await?;
+    routing.outcomes.attach(history.clone());
     {
         let info = prometheus::IntGaugeVec::new(
             prometheus::Opts::new("sportello_node_info", "This node's role and id (always 1)."),
@@ -218,6 +220,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     tokio::spawn(crate::calls::incall::run_resends(state.clone()));
     tokio::spawn(crate::calls::live::run(state.clone()));
     tokio::spawn(crate::revocation::run(state.clone()));
+    tokio::spawn(crate::reports::run_purge(
+        history,
+        state.config.history.clone(),
+        state.shutdown.clone(),
+    ));
     let task = tokio::spawn(serve(state.clone(), public, admin, tls.clone(), effects));
     Ok(RunningServer {
         addr,
@@ -367,6 +374,12 @@ async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(2), routing).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), public_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+    if let Some(sink) = state.routing.outcomes.sink() {
+        // What is still in the outbox is written at the next start.
+        if !sink.history().flush(Duration::from_secs(3)).await {
+            tracing::warn!("call history not fully written; kept in the outbox for the next start");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

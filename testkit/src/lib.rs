@@ -12,9 +12,13 @@
 //!   [`agent`] (the kiosk agent as a child process), [`images`] (the scans and broken images
 //!   the tests upload), [`oidc`] (a real OpenID provider, `oidc-provider` on node, for the web
 //!   channel's sign-in) and [`tsa`] (an RFC 3161 timestamp authority answering with
-//!   `openssl ts`). The private Janus, coturn, Prometheus and nginx share one way of running
-//!   a daemon (the crate's private `daemon` module): spawned by a watcher thread that records how
-//!   it ended, in a process group of its own, stopped when dropped.
+//!   `openssl ts`).
+//! - [`postgres`]: a private PostgreSQL server (its own cluster, trust authentication, on a free
+//!   loopback port) for the history database's PostgreSQL tests.
+//!
+//! The private Janus, coturn, Prometheus, nginx and PostgreSQL share one way of running a daemon
+//! (the crate's private `daemon` module): spawned by a watcher thread that records how it ended,
+//! in a process group of its own, stopped when dropped.
 
 pub mod agent;
 pub mod coturn;
@@ -25,6 +29,7 @@ pub mod janus;
 pub mod nginx;
 pub mod oidc;
 pub mod pki;
+pub mod postgres;
 pub mod prometheus;
 pub mod sentinel;
 pub mod smtp;

@@ -52,6 +52,11 @@ pub const ALLOWED: &[Rule] = &[
         dev: &["testkit"],
     },
     Rule {
+        krate: "history",
+        normal: &[],
+        dev: &["testkit"],
+    },
+    Rule {
         krate: "sfu",
         normal: &["protocol"],
         dev: &[],
@@ -68,7 +73,7 @@ pub const ALLOWED: &[Rule] = &[
     },
     Rule {
         krate: "signalling",
-        normal: &["protocol", "queue", "certificates", "sfu", "medianode"],
+        normal: &["protocol", "queue", "certificates", "history", "sfu", "medianode"],
         dev: &["kiosk-client", "testkit", "loadtest"],
     },
     Rule {

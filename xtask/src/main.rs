@@ -92,6 +92,11 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("kubectl", "kubernetes-client"),
     // The fuzz targets: libfuzzer-sys builds libFuzzer with the C++ compiler.
     ("c++", "g++"),
+    // The history database's PostgreSQL tests: a private server of their own from the newest
+    // /usr/lib/postgresql/<N>/bin (testkit::postgres). pg_ctlcluster comes with the server (in
+    // postgresql-common), unlike /usr/lib/postgresql, which postgresql-client fills too. The
+    // system cluster `main` is never used; ensure_system_packages keeps apt from creating it.
+    ("/usr/bin/pg_ctlcluster", "postgresql"),
 ];
 
 /// The browser tests' npm project (playwright-core), installed inside the clone.
@@ -297,6 +302,9 @@ fn ensure_system_packages() -> Result<()> {
         );
         return Ok(());
     }
+    if missing.contains(&"postgresql") {
+        no_main_postgres_cluster();
+    }
     eprintln!("xtask: installing {missing:?} with apt-get");
     let env = [("DEBIAN_FRONTEND", "noninteractive")];
     let update = Command::new("apt-get")
@@ -315,6 +323,28 @@ fn ensure_system_packages() -> Result<()> {
         bail!("apt-get install {} failed", missing.join(" "));
     }
     Ok(())
+}
+
+/// Keeps Debian's `postgresql` from creating and starting a system cluster `main` (port 5432) when
+/// apt installs it: the tests never use one (testkit::postgres runs its own). A drop-in in
+/// `createcluster.d`, which postgresql-common's `createcluster.conf` includes (Debian 12 does),
+/// rather than `createcluster.conf` itself, so that dpkg meets no foreign conffile to ask about.
+/// A failure only costs an idle cluster, so it is reported, not fatal.
+fn no_main_postgres_cluster() {
+    let dir = Path::new("/etc/postgresql-common/createcluster.d");
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        std::fs::write(
+            dir.join("sportello-tests.conf"),
+            "# cargo xtask: the tests run private servers (testkit::postgres)\n\
+             create_main_cluster = false\n",
+        )
+    });
+    if let Err(e) = written {
+        eprintln!(
+            "xtask: cannot turn off PostgreSQL's `main` cluster in {} ({e})",
+            dir.display()
+        );
+    }
 }
 
 /// The tidy rules: every Rust file starts with module docs (`//!`), and no source adds a stray

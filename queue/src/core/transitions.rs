@@ -111,6 +111,7 @@ impl TenantState {
                     },
                 });
                 let short = wait < cfg.short_abandon;
+                fx.push(call_record(cfg, &call, now, reason_of(reason), wait, short, None));
                 self.metric(
                     cfg,
                     now,
@@ -152,6 +153,9 @@ impl TenantState {
             _ => return,
         };
         let until = now.plus(cfg.wrapup);
+        if matches!(call.state, CallState::Held { .. }) {
+            call.log.held_ms += now.since(call.since).as_millis() as u64;
+        }
         call.state = CallState::WrapUp {
             operator: operator.clone(),
             until,
@@ -159,12 +163,15 @@ impl TenantState {
         call.ended_at = Some(now);
         call.since = now;
         let kiosk_id = call.kiosk_id.clone();
+        let wait = call.accepted_at.unwrap_or(now).since(call.queued_at);
+        let record = call_record(cfg, call, now, reason, wait, false, None);
         fx.push(Effect::CallEnded {
             call_id: id.clone(),
             kiosk_id,
             operator_id: Some(operator.clone()),
             reason,
         });
+        fx.push(record);
         self.with_op(cfg, now, &operator, fx, |op| {
             op.load = op.load.saturating_sub(1);
             op.wrapups += 1;
@@ -200,6 +207,15 @@ impl TenantState {
         let accepted = call.accepted_at.unwrap_or(at);
         let handle = at.since(accepted);
         let ended = call.ended_at.unwrap_or(at).max(accepted);
+        fx.push(call_record(
+            cfg,
+            &call,
+            ended,
+            EndReason::Completed,
+            accepted.since(call.queued_at),
+            false,
+            Some((at, handle)),
+        ));
         self.meta_mut().history.record_handled(
             &call.service,
             ended.since(accepted),
@@ -241,6 +257,11 @@ impl TenantState {
             }
             _ => return,
         };
+        if hold {
+            c.log.holds += 1;
+        } else {
+            c.log.held_ms += now.since(c.since).as_millis() as u64;
+        }
         c.state = next;
         c.since = now;
         let (call_id, kiosk_id, operator_id) =
@@ -359,6 +380,7 @@ impl TenantState {
                     since: now,
                     last_update: None,
                     media_node: None,
+                    log: CallLog::default(),
                 };
                 self.dirty.calls.insert(c.call_id.clone());
                 self.calls.insert(c.call_id, call);
@@ -483,6 +505,10 @@ impl TenantState {
                 };
                 let answer = now.since(call.since);
                 call.accepted_at = Some(now);
+                call.log.answered_at.get_or_insert(now);
+                if call.log.operators.last() != Some(&operator_id) {
+                    call.log.operators.push(operator_id.clone());
+                }
                 call.since = now;
                 call.head = false;
                 call.last_update = None;
@@ -537,6 +563,10 @@ impl TenantState {
                     return;
                 }
                 let old_service = call.service.clone();
+                call.log.transfers += 1;
+                if matches!(call.state, CallState::Held { .. }) {
+                    call.log.held_ms += now.since(call.since).as_millis() as u64;
+                }
                 match target {
                     TransferTarget::Service(s) => {
                         call.service = s;
@@ -603,4 +633,49 @@ impl TenantState {
             Command::Tick => {}
         }
     }
+}
+
+/// `CallEnded`'s reason for a kiosk's leaving while waiting.
+fn reason_of(reason: EndReason) -> EndReason {
+    if reason == EndReason::KioskLost {
+        EndReason::KioskLost
+    } else {
+        EndReason::Abandoned
+    }
+}
+
+/// The history's record of `call`, ended at `ended_at` (see [`CallRecord`]).
+fn call_record(
+    cfg: &QueueConfig,
+    call: &Call,
+    ended_at: Time,
+    reason: EndReason,
+    wait: Duration,
+    short_abandon: bool,
+    wrapup: Option<(Time, Duration)>,
+) -> Effect {
+    Effect::Record(Box::new(CallRecord {
+        call_id: call.call_id.clone(),
+        kiosk_id: call.kiosk_id.clone(),
+        service: call.service.clone(),
+        language: call.language.clone(),
+        operator_id: call.accepted_at.and(call.log.operators.last().cloned()),
+        operators: call.log.operators.clone(),
+        reason,
+        enqueued_at: call.enqueued_at,
+        queued_at: call.queued_at,
+        offered_at: call.log.offered_at,
+        answered_at: call.log.answered_at,
+        accepted_at: call.accepted_at,
+        ended_at,
+        held: Duration::from_millis(call.log.held_ms),
+        holds: call.log.holds,
+        transfers: call.log.transfers,
+        wait,
+        sl_threshold: cfg.threshold(&call.service),
+        short_abandon,
+        day: local_day(call.enqueued_at, &cfg.time_zone),
+        wrapup_ended_at: wrapup.map(|(at, _)| at),
+        handle: wrapup.map(|(_, h)| h),
+    }))
 }

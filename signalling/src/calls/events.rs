@@ -299,7 +299,7 @@ pub fn events_for(effect: &Effect, now: Time, names: &dyn Names) -> Vec<(Recipie
             }
             out
         }
-        Effect::MediaPlaced { .. } | Effect::Metric(_) => Vec::new(),
+        Effect::MediaPlaced { .. } | Effect::Metric(_) | Effect::Record(_) => Vec::new(),
     }
 }
 

@@ -34,6 +34,9 @@ pub struct FlagOverrides {
     /// `--role`, `--node-id`, `--internal-listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterFlags>,
+    /// `--database`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<super::HistoryFlags>,
 }
 
 /// The `media` part of the flags.

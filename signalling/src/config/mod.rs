@@ -10,6 +10,7 @@ mod accounts;
 mod cluster;
 pub mod dispositions;
 mod flags;
+pub mod history;
 mod load;
 mod sections;
 pub mod turn;
@@ -28,6 +29,7 @@ pub use sections::{
 };
 pub use turn::TurnSettings;
 use validate::is_name;
+pub use history::{HistoryFlags, HistorySettings};
 pub use web::{OidcProviderSettings, WebLink, WebSettings};
 
 use std::net::SocketAddr;
@@ -92,6 +94,8 @@ pub struct Config {
     /// The dispositions operators close wrap-ups with (`[[dispositions]]`; the defaults of
     /// [`dispositions::default_dispositions`] when absent).
     pub dispositions: Vec<DispositionSetting>,
+    /// The call history and its reports (`docs/reports.md`).
+    pub history: HistorySettings,
 }
 
 impl Default for Config {
@@ -122,6 +126,7 @@ impl Default for Config {
             turn: None,
             web: WebSettings::default(),
             dispositions: dispositions::default_dispositions(),
+            history: HistorySettings::default(),
         }
     }
 }

@@ -111,6 +111,7 @@ impl Config {
         }
         problems.extend(self.web.problems());
         problems.extend(super::dispositions::problems(&self.dispositions));
+        problems.extend(self.history.problems());
         if !(1..=MAX_DEMO_KIOSKS).contains(&self.demo.kiosks) {
             problems.push(format!(
                 "demo.kiosks: {} must be between 1 and {MAX_DEMO_KIOSKS}",

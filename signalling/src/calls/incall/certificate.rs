@@ -15,6 +15,7 @@ use protocol::incall::{
 };
 use protocol::{ErrorCode, Event, Role};
 use serde::{Deserialize, Serialize};
+use queue::Time;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -354,7 +355,34 @@ pub(crate) async fn store_issued(
         .certificates_issued
         .with_label_values(&[document.kind.code()])
         .inc();
+    if let Some(sink) = state.routing.outcomes.sink() {
+        sink.record(certificate_event(sink, document, meta));
+    }
     Ok(())
+}
+
+/// The call history's record of an issued certificate.
+fn certificate_event(
+    sink: &crate::reports::Sink,
+    document: &IssuedDocument,
+    meta: &DocumentMeta,
+) -> history::Event {
+    let at_ms = meta
+        .issued_at
+        .map_or_else(|| Time::now().0 as i64, |s| s.saturating_mul(1000));
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    history::Event::Certificate(history::CertificateFacts {
+        document_id: document.document_id.clone(),
+        call_id: some(&meta.call_id),
+        day: sink.day_of(Time(u64::try_from(at_ms).unwrap_or(0))),
+        issued_at: at_ms,
+        channel: meta.channel.clone().unwrap_or_else(|| "kiosk".into()),
+        kind: document.kind.code().to_owned(),
+        fee: if meta.bollo_due { "bollo" } else { "esente" }.to_owned(),
+        exemption: meta.exemption.clone().filter(|_| !meta.bollo_due),
+        kiosk_id: some(&meta.kiosk),
+        operator_id: some(&meta.operator),
+    })
 }
 
 /// The stored PDF of a document, `not_found` when there is none (never issued, or purged).

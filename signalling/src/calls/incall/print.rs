@@ -184,6 +184,18 @@ pub async fn print_status(
         return Ok(Value::Null);
     };
     save_job(state, &job).await;
+    if let Some(sink) = state.routing.outcomes.sink() {
+        let now = Time::now();
+        sink.record(history::Event::Print(history::PrintFacts {
+            job_id: job.job_id.clone(),
+            document_id: Some(job.document_id.clone()),
+            call_id: Some(job.call_id.clone()),
+            kiosk_id: Some(job.kiosk.clone()),
+            day: sink.day_of(now),
+            at: i64::try_from(now.0).unwrap_or(i64::MAX),
+            outcome: req.state.as_str().to_owned(),
+        }));
+    }
     tracing::info!(
         job = %job.job_id,
         state = req.state.as_str(),

@@ -16,6 +16,9 @@
 //! - the **feedback** by the kiosk's node ([`submit_feedback`]), once (a compare-and-set from a
 //!   record without feedback).
 //!
+//! Each part also goes to the call history (`crate::reports`), with the queue's own
+//! [`queue::CallRecord`] of the call's end and wrap-up.
+//!
 //! The rules are in [`core`]; the counters `sportello_dispositions_total{disposition}` and
 //! `sportello_feedback_ratings_total{rating}` are here.
 
@@ -27,10 +30,12 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use protocol::outcome::{FeedbackSubmit, DISPOSITION_NONE, RATING_MAX, RATING_MIN};
 use protocol::ErrorCode;
 use queue::{AnyShared, CallId, CallState, Effect, Shared, Tenant, Time};
+use history::{Event, FeedbackFacts, WrapupFacts};
 use serde_json::Value;
 
 use self::core::{End, Live, Outcome, Wrapup};
 use crate::calls::{events::end_reason, Refusal, SessionCtx};
+use crate::reports::{call_facts, Sink};
 use crate::state::AppState;
 
 /// The shared records' namespace.
@@ -61,6 +66,8 @@ pub struct Recorder {
     tenant: Tenant,
     dispositions: IntCounterVec,
     ratings: IntCounterVec,
+    /// The call history, on nodes that keep one (not on media nodes).
+    sink: Option<Sink>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -103,7 +110,24 @@ impl Recorder {
             tenant,
             dispositions,
             ratings,
+            sink: None,
         })
+    }
+
+    /// Writes every outcome also to the call history.
+    pub fn attach(&mut self, sink: Sink) {
+        self.sink = Some(sink);
+    }
+
+    /// The call history, when this node keeps one.
+    pub fn sink(&self) -> Option<&Sink> {
+        self.sink.as_ref()
+    }
+
+    fn history(&self, event: impl FnOnce() -> Event) {
+        if let Some(sink) = &self.sink {
+            sink.record(event());
+        }
     }
 
     /// Records the ends and wrap-up ends of a batch this node committed at about `now`; `done` is
@@ -137,6 +161,14 @@ impl Recorder {
                         _ => (DISPOSITION_NONE.to_owned(), None),
                     };
                     self.dispositions.with_label_values(&[&disposition]).inc();
+                    self.history(|| {
+                        Event::Wrapup(WrapupFacts {
+                            call_id: call_id.to_string(),
+                            disposition: disposition.clone(),
+                            notes: notes.clone(),
+                            at: i64::try_from(now.0).unwrap_or(i64::MAX),
+                        })
+                    });
                     let wrapup = Wrapup {
                         disposition,
                         notes,
@@ -146,6 +178,10 @@ impl Recorder {
                         Outcome::with_wrapup(cur, call_id.as_str(), wrapup.clone())
                     })
                     .await
+                }
+                Effect::Record(record) => {
+                    self.history(|| Event::Call(call_facts(record)));
+                    continue;
                 }
                 _ => continue,
             };
@@ -287,6 +323,14 @@ pub async fn submit_feedback(
                 .ratings
                 .with_label_values(&[&rating.to_string()])
                 .inc();
+            recorder.history(|| {
+                Event::Feedback(FeedbackFacts {
+                    call_id: body.call_id.clone(),
+                    rating: i64::from(rating),
+                    comment: comment.clone(),
+                    at: i64::try_from(now.0).unwrap_or(i64::MAX),
+                })
+            });
             tracing::info!(call_id = %body.call_id, kiosk, rating, "citizen's rating recorded");
             return Ok(Value::Null);
         }
