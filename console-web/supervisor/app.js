@@ -2,7 +2,8 @@
 // service the big numbers (waiting, longest wait, estimated wait, service level against its target,
 // ASA, AHT, abandonment) with a one-hour sparkline of "waiting" kept in memory; the operators with
 // their state, load and calls; silent monitoring of a connected call (monitor.start + a CallMedia
-// monitor: the kiosk's and the operator's video, muted by default); forcing an operator's state.
+// monitor: the kiosk's and the operator's video, muted by default); forcing an operator's state;
+// today's certificates and average rating (the reports API, every 30 s) and a link to the reports.
 // The login token is kept in sessionStorage. Italian first with English beside it.
 // Where the page stands (screen, connection, last snapshot, monitored call) is mirrored on
 // <body data-…> (lib/reflect.js).
@@ -106,6 +107,7 @@ function showScreen(screen) {
 async function logout() {
   await stopMonitor();
   endStaffSession(TOKEN_KEY);
+  clearInterval(todayTimer);
   client?.close();
   client = null;
   state.snapshot = null;
@@ -138,6 +140,7 @@ async function start(token) {
   showScreen('board');
   wire(client);
   renderConnection();
+  startToday();
   await subscribe();
   $('board-title').setAttribute('tabindex', '-1');
   $('board-title').focus();
@@ -485,6 +488,46 @@ function callItem(row, op, c) {
     li.append(b);
   }
   return li;
+}
+
+// ---- Today (reports API) ----------------------------------------------------------------------------
+
+/** How often the "today" tiles are refreshed. */
+const TODAY_EVERY_MS = 30000;
+let todayTimer = null;
+
+/** Today's certificates and average rating, from the reports API (Europe/Rome day), every 30 s. */
+async function refreshToday() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token || state.screen !== 'board') return;
+  const today = new Intl.DateTimeFormat('en-CA', { timeZone: 'Europe/Rome' }).format(new Date());
+  const get = async (report) => {
+    const res = await fetch(`/api/v1/reports/${report}?from=${today}&to=${today}`, { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
+    if (!res.ok) throw new Error(`${report}: HTTP ${res.status}`);
+    return res.json();
+  };
+  const certs = $('today-certificates').querySelector('dd');
+  const rating = $('today-rating').querySelector('dd');
+  try {
+    const [c, r] = await Promise.all([get('certificates'), get('calls')]);
+    certs.textContent = c.total.issued.toLocaleString('it-IT');
+    const avg = r.total.rating_avg;
+    rating.textContent = avg === null || avg === undefined
+      ? t('sup.unknown') : avg.toLocaleString('it-IT', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+    rating.append(r.total.ratings
+      ? textEl('span', 'sup.today.ratings', { n: r.total.ratings }, 'ratings')
+      : textEl('span', 'sup.today.no_ratings', {}, 'ratings'));
+  } catch (e) {
+    note(`today: ${e.message}`);
+    certs.textContent = t('sup.unknown');
+    rating.textContent = t('sup.unknown');
+  }
+}
+
+function startToday() {
+  clearInterval(todayTimer);
+  refreshToday();
+  todayTimer = setInterval(refreshToday, TODAY_EVERY_MS);
 }
 
 // ---- Silent monitoring ----------------------------------------------------------------------------

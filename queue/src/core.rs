@@ -21,9 +21,9 @@ use crate::effect::{CallRecord, Effect, EndReason, MetricEvent, OfferOutcome, Re
 use crate::error::Error;
 use crate::estimate::History;
 use crate::model::{
-    validate_reason, Call, CallId, CallLog, CallState, KioskId, Language, NewCall, NodeId, Occupancy,
-    Operator, OperatorId, OperatorLogin, OperatorState, Presence, QueueConfig, Service, Time,
-    TransferTarget, WrapupPolicy,
+    validate_reason, Call, CallId, CallLog, CallState, KioskId, Language, NewCall, NodeId,
+    Occupancy, Operator, OperatorId, OperatorLogin, OperatorState, Presence, QueueConfig, Service,
+    Time, TransferTarget, WrapupPolicy,
 };
 use crate::windows::{day_start, local_day, ServiceWindows};
 

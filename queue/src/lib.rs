@@ -34,7 +34,9 @@ mod stream_fanout;
 pub mod windows;
 
 pub use crate::core::{Command, TenantState, MISSED_OFFERS_REASON};
-pub use crate::effect::{Applied, CallRecord, Effect, EndReason, MetricEvent, OfferOutcome, RequeueReason};
+pub use crate::effect::{
+    Applied, CallRecord, Effect, EndReason, MetricEvent, OfferOutcome, RequeueReason,
+};
 pub use crate::error::Error;
 pub use crate::memory::MemoryStore;
 pub use crate::metrics::QueueMetrics;

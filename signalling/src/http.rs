@@ -58,6 +58,10 @@ pub fn app(state: AppState) -> Router {
         .route("/console/{*file}", get(crate::pages::console))
         .route("/supervisor", get(crate::pages::supervisor_root))
         .route("/supervisor/", get(crate::pages::supervisor))
+        .route(
+            "/supervisor/reports",
+            get(crate::pages::supervisor_reports_root),
+        )
         .route("/supervisor/{*file}", get(crate::pages::supervisor))
         .route("/", get(index))
         .route(

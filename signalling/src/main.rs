@@ -291,7 +291,10 @@ impl ServeArgs {
                 node_id: self.node_id.clone(),
                 internal_listen: self.internal_listen,
             }),
-            history: self.database.clone().map(|database| config::HistoryFlags { database }),
+            history: self
+                .database
+                .clone()
+                .map(|database| config::HistoryFlags { database }),
         }
     }
 

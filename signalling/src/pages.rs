@@ -105,6 +105,11 @@ pub async fn supervisor_root() -> Redirect {
     Redirect::permanent("/supervisor/")
 }
 
+/// `GET /supervisor/reports` → `/supervisor/reports/` (the reports page).
+pub async fn supervisor_reports_root() -> Redirect {
+    Redirect::permanent("/supervisor/reports/")
+}
+
 /// `GET /supervisor/` and `GET /supervisor/{*file}`: the supervisor's wallboard.
 pub async fn supervisor(file: Option<Path<String>>) -> Response {
     serve::<SupervisorAssets>(file)

@@ -73,7 +73,14 @@ pub const ALLOWED: &[Rule] = &[
     },
     Rule {
         krate: "signalling",
-        normal: &["protocol", "queue", "certificates", "history", "sfu", "medianode"],
+        normal: &[
+            "protocol",
+            "queue",
+            "certificates",
+            "history",
+            "sfu",
+            "medianode",
+        ],
         dev: &["kiosk-client", "testkit", "loadtest"],
     },
     Rule {

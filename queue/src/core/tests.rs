@@ -194,3 +194,121 @@ fn a_call_past_its_aht_keeps_a_share_of_an_aht() {
         [("c2".into(), Some(36))]
     );
 }
+
+fn records(fx: &[Effect]) -> Vec<CallRecord> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Record(r) => Some((**r).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_history_records_holds_transfers_and_what_the_metrics_counted() {
+    let mut st = TenantState::default();
+    online(&mut st, 0, "a");
+    online(&mut st, 0, "b");
+    enqueue(&mut st, 10, "c1");
+    op_cmd(&mut st, 12, "a", "c1", false);
+    let (a, b, c1) = (
+        OperatorId::new("a").unwrap(),
+        OperatorId::new("b").unwrap(),
+        CallId::new("c1").unwrap(),
+    );
+    let hold = |hold: bool| {
+        let (operator_id, call_id) = (a.clone(), c1.clone());
+        if hold {
+            Command::Hold {
+                operator_id,
+                call_id,
+            }
+        } else {
+            Command::Resume {
+                operator_id,
+                call_id,
+            }
+        }
+    };
+    run(&mut st, 20, hold(true));
+    run(&mut st, 25, hold(false));
+    run(&mut st, 30, hold(true));
+    // Transferred while on hold (7 s more), to operator b, who answers at 50.
+    let fx = run(
+        &mut st,
+        37,
+        Command::Transfer {
+            operator_id: a.clone(),
+            call_id: c1.clone(),
+            target: TransferTarget::Operator(b.clone()),
+        },
+    );
+    assert!(records(&fx).is_empty(), "a transfer does not end the call");
+    op_cmd(&mut st, 50, "b", "c1", false);
+    let fx = {
+        let operator_id = b.clone();
+        run(
+            &mut st,
+            80,
+            Command::End {
+                operator_id,
+                call_id: c1.clone(),
+            },
+        )
+    };
+    let ended = records(&fx);
+    assert_eq!(ended.len(), 1);
+    let r = &ended[0];
+    assert_eq!(r.reason, EndReason::Completed);
+    assert_eq!(
+        (r.enqueued_at, r.queued_at),
+        (Time::from_secs(10), Time::from_secs(37))
+    );
+    assert_eq!(r.offered_at, Some(Time::from_secs(10)));
+    assert_eq!(r.answered_at, Some(Time::from_secs(12)));
+    assert_eq!(r.accepted_at, Some(Time::from_secs(50)));
+    assert_eq!(r.operators, vec![a, b.clone()]);
+    assert_eq!(r.operator_id, Some(b.clone()));
+    assert_eq!(
+        (r.holds, r.held, r.transfers),
+        (2, Duration::from_secs(12), 1)
+    );
+    // The wait the metrics counted: from the last queue entry to the last answer.
+    assert_eq!(r.wait, Duration::from_secs(13));
+    assert_eq!((r.handle, r.wrapup_ended_at), (None, None));
+    assert_eq!(
+        r.day,
+        crate::windows::local_day(Time::from_secs(10), &cfg().time_zone)
+    );
+    let fx = run(
+        &mut st,
+        95,
+        Command::WrapupDone {
+            operator_id: b,
+            call_id: c1,
+        },
+    );
+    let done = records(&fx);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].wrapup_ended_at, Some(Time::from_secs(95)));
+    assert_eq!(done[0].handle, Some(Duration::from_secs(45)));
+    assert_eq!(done[0].ended_at, Time::from_secs(80));
+
+    // An abandon: no operator, the wait to the end, short under 5 s.
+    enqueue(&mut st, 100, "c2");
+    let fx = run(
+        &mut st,
+        102,
+        Command::Cancel {
+            kiosk_id: KioskId::new("c2").unwrap(),
+            call_id: CallId::new("c2").unwrap(),
+        },
+    );
+    let r = &records(&fx)[0];
+    assert_eq!(
+        (r.reason, r.operator_id.as_ref()),
+        (EndReason::Abandoned, None)
+    );
+    assert!(r.short_abandon);
+    assert_eq!(r.wait, Duration::from_secs(2));
+}

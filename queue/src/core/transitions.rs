@@ -111,7 +111,15 @@ impl TenantState {
                     },
                 });
                 let short = wait < cfg.short_abandon;
-                fx.push(call_record(cfg, &call, now, reason_of(reason), wait, short, None));
+                fx.push(call_record(
+                    cfg,
+                    &call,
+                    now,
+                    reason_of(reason),
+                    wait,
+                    short,
+                    None,
+                ));
                 self.metric(
                     cfg,
                     now,

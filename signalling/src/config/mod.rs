@@ -21,6 +21,7 @@ pub use accounts::{KioskAccount, OperatorAccount, SupervisorAccount};
 pub use cluster::{ClusterFlags, ClusterSettings, NodeRole};
 pub use dispositions::DispositionSetting;
 pub use flags::{DemoFlags, FlagOverrides, LogFlags, MediaFlags};
+pub use history::{HistoryFlags, HistorySettings};
 pub use load::{load, load_with_env, ConfigError, ENV_PREFIX};
 pub use sections::{
     AuthConfig, DemoConfig, IdentitySettings, LimitsConfig, LogConfig, LogFormat, MailSettings,
@@ -29,7 +30,6 @@ pub use sections::{
 };
 pub use turn::TurnSettings;
 use validate::is_name;
-pub use history::{HistoryFlags, HistorySettings};
 pub use web::{OidcProviderSettings, WebLink, WebSettings};
 
 use std::net::SocketAddr;

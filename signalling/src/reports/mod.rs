@@ -199,9 +199,11 @@ mod tests {
 
     #[test]
     fn the_retention_sets_the_days_kept() {
-        let mut s = crate::config::HistorySettings::default();
-        s.retention_days = 30;
-        s.text_retention_days = 7;
+        let mut s = crate::config::HistorySettings {
+            retention_days: 30,
+            text_retention_days: 7,
+            ..crate::config::HistorySettings::default()
+        };
         let (rows, text) = keep_from(&s, date!(2026 - 03 - 31));
         assert_eq!((rows.as_str(), text.as_str()), ("2026-03-01", "2026-03-24"));
         s.text_retention_days = 0;

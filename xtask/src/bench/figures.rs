@@ -90,6 +90,12 @@ pub(super) const FIGURES: &[Figure] = &[
     fig("ewt", "median_error/0.6", "estimated wait, median relative error at utilisation 0.6", "", Some(Below(0.25))),
     fig("ewt", "median_error/0.8", "estimated wait, median relative error at utilisation 0.8", "", Some(Below(0.25))),
     fig("ewt", "median_error/0.95", "estimated wait, median relative error at utilisation 0.95", "", Some(Below(0.25))),
+    // The call history (SQLite, the embedded default).
+    fig("history", "record_ns", "recording one history event on a call's path (channel send)", " ns", Some(Below(5_000.0))),
+    fig("history", "write_per_call_us", "a call's history written through the outbox into SQLite, per call", " µs", Some(Below(2_000.0))),
+    fig("history", "month_report_ms", "a month's calls report by day over 100,000 calls", " ms", Some(Below(1_000.0))),
+    fig("history", "month_report_by_operator_ms", "the same by operator", " ms", Some(Below(1_000.0))),
+    fig("history", "certificates_report_ms", "the month's certificates report by kind", " ms", Some(Below(1_000.0))),
     // Server.
     fig("sessions", "startup_fresh_ms", "start-up to ready, fresh data directory (median)", " ms", Some(Below(1000.0))),
     fig("sessions", "startup_existing_ms", "start-up to ready, existing data directory (median)", " ms", Some(Below(1000.0))),

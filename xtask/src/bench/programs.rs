@@ -98,6 +98,16 @@ pub(super) const BENCHES: &[Bench] = &[
         ..DEFAULTS
     },
     Bench {
+        name: "history",
+        program: Program::Cargo {
+            package: "history",
+            bench: "history",
+        },
+        args: &["--"],
+        quick_args: &["--quick"],
+        ..DEFAULTS
+    },
+    Bench {
         name: "sessions",
         program: Program::Cargo {
             package: "signalling",

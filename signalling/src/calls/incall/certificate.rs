@@ -14,8 +14,8 @@ use protocol::incall::{
     CertificateIssue, CertificateIssued, CertificateIssuedEvent, CertificatePreviewed, Usage,
 };
 use protocol::{ErrorCode, Event, Role};
-use serde::{Deserialize, Serialize};
 use queue::Time;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 

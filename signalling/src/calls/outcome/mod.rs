@@ -26,11 +26,11 @@ pub mod core;
 
 use std::time::Duration;
 
+use history::{Event, FeedbackFacts, WrapupFacts};
 use prometheus::{IntCounterVec, Opts, Registry};
 use protocol::outcome::{FeedbackSubmit, DISPOSITION_NONE, RATING_MAX, RATING_MIN};
 use protocol::ErrorCode;
 use queue::{AnyShared, CallId, CallState, Effect, Shared, Tenant, Time};
-use history::{Event, FeedbackFacts, WrapupFacts};
 use serde_json::Value;
 
 use self::core::{End, Live, Outcome, Wrapup};
