@@ -5,10 +5,12 @@
 //! per group in SQL and leave the arithmetic to [`crate::report`].
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
+use tokio::sync::OnceCell;
 
 use crate::event::{CallFacts, CertificateFacts, Event, FeedbackFacts, PrintFacts, WrapupFacts};
 use crate::report::{
@@ -25,6 +27,7 @@ pub struct Db {
     pool: AnyPool,
     tenant: String,
     url: String,
+    migrated: Arc<OnceCell<()>>,
 }
 
 /// The SQLite URL of the history file in a data directory.
@@ -57,6 +60,15 @@ pub fn redacted(url: &str) -> String {
 impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and brings its schema up to date.
     pub async fn open(url: &str, tenant: &str) -> Result<Db, Error> {
+        let db = Db::open_lazy(url, tenant)?;
+        db.ready().await?;
+        Ok(db)
+    }
+
+    /// A handle on `url` that connects, and migrates, on first use: a database that is down at
+    /// start delays only the history (kept in the outbox meanwhile), never the server. A URL that
+    /// is not SQLite or PostgreSQL is refused at once.
+    pub fn open_lazy(url: &str, tenant: &str) -> Result<Db, Error> {
         sqlx::any::install_default_drivers();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -85,18 +97,27 @@ impl Db {
             })
             .max_connections(if url.starts_with("sqlite:") { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await
-            .map_err(|e| Error::Database(format!("{}: {e}", redacted(url))))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| Error::Database(format!("migrating {}: {e}", redacted(url))))?;
+            .connect_lazy(url)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", redacted(url))))?;
         Ok(Db {
             pool,
             tenant: tenant.to_owned(),
             url: redacted(url),
+            migrated: Arc::new(OnceCell::new()),
         })
+    }
+
+    /// Connects and runs the migrations, once; every operation goes through it.
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.migrated
+            .get_or_try_init(|| async {
+                MIGRATOR
+                    .run(&self.pool)
+                    .await
+                    .map_err(|e| Error::Database(format!("migrating {}: {e}", self.url)))
+            })
+            .await
+            .map(|_| ())
     }
 
     /// The database's URL, without its password.
@@ -107,6 +128,7 @@ impl Db {
     /// Writes `events` in one transaction; each is an idempotent upsert, so a batch written twice
     /// leaves the same rows.
     pub async fn apply(&self, events: &[Event]) -> Result<(), Error> {
+        self.ready().await?;
         let mut tx = self.pool.begin().await?;
         for event in events {
             match event {
@@ -253,6 +275,7 @@ impl Db {
 
     /// The calls report of `period`, grouped `by`.
     pub async fn calls_report(&self, period: &Period, by: CallsBy) -> Result<CallsReport, Error> {
+        self.ready().await?;
         let key = calls_key(by);
         let (from, to) = (period.from_text(), period.to_text());
         let within = "c.tenant = $1 AND c.day >= $2 AND c.day <= $3";
@@ -334,6 +357,7 @@ impl Db {
         by: CertificatesBy,
         yearly_target: u64,
     ) -> Result<CertificatesReport, Error> {
+        self.ready().await?;
         let key = certificates_key(by);
         let sql = format!(
             "SELECT {key} AS k, h.kind AS kind, h.channel AS channel, h.fee AS fee, \
@@ -371,6 +395,7 @@ impl Db {
     /// Deletes what is older than the retention: the rows of days before `keep_from`, and the free
     /// text (notes, comments) of days before `keep_text_from`. Returns the calls deleted.
     pub async fn purge(&self, keep_from: &str, keep_text_from: &str) -> Result<u64, Error> {
+        self.ready().await?;
         let mut tx = self.pool.begin().await?;
         let calls = sqlx::query("DELETE FROM history_calls WHERE tenant = $1 AND day < $2")
             .bind(&self.tenant)
@@ -401,6 +426,7 @@ impl Db {
 
     /// One call's row as JSON-like text fields, for tests and `sportello report call`.
     pub async fn call_row(&self, call_id: &str) -> Result<Option<CallRow>, Error> {
+        self.ready().await?;
         let row = sqlx::query(
             "SELECT call_id, day, kiosk_id, service, language, operator_id, operators, outcome, \
              requested_at, offered_at, answered_at, accepted_at, ended_at, held_ms, holds, \
@@ -442,6 +468,7 @@ impl Db {
 
     /// The number of calls in the history (all tenants), for benchmarks and checks.
     pub async fn count_calls(&self) -> Result<i64, Error> {
+        self.ready().await?;
         Ok(sqlx::query("SELECT COUNT(*) AS n FROM history_calls")
             .fetch_one(&self.pool)
             .await?

@@ -129,9 +129,21 @@ pub async fn open_db(config: &Config) -> anyhow::Result<history::Db> {
     .context("cannot open the history database ([history] database / --database)")
 }
 
-/// Opens the history and starts this node's writer, which first writes what its outbox kept.
+/// Opens the history and starts this node's writer, which first writes what its outbox kept. A
+/// database that does not answer at start is logged, not fatal: calls go on, their history waits
+/// in the outbox until the database answers (`sportello_history_outbox_events` grows meanwhile).
+/// A URL that is neither SQLite nor PostgreSQL stops the start.
 pub async fn open(config: &Config, registry: &prometheus::Registry) -> anyhow::Result<Sink> {
-    let db = open_db(config).await?;
+    let url = config.history.url(&config.data_dir);
+    crate::datadir::ensure_dir(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let db = history::Db::open_lazy(&url, &config.tenant)
+        .context("cannot open the history database ([history] database / --database)")?;
+    match tokio::time::timeout(Duration::from_secs(10), db.ready()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the call history's database is not usable; history kept in the outbox until it is"),
+        Err(_) => tracing::error!(database = db.url(), "the call history's database did not answer within 10 s; history kept in the outbox until it does"),
+    }
     let outbox = history::Outbox::open(&config.data_dir)
         .await
         .context("cannot open the history outbox in the data directory")?;
