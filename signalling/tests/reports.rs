@@ -157,6 +157,17 @@ fn today() -> String {
     tz.to_datetime(jiff::Timestamp::now()).date().to_string()
 }
 
+/// `sportello report ARGS --data-dir DIR`.
+fn report_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .arg("report")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
 fn edit_mail(port: u16) -> impl FnOnce(&mut signalling::config::Config) {
     move |cfg| {
         cfg.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
@@ -383,21 +394,10 @@ async fn reports_are_exact_agree_with_the_queue_and_survive_a_restart() {
     drop(c);
 
     // `sportello report` reads the same on the same configuration.
-    let out = std::process::Command::new(BIN)
-        .args([
-            "report",
-            "calls",
-            "--by",
-            "operator",
-            "--from",
-            &day,
-            "--to",
-            &day,
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = report_cli(
+        &dir,
+        &["calls", "--by", "operator", "--from", &day, "--to", &day],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -405,9 +405,9 @@ async fn reports_are_exact_agree_with_the_queue_and_survive_a_restart() {
     );
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cli, by_op);
-    let out = std::process::Command::new(BIN)
-        .args([
-            "report",
+    let out = report_cli(
+        &dir,
+        &[
             "certificates",
             "--format",
             "csv",
@@ -415,22 +415,15 @@ async fn reports_are_exact_agree_with_the_queue_and_survive_a_restart() {
             &day,
             "--to",
             &day,
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.starts_with("key,issued,bollo,esente,kind:residenza"),
         "{text}"
     );
-    let out = std::process::Command::new(BIN)
-        .args(["report", "calls", "--by", "week", "--data-dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = report_cli(&dir, &["calls", "--by", "week"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("week"));
 }
