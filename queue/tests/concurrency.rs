@@ -394,8 +394,11 @@ async fn run(kind: Kind) {
         .count();
     assert_eq!(ended.len(), CALLS, "every call accounted for");
     assert_eq!(answered + abandoned, CALLS);
+    // Both ends happen. How many of each depends on how fast the operators' tasks run against
+    // the kiosks' patience, so on the machine's load (1,350 answered on a quiet 2-core machine,
+    // 439 with two other builds running): only a floor is asserted.
     assert!(
-        answered > CALLS / 4 && abandoned > 0,
+        answered > CALLS / 10 && abandoned > 0,
         "a realistic mix: {answered} answered, {abandoned} abandoned"
     );
     assert!(offered.is_empty() && connected.is_empty());

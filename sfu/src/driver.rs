@@ -77,6 +77,10 @@ enum Cmd {
     Ping {
         reply: oneshot::Sender<usize>,
     },
+    Priority {
+        priority: Option<u8>,
+        reply: oneshot::Sender<io::Result<()>>,
+    },
 }
 
 struct LoopHandle {
@@ -375,6 +379,30 @@ impl Sfu {
                 .map_err(|_| MediaError::Unavailable)?;
         }
         Ok(peers)
+    }
+
+    /// Runs every forwarding loop's thread under the real-time policy `SCHED_RR` at `priority`
+    /// (1–99; `None`: back to the normal policy). A loop is idle in `epoll` unless packets wait,
+    /// so this costs no CPU; it lets a loop take a core as soon as its packets arrive, where
+    /// under the normal policy it queues behind every other runnable thread of the machine (on a
+    /// busy 2-core machine that wait is most of the latency the SFU adds, see `BENCHMARKS.md`).
+    /// Needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` of at least `priority`: the first error is
+    /// returned and the loops that failed stay as they were. The kernel's real-time throttling
+    /// (`sched_rt_runtime_us`) still leaves other threads their share if a loop ever spins.
+    pub async fn set_loop_priority(&self, priority: Option<u8>) -> io::Result<()> {
+        let mut first_error = None;
+        for l in &self.inner.loops {
+            let (reply, rx) = oneshot::channel();
+            let gone = || io::Error::other("media loop gone");
+            let result = match l.commands.send(Cmd::Priority { priority, reply }) {
+                Ok(()) => rx.await.unwrap_or_else(|_| Err(gone())),
+                Err(_) => Err(gone()),
+            };
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The number of forwarding loops.

@@ -40,7 +40,8 @@
 //! memory phase), `--fwd-calls`/`FWD_CALLS` and `--fwd-pps`/`FWD_PPS` (kiosks and total offered
 //! packets/s in phase 3), `--lat-pps`/`LAT_PPS` (offered packets/s in phase 4),
 //! `--sfu-nice`/`SFU_NICE` (e.g. `-15`: raise the SFU threads' priority over the clients and
-//! anything else on a shared machine), `--only`/`ONLY` (comma-separated subset of `relay`,
+//! anything else on a shared machine), `--sfu-rt`/`SFU_RT` (e.g. `10`: the SFU's loop under
+//! `SCHED_RR` at that priority, `Sfu::set_loop_priority`), `--only`/`ONLY` (comma-separated subset of `relay`,
 //! `memory`, `forward`, `latency`). The figures are measurements, not assertions: run it on a
 //! quiet machine. The report ([`report`]) ends with one JSON line of headline figures:
 //! `sfu_pps_per_core`, `relay_pps_per_core`, `sfu_relay_ratio`, `latency_p99_ms` (the SFU's added
@@ -107,6 +108,11 @@ pub struct Args {
     /// Nice value of the SFU's threads, e.g. -15 (needs the privilege to raise priority).
     #[arg(long, env = "SFU_NICE", allow_negative_numbers = true)]
     sfu_nice: Option<i32>,
+    /// Run the SFU's forwarding loop under `SCHED_RR` at this priority (1–99), through
+    /// `Sfu::set_loop_priority` (needs `CAP_SYS_NICE`); not set: the normal policy, as the server
+    /// runs today.
+    #[arg(long, env = "SFU_RT")]
+    sfu_rt: Option<u8>,
     /// Only these phases: relay, memory, forward, latency (comma-separated) [default: all].
     #[arg(long, env = "ONLY", value_delimiter = ',')]
     only: Vec<String>,
@@ -127,6 +133,7 @@ struct Config {
     fwd_pps: usize,
     lat_pps: Option<usize>,
     sfu_nice: Option<i32>,
+    sfu_rt: Option<u8>,
     only: Vec<String>,
 }
 
@@ -154,6 +161,7 @@ impl Config {
             fwd_pps: args.fwd_pps.unwrap_or(if quick { 8_000 } else { 40_000 }),
             lat_pps: args.lat_pps,
             sfu_nice: args.sfu_nice,
+            sfu_rt: args.sfu_rt,
             only: args
                 .only
                 .iter()

@@ -44,6 +44,11 @@ pub fn start_sfu(rt: &tokio::runtime::Runtime, cfg: &Config) -> (Sfu, Threads) {
             unsafe { libc::setpriority(libc::PRIO_PROCESS, *tid, nice) };
         }
     }
+    if let Some(priority) = cfg.sfu_rt {
+        if let Err(e) = rt.block_on(sfu.set_loop_priority(Some(priority))) {
+            eprintln!("[sfu] the loop stays under the normal policy: {e}");
+        }
+    }
     (sfu, threads)
 }
 

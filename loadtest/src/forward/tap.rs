@@ -65,6 +65,8 @@ impl Tap {
                 let mut ingress: HashMap<(u16, u32), i64> = HashMap::new();
                 let mut lat = Vec::new();
                 let mut unmatched = 0u64;
+                let mut dump: Option<Vec<(i64, i64, u16)>> =
+                    std::env::var_os("TAP_DUMP").map(|_| Vec::new());
                 while !st.load(Ordering::Relaxed) {
                     // SAFETY: fds is a valid array of pollfd.
                     if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) } <= 0
@@ -100,7 +102,12 @@ impl Tap {
                         if let (Some(key), Some(at)) = (is_video_rtp(&buf[..n]), at) {
                             if rec.load(Ordering::Relaxed) {
                                 match ingress.remove(&key) {
-                                    Some(t0) => lat.push((at - t0) as f64 / 1e3),
+                                    Some(t0) => {
+                                        lat.push((at - t0) as f64 / 1e3);
+                                        if let Some(d) = dump.as_mut() {
+                                            d.push((t0, at, key.0));
+                                        }
+                                    }
                                     None => unmatched += 1,
                                 }
                             }
@@ -109,6 +116,13 @@ impl Tap {
                             let _ = o_front.send_to(&buf[..n], to);
                         }
                     }
+                }
+                if let (Some(d), Some(path)) = (dump, std::env::var_os("TAP_DUMP")) {
+                    let text: String = d
+                        .iter()
+                        .map(|(t0, at, seq)| format!("{t0} {at} {seq}\n"))
+                        .collect();
+                    let _ = std::fs::write(path, text);
                 }
                 (lat, unmatched)
             })

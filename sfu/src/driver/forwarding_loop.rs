@@ -182,6 +182,9 @@ impl LoopContext {
                     self.metrics.observe(&s);
                     let _ = self.events.send(MediaEvent::Stats(s));
                 }
+                // While statistics are due the loop does not return to the runtime, which
+                // alone refreshes the sockets' readiness: take what arrived meanwhile now.
+                self.poll_peers();
             }
             self.output();
             busy += woke.elapsed();
@@ -241,6 +244,17 @@ impl LoopContext {
         drained
     }
 
+    /// Reads whatever the connected sockets hold now, without waiting for the runtime to report
+    /// their readiness.
+    pub(super) fn poll_peers(&mut self) {
+        if let Some(p) = &self.poller {
+            p.ready(&mut self.ready);
+            if !self.ready.is_empty() {
+                self.read_peers();
+            }
+        }
+    }
+
     pub(super) fn command(&mut self, now: Instant, cmd: Cmd) {
         match cmd {
             Cmd::Offer {
@@ -267,6 +281,9 @@ impl LoopContext {
             }
             Cmd::Ping { reply } => {
                 let _ = reply.send(self.engine.peer_count());
+            }
+            Cmd::Priority { priority, reply } => {
+                let _ = reply.send(set_thread_priority(priority));
             }
         }
     }
@@ -369,6 +386,24 @@ impl LoopContext {
             let _ = self.events.send(e);
         }
     }
+}
+
+/// Puts the calling thread under `SCHED_RR` at `priority` (clamped to 1–99), or back under the
+/// normal policy for `None`. Threads it starts do not inherit it (`SCHED_RESET_ON_FORK`).
+pub(super) fn set_thread_priority(priority: Option<u8>) -> io::Result<()> {
+    let (policy, level) = match priority {
+        Some(p) => (libc::SCHED_RR, p.clamp(1, 99) as libc::c_int),
+        None => (libc::SCHED_OTHER, 0),
+    };
+    let param = libc::sched_param {
+        sched_priority: level,
+    };
+    // SAFETY: pid 0 is the calling thread; `param` is valid for the call.
+    let r = unsafe { libc::sched_setscheduler(0, policy | libc::SCHED_RESET_ON_FORK, &param) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Waits until the loop's `epoll` set has input (forever without one).
