@@ -16,6 +16,7 @@ COPY .cargo .cargo
 # Every workspace member, because cargo reads the whole workspace even to build one package.
 COPY protocol protocol
 COPY queue queue
+COPY history history
 COPY certificates certificates
 COPY sfu sfu
 COPY medianode medianode

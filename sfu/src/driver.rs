@@ -11,7 +11,8 @@
 //!   of every batch of input taken from a socket or the queue: no packet waits for more input.
 //! - N loop threads, each a current-thread tokio runtime owning one [`Engine`]: packets through a
 //!   bounded channel (dropped and counted when full), commands through an unbounded one, and one
-//!   timer — the engine's earliest deadline — rather than one per connection.
+//!   timer — the engine's earliest deadline — rather than one per connection. They can run under
+//!   `SCHED_RR` ([`Sfu::set_loop_priority`]) so that their packets do not queue behind other work.
 //! - One ICE-TCP listener on the caller's runtime: each accepted connection is bound to a loop by
 //!   its first (STUN) frame, and RFC 4571 framing is applied both ways.
 
@@ -625,5 +626,22 @@ mod tests {
         );
         let specific: SocketAddr = "10.0.0.2:7".parse().unwrap();
         assert_eq!(advertised(specific, None), specific);
+    }
+
+    #[tokio::test]
+    async fn the_loops_take_the_priority_asked_or_say_why_not() {
+        let cfg = MediaConfig {
+            loops: 2,
+            tcp: None,
+            ..Default::default()
+        };
+        let (sfu, _events) = Sfu::start(cfg, None).await.unwrap();
+        match sfu.set_loop_priority(Some(1)).await {
+            Ok(()) => {}
+            // Without CAP_SYS_NICE or an RLIMIT_RTPRIO: refused, and the loops keep running.
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::PermissionDenied),
+        }
+        sfu.set_loop_priority(None).await.unwrap();
+        assert_eq!(sfu.health(Duration::from_secs(5)).await.unwrap(), 0);
     }
 }

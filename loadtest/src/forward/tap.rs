@@ -1,6 +1,8 @@
 //! The latency tap: a UDP relay in front of the SFU for one call, which stamps each video packet
 //! just before it enters the SFU's media port and reads the kernel's receive timestamp of the same
-//! packet (same sequence number and timestamp) on its way out to the operator.
+//! packet (same sequence number and timestamp) on its way out to the operator. With `TAP_DUMP=<file>`
+//! in the environment it also writes each matched packet as `<in ns> <out ns> <sequence>` (realtime
+//! clock), to see when in a run the slow packets were.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};

@@ -195,6 +195,12 @@ pub struct MediaSettings {
     pub grace_s: u64,
     /// Seconds between `media.stats` events.
     pub stats_interval_s: u64,
+    /// Run the forwarding loops under the real-time policy `SCHED_RR` at this priority (1–99); 0
+    /// leaves them under the normal policy. On a busy machine the wait for a CPU is most of the
+    /// latency the SFU adds (`BENCHMARKS.md`: p99 11.9 ms → 1.9 ms at half load). Needs
+    /// `CAP_SYS_NICE` or `LimitRTPRIO=` (systemd) of at least this value; without it the server
+    /// logs a warning and runs the loops as before.
+    pub loop_priority: u8,
 }
 
 impl Default for MediaSettings {
@@ -206,11 +212,31 @@ impl Default for MediaSettings {
             loops: 0,
             grace_s: 15,
             stats_interval_s: 2,
+            loop_priority: 0,
         }
     }
 }
 
 impl MediaSettings {
+    /// Applies `loop_priority` to `sfu`'s forwarding loops (nothing when 0); a refusal is logged.
+    pub async fn apply_loop_priority(&self, sfu: &sfu::Sfu) {
+        if self.loop_priority == 0 {
+            return;
+        }
+        match sfu.set_loop_priority(Some(self.loop_priority)).await {
+            Ok(()) => tracing::info!(
+                priority = self.loop_priority,
+                loops = sfu.loops(),
+                "media loops run under SCHED_RR"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                priority = self.loop_priority,
+                "media.loop_priority not applied (needs CAP_SYS_NICE or LimitRTPRIO); the loops run under the normal policy"
+            ),
+        }
+    }
+
     /// Resolves `auto`/`off`/an address, with `listen` as the host for `auto`.
     pub fn address(value: &str, listen: SocketAddr) -> Result<Option<SocketAddr>, String> {
         match value.trim() {

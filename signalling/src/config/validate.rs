@@ -112,6 +112,12 @@ impl Config {
         problems.extend(self.web.problems());
         problems.extend(super::dispositions::problems(&self.dispositions));
         problems.extend(self.history.problems());
+        if self.media.loop_priority > 99 {
+            problems.push(format!(
+                "media.loop_priority: {} must be 0 (off) or 1 to 99 (SCHED_RR)",
+                self.media.loop_priority
+            ));
+        }
         if !(1..=MAX_DEMO_KIOSKS).contains(&self.demo.kiosks) {
             problems.push(format!(
                 "demo.kiosks: {} must be between 1 and {MAX_DEMO_KIOSKS}",
@@ -369,6 +375,19 @@ fn is_language(s: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::NodeRole;
+
+    #[test]
+    fn the_media_loop_priority_is_off_or_a_real_time_priority() {
+        let mut c = Config::default();
+        assert!(c.validate().iter().all(|p| !p.contains("loop_priority")));
+        c.media.loop_priority = 99;
+        assert!(c.validate().iter().all(|p| !p.contains("loop_priority")));
+        c.media.loop_priority = 100;
+        assert!(c
+            .validate()
+            .iter()
+            .any(|p| p.contains("media.loop_priority")));
+    }
 
     #[test]
     fn roles_other_than_all_need_redis() {
