@@ -9,6 +9,8 @@
 import { refreshLogin, staffLogin, staffLogout } from './sportello.js';
 
 const timers = new Map();
+// Bumped by `endStaffSession`: a refresh answered after the logout must not store its tokens back.
+const generations = new Map();
 
 /** Stores a login or refresh answer's tokens under `tokenKey`. */
 function remember(tokenKey, body) {
@@ -30,9 +32,11 @@ export function keepFresh(tokenKey, onToken) {
   const expires = Date.parse(sessionStorage.getItem(`${tokenKey}.expires`) ?? '');
   if (!refresh || Number.isNaN(expires)) return;
   const wait = Math.max(5000, expires - Date.now() - 60000);
+  const generation = generations.get(tokenKey);
   timers.set(tokenKey, setTimeout(async () => {
     try {
       const body = await refreshLogin(refresh);
+      if (generations.get(tokenKey) !== generation) return;
       remember(tokenKey, body);
       document.body.dataset.tokenRefreshes = String(Number(document.body.dataset.tokenRefreshes ?? 0) + 1);
       onToken(body.token);
@@ -55,8 +59,10 @@ export async function storedToken(tokenKey) {
   const refresh = sessionStorage.getItem(`${tokenKey}.refresh`);
   const expires = Date.parse(sessionStorage.getItem(`${tokenKey}.expires`) ?? '');
   if (!token || !refresh || Number.isNaN(expires) || expires - Date.now() > 30000) return token;
+  const generation = generations.get(tokenKey);
   try {
     const body = await refreshLogin(refresh);
+    if (generations.get(tokenKey) !== generation) return null;
     remember(tokenKey, body);
     return body.token;
   } catch {
@@ -71,6 +77,7 @@ export async function storedToken(tokenKey) {
  */
 export async function endStaffSession(tokenKey) {
   clearTimeout(timers.get(tokenKey));
+  generations.set(tokenKey, (generations.get(tokenKey) ?? 0) + 1);
   const token = sessionStorage.getItem(tokenKey);
   for (const key of [tokenKey, `${tokenKey}.refresh`, `${tokenKey}.expires`]) sessionStorage.removeItem(key);
   if (token) await staffLogout(token).catch(() => {});
