@@ -57,6 +57,22 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// `invalid` unless `url` is `sqlite:…`, `postgres://…` or `postgresql://…` (the password
+/// hidden in the message).
+pub fn check_url(url: &str) -> Result<(), Error> {
+    if url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+    {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "the history database must be sqlite://… or postgres://…, not {}",
+            redacted(url)
+        )))
+    }
+}
+
 impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and brings its schema up to date.
     pub async fn open(url: &str, tenant: &str) -> Result<Db, Error> {
@@ -70,15 +86,7 @@ impl Db {
     /// is not SQLite or PostgreSQL is refused at once.
     pub fn open_lazy(url: &str, tenant: &str) -> Result<Db, Error> {
         sqlx::any::install_default_drivers();
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            return Err(Error::Invalid(format!(
-                "the history database must be sqlite://… or postgres://…, not {}",
-                redacted(url)
-            )));
-        }
+        check_url(url)?;
         let pool = AnyPoolOptions::new()
             .after_connect(|conn, _meta| {
                 Box::pin(async move {

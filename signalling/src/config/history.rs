@@ -49,15 +49,8 @@ impl HistorySettings {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(url) = self.database.as_deref().map(str::trim) {
-            if !(url.is_empty()
-                || url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
-            {
-                out.push(format!(
-                    "history.database: {:?} is neither sqlite://… nor postgres://…",
-                    history::db::redacted(url)
-                ));
+            if let (false, Err(e)) = (url.is_empty(), history::db::check_url(url)) {
+                out.push(format!("history.database: {e}"));
             }
         }
         if self.retention_days != 0

@@ -18,7 +18,7 @@ pub enum Which {
 /// The report's text (JSON or CSV), for the command line.
 pub fn run(config: &Config, which: Which, query: &ReportQuery) -> anyhow::Result<String> {
     let tz = jiff::tz::TimeZone::get(&config.queue.time_zone)?;
-    let today = super::date_of(queue::windows::local_day(queue::Time::now(), &tz));
+    let today = super::today_in(&tz);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -57,8 +57,21 @@ impl Sink {
 
     /// Today, tenant-local.
     pub fn today(&self) -> time::Date {
-        date_of(queue::windows::local_day(Time::now(), &self.tz))
+        today_in(&self.tz)
     }
+}
+
+/// Today in `tz`.
+pub fn today_in(tz: &jiff::tz::TimeZone) -> time::Date {
+    date_of(queue::windows::local_day(Time::now(), tz))
+}
+
+/// The history handle of `config` without connecting: a URL of another kind is refused here.
+fn lazy_db(config: &Config) -> anyhow::Result<history::Db> {
+    crate::datadir::ensure_dir(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    history::Db::open_lazy(&config.history.url(&config.data_dir), &config.tenant)
+        .context("cannot open the history database ([history] database / --database)")
 }
 
 /// Day number `day` (days since 1970-01-01) as a date.
@@ -110,23 +123,19 @@ pub fn call_facts(r: &CallRecord) -> CallFacts {
     }
 }
 
-/// The database the configuration names, migrated (for the server and `sportello report`).
+/// The database the configuration names, connected and migrated (`sportello report`).
 pub async fn open_db(config: &Config) -> anyhow::Result<history::Db> {
-    let url = config.history.url(&config.data_dir);
-    crate::datadir::ensure_dir(&config.data_dir)
-        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    tokio::time::timeout(
-        Duration::from_secs(15),
-        history::Db::open(&url, &config.tenant),
-    )
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!(
+    let db = lazy_db(config)?;
+    match tokio::time::timeout(Duration::from_secs(15), db.ready()).await {
+        Ok(ready) => {
+            ready.context("cannot open the history database ([history] database / --database)")?
+        }
+        Err(_) => anyhow::bail!(
             "the history database {} did not answer within 15 s",
-            history::db::redacted(&url)
-        )
-    })?
-    .context("cannot open the history database ([history] database / --database)")
+            db.url()
+        ),
+    }
+    Ok(db)
 }
 
 /// Opens the history and starts this node's writer, which first writes what its outbox kept. A
@@ -134,11 +143,7 @@ pub async fn open_db(config: &Config) -> anyhow::Result<history::Db> {
 /// in the outbox until the database answers (`sportello_history_outbox_events` grows meanwhile).
 /// A URL that is neither SQLite nor PostgreSQL stops the start.
 pub async fn open(config: &Config, registry: &prometheus::Registry) -> anyhow::Result<Sink> {
-    let url = config.history.url(&config.data_dir);
-    crate::datadir::ensure_dir(&config.data_dir)
-        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    let db = history::Db::open_lazy(&url, &config.tenant)
-        .context("cannot open the history database ([history] database / --database)")?;
+    let db = lazy_db(config)?;
     match tokio::time::timeout(Duration::from_secs(10), db.ready()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "the call history's database is not usable; history kept in the outbox until it is"),
@@ -151,7 +156,7 @@ pub async fn open(config: &Config, registry: &prometheus::Registry) -> anyhow::R
     let (history, _task) = History::start(db, outbox, metrics);
     let tz = jiff::tz::TimeZone::get(&config.queue.time_zone).context("queue.time_zone")?;
     tracing::info!(
-        database = history::db::redacted(&config.history.url(&config.data_dir)),
+        database = history.db().url(),
         "call history open"
     );
     Ok(Sink::new(history, tz))
