@@ -155,10 +155,7 @@ pub async fn open(config: &Config, registry: &prometheus::Registry) -> anyhow::R
     let metrics = history::Metrics::register(registry).context("history metrics")?;
     let (history, _task) = History::start(db, outbox, metrics);
     let tz = jiff::tz::TimeZone::get(&config.queue.time_zone).context("queue.time_zone")?;
-    tracing::info!(
-        database = history.db().url(),
-        "call history open"
-    );
+    tracing::info!(database = history.db().url(), "call history open");
     Ok(Sink::new(history, tz))
 }
 
