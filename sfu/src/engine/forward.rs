@@ -1,9 +1,48 @@
-//! Forwarding: a received RTP packet rewritten for every other connection of its call, and
-//! keyframe requests passed from receivers to the sender.
+//! Forwarding: a received RTP packet rewritten for every other connection of its call, keyframe
+//! requests passed from receivers to the sender, and hold: nothing is forwarded while a call is
+//! held, and on resume the streams continue without a gap.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::RTCRtpReceiverId;
+
+use super::peers::PeerId;
+use super::Engine;
+use crate::rewrite::ExtensionMap;
+use crate::MediaRole;
+
+/// How often a sender may be asked for a keyframe for one stream.
+const PLI_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Engine {
+    /// Hold or resume a call: while held nothing is forwarded to or from its booth; on resume the
+    /// streams continue without a gap and the senders are asked for a keyframe.
+    pub fn set_held(&mut self, now: Instant, call: &str, held: bool) {
+        let Some(c) = self.calls.get_mut(call) else {
+            return;
+        };
+        if c.held == held {
+            return;
+        }
+        c.held = held;
+        let ids = c.peers.clone();
+        if !held {
+            for &id in &ids {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    for o in &mut p.outbound {
+                        o.rewriter.resync();
+                    }
+                }
+            }
+            for id in ids {
+                self.request_keyframes(now, id, true);
+            }
+        }
+    }
+
     pub(super) fn forward(
         &mut self,
         now: Instant,

@@ -1,6 +1,13 @@
 //! Per-call media statistics, computed a few calls at a time by the driver.
 
-use super::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::statistics::StatsSelector;
+
+use super::Engine;
+use crate::{CallStats, DirectionStats, MediaRole};
 
 impl Engine {
     /// Per-call media statistics, one entry per direction that has a receiver.
