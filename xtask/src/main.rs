@@ -398,7 +398,12 @@ fn collect_rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if entry.file_type()?.is_dir() {
-            if name.starts_with('.') || name == "target" || name == "node_modules" {
+            // `third_party/` holds vendored crates, kept as their upstream wrote them.
+            if name.starts_with('.')
+                || name == "target"
+                || name == "node_modules"
+                || name == "third_party"
+            {
                 continue;
             }
             collect_rust_files(&path, out)?;
