@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -370,8 +370,15 @@ impl Driver {
     /// Drains the connection: datagrams out, events, received media.
     fn pump(&mut self) {
         self.write_out();
+        let mut kick = false;
         while let Some(ev) = self.pc.poll_event() {
             match ev {
+                // rtc 0.21 builds the DTLS client's first flight when ICE selects a pair, but
+                // leaves it in the DTLS endpoint until the connection's next `handle_timeout`,
+                // which can be the ICE keepalive 100–200 ms later: run it now.
+                RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                    RTCIceConnectionState::Connected,
+                ) => kick = true,
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                     self.connected = state == RTCPeerConnectionState::Connected;
                     if let Ok(mut st) = self.stats.lock() {
@@ -396,6 +403,10 @@ impl Driver {
                 }
                 _ => {}
             }
+        }
+        if kick {
+            let _ = self.pc.handle_timeout(Instant::now());
+            self.write_out();
         }
         let arrived = Instant::now();
         let arrived_us = now_us();

@@ -577,6 +577,10 @@ impl ClientPeer {
                     RTCIceConnectionState::Connected,
                 ) => {
                     self.log.ice_connected.get_or_insert(now);
+                    // rtc leaves the DTLS client's first flight in its endpoint until the next
+                    // `handle_timeout` (see `sfu::client`'s driver): run it now, as it does.
+                    let _ = self.pc.handle_timeout(now);
+                    self.drain_writes();
                 }
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                     RTCPeerConnectionState::Connected,
