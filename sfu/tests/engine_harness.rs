@@ -1,10 +1,10 @@
 //! The forwarding engine on the sans-I/O harness (`harness/`): `rtc` client peers and the
 //! [`sfu::engine::Engine`] on a simulated clock and network, with fixed seeds, so each test is
 //! exact, repeatable and fast. A kiosk and an operator join (with the time of every join step),
-//! also when the handshake loses datagrams,
-//! hold and resume keep the streams continuous, keyframe requests under loss reach the sender
-//! within the engine's rate limit, a peer that leaves leaves nothing behind, and the same seed
-//! gives the same run.
+//! also when the handshake loses datagrams; hold and resume keep the streams continuous; a call's
+//! costs per second are counted; keyframe requests under loss reach the sender within the
+//! engine's rate limit; a peer that leaves leaves nothing behind; and the same seed gives the
+//! same run.
 
 mod harness;
 
@@ -496,5 +496,62 @@ fn joins_complete_when_the_handshake_loses_datagrams() {
         "joins with 10% loss each way: median {:?}, slowest {:?} (40 seeds)",
         times[times.len() / 2],
         times[times.len() - 1]
+    );
+}
+
+/// What one call costs the engine per second once it is up, in events (the harness has no CPU
+/// clock worth reading): datagrams in, RTP and RTCP out, the connections' timers that fire, and
+/// the instants the engine has work (the wake-ups a driver makes for it). Links with 3 ms of
+/// jitter, so the two clients' packets do not arrive in lockstep. Timers are a small share of
+/// the wake-ups: at kiosk rates a call's cost is one wake-up per datagram.
+#[test]
+fn per_call_costs_once_the_call_is_up() {
+    let mut h = Harness::new(11);
+    let link = Link::default().with_jitter(Duration::from_millis(3));
+    let (k, o) = call(&mut h, (link, link), (link, link));
+    assert!(h.run_until(Duration::from_secs(5), |h| both_see_video(h, k, o)));
+    h.run_for(Duration::from_secs(2));
+    let sent = |h: &Harness, dir| {
+        [k, o]
+            .map(|c| h.link_counts(c, dir).sent)
+            .iter()
+            .sum::<u64>()
+    };
+    let snap = |h: &Harness| {
+        (
+            sent(h, Direction::Up),
+            sent(h, Direction::Down),
+            h.rtp_forwarded_to(k) + h.rtp_forwarded_to(o),
+            h.counters().timer_fires,
+            h.packet_wakeups,
+            h.timer_wakeups,
+        )
+    };
+    let a = snap(&h);
+    let secs = 10u64;
+    h.run_for(Duration::from_secs(secs));
+    let b = snap(&h);
+    let per_s = |x: u64, y: u64| (y - x) as f64 / secs as f64;
+    let inbound = per_s(a.0, b.0);
+    let rtp_out = per_s(a.2, b.2);
+    let rtcp_out = per_s(a.1, b.1) - rtp_out;
+    let timers = per_s(a.3, b.3);
+    let (packet_wakes, timer_wakes) = (per_s(a.4, b.4), per_s(a.5, b.5));
+    println!(
+        "one call, per second: {inbound:.0} datagrams in, {rtp_out:.0} RTP and {rtcp_out:.0} \
+         other datagrams out, {timers:.0} connection timers fired, {packet_wakes:.0} wake-ups \
+         for datagrams and {timer_wakes:.0} for timers alone"
+    );
+    // 50 audio packets and 30 two-packet video frames from each client (220 RTP), plus the
+    // clients' RTCP; every RTP packet forwarded to the other party.
+    assert!((220.0..260.0).contains(&inbound), "{inbound} datagrams in");
+    assert!((215.0..=225.0).contains(&rtp_out), "{rtp_out} RTP out");
+    // Receiver reports, TWCC feedback and sender reports: a few tens per second per call.
+    assert!(rtcp_out < 60.0, "{rtcp_out} RTCP datagrams out per second");
+    // Two connections' NACK, TWCC and report timers.
+    assert!(timers < 40.0, "{timers} timers fired per second");
+    assert!(
+        timer_wakes < packet_wakes / 4.0,
+        "{timer_wakes} timer wake-ups"
     );
 }

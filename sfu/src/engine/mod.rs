@@ -82,6 +82,9 @@ pub struct Counters {
     pub keyframes_asked: u64,
     /// PLIs this SFU sent to senders (a receiver's request, a join or a resume).
     pub keyframes_sent: u64,
+    /// Connection timers that came due and ran (`handle_timeout` of one connection): with the
+    /// datagrams, what a call costs the loop in wake-ups (`sfu/tests/engine_harness.rs`).
+    pub timer_fires: u64,
 }
 
 /// One forwarding loop.

@@ -30,6 +30,7 @@ impl Engine {
                 continue; // superseded
             }
             peer.scheduled = None;
+            self.counters.timer_fires += 1;
             let _ = peer.pc.handle_timeout(now);
             self.process(now, id);
         }

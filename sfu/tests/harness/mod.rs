@@ -98,6 +98,10 @@ pub struct Harness {
     pub learned: Vec<(Instant, SocketAddr, bool)>,
     /// Steps in a row at the same instant: a timer that never moves on would spin forever.
     spins: u32,
+    /// Instants the engine was given datagrams, and instants it had only a due timer: the
+    /// wake-ups a driver would make for it.
+    pub packet_wakeups: u64,
+    pub timer_wakeups: u64,
     counters: Counters,
     rng: StdRng,
 }
@@ -117,6 +121,7 @@ fn add(total: &mut Counters, c: Counters) {
     total.dropped_held += c.dropped_held;
     total.keyframes_asked += c.keyframes_asked;
     total.keyframes_sent += c.keyframes_sent;
+    total.timer_fires += c.timer_fires;
 }
 
 impl Harness {
@@ -142,6 +147,8 @@ impl Harness {
             clients: Vec::new(),
             learned: Vec::new(),
             spins: 0,
+            timer_wakeups: 0,
+            packet_wakeups: 0,
             counters: Counters::default(),
             rng: StdRng::seed_from_u64(seed),
         }
@@ -179,6 +186,11 @@ impl Harness {
         self.clients[id]
             .as_ref()
             .expect("a client that has not left")
+    }
+
+    /// What the link of `id` in direction `dir` carried so far.
+    pub fn link_counts(&self, id: ClientId, dir: Direction) -> net::LinkCounts {
+        self.net.counts(id, dir)
     }
 
     /// RTP packets the engine sent to a client so far.
@@ -330,8 +342,10 @@ impl Harness {
         }
         let now = self.now;
 
+        let mut engine_got = false;
         while let Some(f) = self.net.pop_arrived(now) {
             if f.to == self.sfu_addr {
+                engine_got = true;
                 self.engine
                     .handle_packet(now, TransportProtocol::UDP, f.from, f.data);
             } else if let Some(slot) = self
@@ -346,7 +360,13 @@ impl Harness {
             }
             self.flush();
         }
+        if engine_got {
+            self.packet_wakeups += 1;
+        }
         if self.engine.next_deadline().is_some_and(|t| t <= now) {
+            if !engine_got {
+                self.timer_wakeups += 1;
+            }
             self.engine.handle_timeout(now);
         }
         self.engine.check_failures(now);
