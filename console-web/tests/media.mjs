@@ -11,10 +11,10 @@
 // OPERATOR_PASSWORD, MEDIA_MODE, MEDIA_TIMEOUT_S, CHROMIUM.
 //
 // `--hold-s N` keeps the call up N seconds after both sides decode and adds a "hold" object: the
-// video bitrate each side received over that window and, with `--metrics` (the server's admin
-// /metrics) and `--server-pid` (same machine), the server's CPU share (utime + stime from
-// /proc/PID/stat, 10 ms resolution) and media packets forwarded per second over the same window:
-// what one 1:1 browser call costs the server.
+// bitrate each side received over that window (all RTP, and `*_video_kbps` video only) and, with
+// `--metrics` (the server's admin /metrics) and `--server-pid` (same machine), the server's CPU
+// share (utime + stime from /proc/PID/stat, 10 ms resolution) and media packets forwarded per
+// second over the same window: what one 1:1 browser call costs the server.
 //
 // `--kiosk-base` opens the kiosk's page on another signalling node than the operator's (several
 // nodes). `--signal-file FILE` tests a media move: once both sides decode, the script writes
@@ -239,10 +239,14 @@ async function main() {
       const c1 = o.metrics ? await serverCounters(o.metrics, o.serverPid) : null;
       const secs = (Date.now() - t0) / 1000;
       const kbps = (i) => Math.round(((after[i].stats.bytesReceived - before[i].stats.bytesReceived) * 8) / secs / 1000);
+      const video = (x) => x.stats.bytesReceived - (x.stats.audioBytesReceived ?? 0);
+      const videoKbps = (i) => Math.round(((video(after[i]) - video(before[i])) * 8) / secs / 1000);
       result.hold = {
         seconds: secs,
         kiosk_receives_kbps: kbps(0),
         operator_receives_kbps: kbps(1),
+        kiosk_receives_video_kbps: videoKbps(0),
+        operator_receives_video_kbps: videoKbps(1),
         kiosk_send_limit: after[0].stats.qualityLimitationReason,
         kiosk_target_kbps: Math.round((after[0].stats.targetBitrate ?? 0) / 1000),
         kiosk_available_kbps: Math.round((after[0].stats.pair?.availableOutgoingBitrate ?? 0) / 1000),

@@ -1,5 +1,6 @@
 //! `loadtest compare-janus`: the same headless media clients through our server and through
-//! Janus's `videocall` plugin, in one run, measured the same way.
+//! Janus's `videocall` plugin, in one run, measured the same way; then, on each side, one call
+//! between two headless Chromium pages ([`browser`]).
 //!
 //! For each side, `--calls` 1:1 calls are set up one after another (each client sends the
 //! default synthetic stream: 30 frames/s of two ~1000-byte VP8-framed packets, and Opus silence),
@@ -14,8 +15,17 @@
 //! - `kbps`: received payload bitrate per client;
 //! - `loss_ratio`: video sequence numbers missing at the end ÷ expected.
 //!
-//! `DIR/compare.json` has `ours`, `janus`, `ratios` (ours ÷ janus) and `notes` saying which figure
-//! could not be taken and why; the last stdout line is the same object.
+//! The browser calls (unless `--no-browsers`; by default when Chromium, node and the scripts'
+//! npm packages are found) come after the headless ones on each side: one 1:1 call held for
+//! `--duration`, with its server CPU, its join times to the first decoded frame and to more than
+//! 10, and the video bitrate received (see [`browser`]). Our side's runs on a fresh server when
+//! `--spawn` is given.
+//!
+//! `DIR/compare.json` has `ours`, `janus`, `ratios` (ours ÷ janus), `browser` (`ours`, `janus`,
+//! `ratios`), `goals` (issue 19's: CPU per call at least 5× cheaper than Janus's, and joining
+//! faster, for each kind of client, met or not) and `notes` saying which figure could not be taken
+//! and why; the last stdout line is the same object. The browser scripts' own results are in
+//! `DIR/browser-ours.json` and `DIR/browser-janus.json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +38,8 @@ use protocol::{Auth, CallRef, CallRequest, Event, Request};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+
+pub mod browser;
 
 use crate::run::MediaResult;
 use crate::server::{self, ServerArgs, Target};
@@ -60,6 +72,17 @@ pub struct Args {
     /// Where compare.json goes.
     #[arg(long)]
     pub out: PathBuf,
+    /// Also one call between two headless Chromium pages on each side, and fail if Chromium,
+    /// node or the scripts' npm packages are missing (by default the browser calls run when they
+    /// are found, and a note says why not otherwise).
+    #[arg(long, conflicts_with = "no_browsers")]
+    pub browsers: bool,
+    /// No browser calls.
+    #[arg(long)]
+    pub no_browsers: bool,
+    /// Chromium for the browser calls (default: $CHROMIUM, else /usr/bin/chromium).
+    #[arg(long)]
+    pub chromium: Option<PathBuf>,
 }
 
 /// One side's figures.
@@ -102,6 +125,19 @@ async fn execute(args: &Args) -> Result<String> {
     std::fs::create_dir_all(&args.out)?;
     let mut notes = Vec::new();
     let hold = Duration::from_secs_f64(args.duration);
+    let tools = if args.no_browsers {
+        notes.push("browser: every figure missing: --no-browsers".to_owned());
+        None
+    } else {
+        match browser::Tools::find(args.chromium.as_deref()) {
+            Ok(tools) => Some(tools),
+            Err(e) if args.browsers => bail!("--browsers: {e}"),
+            Err(e) => {
+                notes.push(format!("browser: every figure missing: {e}"));
+                None
+            }
+        }
+    };
 
     let target = Target::open(&args.server, args.calls, args.calls)?;
     eprintln!(
@@ -109,7 +145,16 @@ async fn execute(args: &Args) -> Result<String> {
         args.calls
     );
     let ours = ours(&target, args.calls, hold, &mut notes).await?;
-    drop(target);
+    let browser_ours = match &tools {
+        Some(tools) => {
+            let run = ours_browser(tools, target, args).await;
+            browser_figures("ours", run, args, &mut notes)?
+        }
+        None => {
+            drop(target);
+            browser::BrowserSide::default()
+        }
+    };
 
     let janus_process;
     let (janus_ws, janus_pid, media_ip) = if args.spawn_janus {
@@ -134,35 +179,43 @@ async fn execute(args: &Args) -> Result<String> {
         }
         (args.janus.clone(), args.janus_pid, args.janus_media_ip)
     };
+    let mut browser_janus = browser::BrowserSide::default();
     let janus = match janus_ws.zip(media_ip) {
         Some((ws, media_ip)) => {
             eprintln!("loadtest compare-janus: {} calls through Janus", args.calls);
-            match janus_side(&ws, media_ip, janus_pid, args.calls, hold, &mut notes).await {
-                Ok(side) => side,
-                Err(e) => {
-                    notes.push(format!("janus: every figure missing: {e:#}"));
-                    Side::default()
-                }
+            let side =
+                match janus_side(&ws, media_ip, janus_pid, args.calls, hold, &mut notes).await {
+                    Ok(side) => side,
+                    Err(e) => {
+                        notes.push(format!("janus: every figure missing: {e:#}"));
+                        Side::default()
+                    }
+                };
+            if let Some(tools) = &tools {
+                eprintln!("loadtest compare-janus: one Chromium call through Janus");
+                let run = browser::janus(tools, &ws, media_ip, janus_pid, args.duration).await;
+                browser_janus = browser_figures("janus", run, args, &mut notes)?;
             }
+            side
         }
         None => Side::default(),
     };
     drop(janus_process);
 
-    let mut ratios = serde_json::Map::new();
-    for ((name, a), (_, b)) in ours.fields().into_iter().zip(janus.fields()) {
-        let ratio = match (a, b) {
-            (Some(a), Some(b)) if b != 0.0 => Some(a / b),
-            _ => None,
-        };
-        ratios.insert(name.into(), json!(ratio));
-    }
+    let browser = json!({
+        "ours": browser_ours,
+        "janus": browser_janus,
+        "ratios": ratios(&browser_ours.fields(), &browser_janus.fields()),
+    });
+    let goals = goals(&ours, &janus, &browser_ours, &browser_janus);
     let result = json!({
         "calls": args.calls,
         "duration_s": args.duration,
         "ours": ours,
         "janus": janus,
-        "ratios": Value::Object(ratios),
+        "ratios": ratios(&ours.fields(), &janus.fields()),
+        "browser": browser,
+        "goals": goals,
         "notes": notes,
     });
     std::fs::write(
@@ -175,7 +228,141 @@ async fn execute(args: &Args) -> Result<String> {
             note.as_str().unwrap_or_default()
         );
     }
+    for line in summary(&result) {
+        eprintln!("loadtest compare-janus: {line}");
+    }
     Ok(result.to_string())
+}
+
+/// Our side's browser call: on a fresh server when this run starts them, so that nothing left
+/// over from the headless calls (their operators' sessions) can take or delay its offer.
+async fn ours_browser(tools: &browser::Tools, target: Target, args: &Args) -> Result<Value> {
+    let target = if target.is_spawned() {
+        drop(target);
+        Target::open(&args.server, 1, 1).context("a fresh server for the browser call")?
+    } else {
+        target
+    };
+    eprintln!("loadtest compare-janus: one Chromium call through our server");
+    browser::ours(tools, &target, args.duration).await
+}
+
+/// Ours ÷ Janus for each figure both sides have (Janus's not 0).
+fn ratios(ours: &[(&'static str, Option<f64>)], janus: &[(&'static str, Option<f64>)]) -> Value {
+    let mut ratios = serde_json::Map::new();
+    for ((name, a), (_, b)) in ours.iter().zip(janus) {
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if *b != 0.0 => Some(a / b),
+            _ => None,
+        };
+        ratios.insert((*name).into(), json!(ratio));
+    }
+    Value::Object(ratios)
+}
+
+/// A browser run's figures, its result kept in `DIR/browser-<side>.json`; a failed run is a note.
+fn browser_figures(
+    side: &str,
+    run: Result<Value>,
+    args: &Args,
+    notes: &mut Vec<String>,
+) -> Result<browser::BrowserSide> {
+    let value = match run {
+        Ok(value) => value,
+        Err(e) => {
+            notes.push(format!("browser/{side}: every figure missing: {e:#}"));
+            return Ok(browser::BrowserSide::default());
+        }
+    };
+    std::fs::write(
+        args.out.join(format!("browser-{side}.json")),
+        serde_json::to_string_pretty(&value)? + "\n",
+    )?;
+    let figures = browser::BrowserSide::of(&value);
+    for (name, figure) in figures.fields() {
+        if figure.is_none() {
+            notes.push(format!(
+                "browser/{side}: {name} missing: not in the script's result"
+            ));
+        }
+    }
+    Ok(figures)
+}
+
+/// How much cheaper our CPU per call must be than Janus's (issue 19).
+pub const CPU_GOAL: f64 = 5.0;
+
+/// Issue 19's goals for each kind of client: `cpu_janus_over_ours` (Janus's CPU per call ÷ ours,
+/// which must be at least [`CPU_GOAL`]) and whether each join time is below Janus's; `null` where
+/// a figure is missing.
+fn goals(
+    ours: &Side,
+    janus: &Side,
+    browser_ours: &browser::BrowserSide,
+    browser_janus: &browser::BrowserSide,
+) -> Value {
+    let cheaper = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b >= CPU_GOAL * a);
+    let over =
+        |a: Option<f64>, b: Option<f64>| a.zip(b).and_then(|(a, b)| (a > 0.0).then_some(b / a));
+    let faster = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a < b);
+    json!({
+        "headless": {
+            "cpu_janus_over_ours": over(ours.cpu_per_call_pct, janus.cpu_per_call_pct),
+            "cpu_5x_cheaper": cheaper(ours.cpu_per_call_pct, janus.cpu_per_call_pct),
+            "join_faster": faster(ours.join_ms_p50, janus.join_ms_p50),
+        },
+        "browser": {
+            "cpu_janus_over_ours": over(browser_ours.cpu_per_call_pct, browser_janus.cpu_per_call_pct),
+            "cpu_5x_cheaper": cheaper(browser_ours.cpu_per_call_pct, browser_janus.cpu_per_call_pct),
+            "join_first_frame_faster": faster(browser_ours.join_first_frame_ms, browser_janus.join_first_frame_ms),
+            "join_10_frames_faster": faster(browser_ours.join_10_frames_ms, browser_janus.join_10_frames_ms),
+        },
+    })
+}
+
+/// The figures and goals as readable lines, for stderr.
+fn summary(result: &Value) -> Vec<String> {
+    let num = |p: &str| {
+        result
+            .pointer(p)
+            .and_then(Value::as_f64)
+            .map_or("—".to_owned(), |v| format!("{v:.2}"))
+    };
+    let met = |p: &str| match result.pointer(p).and_then(Value::as_bool) {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "not measured",
+    };
+    vec![
+        format!(
+            "headless: CPU per call ours {}% Janus {}% (Janus ÷ ours {}, goal ≥ {CPU_GOAL}: {}); \
+             join p50 ours {} ms Janus {} ms (goal faster: {})",
+            num("/ours/cpu_per_call_pct"),
+            num("/janus/cpu_per_call_pct"),
+            num("/goals/headless/cpu_janus_over_ours"),
+            met("/goals/headless/cpu_5x_cheaper"),
+            num("/ours/join_ms_p50"),
+            num("/janus/join_ms_p50"),
+            met("/goals/headless/join_faster"),
+        ),
+        format!(
+            "Chromium: CPU per call ours {}% Janus {}% (Janus ÷ ours {}, goal ≥ {CPU_GOAL}: {}); \
+             join to the first frame ours {} ms Janus {} ms (goal faster: {}); to 10 frames \
+             ours {} ms Janus {} ms (goal faster: {}); video received ours {} Janus {} kbit/s",
+            num("/browser/ours/cpu_per_call_pct"),
+            num("/browser/janus/cpu_per_call_pct"),
+            num("/goals/browser/cpu_janus_over_ours"),
+            met("/goals/browser/cpu_5x_cheaper"),
+            num("/browser/ours/join_first_frame_ms"),
+            num("/browser/janus/join_first_frame_ms"),
+            met("/goals/browser/join_first_frame_faster"),
+            num("/browser/ours/join_10_frames_ms"),
+            num("/browser/janus/join_10_frames_ms"),
+            met("/goals/browser/join_10_frames_faster"),
+            num("/browser/ours/kbps"),
+            num("/browser/janus/kbps"),
+        ),
+    ]
 }
 
 /// The figures of held calls: each pair of clients with its join time.
