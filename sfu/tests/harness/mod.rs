@@ -102,6 +102,9 @@ pub struct Harness {
     /// wake-ups a driver would make for it.
     pub packet_wakeups: u64,
     pub timer_wakeups: u64,
+    /// CPU time this thread spent inside the engine's datagram and timer handling (not the
+    /// clients'), for `sfu/benches/call_cost.rs`.
+    pub engine_cpu: Duration,
     counters: Counters,
     rng: StdRng,
 }
@@ -149,6 +152,7 @@ impl Harness {
             spins: 0,
             timer_wakeups: 0,
             packet_wakeups: 0,
+            engine_cpu: Duration::ZERO,
             counters: Counters::default(),
             rng: StdRng::seed_from_u64(seed),
         }
@@ -346,8 +350,10 @@ impl Harness {
         while let Some(f) = self.net.pop_arrived(now) {
             if f.to == self.sfu_addr {
                 engine_got = true;
+                let t = thread_cpu();
                 self.engine
                     .handle_packet(now, TransportProtocol::UDP, f.from, f.data);
+                self.engine_cpu += thread_cpu().saturating_sub(t);
             } else if let Some(slot) = self
                 .clients
                 .iter_mut()
@@ -367,7 +373,9 @@ impl Harness {
             if !engine_got {
                 self.timer_wakeups += 1;
             }
+            let t = thread_cpu();
             self.engine.handle_timeout(now);
+            self.engine_cpu += thread_cpu().saturating_sub(t);
         }
         self.engine.check_failures(now);
         for slot in self.clients.iter_mut().flatten() {
@@ -432,4 +440,15 @@ impl Harness {
             }
         }
     }
+}
+
+/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
