@@ -601,3 +601,47 @@ async fn janus_side(
     }
     Ok(side)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goals_say_met_missed_or_not_measured() {
+        let side = |cpu: f64, join: f64| Side {
+            cpu_per_call_pct: Some(cpu),
+            join_ms_p50: Some(join),
+            ..Side::default()
+        };
+        let b = |cpu: f64, first: f64| browser::BrowserSide {
+            cpu_per_call_pct: Some(cpu),
+            join_first_frame_ms: Some(first),
+            join_10_frames_ms: None,
+            kbps: None,
+        };
+        let g = goals(
+            &side(1.0, 40.0),
+            &side(5.0, 50.0),
+            &b(2.0, 500.0),
+            &b(4.0, 400.0),
+        );
+        assert_eq!(g["headless"]["cpu_janus_over_ours"], json!(5.0));
+        assert_eq!(g["headless"]["cpu_5x_cheaper"], json!(true));
+        assert_eq!(g["headless"]["join_faster"], json!(true));
+        assert_eq!(g["browser"]["cpu_janus_over_ours"], json!(2.0));
+        assert_eq!(g["browser"]["cpu_5x_cheaper"], json!(false));
+        assert_eq!(g["browser"]["join_first_frame_faster"], json!(false));
+        assert_eq!(g["browser"]["join_10_frames_faster"], Value::Null);
+        let lines = summary(&json!({"goals": g}));
+        assert!(lines[0].contains("goal ≥ 5: met"), "{}", lines[0]);
+        assert!(lines[1].contains("goal ≥ 5: MISSED"), "{}", lines[1]);
+        assert!(lines[1].contains("not measured"), "{}", lines[1]);
+        let r = ratios(&b(2.0, 500.0).fields(), &b(4.0, 0.0).fields());
+        assert_eq!(r["cpu_per_call_pct"], json!(0.5));
+        assert_eq!(
+            r["join_first_frame_ms"],
+            Value::Null,
+            "Janus's 0 gives no ratio"
+        );
+    }
+}
