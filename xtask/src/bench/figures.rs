@@ -117,7 +117,11 @@ pub(super) const FIGURES: &[Figure] = &[
     fig("load", "counts_match", "every call counted once on both sides", "", Some(Target::True)),
     // Capacity and the Janus comparison report figures without targets.
     fig("capacity", "max_calls", "largest load that held every objective", " calls", None),
-    fig("janus", "ratios/cpu_per_call_pct", "server CPU per call, ours ÷ Janus", "", None),
+    fig("janus", "ratios/cpu_per_call_pct", "server CPU per call, ours ÷ Janus", "", Some(AtMost(0.2))),
+    fig("janus", "ratios/join_ms_p50", "headless join p50, ours ÷ Janus", "", Some(Below(1.0))),
+    fig("janus", "browser/ratios/cpu_per_call_pct", "Chromium 1:1 call: server CPU per call, ours ÷ Janus", "", Some(AtMost(0.2))),
+    fig("janus", "browser/ratios/join_first_frame_ms", "Chromium 1:1 call: join to the first decoded frame, ours ÷ Janus", "", Some(Below(1.0))),
+    fig("janus", "browser/ratios/join_10_frames_ms", "Chromium 1:1 call: join to 10 decoded frames, ours ÷ Janus", "", Some(Below(1.0))),
 ];
 
 /// The value at `a/b/…` in `map`.
