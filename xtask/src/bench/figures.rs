@@ -103,6 +103,8 @@ pub(super) const FIGURES: &[Figure] = &[
     fig("sessions", "request_reply_p99_ms", "request → reply with the active sessions, p99", " ms", Some(Below(5.0))),
     fig("calls", "memory_offered_p99_ms", "`call.request` → `call.offered` over the wire, memory store, p99", " ms", Some(Below(5.0))),
     fig("calls", "redis_offered_p99_ms", "`call.request` → `call.offered` over the wire, Redis store, p99", " ms", Some(Below(10.0))),
+    fig("call_cost", "engine_cpu_per_call_pct/1", "the SFU engine alone (sans-I/O harness), CPU per call, 1 call", "% of a core", None),
+    fig("call_cost", "engine_cpu_per_call_pct/25", "the SFU engine alone (sans-I/O harness), CPU per call, 25 calls", "% of a core", None),
     fig("medianode_offer", "internal_hop_p50_ms", "extra latency of a media node's internal API, median", " ms", None),
     // Certificates (criterion's estimates, not percentiles).
     fig("certificates", "stamps_signed_per_s", "stamps signed per second per core (family of 8)", "/s", Some(AtLeast(20_000.0))),

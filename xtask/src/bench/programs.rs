@@ -135,6 +135,15 @@ pub(super) const BENCHES: &[Bench] = &[
         ..DEFAULTS
     },
     Bench {
+        name: "call_cost",
+        program: Program::Cargo {
+            package: "sfu",
+            bench: "call_cost",
+        },
+        quick_env: &[("SECONDS", "2")],
+        ..DEFAULTS
+    },
+    Bench {
         name: "forward",
         args: &["forward"],
         quick_args: &["--quick"],
