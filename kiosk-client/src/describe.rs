@@ -34,6 +34,8 @@ fn explain_end(reason: &str) -> &'static str {
 ///     call_id: "c1".into(),
 ///     position: 2,
 ///     estimated_wait_s: Some(170),
+///     estimated_wait_low_s: None,
+///     estimated_wait_high_s: None,
 /// }));
 /// assert_eq!(line, "queued: position 2, estimated wait 3 min");
 /// ```
@@ -126,6 +128,8 @@ mod tests {
                 call_id: "c".into(),
                 position: 1,
                 estimated_wait_s: None,
+                estimated_wait_low_s: None,
+                estimated_wait_high_s: None,
             })),
             "queued: position 1, estimated wait unknown (no operator online)"
         );

@@ -332,6 +332,8 @@ mod tests {
             call_id: "c1".into(),
             position: 1,
             estimated_wait_s: None,
+            estimated_wait_low_s: None,
+            estimated_wait_high_s: None,
         });
         assert!(is_about(&update, "c1", 0, 5));
         assert!(!is_about(&update, "c2", 9, 0));

@@ -346,6 +346,8 @@ mod tests {
                     expires_in_s: None,
                     position: None,
                     estimated_wait_s: None,
+                    estimated_wait_low_s: None,
+                    estimated_wait_high_s: None,
                     media_node: node.map(str::to_owned),
                 }],
                 operator_state: None,

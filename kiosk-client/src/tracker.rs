@@ -239,6 +239,8 @@ mod tests {
             call_id: "c1".into(),
             position: 2,
             estimated_wait_s: None,
+            estimated_wait_low_s: None,
+            estimated_wait_high_s: None,
         })));
         assert_eq!(
             t.status(),
@@ -251,11 +253,15 @@ mod tests {
             call_id: "other".into(),
             position: 1,
             estimated_wait_s: Some(5),
+            estimated_wait_low_s: None,
+            estimated_wait_high_s: None,
         })));
         t.apply(&Event::QueueUpdate(QueueUpdate {
             call_id: "c1".into(),
             position: 1,
             estimated_wait_s: Some(40),
+            estimated_wait_low_s: None,
+            estimated_wait_high_s: None,
         }));
         t.apply(&Event::CallAssigned(CallAssigned {
             call_id: "c1".into(),
@@ -311,6 +317,8 @@ mod tests {
             expires_in_s: None,
             position: Some(4),
             estimated_wait_s: Some(120),
+            estimated_wait_low_s: None,
+            estimated_wait_high_s: None,
             media_node: None,
         };
         t.apply(&Event::StateSync(StateSync {

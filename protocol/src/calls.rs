@@ -115,6 +115,14 @@ pub struct QueueUpdate {
     /// Estimated seconds to answer, or `null` when no eligible operator is online (the kiosk says
     /// the wait is unknown).
     pub estimated_wait_s: Option<u64>,
+    /// Extension: the low end of the interval the wait is likely to fall in, whole seconds rounded
+    /// down, at most `estimated_wait_s`; absent when unknown (or from an older server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_low_s: Option<u64>,
+    /// Extension: the interval's high end, whole seconds rounded up, at least `estimated_wait_s`;
+    /// absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_high_s: Option<u64>,
 }
 
 /// `call.assigned`: an operator accepted the kiosk's call.
@@ -221,6 +229,13 @@ pub struct SyncedCall {
     /// For a kiosk's waiting call: the last estimated wait (absent when unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_wait_s: Option<u64>,
+    /// Extension, for a kiosk's waiting call: the interval's low end last sent in `queue.update`
+    /// (absent when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_low_s: Option<u64>,
+    /// Extension: the interval's high end last sent (absent when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_high_s: Option<u64>,
     /// Extension, with media nodes: the node the call's media is on (`node@instance`), as
     /// `media.offer`'s answer names it. A client whose connection was answered by another node
     /// missed a `media.reconnect` and offers again.

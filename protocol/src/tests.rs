@@ -176,6 +176,8 @@ fn events_round_trip_and_unknown_events_are_kept() {
         call_id: "c".into(),
         position: 2,
         estimated_wait_s: None,
+        estimated_wait_low_s: None,
+        estimated_wait_high_s: None,
     });
     let text = ev.to_json();
     let v: Value = serde_json::from_str(&text).unwrap();
@@ -329,4 +331,97 @@ fn state_sync_lists_dispositions_only_when_present() {
             ..
         })
     ));
+}
+
+#[test]
+fn the_wait_interval_is_optional_and_absent_when_unknown() {
+    // Known: the three figures side by side.
+    let known = Event::QueueUpdate(QueueUpdate {
+        call_id: "c".into(),
+        position: 3,
+        estimated_wait_s: Some(150),
+        estimated_wait_low_s: Some(90),
+        estimated_wait_high_s: Some(240),
+    });
+    let json = known.to_json();
+    assert_eq!(
+        json,
+        r#"{"type":"queue.update","call_id":"c","position":3,"estimated_wait_s":150,"estimated_wait_low_s":90,"estimated_wait_high_s":240}"#
+    );
+    assert_eq!(
+        parse_server_frame(&json).unwrap(),
+        ServerMessage::Frame(ServerFrame::Event(known))
+    );
+    // Unknown: the interval is absent, so the frame is exactly what older servers sent.
+    let unknown = Event::QueueUpdate(QueueUpdate {
+        call_id: "c".into(),
+        position: 1,
+        estimated_wait_s: None,
+        estimated_wait_low_s: None,
+        estimated_wait_high_s: None,
+    });
+    assert_eq!(
+        unknown.to_json(),
+        r#"{"type":"queue.update","call_id":"c","position":1,"estimated_wait_s":null}"#
+    );
+    // An older server's frame (no interval) still parses, with no interval; so does an explicit null.
+    for old in [
+        r#"{"type":"queue.update","call_id":"c","position":2,"estimated_wait_s":60}"#,
+        r#"{"type":"queue.update","call_id":"c","position":2,"estimated_wait_s":60,"estimated_wait_low_s":null,"estimated_wait_high_s":null}"#,
+    ] {
+        let ServerMessage::Frame(ServerFrame::Event(Event::QueueUpdate(u))) =
+            parse_server_frame(old).unwrap()
+        else {
+            panic!("{old}")
+        };
+        assert_eq!(
+            (
+                u.estimated_wait_s,
+                u.estimated_wait_low_s,
+                u.estimated_wait_high_s
+            ),
+            (Some(60), None, None)
+        );
+    }
+    // The same in `state.sync`: a waiting call carries the interval when known, and nothing else
+    // changes when it is not.
+    let mut call = SyncedCall {
+        call_id: "c".into(),
+        state: "waiting".into(),
+        service: "anagrafe".into(),
+        language: "it".into(),
+        kiosk: None,
+        operator: None,
+        waited_s: 48,
+        expires_in_s: None,
+        position: Some(2),
+        estimated_wait_s: Some(180),
+        estimated_wait_low_s: Some(120),
+        estimated_wait_high_s: Some(300),
+        media_node: None,
+    };
+    let sync = |call: &SyncedCall| {
+        Event::StateSync(StateSync {
+            calls: vec![call.clone()],
+            operator_state: None,
+            dispositions: None,
+        })
+    };
+    let json = sync(&call).to_json();
+    assert_eq!(
+        json,
+        r#"{"type":"state.sync","calls":[{"call_id":"c","state":"waiting","service":"anagrafe","language":"it","waited_s":48,"position":2,"estimated_wait_s":180,"estimated_wait_low_s":120,"estimated_wait_high_s":300}]}"#
+    );
+    assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), sync(&call));
+    (
+        call.estimated_wait_s,
+        call.estimated_wait_low_s,
+        call.estimated_wait_high_s,
+    ) = (None, None, None);
+    let json = sync(&call).to_json();
+    assert_eq!(
+        json,
+        r#"{"type":"state.sync","calls":[{"call_id":"c","state":"waiting","service":"anagrafe","language":"it","waited_s":48,"position":2}]}"#
+    );
+    assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), sync(&call));
 }

@@ -15,7 +15,9 @@
 //!   `|est − actual| / max(actual, 10 s)` over the answered ones (the target of `targets.md` is < 25 %),
 //!   `pos1 med` and `pos2+ med` split it by the position the call was told (first in line, or behind
 //!   others), `p90 err` is its 90th percentile and `bias` the median signed error (positive: an
-//!   over-estimate);
+//!   over-estimate); `coverage` is the share of those whose actual wait fell inside the interval
+//!   told with the estimate (`QueueUpdate.interval`, ends included) and `width s` the median width
+//!   of that interval in seconds;
 //! - `unknown`: calls told "unknown" (no eligible operator online);
 //! - `at once`: calls offered within the enqueue itself, so no estimate was shown; `all med` is the
 //!   median error over every answered call counting those as an estimate of 0 s;
@@ -26,8 +28,8 @@
 //! Each load level runs with three seeds; the last line per level is the median of the three.
 //!
 //! The last line on stdout is one JSON object with the medians per load level, keyed by the load:
-//! `{"median_error":{"0.6":…,"0.8":…,"0.95":…},"p90_error":{…},"bias":{…}}` (fractions, not
-//! percentages).
+//! `{"median_error":{"0.6":…,"0.8":…,"0.95":…},"p90_error":{…},"bias":{…},"coverage":{…},
+//! "interval_width_median_s":{…}}` (fractions, not percentages, except the width in seconds).
 //!
 //! Run: `cargo bench -p queue --bench ewt` (env `CALLS` overrides the calls reported per run, 4,000
 //! by default, and `SEEDS` how many of the three seeds run, e.g. `CALLS=1000 SEEDS=1` for a short
@@ -153,8 +155,8 @@ enum Told {
     Nothing,
     /// "Unknown".
     Unknown,
-    /// An estimate in seconds, and the position it was given with.
-    Secs(f64, u32),
+    /// An estimate in seconds, the position it was given with, and the interval (low, high, s).
+    Secs(f64, u32, (f64, f64)),
 }
 
 struct CallRec {
@@ -401,14 +403,20 @@ impl Sim {
                         if let Effect::QueueUpdate {
                             call_id,
                             estimated_wait,
+                            interval,
                             position,
                             ..
                         } = e
                         {
                             if call_id == &id {
-                                self.calls[i].told = match estimated_wait {
-                                    Some(d) => Told::Secs(d.as_secs_f64(), *position),
-                                    None => Told::Unknown,
+                                self.calls[i].told = match (estimated_wait, interval) {
+                                    (Some(d), Some((l, h))) => Told::Secs(
+                                        d.as_secs_f64(),
+                                        *position,
+                                        (l.as_secs_f64(), h.as_secs_f64()),
+                                    ),
+                                    (Some(d), None) => panic!("an estimate {d:?} with no interval"),
+                                    (None, _) => Told::Unknown,
                                 };
                             }
                         }
@@ -480,6 +488,10 @@ struct Report {
     pos2_med: f64,
     p90_err: f64,
     bias: f64,
+    /// Share of the answered `queued` calls whose actual wait fell inside the interval told.
+    coverage: f64,
+    /// Median width of that interval, in seconds.
+    width_med: f64,
     unknown: usize,
     at_once: usize,
     all_med: f64,
@@ -493,6 +505,7 @@ fn report(calls: &[CallRec]) -> Report {
     let mut all = Vec::new();
     let mut waits = Vec::new();
     let (mut pos1, mut pos2) = (Vec::new(), Vec::new());
+    let (mut inside, mut widths) = (0usize, Vec::new());
     let (mut unknown, mut at_once, mut abandoned) = (0, 0, 0);
     for c in &calls[WARMUP..] {
         if matches!(c.told, Told::Unknown) {
@@ -506,7 +519,13 @@ fn report(calls: &[CallRec]) -> Report {
         waits.push(actual);
         let denom = actual.max(FLOOR_S);
         match c.told {
-            Told::Secs(est, pos) => {
+            Told::Secs(est, pos, (low, high)) => {
+                assert!(
+                    low <= est && est <= high,
+                    "interval {low}–{high} s around {est} s"
+                );
+                inside += usize::from(low <= actual && actual <= high);
+                widths.push(high - low);
                 let e = (est - actual).abs() / denom;
                 err.push(e);
                 if pos == 1 {
@@ -532,6 +551,8 @@ fn report(calls: &[CallRec]) -> Report {
         pos2_med: quantile(&mut pos2, 0.5),
         p90_err: quantile(&mut err, 0.9),
         bias: quantile(&mut signed, 0.5),
+        coverage: inside as f64 / err.len().max(1) as f64,
+        width_med: quantile(&mut widths, 0.5),
         unknown,
         at_once,
         all_med: quantile(&mut all, 0.5),
@@ -542,13 +563,15 @@ fn report(calls: &[CallRec]) -> Report {
 
 fn print_row(label: &str, r: &Report) {
     println!(
-        "{label:>10} {:>7} {:>8.1}% {:>8.1}% {:>8.1}% {:>8.1}% {:>+7.1}% {:>8} {:>8} {:>8.1}% {:>6} {:>9.1}",
+        "{label:>10} {:>7} {:>8.1}% {:>8.1}% {:>8.1}% {:>8.1}% {:>+7.1}% {:>8.1}% {:>8.0} {:>8} {:>8} {:>8.1}% {:>6} {:>9.1}",
         r.queued,
         100.0 * r.med_err,
         100.0 * r.pos1_med,
         100.0 * r.pos2_med,
         100.0 * r.p90_err,
         100.0 * r.bias,
+        100.0 * r.coverage,
+        r.width_med,
         r.unknown,
         r.at_once,
         100.0 * r.all_med,
@@ -588,7 +611,7 @@ fn main() {
         SERVICES[0].talk_cv
     );
     println!(
-        "{:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>6} {:>9}",
+        "{:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>6} {:>9}",
         "run",
         "queued",
         "med err",
@@ -596,6 +619,8 @@ fn main() {
         "pos2+ med",
         "p90 err",
         "bias",
+        "coverage",
+        "width s",
         "unknown",
         "at once",
         "all med",
@@ -606,6 +631,8 @@ fn main() {
     let mut median_error = serde_json::Map::new();
     let mut p90_error = serde_json::Map::new();
     let mut bias = serde_json::Map::new();
+    let mut coverage = serde_json::Map::new();
+    let mut width = serde_json::Map::new();
     for load in LOADS {
         println!("load {load:.2}");
         let mut reports = Vec::new();
@@ -625,6 +652,8 @@ fn main() {
             pos2_med: median3(&reports, |r| r.pos2_med),
             p90_err: median3(&reports, |r| r.p90_err),
             bias: median3(&reports, |r| r.bias),
+            coverage: median3(&reports, |r| r.coverage),
+            width_med: median3(&reports, |r| r.width_med),
             unknown: median3(&reports, |r| r.unknown as f64) as usize,
             at_once: median3(&reports, |r| r.at_once as f64) as usize,
             all_med: median3(&reports, |r| r.all_med),
@@ -641,10 +670,18 @@ fn main() {
         put(&mut median_error, &key, m.med_err);
         put(&mut p90_error, &key, m.p90_err);
         put(&mut bias, &key, m.bias);
+        put(&mut coverage, &key, m.coverage);
+        put(&mut width, &key, m.width_med);
     }
     println!(
         "{}",
-        serde_json::json!({ "median_error": median_error, "p90_error": p90_error, "bias": bias })
+        serde_json::json!({
+            "median_error": median_error,
+            "p90_error": p90_error,
+            "bias": bias,
+            "coverage": coverage,
+            "interval_width_median_s": width,
+        })
     );
 }
 

@@ -573,20 +573,23 @@ impl TenantState {
             let pos = per_service.entry(&call.service).or_insert(0);
             *pos += 1;
             let ewt = waits.get(&call.call_id).copied().flatten();
-            let key = (*pos, ewt.map(|d| d.as_millis() as u64));
+            let key = (*pos, ewt.map(|e| e.wait.as_millis() as u64));
             if needs_update(call.last_update, key) {
                 updates.push((call.call_id.clone(), call.kiosk_id.clone(), key, ewt));
             }
         }
         for (id, kiosk_id, key, ewt) in updates {
+            let interval = ewt.map(|e| (e.low, e.high));
             if let Some(c) = self.call_mut(&id) {
                 c.last_update = Some(key);
+                c.last_interval = interval.map(|(l, h)| (l.as_secs(), h.as_secs()));
             }
             fx.push(Effect::QueueUpdate {
                 call_id: id,
                 kiosk_id,
                 position: key.0,
-                estimated_wait: ewt,
+                estimated_wait: ewt.map(|e| e.wait),
+                interval,
             });
         }
     }

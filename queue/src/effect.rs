@@ -114,6 +114,12 @@ pub enum Effect {
         /// expected to free), or `None` when no eligible operator is online (the kiosk says it is unknown).
         /// It is re-sent only when it moves by 15 s or a tenth, or the position changes.
         estimated_wait: Option<Duration>,
+        /// Where the wait is likely to fall, `(low, high)` in whole seconds with
+        /// `low ≤ estimated_wait ≤ high` (see `estimate::INTERVAL`); `None` exactly when
+        /// `estimated_wait` is. It travels with each update but does not cause one by itself
+        /// (absent in batches from nodes that predate it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interval: Option<(Duration, Duration)>,
     },
     /// The call went back to waiting, keeping its age.
     Requeued {

@@ -332,6 +332,10 @@ pub struct Call {
     pub since: Time,
     /// The last position and estimated wait (ms) sent to the kiosk, so updates go out only on change.
     pub last_update: Option<(u32, Option<u64>)>,
+    /// The interval (low, high, whole seconds) sent with the last update; meaningful only while
+    /// `last_update` holds an estimate (absent in records written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_interval: Option<(u64, u64)>,
     /// The media node this call's media is placed on, in a deployment with separate media nodes
     /// (`None`: not placed, or media in the process each party talks to).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -742,7 +742,8 @@ async fn positions_and_estimates(kind: Kind) {
             call_id: cid("c1"),
             kiosk_id: kid("c1"),
             position: 1,
-            estimated_wait: None
+            estimated_wait: None,
+            interval: None,
         }),
         "no eligible operator online: unknown, not invented"
     );
@@ -770,7 +771,9 @@ async fn positions_and_estimates(kind: Kind) {
         call_id: cid("c3"),
         kiosk_id: kid("c3"),
         position: 1,
-        estimated_wait: Some(Duration::from_secs(120))
+        estimated_wait: Some(Duration::from_secs(120)),
+        // Before any history every replay draws the AHT: a point, so a point interval.
+        interval: Some((Duration::from_secs(120), Duration::from_secs(120))),
     }));
     let c4 = h.call(at(5), "c4", "s", "it", 0).await;
     let updates: Vec<_> = c4

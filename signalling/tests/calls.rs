@@ -42,6 +42,10 @@ async fn whole_call(kind: Kind) {
         unreachable!()
     };
     assert_eq!((u.position, u.estimated_wait_s), (1, None));
+    assert_eq!(
+        (u.estimated_wait_low_s, u.estimated_wait_high_s),
+        (None, None)
+    );
     // One active call per kiosk.
     assert_eq!(
         refused(
@@ -230,6 +234,33 @@ async fn three_booths_at_once(kind: Kind) {
         unreachable!()
     };
     assert_eq!(u.position, 1);
+    // op-a is available (at capacity), so the wait is known, and comes with its interval.
+    let (Some(est), Some(low), Some(high)) = (
+        u.estimated_wait_s,
+        u.estimated_wait_low_s,
+        u.estimated_wait_high_s,
+    ) else {
+        panic!("a known estimate comes with an interval: {u:?}")
+    };
+    assert!(low <= est && est <= high, "{u:?}");
+    // A kiosk that comes back finds the same figures in `state.sync`.
+    fourth.reconnect().await.unwrap();
+    let Event::StateSync(sync) =
+        event(fourth.session(), |e| matches!(e, Event::StateSync(_))).await
+    else {
+        unreachable!()
+    };
+    let w = &sync.calls[0];
+    assert_eq!(
+        (
+            w.position,
+            w.estimated_wait_s,
+            w.estimated_wait_low_s,
+            w.estimated_wait_high_s
+        ),
+        (Some(1), Some(est), Some(low), Some(high)),
+        "{sync:?}"
+    );
     // Hold two booths, talk to the third.
     ok(a.session(), Request::CallHold(call(&ids[0]))).await;
     ok(a.session(), Request::CallHold(call(&ids[1]))).await;

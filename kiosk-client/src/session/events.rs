@@ -140,6 +140,8 @@ mod tests {
             call_id: call.into(),
             position,
             estimated_wait_s: None,
+            estimated_wait_low_s: None,
+            estimated_wait_high_s: None,
         })
     }
 

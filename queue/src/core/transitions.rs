@@ -387,6 +387,7 @@ impl TenantState {
                     ended_at: None,
                     since: now,
                     last_update: None,
+                    last_interval: None,
                     media_node: None,
                     log: CallLog::default(),
                 };

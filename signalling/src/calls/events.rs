@@ -194,12 +194,16 @@ pub fn events_for(effect: &Effect, now: Time, names: &dyn Names) -> Vec<(Recipie
             kiosk_id,
             position,
             estimated_wait,
+            interval,
         } => vec![(
             Recipient::kiosk(kiosk_id),
             Event::QueueUpdate(QueueUpdate {
                 call_id: call_id.to_string(),
                 position: *position,
                 estimated_wait_s: estimated_wait.map(secs),
+                // Only beside an estimate (the queue gives both or neither).
+                estimated_wait_low_s: estimated_wait.and(interval.map(|(low, _)| secs(low))),
+                estimated_wait_high_s: estimated_wait.and(interval.map(|(_, high)| secs(high))),
             }),
         )],
         Effect::Held {
@@ -336,6 +340,15 @@ pub fn state_sync(
                     expires_in_s: None,
                     position: c.last_update.map(|(p, _)| p),
                     estimated_wait_s: c.last_update.and_then(|(_, w)| w.map(|ms| ms / 1000)),
+                    // The interval sent with that estimate, only while there is one.
+                    estimated_wait_low_s: c
+                        .last_update
+                        .and_then(|(_, w)| w)
+                        .and(c.last_interval.map(|(low, _)| low)),
+                    estimated_wait_high_s: c
+                        .last_update
+                        .and_then(|(_, w)| w)
+                        .and(c.last_interval.map(|(_, high)| high)),
                     media_node: c.media_node.clone(),
                 });
             }
@@ -360,6 +373,8 @@ pub fn state_sync(
                     },
                     position: None,
                     estimated_wait_s: None,
+                    estimated_wait_low_s: None,
+                    estimated_wait_high_s: None,
                     media_node: c.media_node.clone(),
                 });
             }
