@@ -10,6 +10,7 @@
 import { connect, defaultWsUrl, CallMedia } from '../lib/sportello.js';
 import { loadCatalogue, REFERENCE_LANGUAGE } from '../lib/i18n.js';
 import { KioskInCall } from './incall.js';
+import { waitMessage } from './wait.js';
 import { reflect } from '../lib/reflect.js';
 
 const TOKEN_KEY = 'sportello.kiosk.token';
@@ -218,12 +219,12 @@ function banner(kind) {
   setText($('banner-hint'), kind === 'camera' ? 'camera.hint' : 'network.hint');
 }
 
-function showWaiting({ position, estimated_wait_s: wait } = {}) {
+/** Shows the waiting screen with the position and the wait (an interval when the server sends one). */
+function showWaiting(update = {}) {
+  const { position, estimated_wait_s: wait } = update;
   if (position) setText($('waiting-position'), 'waiting.position', { position });
   else setText($('waiting-position'), 'waiting.position_unknown');
-  if (wait === null || wait === undefined) setText($('waiting-estimate'), 'waiting.estimate_unknown');
-  else if (wait < 60) setText($('waiting-estimate'), 'waiting.estimate_soon');
-  else setText($('waiting-estimate'), 'waiting.estimate', { minutes: Math.round(wait / 60) });
+  setText($('waiting-estimate'), ...waitMessage(update));
   $('waiting-hint').hidden = !(wait === null || wait === undefined);
   if (ui.screen !== 'waiting') show('waiting');
 }
