@@ -110,8 +110,8 @@ pub enum Effect {
         kiosk_id: KioskId,
         /// 1-based position among the waiting calls of its service.
         position: u32,
-        /// The estimate by slot projection (when the eligible operator slot this call would get is
-        /// expected to free), or `None` when no eligible operator is online (the kiosk says it is unknown).
+        /// The estimate (the median of the queue's replays, `estimate.rs`), or `None` when no
+        /// eligible operator is online (the kiosk says it is unknown).
         /// It is re-sent only when it moves by 15 s or a tenth, or the position changes.
         estimated_wait: Option<Duration>,
         /// Where the wait is likely to fall, `(low, high)` in whole seconds with
