@@ -24,31 +24,6 @@ fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../console-web/tests")
 }
 
-/// `npm ci` in the scripts' folder when playwright-core is missing (npm's cache under `target/`).
-fn ensure_node_modules(dir: &Path) {
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        return;
-    }
-    let out = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .env("npm_config_cache", dir.join("../../target/npm-cache"))
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run npm ({e}): install Node.js with `apt-get install -y nodejs npm`")
-        });
-    assert!(
-        out.status.success(),
-        "npm ci in {} failed: {}\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn number(result: &Value, pointer: &str) -> f64 {
     result
         .pointer(pointer)
@@ -59,7 +34,7 @@ fn number(result: &Value, pointer: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_chromium_pages_call_through_a_private_janus_and_both_decode() {
     let _one = ONE_AT_A_TIME.lock().await;
-    ensure_node_modules(&scripts());
+    testkit::node::ensure_node_modules(&scripts(), &["playwright-core"]);
     let tools = Tools::find(None).unwrap_or_else(|e| panic!("{e}"));
     let janus = Janus::start().expect("a private Janus (apt-get install -y janus)");
 
@@ -120,7 +95,7 @@ async fn two_chromium_pages_call_through_a_private_janus_and_both_decode() {
 #[tokio::test]
 async fn a_janus_that_is_not_there_is_a_clear_error() {
     let _one = ONE_AT_A_TIME.lock().await;
-    ensure_node_modules(&scripts());
+    testkit::node::ensure_node_modules(&scripts(), &["playwright-core"]);
     let tools = Tools::find(None).unwrap_or_else(|e| panic!("{e}"));
     let port = testkit::free_port();
     let e = browser::janus(

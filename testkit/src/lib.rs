@@ -15,6 +15,8 @@
 //!   `openssl ts`).
 //! - [`postgres`]: a private PostgreSQL server (its own cluster, trust authentication, on a free
 //!   loopback port) for the history database's PostgreSQL tests.
+//! - [`node`]: `npm ci` for the test scripts of `console-web/tests` when a package they need is
+//!   missing.
 //!
 //! The private Janus, coturn, Prometheus, nginx and PostgreSQL share one way of running a daemon
 //! (the crate's private `daemon` module): spawned by a watcher thread that records how it ended,
@@ -27,6 +29,7 @@ mod daemon;
 pub mod images;
 pub mod janus;
 pub mod nginx;
+pub mod node;
 pub mod oidc;
 pub mod pki;
 pub mod postgres;

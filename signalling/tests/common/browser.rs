@@ -33,34 +33,10 @@ pub fn require_chromium() {
     );
 }
 
-/// Installs the packages of the lock file when one of `packages` is missing from `node_modules`
-/// (offline-friendly: nothing runs when they are there), with npm's cache under `target/` so
-/// nothing lands outside the clone.
+/// Installs the packages of the lock file when one of `packages` is missing
+/// ([`testkit::node::ensure_node_modules`]; it blocks only while npm runs, once per clone).
 pub async fn ensure_node_modules(dir: &Path, packages: &[&str]) {
-    if packages.iter().all(|p| {
-        dir.join("node_modules")
-            .join(p)
-            .join("package.json")
-            .exists()
-    }) {
-        return;
-    }
-    let out = tokio::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .env("npm_config_cache", dir.join("../../target/npm-cache"))
-        .current_dir(dir)
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot run npm ({e}): install Node.js with `apt-get install -y nodejs npm`")
-        });
-    assert!(
-        out.status.success(),
-        "npm ci in {} failed: {}\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    testkit::node::ensure_node_modules(dir, packages);
 }
 
 /// A `sportello` process with its media plane on loopback, and the demo accounts it created.
