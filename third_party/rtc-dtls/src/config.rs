@@ -13,8 +13,6 @@
 //! [`HandshakeConfig`](crate::config::HandshakeConfig) is the resolved form the handshake
 //! actually runs with, produced by [`ConfigBuilder::build`](crate::config::ConfigBuilder::build).
 
-#[cfg(test)]
-mod config_test;
 
 use crate::cipher_suite::*;
 use crate::conn::{

@@ -7,8 +7,6 @@
 //!
 //! Normally an application drives [`Endpoint`](crate::endpoint::Endpoint) instead, which owns one
 //! of these per remote address.
-#[cfg(test)]
-mod conn_test;
 
 use crate::alert::*;
 use crate::application_data::*;

@@ -7,8 +7,6 @@
 //!
 //! Certificates here are usually self-signed: WebRTC authenticates a peer by comparing the
 //! certificate fingerprint against the one signalled in SDP, not by validating a CA chain.
-#[cfg(test)]
-mod crypto_test;
 
 /// AES-CBC with a separate HMAC, for the older CBC suites.
 pub mod crypto_cbc;

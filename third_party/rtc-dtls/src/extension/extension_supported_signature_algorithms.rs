@@ -1,5 +1,3 @@
-#[cfg(test)]
-mod extension_supported_signature_algorithms_test;
 
 use super::*;
 use crate::signature_hash_algorithm::*;

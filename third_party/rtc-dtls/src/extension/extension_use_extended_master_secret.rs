@@ -1,5 +1,3 @@
-#[cfg(test)]
-mod extension_use_extended_master_secret_test;
 
 use super::*;
 

@@ -1,5 +1,3 @@
-#[cfg(test)]
-mod fragment_buffer_test;
 
 use crate::content::*;
 use crate::handshake::handshake_header::*;

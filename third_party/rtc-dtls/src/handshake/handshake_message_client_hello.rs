@@ -1,5 +1,3 @@
-#[cfg(test)]
-mod handshake_message_client_hello_test;
 
 use super::handshake_random::*;
 use super::*;

@@ -1,5 +1,3 @@
-#[cfg(test)]
-mod handshake_message_hello_verify_request_test;
 
 use super::*;
 use crate::record_layer::record_layer_header::*;

@@ -38,8 +38,6 @@ pub mod handshake_message_server_key_exchange;
 /// The 32-byte random each side contributes to key derivation.
 pub mod handshake_random;
 
-#[cfg(test)]
-mod handshake_test;
 
 use std::fmt;
 use std::io::{Read, Write};

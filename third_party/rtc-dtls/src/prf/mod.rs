@@ -1,5 +1,3 @@
-#[cfg(test)]
-mod prf_test;
 
 use std::fmt;
 

@@ -1,8 +1,6 @@
 /// The record header: content type, version, epoch and sequence number.
 pub mod record_layer_header;
 
-#[cfg(test)]
-mod record_layer_test;
 
 use super::content::*;
 use crate::alert::Alert;
