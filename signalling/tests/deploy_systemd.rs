@@ -6,7 +6,10 @@
 //! - `systemd-analyze security --offline=true` rates each unit at or under the exposure recorded in
 //!   [`RECORDED`] (and in `deploy/systemd/README.md`), and the server units `OK` at worst;
 //! - the server units' command line is one the binary accepts: the same arguments, with
-//!   `check-config` for `serve` and the example configuration, validate.
+//!   `check-config` for `serve` and the example configuration, validate;
+//! - the drop-in `deploy/systemd/realtime-loops.conf` on the units that run the SFU verifies, lets
+//!   the service choose `SCHED_RR` (`sched_setscheduler` allowed, real-time not restricted) and
+//!   keeps the exposure `OK`.
 //!
 //! Needs `systemd-analyze` (Debian's `systemd`; `cargo xtask test` installs it).
 
@@ -122,6 +125,28 @@ fn overall_exposure(stdout: &str) -> Option<(f64, String)> {
     Some((score, rating))
 }
 
+/// `systemd-analyze verify` of the unit file `copy`: a problem when it fails or says anything
+/// about the unit (what it says about other units is printed).
+fn verify(copy: &Path, name: &str) -> Option<String> {
+    let output = systemd_analyze()
+        .args(["verify", "--man=no"])
+        .arg(copy)
+        .output()
+        .expect("systemd-analyze verify");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let file = copy.file_name().and_then(|f| f.to_str()).unwrap_or(name);
+    if !output.status.success() || stderr.lines().any(|l| l.contains(file)) {
+        return Some(format!(
+            "{name}: systemd-analyze verify ({}):\n{stderr}",
+            output.status
+        ));
+    }
+    if !stderr.trim().is_empty() {
+        eprintln!("{name}: verify said, about other units:\n{stderr}");
+    }
+    None
+}
+
 #[test]
 fn units_verify_and_score_within_the_recorded_exposure() {
     require_systemd_analyze();
@@ -153,22 +178,7 @@ fn units_verify_and_score_within_the_recorded_exposure() {
         let copy = dir.path().join(&name);
         std::fs::write(&copy, rewrite(&text)).expect("the unit's copy");
 
-        // verify: exit 0 and nothing said about this unit.
-        let output = systemd_analyze()
-            .args(["verify", "--man=no"])
-            .arg(&copy)
-            .output()
-            .expect("systemd-analyze verify");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let about_unit: Vec<&str> = stderr.lines().filter(|l| l.contains(&name)).collect();
-        if !output.status.success() || !about_unit.is_empty() {
-            problems.push(format!(
-                "{name}: systemd-analyze verify ({}):\n{stderr}",
-                output.status
-            ));
-        } else if !stderr.trim().is_empty() {
-            eprintln!("{name}: verify said, about other units:\n{stderr}");
-        }
+        problems.extend(verify(&copy, &name));
 
         // security: the overall exposure, at most the threshold (systemd's --threshold counts in
         // tenths of the printed score).
@@ -271,6 +281,65 @@ fn server_units_command_lines_are_accepted_by_the_binary() {
         checked += 1;
     }
     assert_eq!(checked, 3, "one server unit per role");
+}
+
+/// The units the SFU runs in, each with `deploy/systemd/realtime-loops.conf` applied as systemd
+/// applies a drop-in (its assignments after the unit's own), pass `verify`, stay `OK` under the
+/// threshold, and really open what `[media] loop_priority` needs: without `sched_setscheduler`
+/// the server would only log that the priority was refused.
+#[test]
+fn the_realtime_drop_in_lets_the_media_loops_use_sched_rr() {
+    require_systemd_analyze();
+    let root = workspace();
+    let drop_in = std::fs::read_to_string(root.join("deploy/systemd/realtime-loops.conf"))
+        .expect("deploy/systemd/realtime-loops.conf");
+    assert!(
+        drop_in.contains("LimitRTPRIO=10") && drop_in.contains("LOOP_PRIORITY=10"),
+        "the drop-in's rlimit and the priority it sets go together"
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut problems = Vec::new();
+    for name in ["sportello.service", "sportello-media.service"] {
+        let text =
+            std::fs::read_to_string(root.join("deploy/systemd").join(name)).expect("the unit file");
+        let copy = dir.path().join(name);
+        std::fs::write(&copy, format!("{}\n{drop_in}", rewrite(&text))).expect("the merged unit");
+        problems.extend(verify(&copy, &format!("{name} + realtime-loops.conf")));
+        let output = systemd_analyze()
+            .args(["security", "--offline=true", "--no-pager"])
+            .arg(&copy)
+            .output()
+            .expect("systemd-analyze security");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = |key: &str| {
+            stdout
+                .lines()
+                .find(|l| l.contains(key))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let filter = line("SystemCallFilter=~@resources");
+        if !filter.contains("sched_setscheduler is allowed") {
+            problems.push(format!(
+                "{name} + drop-in: sched_setscheduler stays filtered: {filter}"
+            ));
+        }
+        let realtime = line("RestrictRealtime=");
+        if !realtime.contains("may acquire realtime") {
+            problems.push(format!(
+                "{name} + drop-in: real-time still restricted: {realtime}"
+            ));
+        }
+        match overall_exposure(&stdout) {
+            Some((score, rating)) if score <= 1.5 && rating == "OK" => {
+                println!("{name} + realtime-loops.conf: exposure {score:.1} {rating}")
+            }
+            other => problems.push(format!(
+                "{name} + drop-in: exposure {other:?}, not OK ≤ 1.5"
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
 #[test]
