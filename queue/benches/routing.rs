@@ -21,7 +21,9 @@
 //!
 //! `redis/call_to_offer_c50` makes the same decision with 50 callers at once on one node and one
 //! tenant (50 free operators; each caller loops enqueue → offer → cancel, and the figure is wall time
-//! over enqueues), which the Redis store's group commit serves with shared commits:
+//! over enqueues), which the Redis store's group commit serves with shared commits. Before it,
+//! [`HISTORY_CALLS`] calls are served to the end so that the tenant's `Meta` holds full windows of
+//! handle times, as in production:
 //! `redis_c50_decisions_per_s` and `redis_c50_to_evalsha_ratio` (against `-c 50`).
 //!
 //! Run: `cargo bench -p queue --bench routing` (criterion's options after `--`, e.g.
@@ -134,6 +136,7 @@ fn bench_concurrent(c: &mut Criterion, q: Queue<AnyStore>, rt: &tokio::runtime::
                 .unwrap();
         }
     });
+    rt.block_on(fill_history(&q, &tenant));
     let mut round = 0u64;
     let mut group = c.benchmark_group("routing");
     group.throughput(Throughput::Elements(1));
@@ -174,6 +177,61 @@ fn bench_concurrent(c: &mut Criterion, q: Queue<AnyStore>, rt: &tokio::runtime::
         })
     });
     group.finish();
+}
+
+/// Calls served to the end before the concurrent case, so that the tenant's shared `Meta` carries
+/// what a working day gives it: full windows of talk, wrap-up and answer times (256 each), which
+/// every commit that changes `Meta` writes.
+const HISTORY_CALLS: u64 = 300;
+
+/// Serves [`HISTORY_CALLS`] calls one after the other (enqueue → offer → accept → end → wrap-up
+/// done) on a clock that ends just before the real now, with answer delays of 1–6 s, talks of
+/// 5–25 s and wrap-ups of 2–12 s (the node lease allows steps of up to 40 s).
+async fn fill_history(q: &Queue<AnyStore>, tenant: &Tenant) {
+    let steps: Vec<[u64; 4]> = (0..HISTORY_CALLS)
+        .map(|n| {
+            [
+                1_000 + (n * 7_919) % 5_000,
+                5_000 + (n * 104_729) % 20_000,
+                2_000 + (n * 1_299_709) % 10_000,
+                100,
+            ]
+        })
+        .collect();
+    let total: u64 = steps.iter().flatten().sum();
+    let kiosk = KioskId::new("kiosk-history").unwrap();
+    let mut t = Time::now().as_millis() - total - 1_000;
+    for (n, [answer, talk, wrap, pause]) in steps.into_iter().enumerate() {
+        let call_id = CallId::new(format!("h{n}")).unwrap();
+        let applied = q
+            .enqueue(tenant, Time::from_millis(t), new_call(&call_id, &kiosk))
+            .await
+            .unwrap();
+        let operator = applied
+            .effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Offer { operator_id, .. } => Some(operator_id.clone()),
+                _ => None,
+            })
+            .expect("a free operator takes each history call");
+        t += answer;
+        q.accept(tenant, Time::from_millis(t), &operator, &call_id)
+            .await
+            .unwrap();
+        t += talk;
+        q.end(tenant, Time::from_millis(t), &operator, &call_id)
+            .await
+            .unwrap();
+        t += wrap;
+        q.wrapup_done(tenant, Time::from_millis(t), &operator, &call_id)
+            .await
+            .unwrap();
+        t += pause;
+    }
+    let meta = q.read(tenant, |s| serde_json::to_string(&s.meta).map(|j| j.len()));
+    let meta = meta.await.unwrap().unwrap();
+    eprintln!("history: {HISTORY_CALLS} calls served; the tenant's Meta is {meta} bytes of JSON");
 }
 
 fn runtime() -> tokio::runtime::Runtime {

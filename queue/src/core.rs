@@ -459,51 +459,59 @@ impl TenantState {
     }
 
     fn route(&mut self, cfg: &QueueConfig, now: Time, fx: &mut Vec<Effect>) {
-        let mut free: Vec<OperatorId> = self
-            .operators
-            .values()
-            .filter(|o| routable(o, cfg))
-            .map(|o| o.operator_id.clone())
-            .collect();
-        if free.is_empty() {
-            return;
-        }
-        let order: Vec<CallId> = self
-            .waiting_in_order(cfg, now)
-            .into_iter()
-            .map(|c| c.call_id.clone())
-            .collect();
-        // Calls are served strictly in order, each taking its best operator; so an older call is never
-        // skipped for a younger one that could take the same operator.
-        for id in order {
-            if free.is_empty() {
-                break;
+        // Choose first, on shared borrows and without cloning ids: each free operator with the
+        // offers this pass has given it so far. Calls are served strictly in order, each taking
+        // its best operator; so an older call is never skipped for a younger one that could take
+        // the same operator.
+        let mut picks: Vec<(CallId, OperatorId)> = Vec::new();
+        {
+            let order = self.waiting_in_order(cfg, now);
+            if order.is_empty() {
+                return;
             }
-            let call = &self.calls[&id];
-            let best = free
-                .iter()
-                .filter_map(|oid| {
-                    let op = &self.operators[oid];
-                    let level = eligible_level(op, call)?;
-                    let declined = call
-                        .declined
-                        .iter()
-                        .position(|d| d == oid)
-                        .map_or(0, |p| p + 1);
-                    Some((
-                        (
-                            declined,
-                            std::cmp::Reverse(level),
-                            op.idle_since,
-                            op.load + op.offers,
-                            oid.clone(),
-                        ),
-                        oid,
-                    ))
-                })
-                .min_by(|a, b| a.0.cmp(&b.0))
-                .map(|(_, oid)| oid.clone());
-            let Some(oid) = best else { continue };
+            let mut free: Vec<(&Operator, u8)> = self
+                .operators
+                .values()
+                .filter(|o| routable(o, cfg))
+                .map(|o| (o, 0))
+                .collect();
+            for call in order {
+                if free.is_empty() {
+                    break;
+                }
+                let best = free
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (op, given))| {
+                        let level = eligible_level(op, call)?;
+                        let declined = call
+                            .declined
+                            .iter()
+                            .position(|d| d == &op.operator_id)
+                            .map_or(0, |p| p + 1);
+                        Some((
+                            (
+                                declined,
+                                std::cmp::Reverse(level),
+                                op.idle_since,
+                                op.load + op.offers + given,
+                                &op.operator_id,
+                            ),
+                            i,
+                        ))
+                    })
+                    .min_by(|a, b| a.0.cmp(&b.0))
+                    .map(|(_, i)| i);
+                let Some(i) = best else { continue };
+                let (op, given) = &mut free[i];
+                *given += 1;
+                picks.push((call.call_id.clone(), op.operator_id.clone()));
+                if op.load + op.offers + *given >= op.capacity {
+                    free.swap_remove(i);
+                }
+            }
+        }
+        for (id, oid) in picks {
             let expires_at = now.plus(cfg.offer_lease);
             let Some(call) = self.call_mut(&id) else {
                 continue;
@@ -523,7 +531,7 @@ impl TenantState {
             );
             let node = self.operators[&oid].node.clone();
             fx.push(Effect::Offer {
-                call_id: id.clone(),
+                call_id: id,
                 kiosk_id,
                 operator_id: oid.clone(),
                 operator_node: node,
@@ -532,13 +540,7 @@ impl TenantState {
                 waited,
                 expires_at,
             });
-            let still_free = self.with_op(cfg, now, &oid, fx, |op| {
-                op.offers += 1;
-                op.load + op.offers < op.capacity
-            });
-            if still_free != Some(true) {
-                free.retain(|o| o != &oid);
-            }
+            self.with_op(cfg, now, &oid, fx, |op| op.offers += 1);
         }
     }
 
@@ -669,8 +671,14 @@ pub fn visible_state(op: &Operator, cfg: &QueueConfig) -> OperatorState {
     }
 }
 
+/// Whether `op` can take an offer now: `visible_state` is `Available` (without building it: a
+/// paused operator's state would clone the reason) and a slot is free.
 fn routable(op: &Operator, cfg: &QueueConfig) -> bool {
-    visible_state(op, cfg) == OperatorState::Available && op.load + op.offers < op.capacity
+    let blocked_by_wrapup = op.wrapups > 0
+        && op.load == 0
+        && op.offers == 0
+        && cfg.wrapup_policy == WrapupPolicy::BlockWhenIdle;
+    op.presence == Presence::Available && !blocked_by_wrapup && op.load + op.offers < op.capacity
 }
 
 /// The skill level with which `op` could take `call`, or `None` if not eligible (ignoring availability).
