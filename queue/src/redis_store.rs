@@ -38,8 +38,9 @@
 //! changes nothing, so a refusal inside a batch is as authoritative as alone: the batch's commit (or,
 //! when nothing changed, a token check) proves the state it was judged on was current. When the
 //! compare-and-set fails the whole batch is applied again on the reloaded state. Batches are
-//! processed by a spawned task, so a caller that gives up (its future dropped) does not abandon the
-//! other callers' operations halfway. At most [`MAX_BATCH`] operations go in one commit.
+//! processed by a spawned task (one per burst: the operation that finds none running spawns it), so
+//! a caller that gives up (its future dropped) does not abandon the other callers' operations
+//! halfway. At most [`MAX_BATCH`] operations go in one commit.
 //!
 //! # Durability
 //! With `appendfsync everysec` up to one second of commits can be lost in a Redis crash. The state then
@@ -144,7 +145,32 @@ struct Pending {
 #[derive(Default)]
 struct Slot {
     cached: Arc<tokio::sync::Mutex<Cached>>,
-    pending: Mutex<Vec<Pending>>,
+    pending: Mutex<Queued>,
+}
+
+/// The operations waiting for the next batch, and whether a task is draining them.
+#[derive(Default)]
+struct Queued {
+    ops: Vec<Pending>,
+    /// Set by the operation that spawns the drain task and cleared by that task when it finds
+    /// nothing left (both under the lock), so one task serves a burst instead of one per operation.
+    draining: bool,
+}
+
+/// Clears [`Queued::draining`] if the drain task ends before it found the queue empty (a panic,
+/// or the runtime dropping it), so that the next operation spawns a new one.
+struct DrainGuard<'a> {
+    slot: &'a Slot,
+    armed: bool,
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut pending = self.slot.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.draining = false;
+        }
+    }
 }
 
 /// The same error again, for every caller of a batch that failed as a whole.
@@ -281,19 +307,24 @@ impl RedisStore {
         cache.entry(tenant.clone()).or_default().clone()
     }
 
-    /// Runs the tenant's waiting operations, batch after batch, until none is left. Every caller
-    /// spawns one; those that find the queue empty once they hold the lock have nothing to do.
+    /// Runs the tenant's waiting operations, batch after batch, until none is left. The operation
+    /// that finds no drain task running spawns one ([`Queued::draining`]); the others only queue.
     async fn drain(&self, tenant: &Tenant, slot: &Slot) {
+        let mut guard = DrainGuard { slot, armed: true };
         let mut cached = slot.cached.lock().await;
         loop {
             let batch: Vec<Pending> = {
                 let mut pending = slot.pending.lock().unwrap_or_else(|e| e.into_inner());
-                let n = pending.len().min(MAX_BATCH);
-                pending.drain(..n).collect()
+                if pending.ops.is_empty() {
+                    // Under the lock an operation takes to queue: one queued after this spawns
+                    // a new task.
+                    pending.draining = false;
+                    guard.armed = false;
+                    return;
+                }
+                let n = pending.ops.len().min(MAX_BATCH);
+                pending.ops.drain(..n).collect()
             };
-            if batch.is_empty() {
-                return;
-            }
             self.run_batch(tenant, &mut cached, batch).await;
         }
     }
@@ -526,13 +557,16 @@ impl Store for RedisStore {
     async fn apply(&self, tenant: &Tenant, now: Time, cmd: Command) -> Result<Applied, Error> {
         let slot = self.entry(tenant);
         let (reply, answer) = tokio::sync::oneshot::channel();
-        slot.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Pending { now, cmd, reply });
-        let this = self.clone();
-        let tenant = tenant.clone();
-        tokio::spawn(async move { this.drain(&tenant, &slot).await });
+        let spawn = {
+            let mut pending = slot.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.ops.push(Pending { now, cmd, reply });
+            !std::mem::replace(&mut pending.draining, true)
+        };
+        if spawn {
+            let this = self.clone();
+            let tenant = tenant.clone();
+            tokio::spawn(async move { this.drain(&tenant, &slot).await });
+        }
         answer.await.map_err(|_| {
             Error::Unavailable(redis::RedisError::from((
                 redis::ErrorKind::IoError,
