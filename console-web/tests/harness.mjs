@@ -210,3 +210,27 @@ export async function axe(side) {
     })),
   };
 }
+
+/**
+ * The join figures of a 1:1 browser call from each page's `timings` (epoch milliseconds marked by
+ * the page; `calling` on the kiosk is the start): to both pages decoding more than 10 frames, to
+ * each page's peer connection connecting, to both showing a first frame, and every mark of each
+ * page from the start on, in milliseconds and in order (`steps_ms`: where a join's time went).
+ * Shared by media.mjs (through our server) and janus-media.mjs (through Janus).
+ */
+export function joinFigures(kiosk, operator) {
+  const called = kiosk.timings.calling;
+  const steps = (side) => Object.fromEntries(Object.entries(side.timings)
+    .filter(([, at]) => at >= called)
+    .sort((a, b) => a[1] - b[1])
+    .map(([name, at]) => [name, at - called]));
+  return {
+    call_to_decoding_ms: Math.max(kiosk.timings.decoded, operator.timings.decoded) - called,
+    call_to_connected_ms: {
+      kiosk: (kiosk.timings.media_connected ?? NaN) - called,
+      operator: (operator.timings.media_connected ?? NaN) - called,
+    },
+    call_to_first_frame_ms: Math.max(kiosk.timings.first_frame, operator.timings.first_frame) - called,
+    steps_ms: { kiosk: steps(kiosk), operator: steps(operator) },
+  };
+}

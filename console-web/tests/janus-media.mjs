@@ -22,8 +22,10 @@
 //   Janus trickles. Janus gathers no loopback candidates, only on `--media-ip` (testkit::janus), so
 //   the pages send Janus only their host candidates on that address, as the Rust client binds it.
 //
-// Each page polls getStats every 100 ms, as /media-test/ does: `first_frame` when inbound video
-// framesDecoded > 0, `decoded` when > 10. With `--hold-s N` the call is held N seconds after both
+// Each page marks, as /media-test/ does, `first_frame` when the remote video presents its first
+// frame and `decoded` when more than 10 (requestVideoFrameCallback on a video element of the remote
+// track), or when a 100 ms getStats poll finds inbound video framesDecoded > 0 and > 10, whichever
+// comes first. With `--hold-s N` the call is held N seconds after both
 // decode, and the "hold" object gives the bitrate each side received over that window (all RTP,
 // and video only) and, with `--janus-pid`, Janus's CPU share (utime + stime from /proc/PID/stat,
 // 10 ms resolution): what one 1:1 browser call costs Janus. Then the caller hangs up and both
@@ -37,7 +39,7 @@
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import { FLAGS, Failure, optionReader, sleep } from './harness.mjs';
+import { FLAGS, Failure, joinFigures, optionReader, sleep } from './harness.mjs';
 
 function options() {
   const flag = optionReader();
@@ -212,6 +214,9 @@ function pageScript() {
     t.pc = pc;
     for (const track of t.stream.getTracks()) pc.addTrack(track, t.stream);
     pc.onicecandidate = (e) => trickle(e.candidate);
+    pc.ontrack = (e) => {
+      if (e.track.kind === 'video') watchFrames(new MediaStream([e.track]));
+    };
     pc.onconnectionstatechange = () => {
       note(`peer connection ${pc.connectionState}`);
       if (pc.connectionState === 'connected') mark('media_connected');
@@ -332,7 +337,28 @@ function pageScript() {
     t.ws.close();
   };
 
-  // The moment video is decoded, polled as /media-test/ polls it.
+  // The moment video shows, to the frame, as /media-test/ measures it: each frame a video element
+  // of the remote track presents (requestVideoFrameCallback), until more than 10.
+  function watchFrames(stream) {
+    const video = document.createElement('video');
+    video.muted = true;
+    video.autoplay = true;
+    video.playsInline = true;
+    document.body.append(video);
+    video.srcObject = stream;
+    if (!('requestVideoFrameCallback' in video)) return;
+    const onFrame = (_, frame) => {
+      mark('first_frame');
+      if (frame.presentedFrames > 10) {
+        mark('decoded');
+        return;
+      }
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  }
+
+  // The moment video is decoded, polled as /media-test/ polls it (the earlier mark stays).
   setInterval(async () => {
     if (!t.pc) return;
     const s = await t.stats();
@@ -452,16 +478,10 @@ async function main() {
     const decoding = (s) => s.stats.framesDecoded > 10 && s.timings.decoded !== undefined;
     const k = await waitUntil(kiosk, deadline, 'did not decode more than 10 frames', decoding);
     const op = await waitUntil(operator, deadline, 'did not decode more than 10 frames', decoding);
-    const called = k.timings.calling;
     const result = {
       ok: true,
       server: 'janus',
-      call_to_decoding_ms: Math.max(k.timings.decoded, op.timings.decoded) - called,
-      call_to_connected_ms: {
-        kiosk: (k.timings.media_connected ?? NaN) - called,
-        operator: (op.timings.media_connected ?? NaN) - called,
-      },
-      call_to_first_frame_ms: Math.max(k.timings.first_frame, op.timings.first_frame) - called,
+      ...joinFigures(k, op),
       kiosk: side(k),
       operator: side(op),
     };

@@ -31,11 +31,13 @@
 // On success prints one JSON line on standard output and exits 0:
 //   {"ok":true,"mode","call_id","call_to_decoding_ms","kiosk":{…},"operator":{…}}
 // where call_to_decoding_ms runs from the kiosk's call.request to the later of the two sides passing
-// 10 decoded frames, and each side carries framesDecoded, framesSent, bytes, the selected candidate
+// 10 decoded frames (call_to_first_frame_ms: their first), as the page marks them: the remote video's
+// presented frames (requestVideoFrameCallback), or a 100 ms getStats poll, whichever sees them
+// first; and each side carries framesDecoded, framesSent, bytes, the selected candidate
 // pair and its protocol. On failure (a timeout, a page error) prints the reason, each page's log,
 // console and ICE candidates on standard error and exits 1.
 import { chromium } from 'playwright-core';
-import { FLAGS, Failure, login, optionReader, sleep } from './harness.mjs';
+import { FLAGS, Failure, login, joinFigures, optionReader, sleep } from './harness.mjs';
 
 
 function options() {
@@ -200,17 +202,11 @@ async function main() {
     const decoding = (s) => s.stats.framesDecoded > 10 && s.timings.decoded !== undefined;
     const k = await waitUntil(kiosk, deadline, 'did not decode more than 10 frames', decoding);
     const op = await waitUntil(operator, deadline, 'did not decode more than 10 frames', decoding);
-    const called = k.timings.calling;
     const result = {
       ok: true,
       mode: o.mode,
       call_id: k.callId,
-      call_to_decoding_ms: Math.max(k.timings.decoded, op.timings.decoded) - called,
-      call_to_connected_ms: {
-        kiosk: (k.timings.media_connected ?? NaN) - called,
-        operator: (op.timings.media_connected ?? NaN) - called,
-      },
-      call_to_first_frame_ms: Math.max(k.timings.first_frame, op.timings.first_frame) - called,
+      ...joinFigures(k, op),
       kiosk: side(k),
       operator: side(op),
     };
