@@ -81,9 +81,12 @@ pub(super) const FIGURES: &[Figure] = &[
     fig("forward", "relay_latency_p99_ms", "latency added by the plain relay, p99 (reference)", " ms", None),
     fig("forward", "memory_per_call_kib", "memory per active call", " KiB", Some(Below(1024.0))),
     // Queue.
-    fig("routing", "redis_decisions_per_s", "routing decisions per second, Redis store, one client", "/s", Some(AtLeast(20_000.0))),
+    // The goals are on 50 callers at once on one tenant (issue 19), as `-c 50` has 50 clients; one
+    // client is bound by a round trip per decision and is reported.
+    fig("routing", "redis_c50_decisions_per_s", "routing decisions per second, Redis store, 50 callers on one tenant", "/s", Some(AtLeast(20_000.0))),
     fig("routing", "redis_benchmark_evalsha_per_s", "`redis-benchmark -c 50` EVALSHA of an INCR script, same run (reference)", "/s", None),
-    fig("routing", "redis_to_evalsha_ratio", "Redis routing as a fraction of EVALSHA `-c 50`", "", Some(AtLeast(0.25))),
+    fig("routing", "redis_c50_to_evalsha_ratio", "Redis routing, 50 callers, as a fraction of EVALSHA `-c 50`", "", Some(AtLeast(0.25))),
+    fig("routing", "redis_decisions_per_s", "routing decisions per second, Redis store, one client", "/s", None),
     fig("routing", "memory_decisions_per_s", "routing decisions per second, memory store", "/s", None),
     fig("offer_latency", "memory_offer_p99_ms", "offer-eligible → offer delivered, memory store, p99 (worse scenario)", " ms", Some(Below(5.0))),
     fig("offer_latency", "redis_offer_p99_ms", "offer-eligible → offer delivered, Redis store, p99 (worse scenario)", " ms", Some(Below(10.0))),
