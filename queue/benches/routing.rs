@@ -26,10 +26,13 @@
 //! handle times, as in production:
 //! `redis_c50_decisions_per_s` and `redis_c50_to_evalsha_ratio` (against `-c 50`).
 //!
+//! `memory/enqueue_behind_backlog` is one operation (an enqueue, then its cancel untimed) while 30
+//! calls wait behind 20 operators in calls, on the memory store: the routing core when every
+//! operation re-estimates every waiting call's wait (`memory_backlog_op_us`).
+//!
 //! Run: `cargo bench -p queue --bench routing` (criterion's options after `--`, e.g.
 //! `-- --warm-up-time 1 --measurement-time 2` for a short run).
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,24 +46,30 @@ use serde_json::json;
 /// The `redis-benchmark` reference: a one-line script, called with one key in a hash tag.
 const EVALSHA_SCRIPT: &str = "return redis.call('INCR', KEYS[1])";
 
+/// Operator `op{i}` on the bench's node, in Italian, one call at a time, with these skills.
+fn login(i: u64, skills: &[(&str, u8)], presence: Presence) -> OperatorLogin {
+    OperatorLogin {
+        operator_id: OperatorId::new(format!("op{i}")).unwrap(),
+        skills: skills
+            .iter()
+            .map(|(s, level)| (Service::new(*s).unwrap(), *level))
+            .collect(),
+        languages: vec![Language::new("it").unwrap()],
+        capacity: 1,
+        node: NodeId::new("bench").unwrap(),
+        presence,
+    }
+}
+
 async fn setup(q: &Queue<AnyStore>, tenant: &Tenant) {
     // A realistic operator room: 20 operators with two services; the one free operator takes each call.
     for i in 0..20 {
-        let mut skills = BTreeMap::new();
-        skills.insert(Service::new("anagrafe").unwrap(), 5);
-        skills.insert(Service::new("stato_civile").unwrap(), 3);
-        let login = OperatorLogin {
-            operator_id: OperatorId::new(format!("op{i}")).unwrap(),
-            skills,
-            languages: vec![Language::new("it").unwrap()],
-            capacity: 1,
-            node: NodeId::new("bench").unwrap(),
-            presence: if i == 0 {
-                Presence::Available
-            } else {
-                Presence::Paused("busy".into())
-            },
+        let presence = if i == 0 {
+            Presence::Available
+        } else {
+            Presence::Paused("busy".into())
         };
+        let login = login(i, &[("anagrafe", 5), ("stato_civile", 3)], presence);
         q.operator_online(tenant, Time::now(), login).await.unwrap();
     }
 }
@@ -80,26 +89,38 @@ fn new_call(call_id: &CallId, kiosk: &KioskId) -> NewCall {
 fn bench_store(c: &mut Criterion, name: &str, q: Queue<AnyStore>, rt: &tokio::runtime::Runtime) {
     let tenant = Tenant::new(format!("bench-{name}")).unwrap();
     rt.block_on(setup(&q, &tenant));
-    let kiosk = KioskId::new("kiosk").unwrap();
+    timed_enqueues(c, rt, &q, &tenant, &format!("{name}/call_to_offer"), |e| {
+        matches!(e, Effect::Offer { .. })
+    });
+}
+
+/// Registers `id`: each iteration enqueues a new call, timed, and asserts that one of its effects
+/// passes `expected`, then cancels the call, untimed.
+fn timed_enqueues(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    q: &Queue<AnyStore>,
+    tenant: &Tenant,
+    id: &str,
+    expected: fn(&Effect) -> bool,
+) {
+    let kiosk = KioskId::new("kiosk-timed").unwrap();
     let mut n = 0u64;
     let mut group = c.benchmark_group("routing");
     group.throughput(Throughput::Elements(1));
-    group.bench_function(format!("{name}/call_to_offer"), |b| {
+    group.bench_function(id, |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let mut timed = Duration::ZERO;
                 for _ in 0..iters {
                     n += 1;
-                    let call_id = CallId::new(format!("c{n}")).unwrap();
+                    let call_id = CallId::new(format!("t{n}")).unwrap();
                     let call = new_call(&call_id, &kiosk);
                     let start = Instant::now();
-                    let a = q.enqueue(&tenant, Time::now(), call).await.unwrap();
+                    let a = q.enqueue(tenant, Time::now(), call).await.unwrap();
                     timed += start.elapsed();
-                    assert!(
-                        a.effects.iter().any(|e| matches!(e, Effect::Offer { .. })),
-                        "no offer"
-                    );
-                    q.cancel(&tenant, Time::now(), &kiosk, &call_id)
+                    assert!(a.effects.iter().any(expected), "{id}: no expected effect");
+                    q.cancel(tenant, Time::now(), &kiosk, &call_id)
                         .await
                         .unwrap();
                 }
@@ -108,6 +129,16 @@ fn bench_store(c: &mut Criterion, name: &str, q: Queue<AnyStore>, rt: &tokio::ru
         })
     });
     group.finish();
+}
+
+/// `n` available operators (`op0`…) who take `anagrafe` calls in Italian, one at a time, and a
+/// history of served calls behind them ([`fill_history`]).
+async fn room_with_history(q: &Queue<AnyStore>, tenant: &Tenant, n: u64) {
+    for i in 0..n {
+        let login = login(i, &[("anagrafe", 5)], Presence::Available);
+        q.operator_online(tenant, Time::now(), login).await.unwrap();
+    }
+    fill_history(q, tenant).await;
 }
 
 /// Concurrent callers of the Redis case: `redis-benchmark -c 50`'s clients.
@@ -119,24 +150,7 @@ const CALLERS: u64 = 50;
 /// enqueue that produced an offer; the cancels run in the same wall time, uncounted.
 fn bench_concurrent(c: &mut Criterion, q: Queue<AnyStore>, rt: &tokio::runtime::Runtime) {
     let tenant = Tenant::new("bench-c50").unwrap();
-    rt.block_on(async {
-        for i in 0..CALLERS {
-            let mut skills = BTreeMap::new();
-            skills.insert(Service::new("anagrafe").unwrap(), 5);
-            let login = OperatorLogin {
-                operator_id: OperatorId::new(format!("op{i}")).unwrap(),
-                skills,
-                languages: vec![Language::new("it").unwrap()],
-                capacity: 1,
-                node: NodeId::new("bench").unwrap(),
-                presence: Presence::Available,
-            };
-            q.operator_online(&tenant, Time::now(), login)
-                .await
-                .unwrap();
-        }
-    });
-    rt.block_on(fill_history(&q, &tenant));
+    rt.block_on(room_with_history(&q, &tenant, CALLERS));
     let mut round = 0u64;
     let mut group = c.benchmark_group("routing");
     group.throughput(Throughput::Elements(1));
@@ -234,6 +248,40 @@ async fn fill_history(q: &Queue<AnyStore>, tenant: &Tenant) {
     eprintln!("history: {HISTORY_CALLS} calls served; the tenant's Meta is {meta} bytes of JSON");
 }
 
+/// Operators all in calls and calls waiting behind them, as at a busy hour.
+const BACKLOG_OPERATORS: u64 = 20;
+const BACKLOG_WAITING: u64 = 30;
+
+/// One queue operation while [`BACKLOG_WAITING`] calls wait and [`BACKLOG_OPERATORS`] operators are
+/// all in calls, on the memory store (the routing core alone): an enqueue that joins the back of
+/// the line, timed, then its cancel, untimed. Each operation re-estimates every waiting call's wait
+/// (the replays of `estimate.rs`), which the cases above, where no call waits, never do. The
+/// tenant's history is filled first, so the replays draw from full windows.
+fn bench_backlog(c: &mut Criterion, q: Queue<AnyStore>, rt: &tokio::runtime::Runtime) {
+    let tenant = Tenant::new("bench-backlog").unwrap();
+    rt.block_on(room_with_history(&q, &tenant, BACKLOG_OPERATORS));
+    rt.block_on(async {
+        for n in 0..BACKLOG_OPERATORS + BACKLOG_WAITING {
+            let call_id = CallId::new(format!("b{n}")).unwrap();
+            let kiosk = KioskId::new(format!("kiosk-b{n}")).unwrap();
+            let applied = q
+                .enqueue(&tenant, Time::now(), new_call(&call_id, &kiosk))
+                .await
+                .unwrap();
+            for e in &applied.effects {
+                if let Effect::Offer { operator_id, .. } = e {
+                    q.accept(&tenant, Time::now(), operator_id, &call_id)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+    });
+    timed_enqueues(c, rt, &q, &tenant, "memory/enqueue_behind_backlog", |e| {
+        matches!(e, Effect::QueueUpdate { .. })
+    });
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -248,6 +296,10 @@ fn routing(c: &mut Criterion) {
         MemoryStore::new(QueueConfig::default()).unwrap(),
     ));
     bench_store(c, "memory", memory, &rt);
+    let backlog = Queue::new(AnyStore::Memory(
+        MemoryStore::new(QueueConfig::default()).unwrap(),
+    ));
+    bench_backlog(c, backlog, &rt);
     let server = rt.block_on(testkit::RedisServer::start());
     let url = server.url();
     let redis = rt
@@ -345,6 +397,8 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
 
     let memory_ns = testkit::criterion_estimate_ns("routing", "memory/call_to_offer", started);
+    let backlog_ns =
+        testkit::criterion_estimate_ns("routing", "memory/enqueue_behind_backlog", started);
     let redis_ns = testkit::criterion_estimate_ns("routing", "redis/call_to_offer", started);
     let c50_ns = testkit::criterion_estimate_ns("routing", "redis/call_to_offer_c50", started);
     let n = env_or("EVALSHA_N", 200_000);
@@ -377,6 +431,7 @@ fn main() {
         "{}",
         json!({
             "memory_decision_us": memory_ns.map(|ns| ns / 1e3),
+            "memory_backlog_op_us": backlog_ns.map(|ns| ns / 1e3),
             "memory_decisions_per_s": per_s(memory_ns),
             "redis_decision_us": redis_ns.map(|ns| ns / 1e3),
             "redis_decisions_per_s": redis,

@@ -88,6 +88,7 @@ pub(super) const FIGURES: &[Figure] = &[
     fig("routing", "redis_c50_to_evalsha_ratio", "Redis routing, 50 callers, as a fraction of EVALSHA `-c 50`", "", Some(AtLeast(0.25))),
     fig("routing", "redis_decisions_per_s", "routing decisions per second, Redis store, one client", "/s", None),
     fig("routing", "memory_decisions_per_s", "routing decisions per second, memory store", "/s", None),
+    fig("routing", "memory_backlog_op_us", "a queue operation with 30 calls waiting behind 20 busy operators, memory store (every wait re-estimated)", " µs", None),
     fig("offer_latency", "memory_offer_p99_ms", "offer-eligible → offer delivered, memory store, p99 (worse scenario)", " ms", Some(Below(5.0))),
     fig("offer_latency", "redis_offer_p99_ms", "offer-eligible → offer delivered, Redis store, p99 (worse scenario)", " ms", Some(Below(10.0))),
     fig("ewt", "median_error/0.6", "estimated wait, median relative error at utilisation 0.6", "", Some(Below(0.25))),
