@@ -658,11 +658,7 @@ pub fn visible_state(op: &Operator, cfg: &QueueConfig) -> OperatorState {
         Presence::Offline => OperatorState::Offline,
         Presence::Paused(r) => OperatorState::Paused(r.clone()),
         Presence::Available => {
-            if op.wrapups > 0
-                && op.load == 0
-                && op.offers == 0
-                && cfg.wrapup_policy == WrapupPolicy::BlockWhenIdle
-            {
+            if blocked_by_wrapup(op, cfg) {
                 OperatorState::Wrapup
             } else {
                 OperatorState::Available
@@ -671,14 +667,20 @@ pub fn visible_state(op: &Operator, cfg: &QueueConfig) -> OperatorState {
     }
 }
 
+/// Whether an idle operator is held by their wrap-ups (the `BlockWhenIdle` policy).
+pub(crate) fn blocked_by_wrapup(op: &Operator, cfg: &QueueConfig) -> bool {
+    op.wrapups > 0
+        && op.load == 0
+        && op.offers == 0
+        && cfg.wrapup_policy == WrapupPolicy::BlockWhenIdle
+}
+
 /// Whether `op` can take an offer now: `visible_state` is `Available` (without building it: a
 /// paused operator's state would clone the reason) and a slot is free.
 fn routable(op: &Operator, cfg: &QueueConfig) -> bool {
-    let blocked_by_wrapup = op.wrapups > 0
-        && op.load == 0
-        && op.offers == 0
-        && cfg.wrapup_policy == WrapupPolicy::BlockWhenIdle;
-    op.presence == Presence::Available && !blocked_by_wrapup && op.load + op.offers < op.capacity
+    op.presence == Presence::Available
+        && !blocked_by_wrapup(op, cfg)
+        && op.load + op.offers < op.capacity
 }
 
 /// The skill level with which `op` could take `call`, or `None` if not eligible (ignoring availability).

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::{eligible_level, TenantState};
+use crate::core::{blocked_by_wrapup, eligible_level, TenantState};
 use crate::model::{CallId, CallState, Presence, QueueConfig, Service, Time, WrapupPolicy};
 
 /// Samples kept per window.
@@ -287,11 +287,7 @@ impl TenantState {
         }
         let mut blocks: Vec<(usize, u64, u64)> = Vec::new();
         for (o, op) in ops.iter().enumerate() {
-            let idle_wrapup = cfg.wrapup_policy == WrapupPolicy::BlockWhenIdle
-                && op.load == 0
-                && op.offers == 0
-                && op.wrapups > 0
-                && !wrapups[o].is_empty();
+            let idle_wrapup = blocked_by_wrapup(op, cfg) && !wrapups[o].is_empty();
             let free = if idle_wrapup {
                 let first = blocks.len();
                 blocks.extend(wrapups[o].iter().copied());
@@ -518,12 +514,48 @@ mod tests {
         assert_eq!(r.per_ms(), keep / (1000.0 * keep + 3000.0));
     }
 
-    #[test]
-    fn a_call_waits_for_the_rest_of_a_talk_its_wrap_up_and_an_answer() {
-        let cfg = QueueConfig {
+    /// A node lease longer than the scenarios, so no step finds the node dead.
+    fn long_lease() -> QueueConfig {
+        QueueConfig {
             node_lease: Duration::from_secs(3600),
             ..QueueConfig::default()
-        };
+        }
+    }
+
+    /// Operator `id`, available for calls of `s` in Italian, one at a time.
+    fn login(id: &str, s: &Service) -> Command {
+        Command::OperatorOnline(OperatorLogin {
+            operator_id: OperatorId::new(id).unwrap(),
+            skills: [(s.clone(), 5)].into(),
+            languages: vec![Language::new("it").unwrap()],
+            capacity: 1,
+            node: NodeId::new("n1").unwrap(),
+            presence: Presence::Available,
+        })
+    }
+
+    /// A call `id` of `s` in Italian, its kiosk named like it.
+    fn enqueue(id: &str, s: &Service) -> Command {
+        Command::Enqueue(NewCall {
+            call_id: CallId::new(id).unwrap(),
+            kiosk_id: KioskId::new(id).unwrap(),
+            kiosk_node: NodeId::new("n1").unwrap(),
+            service: s.clone(),
+            language: Language::new("it").unwrap(),
+            priority: 0,
+        })
+    }
+
+    fn accept(op: &str, call: &str) -> Command {
+        Command::Accept {
+            operator_id: OperatorId::new(op).unwrap(),
+            call_id: CallId::new(call).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_call_waits_for_the_rest_of_a_talk_its_wrap_up_and_an_answer() {
+        let cfg = long_lease();
         let s = Service::new("s").unwrap();
         let mut st = TenantState::default();
         // One sample each: talks last 200 s, wrap-ups 10 s, answers 2 s.
@@ -531,33 +563,11 @@ mod tests {
             .history
             .record_handled(&s, Duration::from_secs(200), Duration::from_secs(10));
         st.meta.history.record_answer(Duration::from_secs(2));
-        let login = OperatorLogin {
-            operator_id: OperatorId::new("a").unwrap(),
-            skills: [(s.clone(), 5)].into(),
-            languages: vec![Language::new("it").unwrap()],
-            capacity: 1,
-            node: NodeId::new("n1").unwrap(),
-            presence: Presence::Available,
-        };
         let at = |x: u64| Time::from_secs(x);
-        st.apply(&cfg, at(0), Command::OperatorOnline(login))
-            .unwrap();
-        let enqueue = |id: &str| {
-            Command::Enqueue(NewCall {
-                call_id: CallId::new(id).unwrap(),
-                kiosk_id: KioskId::new(id).unwrap(),
-                kiosk_node: NodeId::new("n1").unwrap(),
-                service: s.clone(),
-                language: Language::new("it").unwrap(),
-                priority: 0,
-            })
-        };
+        let enqueue = |id: &str| enqueue(id, &s);
+        st.apply(&cfg, at(0), login("a", &s)).unwrap();
         st.apply(&cfg, at(0), enqueue("c1")).unwrap();
-        let accept = Command::Accept {
-            operator_id: OperatorId::new("a").unwrap(),
-            call_id: CallId::new("c1").unwrap(),
-        };
-        st.apply(&cfg, at(0), accept).unwrap();
+        st.apply(&cfg, at(0), accept("a", "c1")).unwrap();
         // At 50 s: 150 s of talk left, 10 s of wrap-up, then 2 s to answer.
         let fx = st.apply(&cfg, at(50), enqueue("c2")).unwrap();
         let told: Vec<_> = fx
@@ -593,10 +603,7 @@ mod tests {
 
     #[test]
     fn with_spread_history_the_interval_holds_the_estimate_and_repeats_exactly() {
-        let cfg = QueueConfig {
-            node_lease: Duration::from_secs(3600),
-            ..QueueConfig::default()
-        };
+        let cfg = long_lease();
         let s = Service::new("s").unwrap();
         let mut st = TenantState::default();
         // Talks of 60..=250 s, wrap-ups of 5..=24 s, answers of 1..=5 s.
@@ -610,35 +617,13 @@ mod tests {
                 .history
                 .record_answer(Duration::from_secs(1 + i % 5));
         }
-        let login = |id: &str| OperatorLogin {
-            operator_id: OperatorId::new(id).unwrap(),
-            skills: [(s.clone(), 5)].into(),
-            languages: vec![Language::new("it").unwrap()],
-            capacity: 1,
-            node: NodeId::new("n1").unwrap(),
-            presence: Presence::Available,
-        };
         let at = |x: u64| Time::from_secs(x);
-        let enqueue = |id: &str| {
-            Command::Enqueue(NewCall {
-                call_id: CallId::new(id).unwrap(),
-                kiosk_id: KioskId::new(id).unwrap(),
-                kiosk_node: NodeId::new("n1").unwrap(),
-                service: s.clone(),
-                language: Language::new("it").unwrap(),
-                priority: 0,
-            })
-        };
+        let enqueue = |id: &str| enqueue(id, &s);
         // Two operators on a call each (since 0 s and 40 s), three calls waiting behind them.
         for (op, call, t) in [("a", "c1", 0), ("b", "c2", 40)] {
-            st.apply(&cfg, at(t), Command::OperatorOnline(login(op)))
-                .unwrap();
+            st.apply(&cfg, at(t), login(op, &s)).unwrap();
             st.apply(&cfg, at(t), enqueue(call)).unwrap();
-            let accept = Command::Accept {
-                operator_id: OperatorId::new(op).unwrap(),
-                call_id: CallId::new(call).unwrap(),
-            };
-            st.apply(&cfg, at(t), accept).unwrap();
+            st.apply(&cfg, at(t), accept(op, call)).unwrap();
         }
         for (i, call) in ["c3", "c4", "c5"].into_iter().enumerate() {
             st.apply(&cfg, at(50 + i as u64), enqueue(call)).unwrap();
