@@ -234,3 +234,43 @@ export function joinFigures(kiosk, operator) {
     steps_ms: { kiosk: steps(kiosk), operator: steps(operator) },
   };
 }
+
+/** A process's CPU seconds so far: utime + stime from /proc/PID/stat (clock ticks of 10 ms). */
+export function cpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name: utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * Reads `snapshot(side)` every 100 ms until `check` passes (returns that snapshot), failing when
+ * the page reports an error or at `deadline` (epoch ms), with `what` in the message.
+ */
+export async function pollUntil(side, snapshot, deadline, what, check) {
+  for (;;) {
+    const s = await snapshot(side);
+    if (s?.state === 'error') throw new Failure(`${side.role} page error: ${s.error}`);
+    if (s && check(s)) return s;
+    if (Date.now() > deadline) throw new Failure(`timeout: ${side.role} ${what} (state ${s?.state ?? 'not loaded'})`);
+    await sleep(100);
+  }
+}
+
+/** What a media script reports of one page: its counters, frame, connection and pair, `extra` keys too. */
+export function sideFigures(s, extra = []) {
+  const st = s.stats;
+  const out = {
+    framesDecoded: st.framesDecoded,
+    framesSent: st.framesSent,
+    bytesReceived: st.bytesReceived,
+    bytesSent: st.bytesSent,
+    frameWidth: st.frameWidth,
+    frameHeight: st.frameHeight,
+    connectionState: st.connectionState,
+    pair: st.pair,
+  };
+  for (const key of extra) out[key] = st[key];
+  out.decoded_at_ms = s.timings.decoded;
+  return out;
+}

@@ -37,9 +37,10 @@
 //    "call_to_connected_ms":{…},"kiosk":{…},"operator":{…},"hold":{…}}
 // On failure prints the reason and each page's log on standard error and exits 1.
 import { createServer } from 'node:http';
-import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import { FLAGS, Failure, joinFigures, optionReader, sleep } from './harness.mjs';
+import {
+  FLAGS, Failure, cpuSeconds, joinFigures, optionReader, pollUntil, sideFigures, sleep,
+} from './harness.mjs';
 
 function options() {
   const flag = optionReader();
@@ -57,13 +58,6 @@ function options() {
     process.exit(2);
   }
   return o;
-}
-
-/** Janus's CPU seconds so far (utime + stime, clock ticks of 10 ms). */
-function cpuSeconds(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /**
@@ -398,14 +392,8 @@ async function snapshot(side) {
   });
 }
 
-async function waitUntil(side, deadline, what, check) {
-  for (;;) {
-    const s = await snapshot(side);
-    if (s.state === 'error') throw new Failure(`${side.role} page error: ${s.error}`);
-    if (check(s)) return s;
-    if (Date.now() > deadline) throw new Failure(`timeout: ${side.role} ${what} (state ${s.state})`);
-    await sleep(100);
-  }
+function waitUntil(side, deadline, what, check) {
+  return pollUntil(side, snapshot, deadline, what, check);
 }
 
 /** Runs `fn` in the page, failing with the page's error after the deadline. */
@@ -438,19 +426,7 @@ async function report(side) {
 }
 
 function side(s) {
-  const st = s.stats;
-  return {
-    framesDecoded: st.framesDecoded,
-    framesSent: st.framesSent,
-    bytesReceived: st.bytesReceived,
-    videoBytesReceived: st.videoBytesReceived,
-    bytesSent: st.bytesSent,
-    frameWidth: st.frameWidth,
-    frameHeight: st.frameHeight,
-    connectionState: st.connectionState,
-    pair: st.pair,
-    decoded_at_ms: s.timings.decoded,
-  };
+  return sideFigures(s, ['videoBytesReceived']);
 }
 
 async function main() {

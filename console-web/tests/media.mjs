@@ -37,7 +37,9 @@
 // pair and its protocol. On failure (a timeout, a page error) prints the reason, each page's log,
 // console and ICE candidates on standard error and exits 1.
 import { chromium } from 'playwright-core';
-import { FLAGS, Failure, login, joinFigures, optionReader, sleep } from './harness.mjs';
+import {
+  FLAGS, Failure, cpuSeconds, joinFigures, login, optionReader, pollUntil, sideFigures, sleep,
+} from './harness.mjs';
 
 
 function options() {
@@ -72,16 +74,8 @@ function options() {
 async function serverCounters(url, pid) {
   const text = await (await fetch(url)).text();
   const value = (re) => Number((text.match(re) ?? [])[1] ?? NaN);
-  let cpu_s = NaN;
-  if (pid) {
-    const { readFileSync } = await import('node:fs');
-    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100/s).
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    cpu_s = (Number(fields[11]) + Number(fields[12])) / 100;
-  }
   return {
-    cpu_s,
+    cpu_s: pid ? cpuSeconds(pid) : NaN,
     packets_out: value(/^sportello_media_rtp_packets_total\{direction="out"\} (\S+)$/m),
   };
 }
@@ -115,14 +109,8 @@ async function snapshot(side) {
   });
 }
 
-async function waitUntil(side, deadline, what, check) {
-  for (;;) {
-    const s = await snapshot(side);
-    if (s?.state === 'error') throw new Failure(`${side.role} page error: ${s.error}`);
-    if (s && check(s)) return s;
-    if (Date.now() > deadline) throw new Failure(`timeout: ${side.role} ${what} (state ${s?.state ?? 'not loaded'})`);
-    await sleep(100);
-  }
+function waitUntil(side, deadline, what, check) {
+  return pollUntil(side, snapshot, deadline, what, check);
 }
 
 async function report(side) {
@@ -166,20 +154,7 @@ async function hangUp(operator) {
 }
 
 function side(s) {
-  const st = s.stats;
-  return {
-    framesDecoded: st.framesDecoded,
-    framesSent: st.framesSent,
-    bytesReceived: st.bytesReceived,
-    bytesSent: st.bytesSent,
-    frameWidth: st.frameWidth,
-    frameHeight: st.frameHeight,
-    connectionState: st.connectionState,
-    protocol: st.protocol,
-    candidateType: st.candidateType,
-    pair: st.pair,
-    decoded_at_ms: s.timings.decoded,
-  };
+  return sideFigures(s, ['protocol', 'candidateType']);
 }
 
 async function main() {
