@@ -24,7 +24,8 @@
 //! figure from being close for most callers. The draws come from a fixed hash of (replica, draw), so
 //! the estimate is a pure function of the state and `now`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -158,20 +159,47 @@ impl History {
 
 /// A sorted sample of one quantity, to draw from.
 #[derive(Debug, Clone)]
-struct Dist(Vec<u64>);
+struct Dist {
+    v: Vec<u64>,
+    /// Where the samples above zero start: the draws of a quantity that has not started yet (most
+    /// draws) need no search.
+    positive: usize,
+    /// The mean of the samples, for a quantity that outlived them all.
+    mean: u64,
+}
 
 impl Dist {
+    /// From samples sorted in ascending order.
+    fn new(v: Vec<u64>) -> Self {
+        debug_assert!(v.is_sorted());
+        let positive = v.partition_point(|&x| x == 0);
+        let mean = v
+            .iter()
+            .sum::<u64>()
+            .checked_div(v.len() as u64)
+            .unwrap_or(0);
+        Dist { v, positive, mean }
+    }
+
+    /// Whether it holds no sample.
+    fn is_empty(&self) -> bool {
+        self.v.is_empty()
+    }
+
     /// A draw of what remains of a quantity that has already lasted `elapsed` ms: a sample longer than
     /// that, less `elapsed`. `u` in [0, 1) picks the sample. Past every sample, a share of the mean.
     fn residual(&self, elapsed: u64, u: f64) -> u64 {
-        let v = &self.0;
+        let v = &self.v;
         if v.is_empty() {
             return 0;
         }
-        let i = v.partition_point(|&x| x <= elapsed);
+        let i = if elapsed == 0 {
+            self.positive
+        } else {
+            v.partition_point(|&x| x <= elapsed)
+        };
         if i == v.len() {
-            let mean = v.iter().sum::<u64>() / v.len() as u64;
-            return mean * OVERRUN_SHARE.0 / OVERRUN_SHARE.1;
+            return self.mean * OVERRUN_SHARE.0 / OVERRUN_SHARE.1;
         }
         let n = v.len() - i;
         let k = ((u * n as f64) as usize).min(n - 1);
@@ -233,21 +261,21 @@ impl TenantState {
         for (s, _) in order {
             let h = self.meta.history.services.get(s);
             let talk = match h {
-                Some(h) if !h.talk.is_empty() => Dist(h.talk.sorted()),
-                _ => Dist(vec![self.aht(cfg, s).as_millis() as u64]),
+                Some(h) if !h.talk.is_empty() => Dist::new(h.talk.sorted()),
+                _ => Dist::new(vec![self.aht(cfg, s).as_millis() as u64]),
             };
             let wrap = match h {
-                Some(h) if !h.wrap.is_empty() => Dist(h.wrap.sorted()),
+                Some(h) if !h.wrap.is_empty() => Dist::new(h.wrap.sorted()),
                 // Before any history the AHT covers the wrap-up (and a wrap-up under way runs to its
                 // timeout: see `Pending::Blocked`).
-                _ => Dist(vec![]),
+                _ => Dist::new(vec![]),
             };
             dists.push(ServiceDists { talk, wrap });
         }
         let answer = if self.meta.history.answer.is_empty() {
-            Dist(vec![0])
+            Dist::new(vec![0])
         } else {
-            Dist(self.meta.history.answer.sorted())
+            Dist::new(self.meta.history.answer.sorted())
         };
         let wrap_cap = cfg.wrapup.as_millis() as u64;
         let hazard = self.meta.history.abandon.per_ms();
@@ -314,6 +342,29 @@ impl TenantState {
             })
             .collect();
         let services: Vec<usize> = waiting.iter().map(|c| index[&c.service]).collect();
+        // Calls with the same eligible operators share one heap of those operators' slots, so a
+        // call takes its slot in O(log slots) rather than by scanning every eligible slot.
+        let mut class_of: HashMap<&[usize], usize> = HashMap::new();
+        let mut class_ops: Vec<&[usize]> = Vec::new();
+        let call_class: Vec<Option<usize>> = eligible
+            .iter()
+            .map(|e| {
+                (!e.is_empty()).then(|| {
+                    *class_of.entry(e.as_slice()).or_insert_with(|| {
+                        class_ops.push(e.as_slice());
+                        class_ops.len() - 1
+                    })
+                })
+            })
+            .collect();
+        let mut op_classes: Vec<Vec<usize>> = vec![Vec::new(); ops.len()];
+        for (c, members) in class_ops.iter().enumerate() {
+            for &o in *members {
+                op_classes[o].push(c);
+            }
+        }
+        let mut heaps: Vec<BinaryHeap<Reverse<(u64, usize, usize)>>> =
+            vec![BinaryHeap::new(); class_ops.len()];
 
         let mut waits: Vec<Vec<u64>> = vec![Vec::with_capacity(REPLICAS); waiting.len()];
         let mut slots: Vec<Vec<u64>> = pending.iter().map(|p| vec![0; p.len()]).collect();
@@ -347,7 +398,7 @@ impl TenantState {
                                 .map(|&(service, ended, until)| {
                                     let el = t.saturating_sub(ended);
                                     let wrap = &dists[service].wrap;
-                                    if wrap.0.is_empty() {
+                                    if wrap.is_empty() {
                                         until.max(t)
                                     } else {
                                         (t + wrap.residual(el, next())).min(until.max(t))
@@ -369,22 +420,44 @@ impl TenantState {
                     slots[o][j] = e + if last { wraps[o][j] } else { 0 };
                 }
             }
-            for (k, elig) in eligible.iter().enumerate() {
-                let best = elig
-                    .iter()
-                    .filter_map(|&o| {
-                        let (j, at) = slots[o].iter().enumerate().min_by_key(|(_, at)| **at)?;
-                        Some((*at, o, j))
-                    })
-                    .min();
+            for (c, heap) in heaps.iter_mut().enumerate() {
+                heap.clear();
+                heap.extend(class_ops[c].iter().flat_map(|&o| {
+                    slots[o]
+                        .iter()
+                        .enumerate()
+                        .map(move |(j, &at)| Reverse((at, o, j)))
+                }));
+            }
+            for (k, class) in call_class.iter().enumerate() {
+                // The earliest-freeing eligible slot, the lowest operator and slot index on a tie.
+                // A heap entry is stale once its slot has been given a later time.
+                let best = class.and_then(|c| {
+                    let heap = &mut heaps[c];
+                    while let Some(&Reverse((at, o, j))) = heap.peek() {
+                        if slots[o][j] == at {
+                            return Some((at, o, j));
+                        }
+                        heap.pop();
+                    }
+                    None
+                });
+                #[cfg(test)]
+                assert_eq!(best, scan_earliest(&eligible[k], &slots), "the heap's pick");
                 let Some((at, o, j)) = best else { continue };
                 let free = at.max(t);
                 let d = &dists[services[k]];
                 let answered = free + answer.residual(0, next());
                 waits[k].push(answered - t);
                 // A caller who gives up first leaves the slot to the next (its own estimate is for
-                // when it is answered).
-                let stays = (-hazard * (free - t) as f64).exp();
+                // when it is answered). Past about 700 the exponential underflows to zero anyway,
+                // through libm's slow path.
+                let exponent = -hazard * (free - t) as f64;
+                let stays = if exponent < -700.0 {
+                    0.0
+                } else {
+                    exponent.exp()
+                };
                 if next() >= stays {
                     continue;
                 }
@@ -392,7 +465,11 @@ impl TenantState {
                 let wrap = d.wrap.residual(0, next()).min(wrap_cap);
                 let last =
                     blocking && !slots[o].iter().enumerate().any(|(i, &x)| i != j && x > end);
-                slots[o][j] = end + if last { wrap } else { 0 };
+                let freed = end + if last { wrap } else { 0 };
+                slots[o][j] = freed;
+                for &c in &op_classes[o] {
+                    heaps[c].push(Reverse((freed, o, j)));
+                }
             }
         }
         for (k, call) in waiting.iter().enumerate() {
@@ -400,6 +477,19 @@ impl TenantState {
         }
         out
     }
+}
+
+/// The earliest-freeing slot among `eligible` operators' `slots` as `(at, operator, slot)`, the
+/// lowest operator and slot on a tie, by scanning them all: the oracle of the heaps' pick.
+#[cfg(test)]
+fn scan_earliest(eligible: &[usize], slots: &[Vec<u64>]) -> Option<(u64, usize, usize)> {
+    eligible
+        .iter()
+        .filter_map(|&o| {
+            let (j, at) = slots[o].iter().enumerate().min_by_key(|(_, at)| **at)?;
+            Some((*at, o, j))
+        })
+        .min()
 }
 
 /// What a waiting call is told: a point and an interval, from its replayed waits.
@@ -459,13 +549,17 @@ mod tests {
 
     #[test]
     fn residuals_come_from_the_longer_samples() {
-        let d = Dist(vec![10, 20, 30, 40]);
+        let d = Dist::new(vec![10, 20, 30, 40]);
         assert_eq!(d.residual(0, 0.5), 30);
         assert_eq!(d.residual(15, 0.0), 5);
         assert_eq!(d.residual(15, 0.99), 25);
         // Past every sample: 3/10 of the mean (25).
         assert_eq!(d.residual(45, 0.3), 7);
-        assert_eq!(Dist(vec![]).residual(5, 0.5), 0);
+        assert_eq!(Dist::new(vec![]).residual(5, 0.5), 0);
+        // Zero samples are no longer than zero: a quantity not yet started draws above them.
+        let z = Dist::new(vec![0, 0, 10, 30]);
+        assert_eq!((z.residual(0, 0.0), z.residual(0, 0.99)), (10, 30));
+        assert_eq!(Dist::new(vec![0, 0]).residual(0, 0.5), 0);
     }
 
     #[test]
@@ -649,5 +743,112 @@ mod tests {
         assert_eq!(got, [(43, 98, 157), (107, 161, 222), (189, 274, 342)]);
         // Later in line, later answered.
         assert!(got[0].1 < got[1].1 && got[1].1 < got[2].1, "{got:?}");
+    }
+
+    /// Random days on two services and two languages, driven by commands (operators of mixed skills,
+    /// languages and capacities; calls arriving, answered, ended, wrapped up, abandoned): every
+    /// estimate's slot picks are checked against a scan of every eligible slot (`scan_earliest`,
+    /// asserted inside `estimate_waits` under test), and the estimates stay exact repeats.
+    #[test]
+    fn the_heaps_pick_the_slots_a_scan_picks_in_random_days() {
+        use rand::{Rng, SeedableRng};
+        let cfg = long_lease();
+        let services = [Service::new("a").unwrap(), Service::new("b").unwrap()];
+        let languages = [Language::new("it").unwrap(), Language::new("de").unwrap()];
+        let mut estimated = 0;
+        for seed in 0..60 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut st = TenantState::default();
+            for i in 0..40u64 {
+                let s = &services[rng.gen_range(0..2)];
+                st.meta.history.record_handled(
+                    s,
+                    Duration::from_secs(rng.gen_range(30..400)),
+                    Duration::from_secs(rng.gen_range(0..40)),
+                );
+                st.meta.history.record_answer(Duration::from_secs(i % 7));
+                st.meta
+                    .history
+                    .record_wait(Duration::from_secs(60), i % 5 == 0);
+            }
+            let mut t = 1_000u64;
+            for i in 0..rng.gen_range(2..7) {
+                let mut skills = BTreeMap::new();
+                for s in &services {
+                    if rng.gen_bool(0.7) {
+                        skills.insert(s.clone(), rng.gen_range(1..=5));
+                    }
+                }
+                let langs: Vec<Language> = languages
+                    .iter()
+                    .filter(|_| rng.gen_bool(0.7))
+                    .cloned()
+                    .collect();
+                let login = OperatorLogin {
+                    operator_id: OperatorId::new(format!("op{i}")).unwrap(),
+                    skills,
+                    languages: if langs.is_empty() {
+                        vec![languages[0].clone()]
+                    } else {
+                        langs
+                    },
+                    capacity: rng.gen_range(1..=3),
+                    node: NodeId::new("n1").unwrap(),
+                    presence: Presence::Available,
+                };
+                st.apply(&cfg, Time::from_secs(t), Command::OperatorOnline(login))
+                    .unwrap();
+            }
+            for n in 0..120 {
+                t += rng.gen_range(0..30);
+                let now = Time::from_secs(t);
+                let cmd = match rng.gen_range(0..10) {
+                    0..=3 => Command::Enqueue(NewCall {
+                        call_id: CallId::new(format!("c{n}")).unwrap(),
+                        kiosk_id: KioskId::new(format!("k{n}")).unwrap(),
+                        kiosk_node: NodeId::new("n1").unwrap(),
+                        service: services[rng.gen_range(0..2)].clone(),
+                        language: languages[rng.gen_range(0..2)].clone(),
+                        priority: rng.gen_range(0..2),
+                    }),
+                    r => {
+                        // Move a random call on: answer an offer, end a talk, finish a wrap-up, or
+                        // let a waiting caller give up.
+                        let calls: Vec<_> = st.calls.values().collect();
+                        if calls.is_empty() {
+                            continue;
+                        }
+                        let c = calls[rng.gen_range(0..calls.len())];
+                        let (call_id, kiosk_id) = (c.call_id.clone(), c.kiosk_id.clone());
+                        match (&c.state, r) {
+                            (CallState::Offered { operator, .. }, _) => Command::Accept {
+                                operator_id: operator.clone(),
+                                call_id,
+                            },
+                            (CallState::Connected { operator, .. }, _) => Command::End {
+                                operator_id: operator.clone(),
+                                call_id,
+                            },
+                            (CallState::WrapUp { operator, .. }, _) => Command::WrapupDone {
+                                operator_id: operator.clone(),
+                                call_id,
+                            },
+                            (CallState::Waiting, 9) => Command::Cancel { kiosk_id, call_id },
+                            _ => Command::Tick,
+                        }
+                    }
+                };
+                // Some commands do not fit the state (a late answer to an expired offer): they are
+                // refused, and change nothing.
+                let _ = st.apply(&cfg, now, cmd);
+                let waits = st.estimate_waits(&cfg, now);
+                assert_eq!(st.estimate_waits(&cfg, now), waits, "seed {seed}, step {n}");
+                estimated += waits.values().filter(|e| e.is_some()).count();
+            }
+        }
+        assert!(
+            estimated > 1_000,
+            "{estimated} estimates: too few to compare the picks"
+        );
     }
 }
