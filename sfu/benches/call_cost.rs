@@ -4,7 +4,8 @@
 //! after they are up, with the thread CPU time spent inside the engine's datagram and timer
 //! handling measured (the clients' time is not counted).
 //!
-//! `cargo bench -p sfu --bench call_cost` (`CALLS=1,25` and `SECONDS=20` override). Prints a
+//! `cargo bench -p sfu --bench call_cost` (`CALLS=1,25` and `SECONDS=20` override; `FPS`,
+//! `PACKETS_PER_FRAME`, `PACKET_SIZE` and `AUDIO=0|1` change the clients' media). Prints a
 //! line per call count and, last, one JSON object: the engine's CPU per call in % of a core and
 //! per datagram in µs. Set beside `loadtest`'s server CPU per call, this splits a call's cost
 //! between the engine (rtc's pipeline and ours) and everything around it.
@@ -28,6 +29,24 @@ struct Run {
     timers_per_call_s: f64,
 }
 
+/// The clients' media: [`MediaPlan::default`] (kiosk rates), or what `FPS`, `PACKETS_PER_FRAME`,
+/// `PACKET_SIZE` and `AUDIO` (0 or 1) ask for, e.g. the 1200-byte packets of `loadtest forward`.
+fn plan() -> MediaPlan {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let d = MediaPlan::default();
+    MediaPlan {
+        audio: env("AUDIO").map_or(d.audio, |a| a != 0),
+        fps: env("FPS").map_or(d.fps, |f| f as u32),
+        packets_per_frame: env("PACKETS_PER_FRAME").unwrap_or(d.packets_per_frame),
+        packet_size: env("PACKET_SIZE").unwrap_or(d.packet_size),
+        ..d
+    }
+}
+
 fn run(calls: usize, secs: u64) -> Run {
     let mut h = Harness::new(5);
     let link = Link::default().with_jitter(Duration::from_millis(3));
@@ -38,7 +57,7 @@ fn run(calls: usize, secs: u64) -> Run {
             (format!("kiosk:k{c}"), MediaRole::Kiosk),
             (format!("operator:o{c}"), MediaRole::Operator),
         ] {
-            clients.push(h.join(&call, &who, role, MediaPlan::default(), link, link));
+            clients.push(h.join(&call, &who, role, plan(), link, link));
         }
     }
     let up = h.run_until(Duration::from_secs(10), |h| {

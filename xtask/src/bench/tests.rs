@@ -28,6 +28,12 @@ fn last_json_takes_the_last_non_empty_line() {
         Some(0.39)
     );
     assert!(lookup(&map, "median_error/0.8").is_none());
+    // A flat key with a slash in it, as call_cost prints them.
+    let map = figures("{\"engine_us_per_datagram/1\":4.8}\n");
+    assert_eq!(
+        lookup(&map, "engine_us_per_datagram/1").and_then(Value::as_f64),
+        Some(4.8)
+    );
     assert!(last_json("figures: 3\n").is_err());
     assert!(last_json("[1, 2]\n").is_err());
     assert!(last_json("").is_err());
