@@ -6,6 +6,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Datagrams taken per `recvmmsg` call.
 pub const BATCH: usize = 32;
@@ -184,10 +185,41 @@ impl BatchReceiver {
     }
 }
 
+/// Most segments in one segmented send (the kernel's `UDP_MAX_SEGMENTS` since Linux 4.18).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes in one segmented send: one IP datagram's payload, less headers, with a margin.
+const GSO_MAX_BYTES: usize = 65_000;
+/// `UDP_SEGMENT` from `linux/udp.h` (the `libc` crate has it only for some targets).
+const UDP_SEGMENT: libc::c_int = 103;
+/// Whether segmented sends are still tried: cleared the first time the kernel or the route says
+/// it cannot do them (`EIO`, `EOPNOTSUPP`, `ENOPROTOOPT`).
+static GSO: AtomicBool = AtomicBool::new(true);
+/// Segmented sends the kernel accepted, since the process started.
+static GSO_SENDS: AtomicU64 = AtomicU64::new(0);
+
+/// Turns segmented sends on (the default) or off for the whole process (`[media] udp_gso`); when
+/// on, the first send the kernel cannot segment turns them off again.
+pub fn set_segmentation(on: bool) {
+    GSO.store(on, Ordering::Relaxed);
+}
+
+/// Segmented sends (UDP GSO) the kernel accepted so far in this process.
+pub fn gso_sends() -> u64 {
+    GSO_SENDS.load(Ordering::Relaxed)
+}
+
 /// Sends every datagram of `out` from `sock` with as few `sendmmsg` calls as it takes (up to
-/// [`BATCH`] datagrams each). A datagram the kernel refuses (an unreachable destination, a
+/// [`BATCH`] datagrams each). Consecutive datagrams to one destination that share a size (the last
+/// may be shorter) go as one segmented message (UDP GSO, `UDP_SEGMENT`): the kernel's send path
+/// runs once for the run and splits it into the same datagrams at the end, so the receiver sees
+/// no difference. Where the kernel cannot segment, the run is sent datagram by datagram, and
+/// segmenting is not tried again. A datagram the kernel refuses (an unreachable destination, a
 /// full buffer) is skipped, as a lost datagram would be. Returns how many were accepted.
 pub fn send_batch<B: AsRef<[u8]>>(sock: &UdpSocket, out: &[(B, SocketAddr)]) -> usize {
+    send_batch_with(sock, out, GSO.load(Ordering::Relaxed))
+}
+
+fn send_batch_with<B: AsRef<[u8]>>(sock: &UdpSocket, out: &[(B, SocketAddr)], gso: bool) -> usize {
     let mut sent = 0;
     let mut chunk = out;
     while !chunk.is_empty() {
@@ -199,43 +231,106 @@ pub fn send_batch<B: AsRef<[u8]>>(sock: &UdpSocket, out: &[(B, SocketAddr)]) -> 
             unsafe { MaybeUninit::zeroed().assume_init() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
-        for i in 0..n {
-            let (data, to) = &chunk[i];
+        // One control message per message (a `u16` segment size), aligned for `cmsghdr`.
+        let mut controls = [[0u64; 4]; BATCH];
+        // Per message: its first datagram and how many it carries.
+        let mut runs = [(0usize, 0usize); BATCH];
+        for (i, (data, _)) in chunk[..n].iter().enumerate() {
             let data = data.as_ref();
             iovs[i].iov_base = data.as_ptr() as *mut libc::c_void;
             iovs[i].iov_len = data.len();
-            let len = write_sockaddr(&mut names[i], *to);
-            let h = &mut msgs[i].msg_hdr;
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_name = &mut names[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
-            h.msg_namelen = len;
+        }
+        let (mut m, mut j) = (0, 0);
+        while j < n {
+            let (first, to) = (&chunk[j].0, chunk[j].1);
+            let size = first.as_ref().len();
+            let mut k = 1;
+            while gso && size > 0 && j + k < n && k < GSO_MAX_SEGMENTS && chunk[j + k].1 == to {
+                let len = chunk[j + k].0.as_ref().len();
+                if len == 0 || len > size || (k + 1) * size > GSO_MAX_BYTES {
+                    break;
+                }
+                k += 1;
+                if len < size {
+                    break; // only the last segment may be shorter
+                }
+            }
+            let namelen = write_sockaddr(&mut names[m], to);
+            let h = &mut msgs[m].msg_hdr;
+            h.msg_iov = &mut iovs[j];
+            h.msg_iovlen = k;
+            h.msg_name = &mut names[m] as *mut libc::sockaddr_storage as *mut libc::c_void;
+            h.msg_namelen = namelen;
+            if k > 1 {
+                set_segment_size(h, &mut controls[m], size as u16);
+            }
+            runs[m] = (j, k);
+            m += 1;
+            j += k;
         }
         let mut off = 0;
-        while off < n {
-            // SAFETY: msgs[off..n] are valid headers pointing into `iovs`, `names` and the
-            // caller's buffers (only read by the kernel), which all live for the whole call.
+        while off < m {
+            // SAFETY: msgs[off..m] are valid headers pointing into `iovs`, `names`, `controls`
+            // and the caller's buffers (only read by the kernel), which all live for the call.
             let r = unsafe {
                 libc::sendmmsg(
                     sock.as_raw_fd(),
                     msgs.as_mut_ptr().add(off),
-                    (n - off) as libc::c_uint,
+                    (m - off) as libc::c_uint,
                     0,
                 )
             };
             if r < 0 {
-                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                off += 1; // the first datagram failed: skip it
+                let (first, count) = runs[off];
+                if count > 1 {
+                    // The segmented message failed: its datagrams one by one instead, and no
+                    // more segmenting if the kernel cannot do it at all.
+                    let unsupported = matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EOPNOTSUPP | libc::ENOPROTOOPT)
+                    );
+                    if unsupported && GSO.swap(false, Ordering::Relaxed) {
+                        tracing::info!(error = %e, "UDP segmentation offload unavailable: sending datagram by datagram");
+                    }
+                    sent += send_batch_with(sock, &chunk[first..first + count], false);
+                }
+                off += 1; // the first message failed: skip it
             } else {
-                off += r as usize;
-                sent += r as usize;
+                let accepted = r as usize;
+                for &(_, count) in &runs[off..off + accepted] {
+                    sent += count;
+                    if count > 1 {
+                        GSO_SENDS.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                off += accepted;
             }
         }
         chunk = &chunk[n..];
     }
     sent
+}
+
+/// Attaches a `UDP_SEGMENT` control message of `size` to `h`, in `buf`.
+fn set_segment_size(h: &mut libc::msghdr, buf: &mut [u64; 4], size: u16) {
+    // SAFETY: CMSG_SPACE of a u16 (24 bytes on 64-bit Linux) fits in `buf`'s 32 bytes, which are
+    // aligned for `cmsghdr`; CMSG_FIRSTHDR then points into `buf`, and its data has room for the
+    // u16 written.
+    unsafe {
+        let space = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as usize;
+        debug_assert!(space <= std::mem::size_of_val(buf));
+        h.msg_control = buf.as_mut_ptr() as *mut libc::c_void;
+        h.msg_controllen = space;
+        let c = libc::CMSG_FIRSTHDR(h);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, size);
+    }
 }
 
 fn write_sockaddr(storage: &mut libc::sockaddr_storage, addr: SocketAddr) -> libc::socklen_t {
@@ -443,6 +538,61 @@ mod tests {
             let (n, from) = s.recv_from(&mut buf).unwrap();
             assert_eq!((&buf[..n], from), (&data[..], tx.local_addr().unwrap()));
         }
+    }
+
+    #[test]
+    fn runs_to_one_destination_go_segmented_and_arrive_as_the_same_datagrams() {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            set_buffers(s, 4 << 20);
+        }
+        let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        // Runs that a segmented send may carry and runs it may not: 70 full-size datagrams to `a`
+        // (over one send's 64 segments and over one sendmmsg's 32 datagrams), a shorter one that
+        // ends the run, a longer one that starts the next, one to `b` in between, sizes that
+        // differ, and an empty datagram.
+        let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
+        let mut tag = 0u8;
+        let mut push = |len: usize, to: SocketAddr| {
+            tag = tag.wrapping_add(1);
+            let mut d = vec![tag; len];
+            if len > 1 {
+                d[len - 1] = 0xEE; // the end of each datagram, to catch a wrong split
+            }
+            out.push((d, to));
+        };
+        for _ in 0..70 {
+            push(1200, to_a);
+        }
+        push(700, to_a);
+        push(1200, to_a);
+        push(1200, to_a);
+        push(300, to_b);
+        push(1200, to_a);
+        for len in [500, 500, 400, 600, 600] {
+            push(len, to_b);
+        }
+        push(0, to_b);
+        push(90, to_b);
+        let before = gso_sends();
+        assert_eq!(send_batch(&tx, &out), out.len());
+        let mut buf = [0u8; 2048];
+        for (i, (data, to)) in out.iter().enumerate() {
+            let s = if *to == to_a { &a } else { &b };
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                (&buf[..n], from),
+                (&data[..], tx.local_addr().unwrap()),
+                "datagram {i}"
+            );
+        }
+        assert!(
+            !GSO.load(Ordering::Relaxed) || gso_sends() > before,
+            "no segmented send although the kernel takes them"
+        );
     }
 
     #[test]

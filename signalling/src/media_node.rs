@@ -144,7 +144,7 @@ pub async fn start(config: Config) -> anyhow::Result<MediaNode> {
     let (sfu, mut events) = Sfu::start(media_config, Some(&registry))
         .await
         .context("cannot start the media plane (check media.udp / media.tcp)")?;
-    config.media.apply_loop_priority(&sfu).await;
+    config.media.apply_loop_settings(&sfu).await;
 
     let internal = tokio::net::TcpListener::bind(config.cluster.internal_listen)
         .await

@@ -161,7 +161,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             let (sfu, events) = sfu::Sfu::start(media_config, Some(&metrics.registry))
                 .await
                 .context("cannot start the media plane (check media.udp / media.tcp)")?;
-            config.media.apply_loop_priority(&sfu).await;
+            config.media.apply_loop_settings(&sfu).await;
             (crate::calls::media::MediaPlane::new(sfu), Some(events))
         }
     };

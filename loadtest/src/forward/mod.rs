@@ -41,7 +41,8 @@
 //! packets/s in phase 3), `--lat-pps`/`LAT_PPS` (offered packets/s in phase 4),
 //! `--sfu-nice`/`SFU_NICE` (e.g. `-15`: raise the SFU threads' priority over the clients and
 //! anything else on a shared machine), `--sfu-rt`/`SFU_RT` (e.g. `10`: the SFU's loop under
-//! `SCHED_RR` at that priority, `Sfu::set_loop_priority`), `--only`/`ONLY` (comma-separated subset of `relay`,
+//! `SCHED_RR` at that priority, `Sfu::set_loop_priority`), `--no-gso`/`NO_GSO=true` (the SFU sends
+//! datagram by datagram, without UDP segmentation), `--only`/`ONLY` (comma-separated subset of `relay`,
 //! `memory`, `forward`, `latency`). The figures are measurements, not assertions: run it on a
 //! quiet machine. The report ([`report`]) ends with one JSON line of headline figures:
 //! `sfu_pps_per_core`, `relay_pps_per_core`, `sfu_relay_ratio`, `latency_p99_ms` (the SFU's added
@@ -113,6 +114,10 @@ pub struct Args {
     /// runs today.
     #[arg(long, env = "SFU_RT")]
     sfu_rt: Option<u8>,
+    /// Send datagram by datagram, without UDP segmentation (`[media] udp_gso = false`), to
+    /// compare.
+    #[arg(long, env = "NO_GSO")]
+    no_gso: bool,
     /// Only these phases: relay, memory, forward, latency (comma-separated) [default: all].
     #[arg(long, env = "ONLY", value_delimiter = ',')]
     only: Vec<String>,
@@ -184,6 +189,7 @@ pub fn main(args: Args) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let cfg = Config::of(&args);
+    sfu::udpio::set_segmentation(!args.no_gso);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -201,6 +201,11 @@ pub struct MediaSettings {
     /// `CAP_SYS_NICE` or `LimitRTPRIO=` (systemd) of at least this value; without it the server
     /// logs a warning and runs the loops as before.
     pub loop_priority: u8,
+    /// Send runs of same-sized datagrams to one peer as one segmented send (UDP GSO,
+    /// `UDP_SEGMENT`), which the kernel splits back into the same datagrams: its send path runs
+    /// once per run (`BENCHMARKS.md`). Where the kernel or the route cannot segment, the first
+    /// refusal turns it off by itself; `false` never tries.
+    pub udp_gso: bool,
 }
 
 impl Default for MediaSettings {
@@ -213,13 +218,16 @@ impl Default for MediaSettings {
             grace_s: 15,
             stats_interval_s: 2,
             loop_priority: 0,
+            udp_gso: true,
         }
     }
 }
 
 impl MediaSettings {
-    /// Applies `loop_priority` to `sfu`'s forwarding loops (nothing when 0); a refusal is logged.
-    pub async fn apply_loop_priority(&self, sfu: &sfu::Sfu) {
+    /// Applies `udp_gso` and `loop_priority` to `sfu`'s forwarding loops (no priority when 0); a
+    /// refused priority is logged.
+    pub async fn apply_loop_settings(&self, sfu: &sfu::Sfu) {
+        sfu::udpio::set_segmentation(self.udp_gso);
         if self.loop_priority == 0 {
             return;
         }
