@@ -6,7 +6,9 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(test)]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Datagrams taken per `recvmmsg` call.
 pub const BATCH: usize = 32;
@@ -194,18 +196,15 @@ const UDP_SEGMENT: libc::c_int = 103;
 /// Whether segmented sends are still tried: cleared the first time the kernel or the route says
 /// it cannot do them (`EIO`, `EOPNOTSUPP`, `ENOPROTOOPT`).
 static GSO: AtomicBool = AtomicBool::new(true);
-/// Segmented sends the kernel accepted, since the process started.
+/// Segmented sends the kernel accepted, since the process started (tests check that runs went
+/// segmented; nothing else reads it).
+#[cfg(test)]
 static GSO_SENDS: AtomicU64 = AtomicU64::new(0);
 
 /// Turns segmented sends on (the default) or off for the whole process (`[media] udp_gso`); when
 /// on, the first send the kernel cannot segment turns them off again.
 pub fn set_segmentation(on: bool) {
     GSO.store(on, Ordering::Relaxed);
-}
-
-/// Segmented sends (UDP GSO) the kernel accepted so far in this process.
-pub fn gso_sends() -> u64 {
-    GSO_SENDS.load(Ordering::Relaxed)
 }
 
 /// Sends every datagram of `out` from `sock` with as few `sendmmsg` calls as it takes (up to
@@ -303,6 +302,7 @@ fn send_batch_with<B: AsRef<[u8]>>(sock: &UdpSocket, out: &[(B, SocketAddr)], gs
                 let accepted = r as usize;
                 for &(_, count) in &runs[off..off + accepted] {
                     sent += count;
+                    #[cfg(test)]
                     if count > 1 {
                         GSO_SENDS.fetch_add(1, Ordering::Relaxed);
                     }
@@ -513,14 +513,34 @@ mod tests {
         assert_eq!(from, local);
     }
 
-    #[test]
-    fn a_batch_is_sent_in_order_to_each_destination() {
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// A sender and two receivers (`a`, `b`) with room for a burst, on loopback.
+    fn sender_and_two_receivers() -> (UdpSocket, UdpSocket, UdpSocket) {
+        let bind = || UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (tx, a, b) = (bind(), bind(), bind());
         for s in [&a, &b] {
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            set_buffers(s, 4 << 20);
         }
+        (tx, a, b)
+    }
+
+    /// Each datagram of `out` arrived at its receiver (`a` or `b`) from `tx`, whole and in order.
+    fn assert_arrived(tx: &UdpSocket, a: &UdpSocket, b: &UdpSocket, out: &[(Vec<u8>, SocketAddr)]) {
+        let mut buf = [0u8; 2048];
+        for (i, (data, to)) in out.iter().enumerate() {
+            let s = if *to == a.local_addr().unwrap() { a } else { b };
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                (&buf[..n], from),
+                (&data[..], tx.local_addr().unwrap()),
+                "datagram {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_is_sent_in_order_to_each_destination() {
+        let (tx, a, b) = sender_and_two_receivers();
         let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
         // More than one sendmmsg's worth, alternating destinations.
         let out: Vec<(Vec<u8>, SocketAddr)> = (0..(BATCH as u8 + 8))
@@ -532,23 +552,12 @@ mod tests {
             })
             .collect();
         assert_eq!(send_batch(&tx, &out), out.len());
-        let mut buf = [0u8; 128];
-        for (data, to) in &out {
-            let s = if *to == to_a { &a } else { &b };
-            let (n, from) = s.recv_from(&mut buf).unwrap();
-            assert_eq!((&buf[..n], from), (&data[..], tx.local_addr().unwrap()));
-        }
+        assert_arrived(&tx, &a, &b, &out);
     }
 
     #[test]
     fn runs_to_one_destination_go_segmented_and_arrive_as_the_same_datagrams() {
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
-        for s in [&a, &b] {
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            set_buffers(s, 4 << 20);
-        }
+        let (tx, a, b) = sender_and_two_receivers();
         let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
         // Runs that a segmented send may carry and runs it may not: 70 full-size datagrams to `a`
         // (over one send's 64 segments and over one sendmmsg's 32 datagrams), a shorter one that
@@ -577,20 +586,11 @@ mod tests {
         }
         push(0, to_b);
         push(90, to_b);
-        let before = gso_sends();
+        let before = GSO_SENDS.load(Ordering::Relaxed);
         assert_eq!(send_batch(&tx, &out), out.len());
-        let mut buf = [0u8; 2048];
-        for (i, (data, to)) in out.iter().enumerate() {
-            let s = if *to == to_a { &a } else { &b };
-            let (n, from) = s.recv_from(&mut buf).unwrap();
-            assert_eq!(
-                (&buf[..n], from),
-                (&data[..], tx.local_addr().unwrap()),
-                "datagram {i}"
-            );
-        }
+        assert_arrived(&tx, &a, &b, &out);
         assert!(
-            !GSO.load(Ordering::Relaxed) || gso_sends() > before,
+            !GSO.load(Ordering::Relaxed) || GSO_SENDS.load(Ordering::Relaxed) > before,
             "no segmented send although the kernel takes them"
         );
     }
