@@ -731,6 +731,6 @@ pub(crate) fn pending_occupancy(op: &Operator, cfg: &QueueConfig, now: Time) -> 
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod transitions;
 mod validation;

@@ -756,7 +756,7 @@ mod tests {
         let services = [Service::new("a").unwrap(), Service::new("b").unwrap()];
         let languages = [Language::new("it").unwrap(), Language::new("de").unwrap()];
         let mut estimated = 0;
-        for seed in 0..60 {
+        for seed in 0..120 {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let mut st = TenantState::default();
             for i in 0..40u64 {
@@ -773,29 +773,13 @@ mod tests {
             }
             let mut t = 1_000u64;
             for i in 0..rng.gen_range(2..7) {
-                let mut skills = BTreeMap::new();
-                for s in &services {
-                    if rng.gen_bool(0.7) {
-                        skills.insert(s.clone(), rng.gen_range(1..=5));
-                    }
-                }
-                let langs: Vec<Language> = languages
-                    .iter()
-                    .filter(|_| rng.gen_bool(0.7))
-                    .cloned()
-                    .collect();
-                let login = OperatorLogin {
-                    operator_id: OperatorId::new(format!("op{i}")).unwrap(),
-                    skills,
-                    languages: if langs.is_empty() {
-                        vec![languages[0].clone()]
-                    } else {
-                        langs
-                    },
-                    capacity: rng.gen_range(1..=3),
-                    node: NodeId::new("n1").unwrap(),
-                    presence: Presence::Available,
-                };
+                let login = crate::core::tests::random_login(
+                    &mut rng,
+                    i,
+                    &services,
+                    &languages,
+                    Presence::Available,
+                );
                 st.apply(&cfg, Time::from_secs(t), Command::OperatorOnline(login))
                     .unwrap();
             }

@@ -400,6 +400,39 @@ fn route_reference(st: &mut TenantState, cfg: &QueueConfig, now: Time, fx: &mut 
     }
 }
 
+/// Operator `op{i}` with random skills in `services` (levels 1–5), some of `languages` (at least
+/// the first) and a capacity of 1–3, on node `n1`.
+pub(crate) fn random_login(
+    rng: &mut impl rand::Rng,
+    i: usize,
+    services: &[Service],
+    languages: &[Language],
+    presence: Presence,
+) -> OperatorLogin {
+    let mut skills = BTreeMap::new();
+    for s in services {
+        if rng.gen_bool(0.7) {
+            skills.insert(s.clone(), rng.gen_range(1..=5));
+        }
+    }
+    let mut langs: Vec<Language> = languages
+        .iter()
+        .filter(|_| rng.gen_bool(0.6))
+        .cloned()
+        .collect();
+    if langs.is_empty() {
+        langs.push(languages[0].clone());
+    }
+    OperatorLogin {
+        operator_id: OperatorId::new(format!("op{i}")).unwrap(),
+        skills,
+        languages: langs,
+        capacity: rng.gen_range(1..=3),
+        node: NodeId::new("n1").unwrap(),
+        presence,
+    }
+}
+
 /// Random rooms (operators with mixed skills, languages, capacities, loads, presence and idle
 /// times; calls with priorities, aging, head places, declines and pins) routed by both passes.
 #[test]
@@ -417,29 +450,14 @@ fn routing_offers_what_the_reference_pass_offers_in_random_rooms() {
         let mut st = TenantState::default();
         let base = 1_700_000_000_000u64;
         for i in 0..rng.gen_range(1..8) {
-            let mut skills = BTreeMap::new();
-            for s in &services {
-                if rng.gen_bool(0.7) {
-                    skills.insert(s.clone(), rng.gen_range(1..=5));
-                }
-            }
-            let mut langs: Vec<Language> = languages
-                .iter()
-                .filter(|_| rng.gen_bool(0.6))
-                .cloned()
-                .collect();
-            if langs.is_empty() {
-                langs.push(languages[0].clone());
-            }
-            let login = OperatorLogin {
-                operator_id: OperatorId::new(format!("op{i}")).unwrap(),
-                skills,
-                languages: langs,
-                capacity: rng.gen_range(1..=3),
-                node: NodeId::new("n1").unwrap(),
-                // Paused while the calls arrive, so that they all wait.
-                presence: Presence::Paused("p".into()),
-            };
+            // Paused while the calls arrive, so that they all wait.
+            let login = random_login(
+                &mut rng,
+                i,
+                &services,
+                &languages,
+                Presence::Paused("p".into()),
+            );
             st.apply(
                 &cfg,
                 Time::from_millis(base),
