@@ -299,7 +299,13 @@ async fn every_request_type_by_every_role_on_every_object() {
     let mut kiosks: Vec<String> = ids.iter().map(|i| format!("k-{i}")).collect();
     kiosks.push("k-x".into());
     let kiosk_refs: Vec<&str> = kiosks.iter().map(String::as_str).collect();
-    let c = Centre::start_memory(&ops, &kiosk_refs, |_| {}).await;
+    // The supervisor and the "someone else" sessions send one request per case, faster than
+    // the default 20/s with a burst of 40 on a quick machine: the rate limit is not under test here.
+    let c = Centre::start_memory(&ops, &kiosk_refs, |cfg| {
+        cfg.ws.rate_per_s = 10_000;
+        cfg.ws.rate_burst = 100_000;
+    })
+    .await;
 
     let mut other_kiosk = c.kiosk("k-x").await;
     let mut other_op = c.operator("op-x").await;
