@@ -63,6 +63,8 @@ pub struct ServerFigures {
     pub packets_forwarded: Option<f64>,
     /// RTP payload bytes forwarded.
     pub bytes_forwarded: Option<f64>,
+    /// Times the SFU's forwarding loops woke up (datagrams, timers, commands), all loops.
+    pub loop_wakeups: Option<f64>,
 }
 
 impl ServerFigures {
@@ -75,12 +77,12 @@ impl ServerFigures {
         prom_before: Option<&Scrape>,
         prom_after: Option<&Scrape>,
     ) -> ServerFigures {
-        let delta = |name: &str, direction: &str| {
+        let delta_of = |name: &str, filter: &[(&str, &str)]| {
             let (b, a) = (prom_before?, prom_after?);
-            a.has(name).then(|| {
-                a.sum(name, &[("direction", direction)]) - b.sum(name, &[("direction", direction)])
-            })
+            a.has(name)
+                .then(|| a.sum(name, filter) - b.sum(name, filter))
         };
+        let delta = |name: &str, direction: &str| delta_of(name, &[("direction", direction)]);
         let rss = timeline
             .iter()
             .filter_map(|p| p.server_rss_mib)
@@ -93,6 +95,7 @@ impl ServerFigures {
             packets_in: delta("sportello_media_rtp_packets_total", "in"),
             packets_forwarded: delta("sportello_media_rtp_packets_total", "out"),
             bytes_forwarded: delta("sportello_media_rtp_bytes_total", "out"),
+            loop_wakeups: delta_of("sportello_media_loop_wakeups_total", &[]),
         }
     }
 }
@@ -499,6 +502,21 @@ impl Report {
             (
                 "RTP payload bytes forwarded",
                 f(self.server.bytes_forwarded, 0),
+            ),
+            (
+                "SFU loop wake-ups (per RTP packet received)",
+                format!(
+                    "{} ({})",
+                    f(self.server.loop_wakeups, 0),
+                    f(
+                        self.server
+                            .loop_wakeups
+                            .zip(self.server.packets_in)
+                            .filter(|(_, p)| *p > 0.0)
+                            .map(|(w, p)| w / p),
+                        2
+                    )
+                ),
             ),
         ];
         for (name, v) in rows {
