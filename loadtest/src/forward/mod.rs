@@ -9,6 +9,11 @@
 //!    to each established peer and `sendmmsg` on the shared media socket, though its wake-ups go
 //!    through tokio's readiness (and one `epoll` set of its connected sockets) and the relay's do
 //!    not.
+//!    And the relay woken for every datagram ([`relay::wakeups`], 1,000 datagrams/s, about what
+//!    one loop receives from a handful of calls at kiosk rates): its CPU per datagram
+//!    (`relay_wakeup_us`) is the floor of one wake-up, one receive and one send on this machine,
+//!    under any media server that wakes once per datagram; the memory phase turns it into a
+//!    cost per call for reference.
 //! 2. **memory per call** ([`phases`]): resident set and malloc heap of this process before and
 //!    after N kiosk–operator calls at the default kiosk rates
 //!    ([`sfu::client::ClientOptions::default`]). The clients run in a child process ([`clients`]:
@@ -32,7 +37,9 @@
 //!    (same sequence number and timestamp: the SFU does not rewrite them for a call's first
 //!    source) on the way out. The plain relay is measured the same way at the same packet rate.
 //!    The clients' end-to-end figure (send time in the payload → receiver's `poll_read`) is
-//!    reported too.
+//!    reported too, and how busy the whole machine was (`latency_machine_busy`, from
+//!    `/proc/stat`): from 0.8 of all cores the SFU queues for a CPU behind the load generator,
+//!    and the report says the figure is the machine's.
 //!
 //! Run: `cargo run --release -p loadtest -- forward` (about 75 s); `--quick` (or `QUICK=1`) for a
 //! smoke run of ~8 s. Options, each with the environment variable of the old bench as its
@@ -75,6 +82,9 @@ use report::Results;
 const PKT: usize = 1200;
 /// `recvmmsg`/`sendmmsg` batch of the relay.
 const BATCH: usize = 32;
+/// Datagrams per second sent to the relay woken for each ([`relay::wakeups`]): about what one
+/// forwarding loop receives from a handful of calls at kiosk rates (~220 datagrams/s per call).
+const WAKEUP_PPS: usize = 1_000;
 /// Receive buffer the bench gives the SFU's shared socket and the clients' sockets (the driver
 /// asks for 4 MiB).
 const RCVBUF: i32 = 8 << 20;
@@ -214,6 +224,8 @@ pub fn main(args: Args) -> ExitCode {
         out.relay_batched = Some(relay::throughput(BATCH, cfg.secs));
         eprintln!("[relay] recv_from/send_to …");
         out.relay_single = Some(relay::throughput(1, cfg.secs));
+        eprintln!("[relay] woken for every datagram, {WAKEUP_PPS}/s …");
+        out.relay_wakeups = Some(relay::wakeups(WAKEUP_PPS, cfg.secs));
     }
     if cfg.wants("memory") {
         out.memory = Some(phases::memory_phase(&rt, &cfg));

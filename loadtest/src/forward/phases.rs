@@ -147,6 +147,9 @@ pub struct LatResult {
     pub drops: Drops,
     pub clients: ClientReport,
     pub relay: Summary,
+    /// How busy the whole machine was during the window (fraction of all cores): near 1, the
+    /// SFU waited for a CPU behind the load generator, and the tap measures that wait.
+    pub machine_busy: Option<f64>,
 }
 
 pub fn latency_phase(rt: &tokio::runtime::Runtime, cfg: &Config, pps: usize) -> LatResult {
@@ -175,7 +178,9 @@ pub fn latency_phase(rt: &tokio::runtime::Runtime, cfg: &Config, pps: usize) -> 
     clients.mark();
     tap.recording.store(true, Ordering::Relaxed);
     let a = snap(rt, &sfu, &threads);
+    let ticks = sys::machine_ticks();
     std::thread::sleep(cfg.secs);
+    let machine_busy = sys::machine_busy(ticks, sys::machine_ticks());
     let b = snap(rt, &sfu, &threads);
     tap.recording.store(false, Ordering::Relaxed);
     let report = clients.report();
@@ -198,5 +203,6 @@ pub fn latency_phase(rt: &tokio::runtime::Runtime, cfg: &Config, pps: usize) -> 
         drops,
         clients: report,
         relay,
+        machine_busy,
     }
 }

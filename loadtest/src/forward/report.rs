@@ -9,10 +9,14 @@ use super::{relay, Config, FPS, LAT_PPF, PKT};
 pub struct Results {
     pub relay_batched: Option<relay::RelayResult>,
     pub relay_single: Option<relay::RelayResult>,
+    pub relay_wakeups: Option<relay::RelayResult>,
     pub memory: Option<MemResult>,
     pub forward: Option<FwdResult>,
     pub latency: Option<LatResult>,
 }
+
+/// The fraction of all cores busy above which the latency phase says the machine was saturated.
+const SATURATED: f64 = 0.8;
 
 fn verdict(ok: bool) -> &'static str {
     if ok {
@@ -54,6 +58,16 @@ impl Results {
                 r.cpu_s,
                 r.wall_s,
                 r.sunk
+            );
+        }
+        if let Some(r) = &self.relay_wakeups {
+            println!(
+                "plain relay woken for every datagram ({:.0}/s, {PKT} B): {:.1} µs of CPU per datagram ({} relayed in {:.3} CPU s over {:.1} s): the floor of one wake-up, one receive and one send on this machine",
+                r.relayed as f64 / r.wall_s.max(1e-9),
+                1e6 / r.per_core(),
+                r.relayed,
+                r.cpu_s,
+                r.wall_s
             );
         }
         if let Some(f) = &self.forward {
@@ -137,6 +151,20 @@ impl Results {
                 }
             );
             println!("  {}", l.drops.describe());
+            if let Some(busy) = l.machine_busy {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                println!(
+                    "  the machine: {:.0}% of its {cores} cores busy over the window{}",
+                    100.0 * busy,
+                    if busy >= SATURATED {
+                        " (saturated: the SFU queues for a CPU behind the load generator, and the \
+                         tap measures that wait; on this machine the figure needs a lower rate \
+                         or the clients elsewhere)"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         if let Some(m) = &self.memory {
             println!();
@@ -174,6 +202,13 @@ impl Results {
                 100.0 * w.cpu_s() / w.wall_s / m.calls as f64,
                 w.forwarded as f64 / w.wall_s
             );
+            if let Some(r) = &self.relay_wakeups {
+                let per_call = w.forwarded as f64 / w.wall_s.max(1e-9) / m.calls as f64;
+                println!(
+                    "  for reference: at {per_call:.0} packets/s per call, one wake-up of the plain relay per packet would cost {:.3}% of a core per call",
+                    100.0 * per_call / r.per_core()
+                );
+            }
         }
     }
 }
@@ -201,10 +236,12 @@ impl Results {
             "sfu_pps_per_core": sfu.map(|v| v.round()),
             "relay_pps_per_core": relay.map(|v| v.round()),
             "relay_single_pps_per_core": self.relay_single.as_ref().map(|r| r.per_core().round()),
+            "relay_wakeup_us": self.relay_wakeups.as_ref().map(|r| round(1e6 / r.per_core(), 2)),
             "sfu_relay_ratio": sfu.zip(relay).map(|(s, r)| round(s / r, 3)),
             "latency_p50_ms": latency.filter(|l| l.tap.n > 0).map(|l| round(l.tap.p50 / 1e3, 3)),
             "latency_p99_ms": latency.filter(|l| l.tap.n > 0).map(|l| round(l.tap.p99 / 1e3, 3)),
             "latency_offered_pps": latency.map(|l| l.offered_pps),
+            "latency_machine_busy": latency.and_then(|l| l.machine_busy).map(|b| round(b, 3)),
             "relay_latency_p99_ms": latency.map(|l| round(l.relay.p99 / 1e3, 3)),
             "memory_per_call_kib": memory.map(|(rss, _, _)| rss.round()),
             "heap_per_call_kib": memory.map(|(_, heap, _)| heap.round()),

@@ -37,6 +37,30 @@ pub fn process_cpu_s() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// The machine's CPU time since boot from `/proc/stat`'s first line, in clock ticks: (busy,
+/// total), where idle and iowait are the time not busy. Two readings give how busy every core
+/// was in between.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+    let v: Vec<u64> = cpu
+        .split_whitespace()
+        .take(8)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The fraction of all cores that were busy between two [`machine_ticks`] readings.
+pub fn machine_busy(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
+    let ((busy_a, total_a), (busy_b, total_b)) = (a?, b?);
+    let total = total_b.checked_sub(total_a).filter(|t| *t > 0)?;
+    Some(busy_b.saturating_sub(busy_a) as f64 / total as f64)
+}
+
 /// Resident set size of this process (`VmRSS`), bytes.
 pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -265,4 +289,23 @@ pub fn recv_timestamped(fd: i32, buf: &mut [u8], flags: i32) -> io::Result<(usiz
         }
     }
     Ok((n as usize, ts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_busy_fraction_is_busy_ticks_over_all_ticks() {
+        assert_eq!(
+            machine_busy(Some((100, 1000)), Some((250, 1200))),
+            Some(0.75)
+        );
+        // No time passed, or a reading missing: no figure rather than a division by zero.
+        assert_eq!(machine_busy(Some((100, 1000)), Some((100, 1000))), None);
+        assert_eq!(machine_busy(None, Some((100, 1000))), None);
+        // This machine's own /proc/stat reads, and busy never exceeds the total.
+        let (busy, total) = machine_ticks().expect("/proc/stat");
+        assert!(busy <= total && total > 0);
+    }
 }

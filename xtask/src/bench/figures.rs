@@ -80,6 +80,9 @@ pub(super) const FIGURES: &[Figure] = &[
     fig("forward", "latency_p99_ms", "latency added by the SFU at 50% load, p99", " ms", Some(Below(1.0))),
     fig("forward", "relay_latency_p99_ms", "latency added by the plain relay, p99 (reference)", " ms", None),
     fig("forward", "memory_per_call_kib", "memory per active call", " KiB", Some(Below(1024.0))),
+    fig("forward", "cpu_per_call_pct", "SFU CPU per call, 50 calls at kiosk rates in one loop (the server's goal: ≤ 0.5%)", "% of a core", None),
+    fig("forward", "relay_wakeup_us", "plain relay woken for every datagram, CPU per datagram (reference: the floor of a wake-up)", " µs", None),
+    fig("forward", "latency_machine_busy", "the whole machine during the latency phase (≥ 0.8: saturated by the load generator)", " of all cores", None),
     // Queue.
     // The goals are on 50 callers at once on one tenant (issue 19), as `-c 50` has 50 clients; one
     // client is bound by a round trip per decision and is reported.
