@@ -151,27 +151,66 @@ fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) 
         .expect("thread")
 }
 
+/// A relay thread moving what reaches `addr` to a sink thread that drains it, until
+/// [`Running::finish`].
+struct Running {
+    addr: SocketAddrV4,
+    batch: usize,
+    stop: Arc<AtomicBool>,
+    relay: JoinHandle<(u64, i64)>,
+    sink: JoinHandle<u64>,
+    started: Instant,
+}
+
+impl Running {
+    fn start(batch: usize) -> Running {
+        let (relay_sock, sink) = (socket(), socket());
+        let addr = v4(&relay_sock);
+        let sink_addr = v4(&sink);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let sink = spawn("relay-sink", move || {
+            let mut rx = Mmsg::new(64);
+            let mut got = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                got += rx.recv(sink.as_raw_fd()) as u64;
+            }
+            got
+        });
+        let s = stop.clone();
+        let relay = spawn("relay", move || relay(relay_sock, sink_addr, batch, s));
+        Running {
+            addr,
+            batch,
+            stop,
+            relay,
+            sink,
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops the relay and the sink (and whatever else watches `stop`) and counts.
+    fn finish(self) -> RelayResult {
+        self.stop.store(true, Ordering::Relaxed);
+        let (relayed, cpu_ns) = self.relay.join().expect("relay");
+        let sunk = self.sink.join().expect("sink");
+        RelayResult {
+            batch: self.batch,
+            relayed,
+            cpu_s: cpu_ns as f64 / 1e9,
+            wall_s: self.started.elapsed().as_secs_f64(),
+            sunk,
+        }
+    }
+}
+
 /// The relay at full tilt: a blaster sends 1200-byte datagrams in `sendmmsg` batches as fast
 /// as it can, a sink drains them.
 pub fn throughput(batch: usize, secs: Duration) -> RelayResult {
-    let (relay_sock, sink, blaster) = (socket(), socket(), socket());
-    let relay_addr = v4(&relay_sock);
-    let sink_addr = v4(&sink);
-    blaster.connect(relay_addr).expect("connect");
-    let stop = Arc::new(AtomicBool::new(false));
-
-    let s = stop.clone();
-    let sink_t = spawn("relay-sink", move || {
-        let mut rx = Mmsg::new(64);
-        let mut got = 0u64;
-        while !s.load(Ordering::Relaxed) {
-            got += rx.recv(sink.as_raw_fd()) as u64;
-        }
-        got
-    });
-    let s = stop.clone();
-    let relay_t = spawn("relay", move || relay(relay_sock, sink_addr, batch, s));
-    let s = stop.clone();
+    let running = Running::start(batch);
+    let blaster = socket();
+    blaster.connect(running.addr).expect("connect");
+    let s = running.stop.clone();
     let blast_t = spawn("relay-blaster", move || {
         let payload = vec![0x80u8; PKT];
         let mut iov: Vec<libc::iovec> = (0..BATCH)
@@ -186,19 +225,10 @@ pub fn throughput(batch: usize, secs: Duration) -> RelayResult {
             unsafe { libc::sendmmsg(blaster.as_raw_fd(), hdr.as_mut_ptr(), BATCH as u32, 0) };
         }
     });
-    let started = Instant::now();
     std::thread::sleep(secs);
-    stop.store(true, Ordering::Relaxed);
+    let result = running.finish();
     let _ = blast_t.join();
-    let (relayed, cpu_ns) = relay_t.join().expect("relay");
-    let sunk = sink_t.join().expect("sink");
-    RelayResult {
-        batch,
-        relayed,
-        cpu_s: cpu_ns as f64 / 1e9,
-        wall_s: started.elapsed().as_secs_f64(),
-        sunk,
-    }
+    result
 }
 
 /// The relay woken for every datagram: a paced sender sends one datagram every `1/pps` s (the
@@ -207,27 +237,13 @@ pub fn throughput(batch: usize, secs: Duration) -> RelayResult {
 /// receive and one send cost on this machine with no other work: the floor under any media
 /// server that wakes once per datagram.
 pub fn wakeups(pps: usize, secs: Duration) -> RelayResult {
-    let (relay_sock, sink, sender) = (socket(), socket(), socket());
-    let relay_addr = v4(&relay_sock);
-    let sink_addr = v4(&sink);
-    sender.connect(relay_addr).expect("connect");
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let sink_t = spawn("relay-sink", move || {
-        let mut rx = Mmsg::new(64);
-        let mut got = 0u64;
-        while !s.load(Ordering::Relaxed) {
-            got += rx.recv(sink.as_raw_fd()) as u64;
-        }
-        got
-    });
-    let s = stop.clone();
-    let relay_t = spawn("relay", move || relay(relay_sock, sink_addr, BATCH, s));
+    let running = Running::start(BATCH);
+    let sender = socket();
+    sender.connect(running.addr).expect("connect");
     let gap = Duration::from_secs_f64(1.0 / pps.max(1) as f64);
     let payload = vec![0x80u8; PKT];
-    let started = Instant::now();
-    let mut next = started;
-    while started.elapsed() < secs {
+    let mut next = Instant::now();
+    while running.started.elapsed() < secs {
         let _ = sender.send(&payload);
         next += gap;
         if let Some(d) = next.checked_duration_since(Instant::now()) {
@@ -235,15 +251,9 @@ pub fn wakeups(pps: usize, secs: Duration) -> RelayResult {
         }
     }
     std::thread::sleep(Duration::from_millis(20));
-    stop.store(true, Ordering::Relaxed);
-    let (relayed, cpu_ns) = relay_t.join().expect("relay");
-    let sunk = sink_t.join().expect("sink");
     RelayResult {
         batch: 0,
-        relayed,
-        cpu_s: cpu_ns as f64 / 1e9,
-        wall_s: started.elapsed().as_secs_f64(),
-        sunk,
+        ..running.finish()
     }
 }
 
