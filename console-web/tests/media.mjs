@@ -57,6 +57,7 @@ function options() {
     serverPid: flag('server-pid', 'SPORTELLO_PID'),
     kioskBase: flag('kiosk-base', 'SPORTELLO_KIOSK_BASE'),
     signalFile: flag('signal-file', 'SPORTELLO_SIGNAL_FILE'),
+    trace: flag('trace', 'MEDIA_TRACE', '') !== '',
   };
   const missing = ['base', 'kioskToken', 'username', 'password'].filter((k) => !o[k]);
   if (missing.length || !['udp', 'tcp'].includes(o.mode)) {
@@ -235,6 +236,8 @@ async function main() {
     // The page ran under its Content-Security-Policy without a violation.
     const csp = sides.flatMap((x) => x.consoleLines.filter((l) => /Content Security Policy/.test(l)));
     if (csp.length) throw new Failure(`CSP violations: ${JSON.stringify(csp)}`);
+    // `--trace 1`: each page's timestamped log, SDP and candidates, also on success.
+    if (o.trace) for (const x of sides) console.error(await report(x));
     console.log(JSON.stringify(result));
   } catch (e) {
     console.error(`media.mjs (${o.mode}): FAILED: ${e.message}`);

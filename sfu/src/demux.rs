@@ -23,6 +23,11 @@ pub fn is_stun(data: &[u8]) -> bool {
         && u32::from_be_bytes([data[4], data[5], data[6], data[7]]) == MAGIC_COOKIE
 }
 
+/// Is this datagram a DTLS record (RFC 7983: first byte 20..=63)?
+pub fn is_dtls(data: &[u8]) -> bool {
+    data.first().is_some_and(|b| (20..=63).contains(b))
+}
+
 /// Our ufrag from a STUN Binding request's USERNAME (`<ours>:<theirs>`), if the packet is one.
 pub fn binding_request_ufrag(data: &[u8]) -> Option<&str> {
     if !is_stun(data) {
@@ -115,6 +120,15 @@ mod tests {
         response[1] = 0x01;
         response[0] = 0x01; // 0x0101, a Binding success response
         assert_eq!(binding_request_ufrag(&response), None);
+    }
+
+    #[test]
+    fn dtls_is_told_apart_from_stun_and_rtp() {
+        assert!(is_dtls(&[22, 0xfe, 0xfd]), "a handshake record");
+        assert!(is_dtls(&[20]) && is_dtls(&[63]));
+        assert!(!is_dtls(&binding("03abc:xyz")), "STUN");
+        assert!(!is_dtls(&[0x80; 12]), "RTP");
+        assert!(!is_dtls(&[64]) && !is_dtls(&[19]) && !is_dtls(&[]));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use super::negotiate::extensions;
-use super::peers::{Inbound, PeerId};
+use super::peers::{Inbound, PeerId, EARLY_DTLS};
 use super::Engine;
 use crate::demux;
 use crate::MediaEvent;
@@ -52,6 +52,15 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
+        if !peer.ice_has_pair() && demux::is_dtls(&data) {
+            // Kept for when ICE has a pair (below): rtc would drop it now.
+            if peer.early_dtls.len() < EARLY_DTLS {
+                peer.early_dtls.push((protocol, from, data));
+            } else {
+                self.counters.dropped_unknown += 1;
+            }
+            return;
+        }
         let result = peer.pc.handle_read(TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -67,6 +76,16 @@ impl Engine {
             self.counters.dropped_unknown += 1;
         }
         self.process(now, id);
+        // This datagram gave ICE its pair: the DTLS records that came before it now count.
+        let early = match self.peers.get_mut(&id) {
+            Some(p) if p.ice_has_pair() && !p.early_dtls.is_empty() => {
+                std::mem::take(&mut p.early_dtls)
+            }
+            _ => return,
+        };
+        for (protocol, from, data) in early {
+            self.handle_packet(now, protocol, from, data);
+        }
     }
 
     /// Drain a connection's outputs: events, application messages (forwarded), datagrams, and its
@@ -81,6 +100,9 @@ impl Engine {
             };
             while let Some(ev) = peer.pc.poll_event() {
                 match ev {
+                    RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
+                        peer.ice = state;
+                    }
                     RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                         peer.state = state;
                         match state {

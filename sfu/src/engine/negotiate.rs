@@ -11,7 +11,7 @@ use std::time::Instant;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
 };
@@ -216,6 +216,8 @@ impl Engine {
             outbound,
             addrs: Vec::new(),
             state: RTCPeerConnectionState::New,
+            ice: RTCIceConnectionState::New,
+            early_dtls: Vec::new(),
             trouble_since: Some(now),
             failed_reported: false,
             scheduled: None,

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use bytes::BytesMut;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
@@ -19,6 +20,9 @@ use rtc::shared::TransportProtocol;
 use super::{Engine, Transmit};
 use crate::rewrite::{ExtensionMap, StreamRewriter};
 use crate::{MediaRole, Participant};
+
+/// DTLS records kept per connection until ICE has a pair (a handshake flight is a few).
+pub(super) const EARLY_DTLS: usize = 8;
 
 /// A connection's id within its loop.
 pub(super) type PeerId = u64;
@@ -57,6 +61,13 @@ pub(super) struct Peer {
     pub(super) outbound: Vec<Outbound>,
     pub(super) addrs: Vec<(TransportProtocol, SocketAddr)>,
     pub(super) state: RTCPeerConnectionState,
+    /// The ICE connection state `rtc` last reported.
+    pub(super) ice: RTCIceConnectionState,
+    /// DTLS records that arrived before ICE had a pair to carry them, which `rtc` would drop, to
+    /// hand to the connection once it has one (at most [`EARLY_DTLS`]). A browser starts DTLS as
+    /// soon as its own check is answered, often before ours is: without them it would wait for
+    /// its retransmission timer.
+    pub(super) early_dtls: Vec<(TransportProtocol, SocketAddr, BytesMut)>,
     pub(super) trouble_since: Option<Instant>,
     pub(super) failed_reported: bool,
     pub(super) scheduled: Option<Instant>,
@@ -69,6 +80,18 @@ pub(super) struct Peer {
 pub(super) struct CallMedia {
     pub(super) held: bool,
     pub(super) peers: Vec<PeerId>,
+}
+
+impl Peer {
+    /// Whether ICE has a pair for data yet: `rtc` drops anything but STUN until it does.
+    pub(super) fn ice_has_pair(&self) -> bool {
+        !matches!(
+            self.ice,
+            RTCIceConnectionState::Unspecified
+                | RTCIceConnectionState::New
+                | RTCIceConnectionState::Checking
+        )
+    }
 }
 
 impl Engine {

@@ -22,6 +22,10 @@ pub struct Link {
     /// A uniformly random extra delay in `[0, jitter]`: datagrams sent less than `jitter` apart
     /// may arrive in the other order.
     pub jitter: Duration,
+    /// An extra delay for STUN success responses only, so that a check is answered after the
+    /// datagrams its sender sends next (a browser's DTLS overtaking its answer to the SFU's own
+    /// check, as the two race on a real host).
+    pub stun_response_delay: Duration,
 }
 
 impl Default for Link {
@@ -31,6 +35,7 @@ impl Default for Link {
             loss: 0.0,
             delay: Duration::from_millis(20),
             jitter: Duration::ZERO,
+            stun_response_delay: Duration::ZERO,
         }
     }
 }
@@ -52,6 +57,14 @@ impl Link {
     /// The same path, with this much random extra delay (reordering).
     pub fn with_jitter(self, jitter: Duration) -> Self {
         Link { jitter, ..self }
+    }
+
+    /// The same path, holding STUN success responses back this much longer.
+    pub fn with_stun_response_delay(self, stun_response_delay: Duration) -> Self {
+        Link {
+            stun_response_delay,
+            ..self
+        }
     }
 }
 
@@ -241,7 +254,10 @@ impl Network {
             state.counts.lost += 1;
             return;
         }
-        let at = now + state.link.delay + state.link.jitter.mul_f64(extra);
+        let mut at = now + state.link.delay + state.link.jitter.mul_f64(extra);
+        if data.len() >= 2 && data[0] == 0x01 && data[1] == 0x01 {
+            at += state.link.stun_response_delay; // a Binding success response
+        }
         self.order += 1;
         self.flights.push(Flight {
             at,
