@@ -7,6 +7,10 @@
 # Prints one JSON line per run. Figures go in BENCHMARKS.md.
 #
 #   scripts/bench-browser-call.sh            # RUNS=3 HOLD_S=30
+#   MEDIA_TRACE=1 RUST_LOG=info,rtc_ice=trace scripts/bench-browser-call.sh
+#                                            # each page's timestamped log on stderr, to set
+#                                            # beside the server's (same clock, kept in
+#                                            # target/bench-browser-call-server.log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${RUNS:-3}"
@@ -22,7 +26,8 @@ log="$data/server.log"
 ./target/release/sportello --data-dir "$data" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
   --media-udp 127.0.0.1:0 --media-tcp 127.0.0.1:0 >"$log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$data"' EXIT
+# With MEDIA_TRACE the server's log is kept in target/bench-browser-call-server.log.
+trap 'kill $server 2>/dev/null; [ -n "${MEDIA_TRACE:-}" ] && cp "$log" target/bench-browser-call-server.log; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q "metrics " "$log" && break; sleep 0.1; done
 base="$(grep -o 'listening on http://[^/]*' "$log" | sed 's/listening on //')"
 metrics="$(grep -o 'metrics *http://[^ ]*' "$log" | awk '{print $2}')"
