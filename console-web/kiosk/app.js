@@ -361,6 +361,8 @@ async function call() {
     const reply = await client.request('call.request', { service, language: lang });
     ui.callId = reply.call_id;
     note(`call ${reply.call_id} (${service}, ${lang})`);
+    // While the citizen waits: the camera opens and the offer is made (see prepareMedia).
+    prepareMedia(reply.call_id).catch((e) => note(`media not prepared: ${e.code ?? ''} ${e.message}`));
     // queue.update follows unless an operator got it at once (then call.assigned comes).
     if (ui.screen === 'welcome') showWaiting();
   } catch (e) {
@@ -404,18 +406,36 @@ async function openDevices() {
   }
 }
 
-/** Starts the call's media with the SFU (once per call; kept across hold and requeue). */
-async function startMedia(callId) {
-  if (media && media.callId === callId) return;
+/** The media being set up or running: `{callId, promise, started}` (the promise resolves to its
+ *  `CallMedia`, or null). */
+let mediaSetup = null;
+
+/**
+ * Opens the camera and microphone and prepares the call's peer connection and offer, once per
+ * call: from the moment the citizen calls, so that when an operator answers only the offer has
+ * to go (opening a camera can take longer than the whole negotiation). Nothing is sent before
+ * `startMedia`.
+ */
+function prepareMedia(callId) {
+  if (mediaSetup?.callId === callId) return mediaSetup.promise;
   stopMedia();
-  $('call-connecting').hidden = false;
-  localStream = await openDevices();
-  if (ui.callId !== callId) return;
+  const promise = createMedia(callId);
+  mediaSetup = { callId, promise };
+  return promise;
+}
+
+async function createMedia(callId) {
+  const stream = await openDevices();
+  if (ui.callId !== callId || mediaSetup?.callId !== callId) {
+    // The call ended (or another began) while the camera opened.
+    stream?.getTracks().forEach((t) => t.stop());
+    return null;
+  }
+  localStream = stream;
   $('local').srcObject = localStream;
   $('local').hidden = !localStream?.getVideoTracks().length;
   const m = new CallMedia(client, callId, { stream: localStream ?? undefined });
   media = m;
-  setText($('call-connecting'), 'call.connecting');
   m.on('state', (s) => {
     note(`peer connection ${s.connectionState}, ICE ${s.iceConnectionState}`);
     if (s.connectionState === 'connected' && !m.reconnecting) $('call-connecting').hidden = true;
@@ -437,6 +457,20 @@ async function startMedia(callId) {
     $('call-connecting').hidden = true;
     setText($('call-connecting'), 'call.connecting');
   });
+  await m.prepare();
+  return media === m ? m : null;
+}
+
+/** Starts the call's media with the SFU (once per call; kept across hold and requeue). */
+async function startMedia(callId) {
+  const prepared = prepareMedia(callId);
+  const setup = mediaSetup;
+  if (setup.started) return;
+  setup.started = true;
+  $('call-connecting').hidden = false;
+  setText($('call-connecting'), 'call.connecting');
+  const m = await prepared;
+  if (!m || media !== m) return;
   playRemote(m.remoteStream);
   await m.start();
   note('media answer applied');
@@ -469,6 +503,7 @@ async function retryCamera() {
 function stopMedia() {
   media?.close();
   media = null;
+  mediaSetup = null;
   ui.mediaReconnecting = false;
   $('call-connecting').hidden = true;
   localStream?.getTracks().forEach((t) => t.stop());

@@ -454,6 +454,25 @@ export class CallMedia extends Emitter {
     this.closed = false;
     /** The media node that answered the current connection, with media nodes. */
     this.mediaNode = null;
+    /** The offer `prepare()` made for the current peer connection, sent by `start()`. */
+    this.preparedOffer = null;
+  }
+
+  /**
+   * Creates the peer connection and its offer ahead of `start()`, for instance while a kiosk
+   * waits in the queue, so that `start()` only has to send `media.offer` when the call is
+   * answered. Nothing reaches the network before `start()` but ICE gathering of local
+   * candidates, which wait for the answer. Resolves once the offer is the local description.
+   * @returns {Promise<void>}
+   */
+  async prepare() {
+    if (this.pc || this.closed) return;
+    const pc = this.createPeerConnection();
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    // The SDP as made, without the candidates gathered since: those are trickled after the
+    // answer, as for an offer made in `start()`.
+    if (this.pc === pc) this.preparedOffer = offer.sdp;
   }
 
   /**
@@ -486,7 +505,7 @@ export class CallMedia extends Emitter {
       offReconnect();
       offSync();
     };
-    this.createPeerConnection();
+    if (!this.pc) this.createPeerConnection();
     await this.negotiate();
   }
 
@@ -506,6 +525,7 @@ export class CallMedia extends Emitter {
       rtcpMuxPolicy: 'require',
     });
     this.pc = pc;
+    this.preparedOffer = null;
     this.answered = false;
     this.earlyCandidates = [];
     this.localCandidates = [];
@@ -625,10 +645,15 @@ export class CallMedia extends Emitter {
   /** The body of `negotiate()` for the connection `pc`. */
   async offerAndAnswer(pc) {
     this.answered = false;
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
-    if (this.pc !== pc) return;
-    const body = { call_id: this.callId, sdp: pc.localDescription.sdp };
+    let offerSdp = this.preparedOffer;
+    this.preparedOffer = null;
+    if (!offerSdp || pc.signalingState !== 'have-local-offer') {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      if (this.pc !== pc) return;
+      offerSdp = pc.localDescription.sdp;
+    }
+    const body = { call_id: this.callId, sdp: offerSdp };
     if (this.options.monitor) body.monitor = true;
     const reply = await this.client.request('media.offer', body);
     if (this.pc !== pc) return;

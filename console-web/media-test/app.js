@@ -21,6 +21,8 @@ const $ = (id) => document.getElementById(id);
 
 /** @type {CallMedia | null} */
 let media = null;
+/** The kiosk's media prepared while it waits, as the kiosk page does: `{callId, media, ready}`. */
+let prepared = null;
 let client = null;
 /** The operator's dispositions from `state.sync`; the wrap-up closes with the first. */
 let dispositions = [];
@@ -163,7 +165,9 @@ function fail(error) {
 async function startMedia(callId, localStream) {
   if (media) return;
   setState('connecting_media');
-  media = new CallMedia(client, callId, { stream: localStream, tcpOnly });
+  const ahead = prepared?.callId === callId ? prepared : null;
+  prepared = null;
+  media = ahead?.media ?? new CallMedia(client, callId, { stream: localStream, tcpOnly });
   media.on('state', (s) => {
     note(`peer connection ${s.connectionState}, ICE ${s.iceConnectionState}`);
     if (s.connectionState === 'connected') setState('media_connected');
@@ -188,6 +192,7 @@ async function startMedia(callId, localStream) {
   });
   $('remote').srcObject = media.remoteStream;
   watchFrames($('remote'));
+  if (ahead) await ahead.ready;
   await media.start();
   note('answer applied');
 }
@@ -195,6 +200,8 @@ async function startMedia(callId, localStream) {
 function endMedia(reason) {
   media?.close();
   media = null;
+  prepared?.media.close();
+  prepared = null;
   setState('ended', reason);
 }
 
@@ -220,6 +227,11 @@ async function kiosk(localStream) {
   });
   mediaTest.callId = reply.call_id;
   note(`call ${reply.call_id}`);
+  // Like the kiosk page: the peer connection and its offer are made while the call waits.
+  if (!media) {
+    const m = new CallMedia(client, reply.call_id, { stream: localStream, tcpOnly });
+    prepared = { callId: reply.call_id, media: m, ready: m.prepare() };
+  }
 }
 
 async function operator(localStream) {
