@@ -163,6 +163,7 @@ function logout() {
   }
   state.calls.clear();
   state.offers.clear();
+  for (const id of [...prepared.keys()]) dropPrepared(id);
   state.slots.fill(null);
   localStream?.getTracks().forEach((tr) => tr.stop());
   localStream = null;
@@ -215,6 +216,7 @@ function wire(c) {
   c.on('call.offer_revoked', (e) => {
     const offer = state.offers.get(e.call_id);
     state.offers.delete(e.call_id);
+    dropPrepared(e.call_id);
     if (offer && e.reason === 'expired') missed(offer);
     note(`offer ${e.call_id} revoked (${e.reason})`);
     renderOffers();
@@ -255,7 +257,12 @@ function onSync(e) {
       upsertCall(call);
     }
   }
-  for (const id of [...state.offers.keys()]) if (!seen.has(id)) state.offers.delete(id);
+  for (const id of [...state.offers.keys()]) {
+    if (!seen.has(id)) {
+      state.offers.delete(id);
+      dropPrepared(id);
+    }
+  }
   for (const id of [...state.calls.keys()]) if (!seen.has(id)) removeCall(id);
   renderAll();
 }
@@ -272,6 +279,7 @@ function addOffer(e, announce = true) {
   });
   state.offered += 1;
   note(`offer ${e.call_id} from ${e.kiosk?.id}`);
+  prepareMedia(e.call_id);
   if (announce) say(t('console.status.offer', { name: e.kiosk?.name ?? '' }));
   renderOffers();
 }
@@ -323,6 +331,7 @@ function setCallState(callId, s) {
 }
 
 function removeCall(callId) {
+  dropPrepared(callId);
   const call = state.calls.get(callId);
   if (!call) return;
   call.media?.close();
@@ -348,21 +357,63 @@ async function camera() {
   return localStream;
 }
 
-async function startMedia(call) {
-  call.mediaStarting = true;
+/** Media made ready while a call is offered, by call id: a promise of `{media, mic}` or null. */
+const prepared = new Map();
+
+/** A call's media: its own stream (see `startMedia`) and a `CallMedia` for it, not started. */
+async function createMedia(callId) {
   const cam = await camera();
   // Each booth gets its own microphone track, live only while the booth is selected, so a citizen
   // never hears the operator talking to another booth.
   let stream = null;
+  let mic = null;
   if (cam) {
-    const mic = cam.getAudioTracks()[0]?.clone();
+    mic = cam.getAudioTracks()[0]?.clone() ?? null;
     stream = new MediaStream([...cam.getVideoTracks(), ...(mic ? [mic] : [])]);
-    call.mic = mic ?? null;
   }
-  const media = new CallMedia(client, call.call_id, { stream });
+  return { media: new CallMedia(client, callId, { stream }), mic };
+}
+
+/**
+ * While a call rings: its peer connection and offer are made now (`CallMedia.prepare`), so that
+ * once the operator accepts only the offer has to go.
+ */
+function prepareMedia(callId) {
+  if (prepared.has(callId) || state.calls.has(callId)) return;
+  prepared.set(callId, (async () => {
+    const made = await createMedia(callId);
+    await made.media.prepare();
+    return made;
+  })().catch((e) => {
+    note(`media of ${callId} not prepared: ${e.name ?? e.code ?? ''} ${e.message}`);
+    return null;
+  }));
+}
+
+/** Closes the media prepared for an offer that went away (revoked, expired, taken elsewhere). */
+function dropPrepared(callId) {
+  const p = prepared.get(callId);
+  if (!p) return;
+  prepared.delete(callId);
+  p.then((made) => {
+    made?.media.close();
+    made?.mic?.stop();
+  });
+}
+
+async function startMedia(call) {
+  call.mediaStarting = true;
+  const ready = prepared.get(call.call_id);
+  prepared.delete(call.call_id);
+  const { media, mic } = (await ready) ?? (await createMedia(call.call_id));
   call.mediaStarting = false;
   // The call may have ended while the camera opened.
-  if (state.calls.get(call.call_id) !== call || call.state === 'wrapup') return;
+  if (state.calls.get(call.call_id) !== call || call.state === 'wrapup') {
+    media.close();
+    mic?.stop();
+    return;
+  }
+  call.mic = mic;
   call.media = media;
   // The server moved the call's media to another node (media.reconnect): the same call on a new
   // connection, whose streams the tile and the scan comparison show again.

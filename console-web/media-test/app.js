@@ -21,7 +21,8 @@ const $ = (id) => document.getElementById(id);
 
 /** @type {CallMedia | null} */
 let media = null;
-/** The kiosk's media prepared while it waits, as the kiosk page does: `{callId, media, ready}`. */
+/** The media prepared while the call waits (kiosk) or rings (operator), as the kiosk page and
+ *  the console do: `{callId, media, ready}`. */
 let prepared = null;
 let client = null;
 /** The operator's dispositions from `state.sync`; the wrap-up closes with the first. */
@@ -242,6 +243,9 @@ async function operator(localStream) {
     if (mediaTest.callId) return;
     mediaTest.callId = event.call_id;
     setState('offered', event.kiosk?.name ?? '');
+    // Like the console: the peer connection and its offer are made while the call rings.
+    const m = new CallMedia(client, event.call_id, { stream: localStream, tcpOnly });
+    prepared = { callId: event.call_id, media: m, ready: m.prepare() };
     try {
       await client.request('call.accept', { call_id: event.call_id });
       await startMedia(event.call_id, localStream);
