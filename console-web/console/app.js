@@ -382,7 +382,13 @@ function prepareMedia(callId) {
   if (prepared.has(callId) || state.calls.has(callId)) return;
   prepared.set(callId, (async () => {
     const made = await createMedia(callId);
-    await made.media.prepare();
+    try {
+      await made.media.prepare();
+    } catch (e) {
+      made.media.close();
+      made.mic?.stop();
+      throw e;
+    }
     return made;
   })().catch((e) => {
     note(`media of ${callId} not prepared: ${e.name ?? e.code ?? ''} ${e.message}`);
