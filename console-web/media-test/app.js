@@ -198,6 +198,12 @@ async function startMedia(callId, localStream) {
   note('answer applied');
 }
 
+/** Makes the call's peer connection and offer now; `startMedia` sends them. */
+function prepare(callId, localStream) {
+  const m = new CallMedia(client, callId, { stream: localStream, tcpOnly });
+  prepared = { callId, media: m, ready: m.prepare() };
+}
+
 function endMedia(reason) {
   media?.close();
   media = null;
@@ -229,10 +235,7 @@ async function kiosk(localStream) {
   mediaTest.callId = reply.call_id;
   note(`call ${reply.call_id}`);
   // Like the kiosk page: the peer connection and its offer are made while the call waits.
-  if (!media) {
-    const m = new CallMedia(client, reply.call_id, { stream: localStream, tcpOnly });
-    prepared = { callId: reply.call_id, media: m, ready: m.prepare() };
-  }
+  if (!media) prepare(reply.call_id, localStream);
 }
 
 async function operator(localStream) {
@@ -244,8 +247,7 @@ async function operator(localStream) {
     mediaTest.callId = event.call_id;
     setState('offered', event.kiosk?.name ?? '');
     // Like the console: the peer connection and its offer are made while the call rings.
-    const m = new CallMedia(client, event.call_id, { stream: localStream, tcpOnly });
-    prepared = { callId: event.call_id, media: m, ready: m.prepare() };
+    prepare(event.call_id, localStream);
     try {
       await client.request('call.accept', { call_id: event.call_id });
       await startMedia(event.call_id, localStream);

@@ -76,16 +76,6 @@ impl Engine {
             self.counters.dropped_unknown += 1;
         }
         self.process(now, id);
-        // This datagram gave ICE its pair: the DTLS records that came before it now count.
-        let early = match self.peers.get_mut(&id) {
-            Some(p) if p.ice_has_pair() && !p.early_dtls.is_empty() => {
-                std::mem::take(&mut p.early_dtls)
-            }
-            _ => return,
-        };
-        for (protocol, from, data) in early {
-            self.handle_packet(now, protocol, from, data);
-        }
     }
 
     /// Drain a connection's outputs: events, application messages (forwarded), datagrams, and its
@@ -94,6 +84,7 @@ impl Engine {
         let mut forwards = std::mem::take(&mut self.scratch);
         let mut keyframe_for: Vec<u32> = Vec::new();
         let mut became_connected = false;
+        let mut early_dtls = Vec::new();
         {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
@@ -102,6 +93,10 @@ impl Engine {
                 match ev {
                     RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
                         peer.ice = state;
+                        if peer.ice_has_pair() {
+                            // The DTLS records that came before ICE had a pair now count.
+                            early_dtls.append(&mut peer.early_dtls);
+                        }
                     }
                     RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                         peer.state = state;
@@ -212,5 +207,8 @@ impl Engine {
             }
         }
         self.flush(now, id);
+        for (protocol, from, data) in early_dtls {
+            self.handle_packet(now, protocol, from, data);
+        }
     }
 }
