@@ -628,8 +628,10 @@ fn per_call_costs_once_the_call_is_up() {
     assert!(rtcp_out < 60.0, "{rtcp_out} RTCP datagrams out per second");
     // Two connections' NACK, TWCC and report timers.
     assert!(timers < 40.0, "{timers} timers fired per second");
+    // A connected connection's timers run at the datagrams' wake-ups (`TIMER_SLACK`): before
+    // it, a tenth of the wake-ups were for timers alone (25 of 260 per second).
     assert!(
-        timer_wakes < packet_wakes / 4.0,
+        timer_wakes < packet_wakes / 50.0,
         "{timer_wakes} timer wake-ups"
     );
 }

@@ -37,6 +37,8 @@ mod peers;
 mod stats;
 mod timers;
 
+pub use timers::TIMER_SLACK;
+
 /// What one loop needs to know about the sockets it answers on.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -94,7 +96,12 @@ pub struct Engine {
     calls: HashMap<Arc<str>, CallMedia>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<(TransportProtocol, SocketAddr), PeerId>,
+    /// Deadlines of connections that are not connected (joining, or in trouble): the driver
+    /// wakes for them on time.
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    /// Deadlines of connected connections: run at the first wake-up after them, and woken for
+    /// only [`timers::TIMER_SLACK`] late (see [`Engine::next_deadline`]).
+    lazy_timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     next_id: PeerId,
     transmits: Vec<Transmit>,
     learned: Vec<(TransportProtocol, SocketAddr, bool)>,
@@ -126,6 +133,7 @@ impl Engine {
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             timers: BinaryHeap::new(),
+            lazy_timers: BinaryHeap::new(),
             next_id: 1,
             transmits: Vec::new(),
             learned: Vec::new(),

@@ -182,7 +182,11 @@ impl Engine {
             let at = at.max(now);
             if peer.scheduled.is_none_or(|s| at < s) {
                 peer.scheduled = Some(at);
-                self.timers.push(Reverse((at, id)));
+                if peer.state == RTCPeerConnectionState::Connected {
+                    self.lazy_timers.push(Reverse((at, id)));
+                } else {
+                    self.timers.push(Reverse((at, id)));
+                }
             }
         }
         for key in new_addrs {
