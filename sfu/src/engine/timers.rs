@@ -33,10 +33,7 @@ impl Engine {
             .lazy_timers
             .peek()
             .map(|Reverse((t, _))| *t + TIMER_SLACK);
-        match (exact, lazy) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        exact.into_iter().chain(lazy).min()
     }
 
     /// Runs the timers whose deadline is `now` or earlier, earliest first.
